@@ -1,0 +1,356 @@
+"""The AMQP wire format of chat-loadgen, shared by the client transport and the reference server's front.
+
+Request/reply over RabbitMQ (the pattern of ``aio_pika/patterns/rpc.py``):
+
+- The client publishes ONE request message to the default exchange with the request queue's name as routing
+  key (``mandatory`` so that a queue nobody declared fails at once), with the AMQP properties
+  ``correlation_id`` (unique per turn), ``reply_to`` (the client's exclusive reply queue), ``expiration`` (the
+  turn's timeout, in ms: an unserved request dies in the queue), ``content_type`` ``application/json``,
+  ``type`` :data:`REQUEST_TYPE`, and headers :data:`SENT_AT_HEADER` (the client's wall clock when it published,
+  epoch ms, so a server can tell a request that expired while prefetched) and, with an API key,
+  :data:`AUTH_HEADER` = ``"Bearer <key>"``. Body (JSON, UTF-8)::
+
+      {"v": 1, "model": "loadgen-sim", "messages": [{"role": "user", "content": "Hi"}],
+       "max_tokens": 64, "stream": true, "session_id": null}
+
+  ``messages`` is the whole conversation (client history) or only the new message with a ``session_id``
+  (server history); ``max_tokens`` 0 means the server's default; ``model`` may be left out.
+
+- The server answers on ``reply_to`` through the default exchange, each message with the request's
+  ``correlation_id`` and ``type`` :data:`CHUNK_TYPE`. Streaming: one message per token chunk, ``seq`` counting
+  from 0 with no gaps, the last one with ``final: true``, ``finish_reason`` and ``usage`` (its ``text`` may be
+  empty). Not streaming: a single ``final`` message with the whole text. Body::
+
+      {"seq": 0, "text": "Hel", "tokens": 1, "final": false}
+      {"seq": 7, "text": "", "tokens": 0, "final": true, "finish_reason": "stop",
+       "usage": {"prompt_tokens": 12, "completion_tokens": 7}}
+
+- A failure is a ``final`` message carrying ``error`` (``code`` one of :data:`ERROR_CODES`, a human
+  ``message``), sent in place of the next chunk, e.g.
+  ``{"seq": 0, "final": true, "error": {"code": "overloaded", "message": "engine queue full"}}``.
+
+Chunk timing on the client is taken when a message reaches its consumer, before this module decodes it.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import socket
+import ssl
+import urllib.parse
+from dataclasses import dataclass
+from typing import Any, Final
+
+import aiormq.exceptions as amqp_exc
+
+from loadgen.types import ChatMessage, ChatRequest, Usage
+
+#: The version this module writes (``"v"`` of a request); a reader accepts a request without one as version 1.
+WIRE_VERSION: Final = 1
+DEFAULT_QUEUE: Final = "loadgen.chat.requests"
+CONTENT_TYPE: Final = "application/json"
+REQUEST_TYPE: Final = "loadgen.chat.request"
+CHUNK_TYPE: Final = "loadgen.chat.chunk"
+#: Request header carrying the API key as ``Bearer <key>`` (the same form as REST and gRPC).
+AUTH_HEADER: Final = "authorization"
+#: Request header: the client's ``time.time()`` in integer ms when it published (with ``expiration``, the
+#: server can skip a request whose client has given up).
+SENT_AT_HEADER: Final = "x-loadgen-sent-at-ms"
+
+#: Error codes a server may reply with.
+BAD_REQUEST: Final = "bad_request"
+UNAUTHORIZED: Final = "unauthorized"
+OVERLOADED: Final = "overloaded"
+INTERNAL: Final = "internal"
+ERROR_CODES: Final = frozenset({BAD_REQUEST, UNAUTHORIZED, OVERLOADED, INTERNAL})
+
+#: AMQP short strings (queue names) are at most 255 bytes.
+MAX_QUEUE_NAME_BYTES: Final = 255
+
+
+class WireError(ValueError):
+    """A message that does not follow this format. The text says what is wrong and is safe to show."""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# requests
+
+
+def encode_request(request: ChatRequest, *, model: str | None = None) -> bytes:
+    """The request body for ``request`` (``model`` overrides ``request.model``)."""
+    body = {
+        "v": WIRE_VERSION,
+        "model": model or request.model,
+        "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+        "max_tokens": max(0, request.max_tokens),
+        "stream": request.stream,
+        "session_id": request.session_id,
+    }
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def decode_request(body: bytes, *, default_max_tokens: int = 64) -> ChatRequest:
+    """The :class:`ChatRequest` of a request body; :class:`WireError` names the first problem."""
+    data = _json_object(body, "request")
+    version = data.get("v", WIRE_VERSION)
+    if version != WIRE_VERSION:
+        raise WireError(f"unsupported request version {version!r} (this server speaks {WIRE_VERSION})")
+    raw_messages = data.get("messages")
+    if not isinstance(raw_messages, list) or not raw_messages:
+        raise WireError("'messages' must be a non-empty list of {role, content} objects")
+    messages: list[ChatMessage] = []
+    for i, item in enumerate(raw_messages):
+        if not isinstance(item, dict):
+            raise WireError(f"messages[{i}] must be an object with 'role' and 'content'")
+        role, content = item.get("role"), item.get("content")
+        if not isinstance(role, str) or not isinstance(content, str):
+            raise WireError(f"messages[{i}] needs string 'role' and 'content'")
+        messages.append(ChatMessage(role=role, content=content))
+    max_tokens = data.get("max_tokens", 0)
+    if max_tokens is None:
+        max_tokens = 0
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 0:
+        raise WireError(f"'max_tokens' must be a non-negative integer, got {max_tokens!r}")
+    stream = data.get("stream", True)
+    if not isinstance(stream, bool):
+        raise WireError(f"'stream' must be true or false, got {stream!r}")
+    session_id = data.get("session_id")
+    if session_id is not None and not isinstance(session_id, str):
+        raise WireError("'session_id' must be a string or null")
+    kwargs: dict[str, Any] = {}
+    model = data.get("model")
+    if model is not None:
+        if not isinstance(model, str):
+            raise WireError("'model' must be a string")
+        if model:
+            kwargs["model"] = model
+    return ChatRequest(
+        messages=tuple(messages),
+        max_tokens=max_tokens or default_max_tokens,
+        stream=stream,
+        session_id=session_id or None,
+        **kwargs,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# replies
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorBody:
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """One reply message."""
+
+    seq: int
+    text: str = ""
+    tokens: int = 0
+    final: bool = False
+    finish_reason: str | None = None
+    usage: Usage | None = None
+    error: ErrorBody | None = None
+
+
+def encode_chunk(chunk: Chunk) -> bytes:
+    body: dict[str, Any] = {"seq": chunk.seq}
+    if chunk.text or not chunk.final:
+        body["text"] = chunk.text
+    if chunk.tokens:
+        body["tokens"] = chunk.tokens
+    body["final"] = chunk.final
+    if chunk.finish_reason is not None:
+        body["finish_reason"] = chunk.finish_reason
+    if chunk.usage is not None:
+        body["usage"] = {
+            "prompt_tokens": chunk.usage.prompt_tokens,
+            "completion_tokens": chunk.usage.completion_tokens,
+        }
+    if chunk.error is not None:
+        body["error"] = {"code": chunk.error.code, "message": chunk.error.message}
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def error_chunk(seq: int, code: str, message: str) -> Chunk:
+    return Chunk(seq=seq, final=True, error=ErrorBody(code=code, message=message))
+
+
+def decode_chunk(body: bytes) -> Chunk:
+    """The :class:`Chunk` of a reply body; :class:`WireError` names the first problem."""
+    data = _json_object(body, "reply")
+    seq = data.get("seq")
+    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+        raise WireError(f"reply 'seq' must be a non-negative integer, got {seq!r}")
+    text = data.get("text", "")
+    if not isinstance(text, str):
+        raise WireError("reply 'text' must be a string")
+    tokens = data.get("tokens", 0)
+    if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 0:
+        raise WireError(f"reply 'tokens' must be a non-negative integer, got {tokens!r}")
+    final = data.get("final", False)
+    if not isinstance(final, bool):
+        raise WireError("reply 'final' must be true or false")
+    finish_reason = data.get("finish_reason")
+    if finish_reason is not None and not isinstance(finish_reason, str):
+        raise WireError("reply 'finish_reason' must be a string")
+    usage: Usage | None = None
+    raw_usage = data.get("usage")
+    if raw_usage is not None:
+        if not isinstance(raw_usage, dict):
+            raise WireError("reply 'usage' must be an object")
+        prompt, completion = raw_usage.get("prompt_tokens", 0), raw_usage.get("completion_tokens", 0)
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (prompt, completion)):
+            raise WireError("reply 'usage' counts must be non-negative integers")
+        usage = Usage(prompt_tokens=prompt, completion_tokens=completion)
+    error: ErrorBody | None = None
+    raw_error = data.get("error")
+    if raw_error is not None:
+        if not isinstance(raw_error, dict):
+            raise WireError("reply 'error' must be an object with 'code' and 'message'")
+        code, message = raw_error.get("code"), raw_error.get("message", "")
+        if not isinstance(code, str) or not isinstance(message, str):
+            raise WireError("reply 'error' needs a string 'code' and 'message'")
+        error = ErrorBody(code=code, message=message)
+        final = True
+    return Chunk(seq=seq, text=text, tokens=tokens, final=final, finish_reason=finish_reason, usage=usage, error=error)
+
+
+def _json_object(body: bytes, what: str) -> dict[str, Any]:
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise WireError(f"{what} body is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise WireError(f"{what} body must be a JSON object, got {type(data).__name__}")
+    return data
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# logging
+
+
+#: Loggers that, at DEBUG, print what goes on the wire: aiormq every frame it sends as raw bytes (the login's
+#: password among them), aio-pika every message it publishes with its headers (the API key among them).
+WIRE_LOGGERS: Final = ("aiormq.connection", "aio_pika.exchange")
+
+
+def quiet_frame_logs() -> None:
+    """Keep :data:`WIRE_LOGGERS` at INFO or above, so that no secret reaches a log through them (a process run
+    at DEBUG still gets everything else). Called before each connection is made."""
+    for name in WIRE_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.getEffectiveLevel() < logging.INFO:
+            logger.setLevel(logging.INFO)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# connection failures, in words (client and server alike)
+
+#: getaddrinfo's EAI_NONAME / EAI_AGAIN / EAI_NODATA (aiormq passes them on as the errno, negative).
+_RESOLVE_ERRNOS = frozenset({socket.EAI_NONAME, socket.EAI_AGAIN, getattr(socket, "EAI_NODATA", -5)})
+
+
+def connect_failure_reason(exc: BaseException, *, where: str, user: str, timeout_s: float) -> str:
+    """Why connecting to the broker at ``where`` (``host:port``, never a URL) failed, in one line.
+
+    Library messages are only quoted for the cases not recognised here; aio-pika and aiormq mask the password
+    in the URLs they print.
+    """
+    if isinstance(exc, TimeoutError):
+        return f"connect timeout to the broker at {where} after {timeout_s:g}s"
+    if isinstance(exc, amqp_exc.ProbableAuthenticationError | amqp_exc.AuthenticationError):
+        return f"the broker at {where} refused the login of user {user!r} (wrong password?)"
+    cause: BaseException | None = exc
+    seen = 0
+    while cause is not None and seen < 8:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return f"TLS certificate of the broker at {where} not trusted: {cause.verify_message}"
+        if isinstance(cause, ssl.SSLError):
+            return f"TLS handshake with the broker at {where} failed: {cause.reason or cause}"
+        cause = cause.__cause__ or cause.__context__
+        seen += 1
+    text = " ".join(str(exc).split())
+    lower = text.lower()
+    code = exc.errno if isinstance(exc, OSError) else None
+    if code == errno.ECONNREFUSED or "connection refused" in lower or "connect call failed" in lower:
+        return (
+            f"connection refused to the broker at {where}: is RabbitMQ running? "
+            "(start one with `rabbitmq-server -detached`)"
+        )
+    if code in _RESOLVE_ERRNOS or "name or service not known" in lower or "nodename nor servname" in lower:
+        return f"cannot resolve the host of the broker at {where}"
+    if "vhost" in lower or "not_allowed" in lower or "connection.close" in lower.replace(" ", ""):
+        return f"the broker at {where} refused the connection (unknown vhost, or no access to it)"
+    if len(text) > 160:
+        text = text[:159] + "…"
+    return f"cannot connect to the broker at {where}: {type(exc).__name__}: {text}"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# URLs
+
+
+def split_target(url: str) -> tuple[str, str]:
+    """``(broker URL without the queue parameter, request queue name)`` of
+    ``amqp(s)://user:pass@host:port/vhost?queue=NAME&...`` (other query parameters stay, for aio-pika)."""
+    parts = urllib.parse.urlsplit(url)
+    pairs = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    queues = [v for k, v in pairs if k == "queue"]
+    if len(queues) > 1:
+        raise WireError("give the 'queue' parameter once")
+    queue = queues[0] if queues else DEFAULT_QUEUE
+    check_queue_name(queue)
+    rest = urllib.parse.urlencode([(k, v) for k, v in pairs if k != "queue"])
+    return urllib.parse.urlunsplit(parts._replace(query=rest)), queue
+
+
+def with_queue(url: str, queue: str) -> str:
+    """``url`` with its ``queue`` parameter set to ``queue`` (any other parameter kept)."""
+    check_queue_name(queue)
+    parts = urllib.parse.urlsplit(url)
+    pairs = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True) if k != "queue"]
+    pairs.append(("queue", queue))
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(pairs)))
+
+
+def check_queue_name(name: str) -> None:
+    if not name:
+        raise WireError("the queue name is empty")
+    if len(name.encode()) > MAX_QUEUE_NAME_BYTES:
+        raise WireError(f"the queue name is longer than {MAX_QUEUE_NAME_BYTES} bytes")
+
+
+__all__ = [
+    "AUTH_HEADER",
+    "BAD_REQUEST",
+    "CHUNK_TYPE",
+    "CONTENT_TYPE",
+    "DEFAULT_QUEUE",
+    "ERROR_CODES",
+    "INTERNAL",
+    "OVERLOADED",
+    "REQUEST_TYPE",
+    "SENT_AT_HEADER",
+    "UNAUTHORIZED",
+    "WIRE_LOGGERS",
+    "WIRE_VERSION",
+    "Chunk",
+    "ErrorBody",
+    "WireError",
+    "check_queue_name",
+    "connect_failure_reason",
+    "decode_chunk",
+    "decode_request",
+    "encode_chunk",
+    "encode_request",
+    "error_chunk",
+    "quiet_frame_logs",
+    "split_target",
+    "with_queue",
+]

@@ -1,0 +1,1 @@
+"""Benchmarks run by hand (``loadgen bench ...``); their figures go in reports/BENCHMARKS.md."""

@@ -1,0 +1,76 @@
+"""A set of histograms and counters keyed by series; the unit of recording, shipping and merging."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from loadgen.metrics.histograms import TrackedHistogram
+from loadgen.metrics.keys import SeriesKey
+
+WIRE_VERSION = 1
+
+
+class MetricsBatch:
+    """Histograms (``SeriesKey`` -> :class:`TrackedHistogram`) and counters (``SeriesKey`` -> number).
+
+    Counter metrics used by the project: ``count`` (turns), ``failures`` (all failed turns, equal to
+    Locust's failures), ``failures.transport``, ``failures.retention``, ``retention.checked``,
+    ``retention.passed``, ``output_tokens``, ``prompt_tokens``, and ``reason:<kind>:<text>`` per failure reason.
+    """
+
+    def __init__(self) -> None:
+        self.histograms: dict[SeriesKey, TrackedHistogram] = {}
+        self.counters: Counter[SeriesKey] = Counter()
+
+    def histogram(self, key: SeriesKey) -> TrackedHistogram:
+        hist = self.histograms.get(key)
+        if hist is None:
+            hist = self.histograms[key] = TrackedHistogram(key.metric)
+        return hist
+
+    def record(self, key: SeriesKey, value: int, count: int = 1) -> None:
+        self.histogram(key).record(value, count)
+
+    def incr(self, key: SeriesKey, amount: float = 1) -> None:
+        self.counters[key] += amount  # type: ignore[assignment]
+
+    def is_empty(self) -> bool:
+        return not self.counters and all(h.count == 0 for h in self.histograms.values())
+
+    def reset(self) -> None:
+        self.histograms.clear()
+        self.counters.clear()
+
+    # --- exact merge -----------------------------------------------------------------------------------
+    def to_wire(self) -> dict[str, Any]:
+        """A JSON/msgpack-safe form: HDR histograms base64-encoded (compressed), counters as numbers."""
+        return {
+            "v": WIRE_VERSION,
+            "h": {
+                k.encode(): [h.encode(), h.above_range, h.below_range, h.value_sum]
+                for k, h in self.histograms.items()
+                if h.count
+            },
+            "c": {k.encode(): v for k, v in self.counters.items()},
+        }
+
+    def merge_wire(self, data: dict[str, Any]) -> None:
+        if data.get("v") != WIRE_VERSION:
+            raise ValueError(f"metrics wire version {data.get('v')!r} is not {WIRE_VERSION}: mixed versions?")
+        for key_text, entry in data["h"].items():
+            encoded, above, below = entry[0], entry[1], entry[2]
+            value_sum = int(entry[3]) if len(entry) > 3 else 0
+            self.histogram(SeriesKey.decode(key_text)).add_encoded(encoded, int(above), int(below), value_sum)
+        for key_text, value in data["c"].items():
+            self.counters[SeriesKey.decode(key_text)] += value
+
+    def merge(self, other: MetricsBatch) -> None:
+        self.merge_wire(other.to_wire())
+
+    def take(self) -> MetricsBatch:
+        """Move everything into a new batch and leave this one empty (what a worker ships each report)."""
+        out = MetricsBatch()
+        out.histograms, self.histograms = self.histograms, {}
+        out.counters, self.counters = self.counters, Counter()
+        return out

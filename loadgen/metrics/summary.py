@@ -1,0 +1,124 @@
+"""``summary.json``: the run's figures per (transport, dialogue, turn), plus run-level ones.
+
+Schema (``schema_version`` 1), documented in README.md ("Reading the report"):
+{
+  "schema_version": 1,
+  "run": {id, started_at, ended_at, duration_s, target, transports, history_mode, users, ... options},
+  "turns": [ {transport, dialogue, turn, count, failures, failures_by_kind: {transport, retention},
+              failure_reasons: {"Kind: reason": n}, e2e_ms, ttft_ms, itl_ms, schedule_lag_ms
+              (each {p50, p95, p99, max, mean, count, out_of_range}), retention: {checked, passed, rate},
+              output_tokens, prompt_tokens, output_tokens_per_s} ... ],
+  "transports": {name: the same figures over all dialogues and turns, plus turns_per_s},
+  "context_buckets": {transport: {bucket: {e2e_ms, ttft_ms}}},
+  "generator_lag_ms": {p50, p95, p99, max, mean, count},
+  "warnings": [text, ...]
+}
+Percentile fields are milliseconds (floats); quantile names follow the percentile scale (p99 = 0.99).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from loadgen.metrics.batch import MetricsBatch
+from loadgen.metrics.histograms import Metric, TrackedHistogram
+from loadgen.metrics.keys import ALL, SeriesKey
+
+SCHEMA_VERSION = 1
+QUANTILES: dict[str, float] = {"p50": 0.50, "p95": 0.95, "p99": 0.99}
+GENERATOR_LAG_WARN_MS = 5.0
+
+
+def latency_block(hist: TrackedHistogram | None) -> dict[str, float | int]:
+    """Percentiles of a microsecond histogram, in milliseconds."""
+    if hist is None or hist.count == 0:
+        return {"p50": 0.0, "p95": 0.0, "p99": 0.0, "max": 0.0, "mean": 0.0, "count": 0, "out_of_range": 0}
+    values = hist.quantiles(QUANTILES.values())
+    block: dict[str, float | int] = {name: round(values[q] / 1000.0, 3) for name, q in QUANTILES.items()}
+    block["max"] = round(hist.max() / 1000.0, 3)
+    block["mean"] = round(hist.mean() / 1000.0, 3)
+    block["count"] = hist.count
+    block["out_of_range"] = hist.above_range + hist.below_range
+    return block
+
+
+def _figures(batch: MetricsBatch, base: SeriesKey, duration_s: float) -> dict[str, Any]:
+    c = batch.counters
+
+    def counter(name: str) -> float:
+        return float(c.get(base.with_metric(name), 0))
+
+    def hist(metric: str) -> TrackedHistogram | None:
+        return batch.histograms.get(base.with_metric(metric))
+
+    reasons: dict[str, int] = {}
+    prefix = "reason:"
+    for key, value in c.items():
+        if key.turn_key() == base.turn_key() and key.metric.startswith(prefix):
+            kind, _, text = key.metric[len(prefix) :].partition(":")
+            reasons[f"{kind}: {text}"] = int(value)
+    checked = int(counter("retention.checked"))
+    passed = int(counter("retention.passed"))
+    output_tokens = counter("output_tokens")
+    e2e = hist(Metric.E2E)
+    busy_s = (e2e.mean() * e2e.count / 1e6) if e2e is not None and e2e.count else 0.0
+    return {
+        "count": int(counter("count")),
+        "failures": int(counter("failures")),
+        "failures_by_kind": {
+            "transport": int(counter("failures.transport")),
+            "retention": int(counter("failures.retention")),
+        },
+        "failure_reasons": dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
+        "e2e_ms": latency_block(e2e),
+        "ttft_ms": latency_block(hist(Metric.TTFT)),
+        "itl_ms": latency_block(hist(Metric.ITL)),
+        "schedule_lag_ms": latency_block(hist(Metric.SCHEDULE_LAG)),
+        "retention": {"checked": checked, "passed": passed, "rate": (passed / checked) if checked else None},
+        "output_tokens": round(output_tokens, 1),
+        "prompt_tokens": int(counter("prompt_tokens")),
+        # tokens per second of one conversation while its reply streams (per user) ...
+        "output_tokens_per_s_per_user": round(output_tokens / busy_s, 2) if busy_s else 0.0,
+        # ... and over the whole run (all users together)
+        "output_tokens_per_s": round(output_tokens / duration_s, 2) if duration_s > 0 else 0.0,
+        "turns_per_s": round(counter("count") / duration_s, 3) if duration_s > 0 else 0.0,
+    }
+
+
+def build_summary(batch: MetricsBatch, run: dict[str, Any], warnings: list[str] | None = None) -> dict[str, Any]:
+    duration_s = float(run.get("duration_s") or 0.0)
+    turn_keys = sorted({k.turn_key() for k in (*batch.counters, *batch.histograms)})
+    turns = []
+    transports: dict[str, Any] = {}
+    for transport, dialogue, turn in turn_keys:
+        if transport == ALL:
+            continue
+        base = SeriesKey(transport, dialogue, turn, "")
+        if dialogue == ALL:
+            transports[transport] = _figures(batch, base, duration_s)
+            continue
+        row = {"transport": transport, "dialogue": dialogue, "turn": turn}
+        row.update(_figures(batch, base, duration_s))
+        turns.append(row)
+    buckets: dict[str, dict[str, Any]] = defaultdict(dict)
+    for key, hist in sorted(batch.histograms.items()):
+        if key.dialogue == ALL and "@ctx" in key.metric and key.transport != ALL:
+            metric, _, bucket = key.metric.partition("@ctx")
+            buckets[key.transport].setdefault(bucket, {})[f"{metric}_ms"] = latency_block(hist)
+    lag = latency_block(batch.histograms.get(SeriesKey(ALL, ALL, 0, Metric.GENERATOR_LAG)))
+    all_warnings = list(warnings or [])
+    if lag["count"] and float(lag["p99"]) > GENERATOR_LAG_WARN_MS:
+        all_warnings.append(
+            f"load generator lag p99 is {lag['p99']} ms (> {GENERATOR_LAG_WARN_MS} ms): the generator was "
+            "overloaded and its own delay is inside the latencies; use fewer users per process or --processes N"
+        )
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "run": run,
+        "turns": turns,
+        "transports": transports,
+        "context_buckets": dict(buckets),
+        "generator_lag_ms": lag,
+        "warnings": all_warnings,
+    }

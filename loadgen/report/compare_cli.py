@@ -1,0 +1,133 @@
+"""``loadgen compare BASELINE_DIR CURRENT_DIR``: per-turn deltas between two runs; exit 3 past thresholds.
+
+The night-over-night check of a soak job::
+
+    loadgen compare reports/nightly-2026-11-01 reports/nightly-2026-11-02 --max-regression 10% \\
+        --threshold 'retention >= 99%' --threshold 'errors < 1%'
+
+Exit codes: 0 no regression, 3 a regression or a broken threshold, 2 bad input (missing folder, bad option).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from loadgen.errors import ConfigError
+from loadgen.report import EXIT_BAD_INPUT, EXIT_THRESHOLD_VIOLATED
+from loadgen.report.cli import add_threshold_arguments
+from loadgen.report.compare import (
+    RegressionRules,
+    compare_summaries,
+    comparison_stats,
+    parse_percent,
+    to_csv,
+    to_json,
+    to_markdown,
+    to_text,
+    verdict_lines,
+)
+from loadgen.report.rundata import load_run
+from loadgen.report.thresholds import collect_thresholds, evaluate, format_results, results_json
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("baseline", metavar="BASELINE_DIR", help="the reference run folder")
+    parser.add_argument("current", metavar="CURRENT_DIR", help="the run folder to judge")
+    parser.add_argument(
+        "--max-regression",
+        metavar="PCT",
+        help="fail when a latency statistic (--stat, default p99) of any turn or transport is more than PCT "
+        "slower than the baseline, e.g. 10%%",
+    )
+    parser.add_argument(
+        "--stat",
+        default="p99",
+        help="comma-separated statistics --max-regression applies to: p50, p95, p99, max, mean (default p99)",
+    )
+    parser.add_argument(
+        "--metrics",
+        default="e2e,ttft,itl",
+        help="comma-separated latency metrics --max-regression applies to (default e2e,ttft,itl)",
+    )
+    parser.add_argument(
+        "--min-count",
+        type=int,
+        default=20,
+        help="rows with fewer turns than this in either run are shown but not judged (default 20)",
+    )
+    parser.add_argument(
+        "--min-delta-ms",
+        type=float,
+        default=0.0,
+        help="ignore latency regressions smaller than this many ms (noise floor; default 0)",
+    )
+    parser.add_argument(
+        "--max-error-increase",
+        metavar="PP",
+        help="fail when a row's error rate rises by more than PP percentage points, e.g. 1%%",
+    )
+    parser.add_argument(
+        "--max-retention-drop",
+        metavar="PP",
+        help="fail when a row's retention rate falls by more than PP percentage points, e.g. 1%%",
+    )
+    parser.add_argument(
+        "--format", choices=("text", "markdown", "csv", "json"), default="text", help="output format (default text)"
+    )
+    add_threshold_arguments(parser)
+    parser.epilog = "Thresholds (--threshold, --thresholds-file) are checked against CURRENT_DIR."
+
+
+def _rules(args: argparse.Namespace) -> RegressionRules:
+    metrics = tuple(m.strip() for m in str(args.metrics).split(",") if m.strip())
+    bad = [m for m in metrics if m not in ("e2e", "ttft", "itl", "schedule_lag")]
+    if bad:
+        raise ValueError(f"--metrics {bad[0]!r}: choose from e2e, ttft, itl, schedule_lag")
+    return RegressionRules(
+        max_regression=parse_percent(args.max_regression, "--max-regression") if args.max_regression else None,
+        stats=comparison_stats([s.strip() for s in str(args.stat).split(",") if s.strip()]),
+        metrics=metrics,
+        min_count=max(0, int(args.min_count)),
+        min_delta_ms=float(args.min_delta_ms),
+        max_error_increase=(
+            parse_percent(args.max_error_increase, "--max-error-increase") if args.max_error_increase else None
+        ),
+        max_retention_drop=(
+            parse_percent(args.max_retention_drop, "--max-retention-drop") if args.max_retention_drop else None
+        ),
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        rules = _rules(args)
+        thresholds = collect_thresholds(args.threshold, args.thresholds_file)
+        base = load_run(Path(args.baseline), need_intervals=False)
+        cur = load_run(Path(args.current), need_intervals=False)
+    except (ConfigError, ValueError) as exc:
+        sys.stderr.write(f"loadgen compare: {exc}\n")
+        return EXIT_BAD_INPUT
+    comparison = compare_summaries(base.summary, cur.summary, rules)
+    results = evaluate(cur, thresholds) if thresholds else []
+    title = f"{cur.run_id} vs baseline {base.run_id}"
+    if args.format == "csv":
+        sys.stdout.write(to_csv(comparison))
+    elif args.format == "json":
+        data = json.loads(to_json(comparison))
+        data["thresholds"] = results_json(results)
+        sys.stdout.write(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    else:
+        table = to_markdown(comparison, title) if args.format == "markdown" else to_text(comparison, title)
+        sys.stdout.write(table + "\n")
+    failed = bool(comparison.violations) or any(not r.passed for r in results)
+    notes = verdict_lines(comparison, rules)
+    if results:
+        notes.append(format_results(results))
+    notes.append("compare: FAILED (exit 3)" if failed else "compare: no regression past the given limits")
+    # machine formats keep stdout clean; the verdict goes to stderr there
+    verdict_out = sys.stderr if args.format in ("csv", "json") else sys.stdout
+    verdict_out.write("\n".join(notes) + "\n")
+    return EXIT_THRESHOLD_VIOLATED if failed else 0

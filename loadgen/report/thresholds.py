@@ -1,0 +1,401 @@
+"""CI gates: threshold expressions checked against a finished run.
+
+Grammar (also in :data:`GRAMMAR`, shown with every parse error)::
+
+    [TRANSPORT.][DIALOGUE.][turnN.]METRIC.STAT  OP  NUMBER UNIT     latency
+    [TRANSPORT.][DIALOGUE.][turnN.]RATE         OP  NUMBER%         rate
+    [TRANSPORT.][DIALOGUE.][turnN.]COUNT        OP  NUMBER          count or throughput
+    generator_lag.STAT                          OP  NUMBER UNIT     the load generator's own lag (run level)
+
+A scope part left out means "all of it": no transport = each transport of the run (every one must pass); no
+dialogue with ``turnN`` = turn N of every dialogue merged; neither dialogue nor turn = all turns. Latency
+statistics are read from the HDR histograms (exact merges), rates and counts from the counters. A threshold
+whose scope has no data fails (a gate that cannot be checked must not pass silently).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from loadgen.errors import ConfigError
+from loadgen.metrics.histograms import Metric
+from loadgen.report.rundata import LATENCY_METRICS, RunData
+from loadgen.transports import TRANSPORTS
+
+GRAMMAR = """\
+threshold grammar:
+  [TRANSPORT.][DIALOGUE.][turnN.]METRIC.STAT OP NUMBER UNIT   METRIC e2e|ttft|itl|schedule_lag
+                                                              STAT p50|p90|p95|p99|p999|p9999|max|mean
+                                                              UNIT us|ms|s
+  [TRANSPORT.][DIALOGUE.][turnN.]RATE OP NUMBER%              RATE errors|transport_errors|retention
+  [TRANSPORT.][DIALOGUE.][turnN.]COUNT OP NUMBER              COUNT turns|failures|turns_per_s|output_tokens_per_s
+  generator_lag.STAT OP NUMBER UNIT                           the load generator's own lag (whole run)
+  OP is one of < <= > >=; TRANSPORT is one of {transports}; a left-out part means all of it.
+  examples: 'turn5.ttft.p99 < 800ms'  'rest.travel_booking.turn3.e2e.p95 <= 2s'  'e2e.p99 < 2s'
+            'retention >= 99%'  'errors < 1%'  'generator_lag.p99 < 5ms'  'turns >= 100'""".format(
+    transports="|".join(sorted(TRANSPORTS))
+)
+
+RATE_METRICS: dict[str, str] = {
+    "errors": "failed turns (transport errors and retention misses) / turns",
+    "transport_errors": "turns that failed on the wire / turns",
+    "retention": "probed facts still known / probed facts",
+}
+COUNT_METRICS: dict[str, str] = {
+    "turns": "turns sent",
+    "failures": "failed turns",
+    "turns_per_s": "turns per second over the run",
+    "output_tokens_per_s": "output tokens per second over the run, all users",
+}
+TIME_UNITS_US: dict[str, float] = {"us": 1.0, "µs": 1.0, "ms": 1_000.0, "s": 1_000_000.0}
+OPERATORS = ("<=", ">=", "<", ">")
+_EXPR = re.compile(
+    r"^\s*(?P<lhs>[^<>=!\s]+)\s*(?P<op><=|>=|==|!=|=<|=>|<|>|=)\s*(?P<value>[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?)"
+    r"\s*(?P<unit>\S*)\s*$"
+)
+_STAT = re.compile(r"^(p(?P<pct>\d{1,6})|max|mean|avg)$")
+_TURN = re.compile(r"^turn(?P<n>\d+)$")
+
+
+class ThresholdError(ConfigError):
+    """A threshold expression that cannot be parsed. The message says what is wrong and shows the grammar."""
+
+    def __init__(self, expression: str, problem: str, where: str = "") -> None:
+        prefix = f"{where}: " if where else ""
+        super().__init__(f"{prefix}bad threshold {expression!r}: {problem}\n{GRAMMAR}")
+        self.expression = expression
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class Threshold:
+    text: str
+    transport: str | None
+    dialogue: str | None
+    turn: int | None
+    metric: str  # a latency metric, a rate, a count, or generator_lag
+    stat: str | None  # "p99", "max", "mean" for latency metrics
+    op: str
+    value: float  # microseconds for latency, a fraction 0..1 for rates, as given for counts
+    unit: str
+
+    @property
+    def kind(self) -> str:
+        if self.metric in RATE_METRICS:
+            return "rate"
+        if self.metric in COUNT_METRICS:
+            return "count"
+        return "latency"
+
+    def quantile(self) -> float | None:
+        """The 0..1 quantile of a ``pNN`` statistic: p99 -> 0.99, p999 -> 0.999, p50 -> 0.5."""
+        if self.stat is None or not self.stat.startswith("p"):
+            return None
+        digits = self.stat[1:]
+        return float(f"{digits[:2]}.{digits[2:]}" if len(digits) > 2 else digits) / 100.0
+
+    def scope_label(self, transport: str | None = None) -> str:
+        parts = [transport or self.transport or "all transports"]
+        parts.append(f"dialogue {self.dialogue}" if self.dialogue else "all dialogues")
+        parts.append(f"turn {self.turn}" if self.turn is not None else "all turns")
+        return ", ".join(parts)
+
+
+def _stat_ok(stat: str) -> str | None:
+    m = _STAT.match(stat)
+    if not m:
+        return None
+    if stat == "avg":
+        return "mean"
+    pct = m.group("pct")
+    if pct is not None and (pct.startswith("0") or (len(pct) > 2 and not pct.startswith("99")) or pct == "100"):
+        return None
+    return stat
+
+
+def parse_threshold(expression: str, *, where: str = "") -> Threshold:
+    text = expression.strip()
+    if not text:
+        raise ThresholdError(expression, "it is empty", where)
+    m = _EXPR.match(text)
+    if not m:
+        if not any(op in text for op in ("<", ">", "=")):
+            problem = "no comparison operator; use one of < <= > >="
+        else:
+            problem = "expected LEFT OP NUMBER[UNIT], e.g. 'e2e.p99 < 2s'"
+        raise ThresholdError(expression, problem, where)
+    lhs, op, unit = m.group("lhs"), m.group("op"), m.group("unit")
+    if op not in OPERATORS:
+        raise ThresholdError(expression, f"operator {op!r} is not supported; use one of < <= > >=", where)
+    value = float(m.group("value"))
+    parts = lhs.split(".")
+    if any(p == "" for p in parts):
+        raise ThresholdError(expression, f"empty name between dots in {lhs!r}", where)
+    stat: str | None = None
+    if parts[-1] in RATE_METRICS or parts[-1] in COUNT_METRICS:
+        metric, prefix = parts[-1], parts[:-1]
+    elif len(parts) >= 2 and (parts[-2] in LATENCY_METRICS or parts[-2] == Metric.GENERATOR_LAG):
+        metric, prefix = parts[-2], parts[:-2]
+        stat = _stat_ok(parts[-1])
+        if stat is None:
+            raise ThresholdError(
+                expression,
+                f"unknown statistic {parts[-1]!r} for {metric}; use p50, p90, p95, p99, p999, p9999, max or mean",
+                where,
+            )
+    elif parts[-1] in LATENCY_METRICS or parts[-1] == Metric.GENERATOR_LAG:
+        raise ThresholdError(expression, f"{parts[-1]} needs a statistic, e.g. {'.'.join(parts)}.p99", where)
+    else:
+        known = [*LATENCY_METRICS, Metric.GENERATOR_LAG, *RATE_METRICS, *COUNT_METRICS]
+        if len(parts) >= 2 and parts[-1].isdigit() and re.match(r"^p\d+$", parts[-2]):
+            problem = f"write a percentile without a dot: {parts[-2]}.{parts[-1]} is {parts[-2]}{parts[-1]}"
+        else:
+            name = parts[-2] if len(parts) >= 2 and _STAT.match(parts[-1]) else parts[-1]
+            problem = f"unknown metric {name!r}; expected one of {', '.join(known)}"
+        raise ThresholdError(expression, problem, where)
+    transport, dialogue, turn = _scope(expression, metric, prefix, where)
+    # units
+    if metric in RATE_METRICS:
+        if unit != "%":
+            raise ThresholdError(
+                expression,
+                f"{metric} is a rate: write the number as a percentage, e.g. {metric} {op} {value:g}%",
+                where,
+            )
+        if not 0 <= value <= 100:
+            raise ThresholdError(expression, f"{value:g}% is not between 0% and 100%", where)
+        scaled = value / 100.0
+    elif metric in COUNT_METRICS:
+        if unit not in ("", "/s") or (unit == "/s" and not metric.endswith("_per_s")):
+            raise ThresholdError(expression, f"{metric} is a plain number: drop the unit {unit!r}", where)
+        scaled = value
+    else:
+        if unit not in TIME_UNITS_US:
+            problem = (
+                f"{metric}.{stat} needs a time unit (us, ms or s), e.g. {value:g}ms"
+                if not unit
+                else f"unknown time unit {unit!r}; use us, ms or s"
+            )
+            raise ThresholdError(expression, problem, where)
+        if value < 0:
+            raise ThresholdError(expression, "a latency cannot be negative", where)
+        scaled = value * TIME_UNITS_US[unit]
+    return Threshold(
+        text=text,
+        transport=transport,
+        dialogue=dialogue,
+        turn=turn,
+        metric=metric,
+        stat=stat,
+        op=op,
+        value=scaled,
+        unit=unit,
+    )
+
+
+def _scope(expression: str, metric: str, prefix: list[str], where: str) -> tuple[str | None, str | None, int | None]:
+    if metric == Metric.GENERATOR_LAG:
+        if prefix:
+            raise ThresholdError(
+                expression,
+                "generator_lag is measured for the whole run: write generator_lag.STAT with nothing before it",
+                where,
+            )
+        return None, None, None
+    turn: int | None = None
+    if prefix:
+        tm = _TURN.match(prefix[-1])
+        if tm:
+            turn = int(tm.group("n"))
+            if turn < 1:
+                raise ThresholdError(expression, "turns are numbered from 1 (turn1, turn2, ...)", where)
+            prefix = prefix[:-1]
+        elif prefix[-1].startswith("turn") and prefix[-1][4:].strip():
+            raise ThresholdError(expression, f"{prefix[-1]!r}: write a turn as turnN, e.g. turn3", where)
+    if len(prefix) > 2:
+        raise ThresholdError(
+            expression,
+            f"too many parts before {metric}: at most TRANSPORT.DIALOGUE.turnN (got {'.'.join(prefix)!r})",
+            where,
+        )
+    bad_turn = [p for p in prefix if _TURN.match(p)]
+    if bad_turn:
+        raise ThresholdError(expression, f"{bad_turn[0]!r} must come right before the metric", where)
+    transport: str | None = None
+    dialogue: str | None = None
+    if len(prefix) == 2:
+        transport, dialogue = prefix
+        if transport not in TRANSPORTS:
+            raise ThresholdError(
+                expression, f"unknown transport {transport!r}; use one of {', '.join(sorted(TRANSPORTS))}", where
+            )
+    elif len(prefix) == 1:
+        if prefix[0] in TRANSPORTS:
+            transport = prefix[0]
+        else:
+            dialogue = prefix[0]
+    return transport, dialogue, turn
+
+
+def parse_thresholds(expressions: Iterable[str], *, where: str = "--threshold") -> list[Threshold]:
+    return [parse_threshold(e, where=where) for e in expressions]
+
+
+def load_thresholds_file(path: Path | str) -> list[Threshold]:
+    """A YAML list of expressions (or a mapping with a ``thresholds:`` list)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"thresholds file {path}: cannot read it ({exc.strerror or exc})") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"thresholds file {path}: not valid YAML ({exc})") from exc
+    if isinstance(data, dict) and "thresholds" in data:
+        data = data["thresholds"]
+    if data is None:
+        return []
+    if not isinstance(data, list):
+        raise ConfigError(
+            f"thresholds file {path}: expected a YAML list of expressions, e.g.\n"
+            "- 'turn5.ttft.p99 < 800ms'\n- 'retention >= 99%'"
+        )
+    out = []
+    for i, item in enumerate(data, start=1):
+        if not isinstance(item, str):
+            raise ConfigError(f"thresholds file {path}, item {i}: expected a string expression, got {item!r}")
+        out.append(parse_threshold(item, where=f"thresholds file {path}, item {i}"))
+    return out
+
+
+def collect_thresholds(expressions: Sequence[str] | None, files: Sequence[str] | str | None) -> list[Threshold]:
+    out = parse_thresholds(expressions or [])
+    if isinstance(files, str):
+        files = [files]
+    for f in files or []:
+        out.extend(load_thresholds_file(f))
+    return out
+
+
+# --- evaluation --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Result:
+    threshold: Threshold
+    scope: str
+    observed: float | None  # in the threshold's canonical unit (us, fraction, number); None = no data
+    passed: bool
+    detail: str
+
+    def line(self) -> str:
+        status = "PASS" if self.passed else "FAIL"
+        return f"{status} {self.threshold.text}: {self.detail} [{self.scope}]"
+
+
+def _compare(observed: float, op: str, limit: float) -> bool:
+    if op == "<":
+        return observed < limit
+    if op == "<=":
+        return observed <= limit
+    if op == ">":
+        return observed > limit
+    return observed >= limit
+
+
+def _show(threshold: Threshold, value: float) -> str:
+    if threshold.kind == "rate":
+        return f"{100.0 * value:.3f}%"
+    if threshold.kind == "count":
+        return f"{value:g}"
+    return f"{value / 1000.0:.3f} ms"
+
+
+def _observe(data: RunData, t: Threshold, transport: str | None) -> tuple[float | None, str]:
+    """(observed value, what it is); None when the scope has no data to judge."""
+    name = f"{t.metric}.{t.stat}" if t.stat else t.metric
+    if t.metric == Metric.GENERATOR_LAG or t.kind == "latency":
+        hist = data.histogram(t.metric, transport=transport, dialogue=t.dialogue, turn=t.turn)
+        if hist.count == 0:
+            return None, f"no {t.metric} samples"
+        if t.stat == "max":
+            return float(hist.max()), name
+        if t.stat == "mean":
+            return hist.mean(), name
+        q = t.quantile()
+        assert q is not None
+        return float(hist.quantiles([q])[q]), name
+    count = data.counter("count", transport, t.dialogue, t.turn)
+    if t.metric == "retention":
+        checked = data.counter("retention.checked", transport, t.dialogue, t.turn)
+        if not checked:
+            return None, "no turn in scope probed a planted fact"
+        return data.counter("retention.passed", transport, t.dialogue, t.turn) / checked, "retention"
+    if t.metric in ("errors", "transport_errors"):
+        if not count:
+            return None, "no turns"
+        failures = data.counter(
+            "failures" if t.metric == "errors" else "failures.transport", transport, t.dialogue, t.turn
+        )
+        return failures / count, t.metric
+    if t.metric == "turns":
+        return count, "turns"
+    if t.metric == "failures":
+        return data.counter("failures", transport, t.dialogue, t.turn), "failures"
+    duration = data.duration_s
+    if duration <= 0:
+        return None, "the run has no duration"
+    if t.metric == "turns_per_s":
+        return count / duration, "turns/s"
+    return data.counter("output_tokens", transport, t.dialogue, t.turn) / duration, "output tokens/s"
+
+
+def evaluate(data: RunData, thresholds: Sequence[Threshold]) -> list[Result]:
+    results = []
+    for t in thresholds:
+        if t.metric == Metric.GENERATOR_LAG:
+            scopes: list[str | None] = [None]
+        elif t.transport is not None:
+            scopes = [t.transport]
+        else:
+            scopes = list(data.transports()) or [None]
+        for transport in scopes:
+            label = "whole run" if t.metric == Metric.GENERATOR_LAG else t.scope_label(transport)
+            observed, what = _observe(data, t, transport)
+            if observed is None:
+                results.append(Result(t, label, None, False, f"cannot check: {what}"))
+                continue
+            ok = _compare(observed, t.op, t.value)
+            detail = f"{what} = {_show(t, observed)} (limit {t.op} {_show(t, t.value)})"
+            results.append(Result(t, label, observed, ok, detail))
+    return results
+
+
+def format_results(results: Sequence[Result]) -> str:
+    if not results:
+        return ""
+    failed = sum(1 for r in results if not r.passed)
+    head = (
+        f"thresholds: {len(results) - failed} passed, {failed} FAILED"
+        if failed
+        else f"thresholds: all {len(results)} passed"
+    )
+    return "\n".join([head, *(f"  {r.line()}" for r in results)])
+
+
+def results_json(results: Sequence[Result]) -> list[dict[str, Any]]:
+    return [
+        {
+            "threshold": r.threshold.text,
+            "scope": r.scope,
+            "observed": r.observed,
+            "passed": r.passed,
+            "detail": r.detail,
+        }
+        for r in results
+    ]

@@ -1,0 +1,1 @@
+"""The reference model server: REST, gRPC and AMQP fronts over one engine, in one asyncio process."""

@@ -1,0 +1,364 @@
+"""The AMQP front of the reference server: chat turns as request/reply through RabbitMQ (aio-pika).
+
+Wire format: :mod:`loadgen.amqp_wire`. An aio-pika consumer in the server's own event loop, over the same
+:class:`ChatService` as every other front:
+
+- one robust connection to ``config.amqp_url`` (it reconnects, re-declares the queue and re-subscribes by
+  itself after the broker restarts), one channel with QoS ``prefetch_count = config.amqp_prefetch``: at most
+  that many requests are in the server at once, the rest wait in the queue;
+- the request queue ``config.amqp_queue`` is declared **non-durable and auto-delete**: a reference server's
+  requests are worth nothing after it stops, and the broker deletes the queue once its last consumer goes, so
+  a stopped server leaves nothing behind; several servers may consume one queue (competing consumers). A queue
+  that already exists with other arguments (declared by someone else, e.g. durable) is used as it is, and
+  never deleted: this front deletes nothing;
+- each request runs in its own task (aio-pika starts one per delivery): ``service.chat(...)``, then one reply
+  message per chunk to ``reply_to`` through the default exchange with the request's ``correlation_id``, the
+  last one with ``finish_reason`` and usage (or one whole reply when the request does not stream). The request
+  is acked once its reply went out, and also after an error reply. Replies are published without publisher
+  confirms (no broker round trip between two chunks) and not ``mandatory`` (a client that went away loses
+  its replies, nothing else happens);
+- a request whose ``expiration`` has already passed when it reaches the front (the client's publish time is
+  in the header ``x-loadgen-sent-at-ms``) is acked and dropped unserved; a stream whose client's deadline
+  passes mid-way is stopped, freeing its engine slot.
+
+Errors (see :mod:`loadgen.server.fronts`) are a final message with ``error.code``: ``bad_request``
+(:class:`BadChatRequest`, malformed JSON), ``unauthorized`` (wrong or missing key, sent as the header
+``authorization: Bearer <key>``), ``overloaded`` (:class:`EngineOverloaded`), ``internal``.
+
+:meth:`AmqpFront.start` returns the broker URL as given, credentials included, with ``?queue=NAME``: the
+embedded launcher hands it to clients on the same machine. It is never logged (only with the password hidden).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import urllib.parse
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import aio_pika
+import aiormq.exceptions as amqp_exc
+from aio_pika.abc import AbstractIncomingMessage, AbstractRobustChannel, AbstractRobustConnection, AbstractRobustQueue
+from yarl import URL
+
+from loadgen.amqp_wire import (
+    AUTH_HEADER,
+    BAD_REQUEST,
+    CHUNK_TYPE,
+    CONTENT_TYPE,
+    INTERNAL,
+    OVERLOADED,
+    SENT_AT_HEADER,
+    UNAUTHORIZED,
+    Chunk,
+    WireError,
+    connect_failure_reason,
+    decode_request,
+    encode_chunk,
+    error_chunk,
+    quiet_frame_logs,
+    split_target,
+    with_queue,
+)
+from loadgen.server.engines.base import EngineOverloaded, EngineRequestError
+from loadgen.server.fronts import Front
+from loadgen.server.service import BadChatRequest, Unauthorized
+from loadgen.transports import redact_url
+from loadgen.types import Usage
+
+if TYPE_CHECKING:
+    from loadgen.server.config import ServerConfig
+    from loadgen.server.service import ChatService, ChatStream
+
+log = logging.getLogger(__name__)
+
+#: How long stop() lets in-flight requests finish before cancelling them.
+STOP_GRACE_S = 1.0
+#: Connecting to the broker at start (and each step of the set-up) may take this long.
+CONNECT_TIMEOUT_S = 10.0
+#: Seconds between reconnection attempts after a lost connection (a URL's own ``reconnect_interval`` wins).
+RECONNECT_INTERVAL_S = 1.0
+
+
+class AmqpFrontError(RuntimeError):
+    """The AMQP front could not start (broker unreachable, login refused, queue locked by another client)."""
+
+
+def bearer_key(headers: dict[str, Any] | None) -> str | None:
+    """The API key of an ``authorization: Bearer <key>`` header (``None`` without one)."""
+    value = (headers or {}).get(AUTH_HEADER)
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="replace")
+    if not isinstance(value, str):
+        return None
+    scheme, _, token = value.strip().partition(" ")
+    if scheme.lower() == "bearer":
+        return token.strip() or None
+    return value.strip() or None
+
+
+def deadline_of(message: AbstractIncomingMessage) -> float | None:
+    """The wall-clock time (``time.time()``) after which the client no longer waits for this request: its
+    publish time (header) plus its ``expiration``; ``None`` when it did not say both."""
+    expiration = message.expiration  # seconds, as aio-pika decodes it
+    sent_at = (message.headers or {}).get(SENT_AT_HEADER)
+    if not isinstance(expiration, int | float) or isinstance(sent_at, bool) or not isinstance(sent_at, int | float):
+        return None
+    return float(sent_at) / 1000.0 + float(expiration)
+
+
+class AmqpFront(Front):
+    name: ClassVar[str] = "amqp"
+
+    def __init__(self, service: ChatService, config: ServerConfig) -> None:
+        super().__init__(service, config)
+        self._connection: AbstractRobustConnection | None = None
+        self._channel: AbstractRobustChannel | None = None
+        self._queue: AbstractRobustQueue | None = None
+        self._consumer_tag: str | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._where = "the broker"
+        self._lost = False
+        #: requests seen, by outcome (for tests and stats)
+        self.counts: dict[str, int] = dict.fromkeys(
+            ("received", "replied", "errors", "expired", "no_reply_to", "publish_failed"), 0
+        )
+
+    # -- life cycle ------------------------------------------------------------------------------------------------
+
+    async def start(self) -> str:
+        if not self.config.amqp_url:
+            raise AmqpFrontError("no --amqp-url given")
+        queue_name = self.config.amqp_queue
+        try:
+            broker_url, _ = split_target(self.config.amqp_url)  # a ?queue= in the URL gives way to amqp_queue
+            url = urllib.parse.urlsplit(broker_url)
+            port = url.port
+            with_queue(broker_url, queue_name)  # validates the name
+        except (ValueError, WireError) as exc:
+            raise AmqpFrontError(f"bad AMQP URL or queue: {exc}") from None
+        if url.scheme.lower() not in ("amqp", "amqps") or not url.hostname:
+            raise AmqpFrontError("the AMQP URL must be amqp(s)://user:pass@host[:port]/vhost")
+        host = url.hostname
+        self._where = f"{host}:{port or (5671 if url.scheme.lower() == 'amqps' else 5672)}"
+        if "reconnect_interval" not in urllib.parse.parse_qs(url.query):
+            broker_url = str(URL(broker_url).update_query(reconnect_interval=f"{RECONNECT_INTERVAL_S:g}"))
+        quiet_frame_logs()
+        connection = aio_pika.RobustConnection(
+            URL(broker_url), client_properties={"connection_name": f"chat-loadgen server ({queue_name})"}
+        )
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                await connection.connect(timeout=CONNECT_TIMEOUT_S)
+                channel = await connection.channel(publisher_confirms=False)
+                await channel.set_qos(prefetch_count=max(1, self.config.amqp_prefetch))
+                queue = await self._declare(connection, channel, queue_name)
+                self._consumer_tag = await queue.consume(self._on_request)
+        except BaseException as exc:
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(connection.close(), CONNECT_TIMEOUT_S)
+            if isinstance(exc, AmqpFrontError | asyncio.CancelledError):
+                raise
+            reason = connect_failure_reason(
+                exc, where=self._where, user=urllib.parse.unquote(url.username or "guest"), timeout_s=CONNECT_TIMEOUT_S
+            )
+            raise AmqpFrontError(f"AMQP front cannot start: {reason}") from exc
+        connection.close_callbacks.add(self._on_connection_lost)
+        connection.reconnect_callbacks.add(self._on_reconnected)
+        self._connection, self._channel, self._queue = connection, channel, queue
+        log.info(
+            "AMQP front consuming queue %r on %s (prefetch %d)",
+            queue_name,
+            redact_url(self.config.amqp_url),
+            self.config.amqp_prefetch,
+        )
+        return with_queue(self.config.amqp_url, queue_name)
+
+    async def _declare(
+        self, connection: AbstractRobustConnection, channel: AbstractRobustChannel, name: str
+    ) -> AbstractRobustQueue:
+        """Our queue (non-durable, auto-delete), or one that exists with other arguments, used as it is."""
+        probe = await connection.channel(publisher_confirms=False)
+        try:
+            await probe.declare_queue(name, durable=False, auto_delete=True)
+            ours = True
+        except amqp_exc.ChannelPreconditionFailed:
+            ours = False  # it exists, declared differently: not ours to shape (or to delete)
+        except amqp_exc.ChannelAccessRefused as exc:
+            raise AmqpFrontError(f"AMQP front cannot use queue {name!r}: {exc}") from exc
+        except amqp_exc.ChannelLockedResource as exc:
+            raise AmqpFrontError(
+                f"AMQP front cannot use queue {name!r}: another connection holds it exclusively"
+            ) from exc
+        finally:
+            if not probe.is_closed:
+                with contextlib.suppress(Exception):
+                    await probe.close()
+        if ours:
+            return await channel.declare_queue(name, durable=False, auto_delete=True)
+        log.info("AMQP front: queue %r exists with other arguments; using it as it is", name)
+        return await channel.declare_queue(name, passive=True)
+
+    async def stop(self) -> None:
+        connection, self._connection = self._connection, None
+        queue, tag = self._queue, self._consumer_tag
+        self._queue = self._consumer_tag = None
+        if connection is None:
+            return
+        if queue is not None and tag is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(queue.cancel(tag), STOP_GRACE_S * 2)  # the broker auto-deletes our queue
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=STOP_GRACE_S)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=STOP_GRACE_S)
+        self._channel = None
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(connection.close(), CONNECT_TIMEOUT_S)
+
+    def _on_connection_lost(self, _sender: Any, exc: BaseException | None = None) -> None:
+        if self._connection is None:
+            return  # stopping
+        if not self._lost:
+            log.warning("AMQP front: connection to the broker at %s lost; reconnecting", self._where)
+        self._lost = True
+
+    def _on_reconnected(self, _sender: Any) -> None:
+        if self._lost:
+            log.warning("AMQP front: reconnected to the broker at %s", self._where)
+        self._lost = False
+
+    # -- one request -----------------------------------------------------------------------------------------------
+
+    async def _on_request(self, message: AbstractIncomingMessage) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        self.counts["received"] += 1
+        try:
+            await self._serve(message)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("AMQP front: a request failed")
+        finally:
+            if task is not None:
+                self._tasks.discard(task)
+            with contextlib.suppress(Exception):
+                await message.ack()  # a no-op if already acked; fails harmlessly when the channel is gone
+
+    async def _serve(self, message: AbstractIncomingMessage) -> None:
+        reply_to = message.reply_to
+        if not reply_to:
+            self.counts["no_reply_to"] += 1
+            log.warning("AMQP front: a request without reply_to was dropped")
+            return
+        deadline = deadline_of(message)
+        if deadline is not None and time.time() > deadline:
+            self.counts["expired"] += 1
+            return  # the client gave up already: do no work for it
+        replier = _Replier(self, message, reply_to)
+        try:
+            request = decode_request(message.body, default_max_tokens=self.config.default_max_tokens)
+        except WireError as exc:
+            await replier.error(BAD_REQUEST, str(exc))
+            return
+        try:
+            stream = await self.service.chat(request, api_key=bearer_key(message.headers))
+        except Unauthorized as exc:
+            await replier.error(UNAUTHORIZED, str(exc) or "missing or wrong API key")
+            return
+        except (BadChatRequest, EngineRequestError) as exc:
+            await replier.error(BAD_REQUEST, str(exc) or "bad request")
+            return
+        except EngineOverloaded as exc:
+            await replier.error(OVERLOADED, str(exc) or "the engine is at capacity")
+            return
+        except Exception as exc:
+            log.exception("AMQP front: the chat service failed")
+            await replier.error(INTERNAL, f"{type(exc).__name__}: {exc}")
+            return
+        try:
+            await self._stream(replier, stream, streaming=request.stream, deadline=deadline)
+        finally:
+            with contextlib.suppress(Exception):
+                await stream.aclose()
+
+    async def _stream(self, replier: _Replier, stream: ChatStream, *, streaming: bool, deadline: float | None) -> None:
+        parts: list[str] = []
+        try:
+            async for chunk in stream:
+                if streaming:
+                    if not await replier.send(Chunk(seq=replier.seq, text=chunk.text, tokens=chunk.n_tokens)):
+                        return
+                else:
+                    parts.append(chunk.text)
+                if deadline is not None and time.time() > deadline:
+                    self.counts["expired"] += 1
+                    return  # the client has stopped waiting: stop generating (aclose frees the slot)
+        except EngineOverloaded as exc:
+            await replier.error(OVERLOADED, str(exc) or "the engine is at capacity")
+            return
+        except Exception as exc:
+            log.exception("AMQP front: the engine failed mid-stream")
+            await replier.error(INTERNAL, f"{type(exc).__name__}: {exc}")
+            return
+        usage = Usage(prompt_tokens=stream.prompt_tokens, completion_tokens=stream.completion_tokens)
+        final = Chunk(
+            seq=replier.seq,
+            text="" if streaming else "".join(parts),
+            tokens=0 if streaming else stream.completion_tokens,
+            final=True,
+            finish_reason=stream.finish_reason or "stop",
+            usage=usage,
+        )
+        if await replier.send(final):
+            self.counts["replied"] += 1
+
+    async def _publish(self, body: bytes, correlation_id: str | None, reply_to: str) -> bool:
+        channel = self._channel
+        if channel is None:
+            return False
+        message = aio_pika.Message(
+            body,
+            content_type=CONTENT_TYPE,
+            correlation_id=correlation_id,
+            type=CHUNK_TYPE,
+            delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT,
+        )
+        try:
+            await channel.default_exchange.publish(message, routing_key=reply_to, mandatory=False)
+        except (amqp_exc.AMQPError, ConnectionError, RuntimeError) as exc:
+            self.counts["publish_failed"] += 1
+            log.debug("AMQP front: a reply could not be published: %s", exc)
+            return False
+        return True
+
+
+class _Replier:
+    """Publishes the reply messages of one request, numbering them."""
+
+    __slots__ = ("_correlation_id", "_front", "_reply_to", "seq")
+
+    def __init__(self, front: AmqpFront, message: AbstractIncomingMessage, reply_to: str) -> None:
+        self._front = front
+        self._correlation_id = message.correlation_id
+        self._reply_to = reply_to
+        self.seq = 0
+
+    async def send(self, chunk: Chunk) -> bool:
+        ok = await self._front._publish(encode_chunk(chunk), self._correlation_id, self._reply_to)
+        if ok:
+            self.seq += 1
+        return ok
+
+    async def error(self, code: str, message: str) -> None:
+        self._front.counts["errors"] += 1
+        await self.send(error_chunk(self.seq, code, message))
+
+
+__all__ = ["AmqpFront", "AmqpFrontError", "bearer_key", "deadline_of"]

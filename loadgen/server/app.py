@@ -1,0 +1,223 @@
+"""The reference server's assembly: one engine, one session store, one chat service, every enabled front.
+
+:func:`serve` runs it in the current event loop until ``stop`` is set or SIGTERM/SIGINT arrives (signals are
+handled when it runs in the main thread). :func:`run_in_thread` runs it in a thread with its own event loop,
+for tests and embedding: ``with run_in_thread(config) as server: server.urls["rest"]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import threading
+from collections.abc import Callable, Coroutine
+from types import TracebackType
+from typing import Any, TypeVar
+
+from loadgen.errors import ConfigError
+from loadgen.registry import lookup
+from loadgen.server.config import ServerConfig
+from loadgen.server.engines import make_engine
+from loadgen.server.engines.base import Engine
+from loadgen.server.fronts import Front
+from loadgen.server.service import ChatService
+from loadgen.server.sessions import SessionStore
+
+logger = logging.getLogger(__name__)
+
+#: front name -> "module:Class"; each is imported only when enabled.
+FRONTS: dict[str, str] = {
+    "rest": "loadgen.server.rest_front:RestFront",
+    "grpc": "loadgen.server.grpc_front:GrpcFront",
+    "amqp": "loadgen.server.amqp_front:AmqpFront",
+}
+
+#: Time a front or the engine gets to stop before we give up on it and go on.
+FRONT_STOP_TIMEOUT_S = 10.0
+
+T = TypeVar("T")
+
+
+def load_front(name: str) -> type[Front]:
+    """The front class registered under ``name`` (imported now)."""
+    cls: type[Front] = lookup(FRONTS, name, "front")
+    return cls
+
+
+def enabled_fronts(config: ServerConfig) -> list[str]:
+    names = []
+    if config.rest_port is not None:
+        names.append("rest")
+    if config.grpc_port is not None:
+        names.append("grpc")
+    if config.amqp_url:
+        names.append("amqp")
+    return names
+
+
+async def serve(
+    config: ServerConfig,
+    *,
+    on_ready: Callable[[dict[str, str]], None] | None = None,
+    stop: asyncio.Event | None = None,
+    on_service: Callable[[ChatService], None] | None = None,
+) -> None:
+    """Run the server until ``stop`` is set (or SIGTERM/SIGINT in the main thread), then stop cleanly.
+
+    ``on_ready({front: url})`` is called once every enabled front accepts requests; ``on_service`` gets the
+    chat service first (tests use it to look inside).
+    """
+    names = enabled_fronts(config)
+    if not names:
+        raise ConfigError("no front enabled: give --rest-port, --grpc-port or --amqp-url")
+    front_classes = [(name, load_front(name)) for name in names]
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    handled: list[signal.Signals] = []
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, stop.set)
+                handled.append(sig)
+    engine: Engine | None = None
+    fronts: list[Front] = []
+    try:
+        engine = make_engine(config)
+        await engine.start()
+        sessions = SessionStore(config.session_capacity, config.session_ttl_s)
+        service = ChatService(engine, sessions, config)
+        if on_service is not None:
+            on_service(service)
+        urls: dict[str, str] = {}
+        for name, cls in front_classes:
+            front = cls(service, config)
+            urls[name] = await front.start()
+            fronts.append(front)
+            logger.info("%s front ready at %s", name, _safe_url(urls[name]))
+        if on_ready is not None:
+            on_ready(dict(urls))
+        await stop.wait()
+        logger.info("stopping")
+    finally:
+        for sig in handled:
+            loop.remove_signal_handler(sig)
+        for front in reversed(fronts):
+            await _bounded(front.stop(), f"{front.name} front")
+        if engine is not None:
+            await _bounded(engine.stop(), "engine")
+
+
+async def _bounded(coro: Coroutine[Any, Any, None], what: str) -> None:
+    try:
+        await asyncio.wait_for(coro, FRONT_STOP_TIMEOUT_S)
+    except TimeoutError:
+        logger.warning("%s did not stop within %.0f s", what, FRONT_STOP_TIMEOUT_S)
+    except Exception:
+        logger.exception("%s failed to stop cleanly", what)
+
+
+def _safe_url(url: str) -> str:
+    from loadgen.transports import redact_url
+
+    return redact_url(url)
+
+
+class RunningServer:
+    """The server running in a thread with its own event loop. Use as a context manager, or ``stop()``."""
+
+    def __init__(self, config: ServerConfig, *, start_timeout_s: float = 30.0, stop_timeout_s: float = 20.0) -> None:
+        self.config = config
+        self.start_timeout_s = start_timeout_s
+        self.stop_timeout_s = stop_timeout_s
+        self.urls: dict[str, str] = {}
+        self.service: ChatService | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._stop_event: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, name="loadgen-server", daemon=True)
+
+    def start(self) -> RunningServer:
+        self._thread.start()
+        if not self._ready.wait(self.start_timeout_s):
+            self.stop()
+            raise TimeoutError(f"the server did not become ready within {self.start_timeout_s:g} s")
+        if self._error is not None:
+            self._thread.join(self.stop_timeout_s)
+            raise self._error
+        return self
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(self._amain())
+        except BaseException as exc:
+            self._error = exc
+        finally:
+            self._ready.set()
+
+    async def _amain(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self._stop_event = asyncio.Event()
+
+        def ready(urls: dict[str, str]) -> None:
+            self.urls = urls
+            self._ready.set()
+
+        def got_service(service: ChatService) -> None:
+            self.service = service
+
+        await serve(self.config, on_ready=ready, stop=self._stop_event, on_service=got_service)
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout_s: float = 30.0) -> T:
+        """Run a coroutine in the server's event loop and return its result (for tests)."""
+        if self.loop is None:
+            raise RuntimeError("the server is not running")
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout_s)
+
+    def stats(self) -> dict[str, Any]:
+        """The service's stats, read in the server's loop."""
+        service = self.service
+        if service is None:
+            raise RuntimeError("the server is not running")
+
+        async def read() -> dict[str, Any]:
+            return service.stats()
+
+        return self.call(read())
+
+    def stop(self) -> None:
+        loop, event = self.loop, self._stop_event
+        if loop is not None and event is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop just closed
+                loop.call_soon_threadsafe(event.set)
+        if self._thread.is_alive():
+            self._thread.join(self.stop_timeout_s)
+            if self._thread.is_alive():
+                logger.warning("server thread did not stop within %.0f s", self.stop_timeout_s)
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def __enter__(self) -> RunningServer:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def run_in_thread(
+    config: ServerConfig, *, start_timeout_s: float = 30.0, stop_timeout_s: float = 20.0
+) -> RunningServer:
+    """Start the server in a thread (its own event loop) and wait until every front is ready.
+
+    Raises what :func:`serve` raised if it failed to start, or :class:`TimeoutError`.
+    """
+    return RunningServer(config, start_timeout_s=start_timeout_s, stop_timeout_s=stop_timeout_s).start()
+
+
+__all__ = ["FRONTS", "RunningServer", "enabled_fronts", "load_front", "run_in_thread", "serve"]

@@ -1,0 +1,54 @@
+"""Settings of the reference server, shared by every front and engine (``loadgen serve --help``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class SimEngineConfig:
+    max_batch: int = 64  # sequences decoded together in one step
+    queue_limit: int = 2048  # waiting sequences before new ones are refused (backpressure)
+    prefill_us_per_token: float = 20.0  # prefill cost per prompt token
+    step_base_us: float = 4000.0  # decode step time at batch 1
+    step_per_seq_us: float = 150.0  # added per sequence in the batch
+    fixed: bool = False  # exact timing for measurement tests: TTFT and a per-token interval, no batching
+    fixed_ttft_ms: float = 50.0
+    fixed_itl_ms: float = 10.0
+
+
+@dataclass
+class TorchEngineConfig:
+    device: str = "cpu"  # "cuda" | "cpu"
+    model: str = "tiny"  # "tiny" | "1b"
+    batching: str = "continuous"  # "continuous" | "static"
+    max_batch: int = 16
+    kv_tokens: int = 65536  # KV cache budget in tokens across all running sequences
+    queue_limit: int = 1024
+    static_batch_timeout_ms: float = 50.0
+    window: int | None = None  # sliding-window attention (tokens); None = full attention
+    seed: int = 0
+
+
+@dataclass
+class ServerConfig:
+    host: str = "127.0.0.1"
+    rest_port: int | None = 8000  # None: no REST front; 0: pick a free port
+    grpc_port: int | None = None  # None: no gRPC front; 0: pick a free port
+    amqp_url: str | None = None  # None: no AMQP front
+    amqp_queue: str = "loadgen.chat.requests"
+    amqp_prefetch: int = 64
+    engine: str = "sim"  # "sim" | "torch"
+    sim: SimEngineConfig | None = None
+    torch: TorchEngineConfig | None = None
+    session_capacity: int = 10000  # server-side sessions kept (LRU); eviction is a real context loss
+    session_ttl_s: float = 900.0
+    context_window: int = 4096  # tokens of context kept per request; the oldest turns are dropped
+    default_max_tokens: int = 64
+    api_key: str | None = None  # if set, every front requires it
+
+    def __post_init__(self) -> None:
+        if self.sim is None:
+            self.sim = SimEngineConfig()
+        if self.torch is None:
+            self.torch = TorchEngineConfig()

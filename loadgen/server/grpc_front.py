@@ -1,0 +1,223 @@
+"""The gRPC front of the reference server: ``loadgen.chat.v1.ChatService`` (``proto/loadgen/chat/v1/chat.proto``).
+
+A :mod:`grpc.aio` server in the server's own event loop, over the same :class:`ChatService` as every other
+front. ``Chat`` streams one :class:`ChatChunk` per engine chunk and ends with a chunk carrying
+``finish_reason`` and ``usage``; ``Complete`` answers the whole reply at once. Initial metadata (the
+response headers) goes out once :meth:`ChatService.chat` admitted the request (which, for the engines here,
+is when the first chunk is ready), as the REST front's headers do.
+
+Errors (see :mod:`loadgen.server.fronts`): :class:`EngineOverloaded` -> RESOURCE_EXHAUSTED,
+:class:`BadChatRequest` -> INVALID_ARGUMENT, :class:`Unauthorized` -> UNAUTHENTICATED (the key comes as the
+metadata ``authorization: Bearer <key>``). A client that cancels (or whose deadline passes) cancels the
+handler, which closes the :class:`ChatStream` and so frees its engine slot.
+
+Also served, for stock tools (grpcurl, ghz, grpc_health_probe): the standard health service
+``grpc.health.v1.Health`` (SERVING for ``""`` and for the chat service, NOT_SERVING once stopping) and server
+reflection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterable
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from loadgen.errors import ConfigError
+from loadgen.grpc_gen.chat.v1 import chat_pb2
+from loadgen.server.engines.base import EngineOverloaded, EngineRequestError
+from loadgen.server.fronts import Front
+from loadgen.server.service import BadChatRequest, Unauthorized
+from loadgen.types import ChatMessage, ChatRequest
+
+if TYPE_CHECKING:
+    from loadgen.server.config import ServerConfig
+    from loadgen.server.service import ChatService, ChatStream
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = chat_pb2.DESCRIPTOR.services_by_name["ChatService"].full_name  # "loadgen.chat.v1.ChatService"
+#: How long stop() lets in-flight calls finish before cancelling them.
+STOP_GRACE_S = 1.0
+
+
+def bind_address(host: str, port: int) -> str:
+    host = host.strip("[]")
+    return f"[{host}]:{port}" if ":" in host else f"{host or '0.0.0.0'}:{port}"
+
+
+def client_url(host: str, port: int) -> str:
+    """``grpc://HOST:PORT`` a client on this machine uses to reach a server bound to ``host`` (a wildcard
+    address becomes loopback)."""
+    host = host.strip("[]")
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    return f"grpc://[{host}]:{port}" if ":" in host else f"grpc://{host}:{port}"
+
+
+def bearer_key(metadata: Iterable[tuple[str, str | bytes]] | None) -> str | None:
+    """The API key of an ``authorization: Bearer <key>`` metadata entry (``None`` without one)."""
+    for key, value in metadata or ():
+        if key.lower() != "authorization":
+            continue
+        text = value.decode("latin-1") if isinstance(value, bytes) else value
+        scheme, _, token = text.strip().partition(" ")
+        if scheme.lower() == "bearer":
+            return token.strip() or None
+        return text.strip() or None
+    return None
+
+
+def to_chat_request(message: chat_pb2.ChatRequest, *, stream: bool, default_max_tokens: int) -> ChatRequest:
+    """The wire request as the service's :class:`ChatRequest` (validation is the service's job)."""
+    kwargs: dict[str, Any] = {}
+    if message.model:
+        kwargs["model"] = message.model
+    return ChatRequest(
+        messages=tuple(ChatMessage(role=m.role, content=m.content) for m in message.messages),
+        max_tokens=message.max_tokens or default_max_tokens,
+        stream=stream,
+        session_id=message.session_id or None,
+        **kwargs,
+    )
+
+
+class GrpcFront(Front):
+    name: ClassVar[str] = "grpc"
+
+    def __init__(self, service: ChatService, config: ServerConfig) -> None:
+        super().__init__(service, config)
+        self._server: grpc.aio.Server | None = None
+        self._health: Any = None  # grpc_health.v1.health.aio.HealthServicer (untyped)
+
+    # -- life cycle ------------------------------------------------------------------------------------------------
+
+    async def start(self) -> str:
+        port = self.config.grpc_port or 0
+        server = grpc.aio.server(
+            # refuse a port another server already holds (grpc's default SO_REUSEPORT would share it silently)
+            options=[("grpc.so_reuseport", 0)],
+        )
+        handlers = {
+            "Chat": grpc.unary_stream_rpc_method_handler(
+                self.chat,
+                request_deserializer=chat_pb2.ChatRequest.FromString,
+                response_serializer=chat_pb2.ChatChunk.SerializeToString,
+            ),
+            "Complete": grpc.unary_unary_rpc_method_handler(
+                self.complete,
+                request_deserializer=chat_pb2.ChatRequest.FromString,
+                response_serializer=chat_pb2.ChatResponse.SerializeToString,
+            ),
+        }
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+
+        health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]  # not in grpc-stubs
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+        reflection.enable_server_reflection((SERVICE_NAME, health_name, reflection.SERVICE_NAME), server)
+
+        address = bind_address(self.config.host, port)
+        try:
+            bound = server.add_insecure_port(address)
+        except RuntimeError as exc:
+            raise ConfigError(f"gRPC front cannot listen on {address}: {exc} (port in use?)") from None
+        if bound == 0:  # older grpcio reports a failed bind this way
+            raise ConfigError(f"gRPC front cannot listen on {address} (port in use?)")
+        await server.start()
+        await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+        await health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+        self._server = server
+        self._health = health_servicer
+        return client_url(self.config.host, bound)
+
+    async def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        if self._health is not None:
+            await self._health.enter_graceful_shutdown()
+        await server.stop(grace=STOP_GRACE_S)
+
+    # -- the RPCs --------------------------------------------------------------------------------------------------
+
+    async def _open(
+        self, message: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[Any, Any], *, stream: bool
+    ) -> ChatStream:
+        request = to_chat_request(message, stream=stream, default_max_tokens=self.config.default_max_tokens)
+        api_key = bearer_key(context.invocation_metadata())
+        try:
+            return await self.service.chat(request, api_key=api_key)
+        except Exception as exc:
+            await _abort_for(context, exc)
+
+    async def chat(
+        self, message: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[chat_pb2.ChatChunk]:
+        """``Chat``: one message per engine chunk, then one with finish_reason and usage."""
+        chat_stream = await self._open(message, context, stream=True)
+        try:
+            await context.send_initial_metadata(())
+            try:
+                async for chunk in chat_stream:
+                    yield chat_pb2.ChatChunk(text=chunk.text, tokens=chunk.n_tokens)
+            except Exception as exc:
+                await _abort_for(context, exc)
+            yield _final_chunk(chat_stream)
+        finally:
+            # completed: a no-op; aborted, or cancelled by the client (CancelledError at the yield): frees the
+            # engine slot and counts the request as cancelled
+            await _close(chat_stream)
+
+    async def complete(
+        self, message: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> chat_pb2.ChatResponse:
+        """``Complete``: the whole reply."""
+        chat_stream = await self._open(message, context, stream=False)
+        try:
+            await context.send_initial_metadata(())
+            parts: list[str] = []
+            try:
+                async for chunk in chat_stream:
+                    parts.append(chunk.text)
+            except Exception as exc:
+                await _abort_for(context, exc)
+            final = _final_chunk(chat_stream)
+            return chat_pb2.ChatResponse(text="".join(parts), finish_reason=final.finish_reason, usage=final.usage)
+        finally:
+            await _close(chat_stream)
+
+
+def _final_chunk(chat_stream: ChatStream) -> chat_pb2.ChatChunk:
+    return chat_pb2.ChatChunk(
+        finish_reason=chat_stream.finish_reason or "stop",
+        usage=chat_pb2.Usage(prompt_tokens=chat_stream.prompt_tokens, completion_tokens=chat_stream.completion_tokens),
+    )
+
+
+async def _close(chat_stream: ChatStream) -> None:
+    with contextlib.suppress(Exception):
+        await chat_stream.aclose()
+
+
+async def _abort_for(context: grpc.aio.ServicerContext[Any, Any], exc: Exception) -> NoReturn:
+    """End the call with the status the front contract gives ``exc``; anything else is INTERNAL (and logged)."""
+    if isinstance(exc, EngineOverloaded):
+        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc) or "the engine is at capacity")
+    if isinstance(exc, BadChatRequest):
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc) or "bad request")
+    if isinstance(exc, Unauthorized):
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc) or "missing or wrong API key")
+    if isinstance(exc, EngineRequestError):  # mid-stream (chat() turns it into BadChatRequest before): stopping
+        await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc) or "the engine stopped")
+    log.exception("chat request failed")
+    await context.abort(grpc.StatusCode.INTERNAL, f"server error: {type(exc).__name__}: {exc}"[:300])
+
+
+__all__ = ["SERVICE_NAME", "GrpcFront", "bearer_key", "client_url", "to_chat_request"]

@@ -1,0 +1,337 @@
+"""The chat service every front calls: validation, history, context window, responder, engine.
+
+A front turns its wire format into a :class:`~loadgen.types.ChatRequest`, awaits :meth:`ChatService.chat`
+and streams the :class:`ChatStream` it returns (one wire message per :class:`TokenChunk`), then reads
+``prompt_tokens`` / ``completion_tokens`` / ``finish_reason`` for the usage it reports. ``chat()`` raises
+*before* anything is streamed:
+
+- :class:`Unauthorized` (a wrong or missing API key, when ``config.api_key`` is set) -> 401 / UNAUTHENTICATED
+- :class:`BadChatRequest` (the message says what is wrong) -> 400 / INVALID_ARGUMENT
+- :class:`~loadgen.server.engines.base.EngineOverloaded` (queue full) -> 429 / RESOURCE_EXHAUSTED
+
+An exception while iterating (the engine stopped, say) is an error in mid-stream. A front that stops early
+(client gone) must ``await stream.aclose()``, which frees the engine slot; ``async with stream:`` does it.
+
+History modes: with ``request.session_id`` the server keeps the conversation (the request carries the new
+message(s) only; the kept history is prepended, the new messages are stored once the engine admitted the
+request, and the assistant reply once the stream completed). Without one the request carries the whole
+conversation. Either way the context is fitted into ``config.context_window`` tokens (oldest whole turns
+dropped) with ``max_tokens`` reserved for the reply.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import inspect
+import itertools
+import secrets
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import Any
+
+from loadgen.server.config import ServerConfig
+from loadgen.server.context import ContextOverflow, fit_prompt
+from loadgen.server.engines.base import (
+    Engine,
+    EngineOverloaded,
+    EngineRequestError,
+    GenerationRequest,
+    TokenChunk,
+)
+from loadgen.server.responder import Responder
+from loadgen.server.sessions import SessionStore
+from loadgen.types import ChatMessage, ChatRequest
+
+#: Largest ``max_tokens`` a request may ask for.
+MAX_TOKENS_LIMIT = 4096
+ROLES = frozenset({"system", "user", "assistant"})
+
+
+class BadChatRequest(ValueError):
+    """The request can never be served as sent; the message says what is wrong (-> 400 / INVALID_ARGUMENT)."""
+
+
+class Unauthorized(Exception):
+    """A wrong or missing API key, when the server requires one (-> 401 / UNAUTHENTICATED)."""
+
+
+class ChatStream:
+    """The reply to one request: an async iterator of :class:`TokenChunk`.
+
+    ``prompt_tokens`` is known from the start, ``completion_tokens`` grows while iterating, ``finish_reason``
+    (``"stop"`` or ``"length"``) is final once the iteration ended. ``text`` is what was streamed so far.
+    """
+
+    __slots__ = (
+        "_closed",
+        "_first",
+        "_iterator",
+        "_parts",
+        "_reply",
+        "_service",
+        "_session_id",
+        "completion_tokens",
+        "finish_reason",
+        "finished",
+        "max_tokens",
+        "prompt_tokens",
+        "request_id",
+    )
+
+    def __init__(
+        self,
+        service: ChatService,
+        request_id: str,
+        iterator: AsyncIterator[TokenChunk],
+        *,
+        prompt_tokens: int,
+        max_tokens: int,
+        reply: str,
+        session_id: str | None,
+        first: TokenChunk | None = None,
+        exhausted: bool = False,
+    ) -> None:
+        self._service = service
+        self.request_id = request_id
+        self._iterator = iterator
+        self.prompt_tokens = prompt_tokens
+        self.completion_tokens = 0
+        self.max_tokens = max_tokens
+        self.finish_reason = "stop"
+        self.finished = False
+        self._reply = reply
+        self._session_id = session_id
+        self._first = first
+        self._parts: list[str] = []
+        self._closed = False
+        if exhausted and first is None:
+            self._finish()
+
+    @property
+    def text(self) -> str:
+        return "".join(self._parts)
+
+    def __aiter__(self) -> ChatStream:
+        return self
+
+    async def __anext__(self) -> TokenChunk:
+        chunk = self._first
+        if chunk is not None:
+            self._first = None
+        else:
+            if self._closed:
+                raise StopAsyncIteration
+            try:
+                chunk = await self._iterator.__anext__()
+            except StopAsyncIteration:
+                self._finish()
+                raise
+            except BaseException:
+                self._fail()
+                raise
+            if self._closed:  # aclose() from another task while we waited
+                await self._close_iterator()
+                raise StopAsyncIteration
+        self.completion_tokens += chunk.n_tokens
+        self._parts.append(chunk.text)
+        return chunk
+
+    def _finish(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.finished = True
+        if self.completion_tokens >= self.max_tokens and self.completion_tokens > 0:
+            tokens_in_reply = self._service.engine.tokenizer.count(self._reply)
+            self.finish_reason = "length" if tokens_in_reply > self.completion_tokens else "stop"
+        self._service._stream_done(self, completed=True)
+        if self._session_id is not None:
+            self._service.sessions.append(self._session_id, ChatMessage("assistant", self.text))
+
+    def _fail(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._service._stream_done(self, completed=False)
+
+    async def aclose(self) -> None:
+        """Stop early (or after the end: harmless); frees the request's engine slot."""
+        self._first = None
+        if not self._closed:
+            self._closed = True
+            self._service._stream_done(self, completed=False, cancelled=True)
+        await self._close_iterator()
+
+    async def _close_iterator(self) -> None:
+        close = getattr(self._iterator, "aclose", None)
+        if close is not None:
+            # an async generator that another task is iterating right now cannot be closed from here: that task
+            # gets its next chunk, sees the stream closed, and closes the generator then (in __anext__)
+            with contextlib.suppress(RuntimeError):
+                await close()
+
+    async def __aenter__(self) -> ChatStream:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+
+class ChatService:
+    """One per server; shared by every front. Used from the server's event loop only."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        sessions: SessionStore,
+        config: ServerConfig,
+        *,
+        responder: Responder | None = None,
+    ) -> None:
+        self.engine = engine
+        self.sessions = sessions
+        self.config = config
+        self.responder = responder or Responder()
+        self._ids = itertools.count(1)
+        self._id_prefix = f"chatcmpl-{secrets.token_hex(4)}"
+        self._key = config.api_key.encode() if config.api_key else None
+        self.counts: dict[str, int] = dict.fromkeys(
+            (
+                "requests",
+                "accepted",
+                "completed",
+                "cancelled",
+                "failed",
+                "overloaded",
+                "bad_requests",
+                "unauthorized",
+                "prompt_tokens",
+                "completion_tokens",
+                "context_truncated",
+            ),
+            0,
+        )
+        self.active = 0
+
+    # -- the one call --------------------------------------------------------------------------------------------
+
+    async def chat(self, request: ChatRequest, *, api_key: str | None = None) -> ChatStream:
+        counts = self.counts
+        counts["requests"] += 1
+        if self._key is not None:
+            self.authorize(api_key)
+        try:
+            self._validate(request)
+            session_id = request.session_id
+            if session_id is not None:
+                messages = self.sessions.get(session_id)
+                messages.extend(request.messages)
+            else:
+                messages = list(request.messages)
+            try:
+                context, prompt, prompt_tokens = fit_prompt(
+                    messages, self.engine.tokenizer, self.config.context_window, request.max_tokens
+                )
+            except ContextOverflow as exc:
+                raise BadChatRequest(str(exc)) from None
+        except BadChatRequest:
+            counts["bad_requests"] += 1
+            raise
+        if len(context) < len(messages):
+            counts["context_truncated"] += 1
+        reply = self.responder.reply(context, request.max_tokens)
+        request_id = f"{self._id_prefix}{next(self._ids):x}"
+        generation = GenerationRequest(request_id, prompt, reply, request.max_tokens)
+        first: TokenChunk | None = None
+        exhausted = False
+        try:
+            iterator = self.engine.generate(generation)
+            lazy = inspect.isasyncgen(iterator)  # (a bool, not a type guard: keeps the iterator's type)
+            if lazy:
+                # a plain async generator admits only when first iterated: take its first chunk now, so that
+                # EngineOverloaded still comes out of chat() (before the front starts streaming)
+                try:
+                    first = await iterator.__anext__()
+                except StopAsyncIteration:
+                    exhausted = True
+        except EngineOverloaded:
+            counts["overloaded"] += 1
+            raise
+        except EngineRequestError as exc:
+            counts["bad_requests"] += 1
+            raise BadChatRequest(str(exc) or "the engine cannot serve this request") from exc
+        counts["accepted"] += 1
+        counts["prompt_tokens"] += prompt_tokens
+        self.active += 1
+        if session_id is not None:
+            self.sessions.append(session_id, *request.messages)
+        return ChatStream(
+            self,
+            request_id,
+            iterator,
+            prompt_tokens=prompt_tokens,
+            max_tokens=request.max_tokens,
+            reply=reply,
+            session_id=session_id,
+            first=first,
+            exhausted=exhausted,
+        )
+
+    # -- helpers -------------------------------------------------------------------------------------------------
+
+    def authorize(self, api_key: str | None) -> None:
+        """Raise :class:`Unauthorized` unless ``api_key`` is right (or the server requires none). ``chat()``
+        checks too; a front may call this first, to answer 401 before it parses the request."""
+        if self._key is None:
+            return
+        if not api_key:
+            self.counts["unauthorized"] += 1
+            raise Unauthorized("missing API key")
+        if not hmac.compare_digest(api_key.encode("utf-8", "surrogatepass"), self._key):
+            self.counts["unauthorized"] += 1
+            raise Unauthorized("invalid API key")
+
+    @staticmethod
+    def _validate(request: ChatRequest) -> None:
+        messages = request.messages
+        if not messages:
+            raise BadChatRequest("'messages' is empty: send at least one user message")
+        for i, message in enumerate(messages):
+            if not isinstance(message, ChatMessage):
+                raise BadChatRequest(f"messages[{i}] is not a chat message")
+            if message.role not in ROLES:
+                raise BadChatRequest(
+                    f"messages[{i}].role is {message.role!r}: expected 'system', 'user' or 'assistant'"
+                )
+            if not isinstance(message.content, str):
+                raise BadChatRequest(f"messages[{i}].content is not a string")
+        if messages[-1].role != "user":
+            raise BadChatRequest(f"the last message must be a user message, not {messages[-1].role!r}")
+        max_tokens = request.max_tokens
+        if not isinstance(max_tokens, int) or isinstance(max_tokens, bool):
+            raise BadChatRequest(f"max_tokens must be an integer, got {max_tokens!r}")
+        if not 1 <= max_tokens <= MAX_TOKENS_LIMIT:
+            raise BadChatRequest(f"max_tokens must be between 1 and {MAX_TOKENS_LIMIT}, got {max_tokens}")
+        if request.session_id is not None and (not isinstance(request.session_id, str) or not request.session_id):
+            raise BadChatRequest("session_id must be a non-empty string")
+
+    def _stream_done(self, stream: ChatStream, *, completed: bool, cancelled: bool = False) -> None:
+        self.active -= 1
+        counts = self.counts
+        counts["completion_tokens"] += stream.completion_tokens
+        if completed:
+            counts["completed"] += 1
+        elif cancelled:
+            counts["cancelled"] += 1
+        else:
+            counts["failed"] += 1
+
+    def stats(self) -> dict[str, Any]:
+        """``{"service": ..., "sessions": ..., "engine": ...}``, every value a number."""
+        service: dict[str, float] = {**self.counts, "active": self.active}
+        return {"service": service, "sessions": self.sessions.stats(), "engine": self.engine.stats()}
+
+
+__all__ = ["MAX_TOKENS_LIMIT", "BadChatRequest", "ChatService", "ChatStream", "Unauthorized"]

@@ -1,0 +1,53 @@
+"""Client transports, one small module each, behind :class:`loadgen.transports.base.Transport`.
+
+Transports are imported lazily by name so that, for example, grpcio is not initialised for a REST run.
+"""
+
+from __future__ import annotations
+
+from loadgen.errors import ConfigError
+from loadgen.registry import lookup
+from loadgen.transports.base import Transport, TransportConfig
+
+#: transport name -> "module:Class"
+TRANSPORTS: dict[str, str] = {
+    "rest": "loadgen.transports.rest:RestTransport",
+    "grpc": "loadgen.transports.grpc:GrpcTransport",
+    "amqp": "loadgen.transports.amqp:AmqpTransport",
+}
+
+#: The URL scheme of the default target of each transport (used to tell a transport from a --host).
+DEFAULT_SCHEMES: dict[str, tuple[str, ...]] = {
+    "rest": ("http", "https"),
+    "grpc": ("grpc", "grpcs"),
+    "amqp": ("amqp", "amqps"),
+}
+
+
+def transport_class(name: str) -> type[Transport]:
+    cls: type[Transport] = lookup(TRANSPORTS, name, "transport")
+    return cls
+
+
+def make_transport(name: str, config: TransportConfig) -> Transport:
+    scheme = config.target.split("://", 1)[0].lower() if "://" in config.target else ""
+    allowed = DEFAULT_SCHEMES.get(name, ())
+    if scheme not in allowed:
+        raise ConfigError(
+            f"target {redact_url(config.target)!r} does not suit transport {name!r}: "
+            f"expected a URL starting with {' or '.join(s + '://' for s in allowed)}"
+        )
+    return transport_class(name)(config)
+
+
+def redact_url(url: str) -> str:
+    """Hide a password in ``scheme://user:pass@host`` so the URL can be logged or reported."""
+    if "://" not in url or "@" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, _, host = rest.rpartition("@")
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in creds else f"{scheme}://{user}@{host}"
+
+
+__all__ = ["TRANSPORTS", "Transport", "TransportConfig", "make_transport", "redact_url", "transport_class"]

@@ -1,0 +1,423 @@
+"""gRPC transport: ``loadgen.chat.v1.ChatService`` (``proto/loadgen/chat/v1/chat.proto``) over grpcio's sync API.
+
+``Chat`` (server streaming, one message per token chunk) when the request streams, ``Complete`` (unary) when
+not. One :class:`grpc.Channel` per transport object, i.e. per Locust user, with a subchannel pool of its own
+so that every user holds its own HTTP/2 connection, as separate clients would. The channel is made on first
+use, never at import: Locust may fork (``--processes``) after importing the locustfile, and grpcio must not
+have started anything before a fork.
+
+gevent: a Locust process is monkey-patched; grpcio's sync API then needs
+``grpc.experimental.gevent.init_gevent()`` called once, before the first channel exists, or its blocking
+calls stall the hub. :func:`ensure_gevent_support` does that on first use, and only when ``socket`` is
+actually monkey-patched (a plain threaded or asyncio process, e.g. the tests, is left alone).
+
+TLS: ``grpcs://`` verifies the server against the system roots (``grpc.ssl_channel_credentials()``); grpcio has
+no switch to skip verification, so ``tls_verify=False`` is refused, and a private CA is trusted with grpcio's
+own ``GRPC_DEFAULT_SSL_ROOTS_FILE_PATH=/path/ca.pem``. ``connect_timeout_s`` bounds each connection attempt;
+the turn timeout is the deadline of every call.
+
+Timing, as close to the wire as grpcio allows (``time.perf_counter()``):
+
+- ``t_sent``: just before the call is started;
+- ``t_first_byte``: when the response's initial metadata (HTTP/2 headers) arrived;
+- each streamed message: stamped when the iterator hands it over, before anything else is done with it;
+- ``t_done``: when the call ended with status OK (the trailers); for ``Complete``, when the response came.
+
+Every :class:`grpc.StatusCode` but OK maps to a :mod:`loadgen.errors` failure (see :data:`GRPC_ERRORS`) whose
+reason starts with the status name (``"UNAVAILABLE: connection refused to 127.0.0.1:50051"``); the API key,
+sent as the metadata ``authorization: Bearer <key>``, never appears in a reason.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import time
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
+
+import grpc
+
+from loadgen import __version__
+from loadgen.errors import (
+    ConfigError,
+    ConnectError,
+    Overloaded,
+    ProtocolError,
+    ServerError,
+    TransportError,
+    TurnTimeout,
+)
+from loadgen.grpc_gen.chat.v1 import chat_pb2
+from loadgen.transports import redact_url
+from loadgen.transports.base import Transport, TransportConfig
+from loadgen.types import ChatRequest, Reply, Usage
+
+SERVICE_NAME = "loadgen.chat.v1.ChatService"
+CHAT_METHOD = f"/{SERVICE_NAME}/Chat"
+COMPLETE_METHOD = f"/{SERVICE_NAME}/Complete"
+#: ``grpcs://host`` without a port goes to 443; ``grpc://`` needs an explicit port.
+DEFAULT_TLS_PORT = 443
+#: After a failed connect a channel waits (with jitter, growing) before the next attempt; grpcio's default
+#: of up to 120 s would keep a user failing long after a restarted server is back.
+MAX_RECONNECT_BACKOFF_MS = 5000
+_UINT32_MAX = 2**32 - 1
+
+Phase = Literal["send", "stream"]
+if TYPE_CHECKING:  # grpc-stubs makes these generic; grpcio's own classes are not subscriptable
+    ChatCallable: TypeAlias = grpc.UnaryStreamMultiCallable[chat_pb2.ChatRequest, chat_pb2.ChatChunk]
+    CompleteCallable: TypeAlias = grpc.UnaryUnaryMultiCallable[chat_pb2.ChatRequest, chat_pb2.ChatResponse]
+
+# ---------------------------------------------------------------------------------------------------------------
+# gevent
+
+
+_gevent_initialised = False
+
+
+def running_under_gevent() -> bool:
+    """True when gevent has monkey-patched ``socket`` in this process (a Locust process, for one)."""
+    monkey = sys.modules.get("gevent.monkey")  # never import gevent ourselves: nobody patched if it is not loaded
+    return monkey is not None and bool(monkey.is_module_patched("socket"))
+
+
+def ensure_gevent_support() -> bool:
+    """Call ``grpc.experimental.gevent.init_gevent()`` once per process if, and only if, running under gevent
+    monkey patching. Must run before the process's first grpc channel; returns whether gevent mode is on."""
+    global _gevent_initialised
+    if _gevent_initialised:
+        return True
+    if not running_under_gevent():
+        return False
+    grpc_gevent = importlib.import_module("grpc.experimental.gevent")  # not in grpc-stubs
+    grpc_gevent.init_gevent()
+    _gevent_initialised = True
+    return True
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# grpc.StatusCode -> loadgen.errors
+
+
+@dataclass(frozen=True, slots=True)
+class StatusRule:
+    """How one status code becomes a :class:`TransportError`; ``meaning`` stands in for empty details."""
+
+    error: type[TransportError]
+    meaning: str
+
+
+#: Every :class:`grpc.StatusCode` except OK (a test checks none is missing).
+GRPC_ERRORS: dict[grpc.StatusCode, StatusRule] = {
+    grpc.StatusCode.CANCELLED: StatusRule(ServerError, "the call was cancelled"),
+    grpc.StatusCode.UNKNOWN: StatusRule(ServerError, "the server failed with an unknown error"),
+    grpc.StatusCode.INVALID_ARGUMENT: StatusRule(ServerError, "the server rejected the request"),
+    grpc.StatusCode.DEADLINE_EXCEEDED: StatusRule(TurnTimeout, "deadline exceeded"),
+    grpc.StatusCode.NOT_FOUND: StatusRule(ServerError, "not found"),
+    grpc.StatusCode.ALREADY_EXISTS: StatusRule(ServerError, "already exists"),
+    grpc.StatusCode.PERMISSION_DENIED: StatusRule(ServerError, "permission denied"),
+    grpc.StatusCode.RESOURCE_EXHAUSTED: StatusRule(Overloaded, "the server has no capacity now"),
+    grpc.StatusCode.FAILED_PRECONDITION: StatusRule(ServerError, "failed precondition"),
+    grpc.StatusCode.ABORTED: StatusRule(ServerError, "aborted"),
+    grpc.StatusCode.OUT_OF_RANGE: StatusRule(ServerError, "out of range"),
+    grpc.StatusCode.UNIMPLEMENTED: StatusRule(ServerError, f"the target does not implement {SERVICE_NAME}"),
+    grpc.StatusCode.INTERNAL: StatusRule(ServerError, "internal error"),
+    grpc.StatusCode.UNAVAILABLE: StatusRule(ConnectError, "the service is unavailable"),
+    grpc.StatusCode.DATA_LOSS: StatusRule(ServerError, "data loss"),
+    grpc.StatusCode.UNAUTHENTICATED: StatusRule(ServerError, "missing or wrong API key"),
+}
+
+
+def map_grpc_error(
+    code: grpc.StatusCode | None,
+    details: str | None,
+    *,
+    where: str = "the server",
+    phase: Phase = "send",
+    timeout_s: float | None = None,
+) -> TransportError:
+    """The :class:`TransportError` for a failed call (the caller chains the :class:`grpc.RpcError`).
+
+    ``where`` is ``host:port``; ``phase`` is ``"send"`` (nothing streamed yet) or ``"stream"`` (after the first
+    message); ``timeout_s`` is the turn's timeout, for the reason of a DEADLINE_EXCEEDED.
+    """
+    detail = _short(details or "")
+    if code is None or code == grpc.StatusCode.OK:
+        return ProtocolError(f"call failed without a status: {detail or 'no details'}")
+    rule = GRPC_ERRORS.get(code)
+    name = code.name
+    if rule is None:  # pragma: no cover - a StatusCode newer than this table (a test keeps it complete)
+        return ServerError(f"{name}: {detail or 'unknown status'}", code=name)
+    lower = detail.lower()
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        limit = f" ({timeout_s:g}s)" if timeout_s is not None else ""
+        when = "while streaming the reply" if phase == "stream" else "before the reply started"
+        return TurnTimeout(f"{name}: turn exceeded its timeout{limit} {when}")
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return ConnectError(f"{name}: {_unavailable_reason(lower, detail, where, phase)}")
+    if code == grpc.StatusCode.INTERNAL and "deserializ" in lower:
+        return ProtocolError(f"{name}: could not parse the server's message (not {SERVICE_NAME}?)")
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in lower:
+        return ProtocolError(f"{name}: message larger than the allowed maximum: {detail}")
+    if rule.error is ServerError or rule.error is Overloaded:
+        return rule.error(f"{name}: {detail or rule.meaning}", code=name)
+    return rule.error(f"{name}: {detail or rule.meaning}")
+
+
+_DNS_HINTS = ("dns resolution failed", "errors resolving", "lookup failed", "name or service not known", "not resolve")
+_TLS_HINTS = ("certificate", "ssl", "handshake", "tls")
+
+
+def _unavailable_reason(lower: str, detail: str, where: str, phase: Phase) -> str:
+    if "connection refused" in lower:
+        return f"connection refused to {where}"
+    if any(hint in lower for hint in _DNS_HINTS):
+        return f"cannot resolve the host of {where}"
+    if any(hint in lower for hint in _TLS_HINTS):
+        return f"TLS handshake with {where} failed: {detail}"
+    if phase == "stream":
+        return f"{detail or 'connection lost'} (while streaming the reply)"
+    if "failed to connect" in lower:
+        return f"cannot connect to {where}: {detail}"
+    return detail or f"{where} is unavailable"
+
+
+def _short(text: str, limit: int = 160) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _rpc_error(exc: grpc.RpcError, *, where: str, phase: Phase, timeout_s: float) -> TransportError:
+    code: grpc.StatusCode | None = None
+    details: str | None = None
+    if isinstance(exc, grpc.Call):
+        code = exc.code()
+        details = exc.details()
+    return map_grpc_error(code, details, where=where, phase=phase, timeout_s=timeout_s)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the transport
+
+
+@dataclass(frozen=True, slots=True)
+class GrpcTarget:
+    address: str  # what grpc dials: host:port ([v6]:port)
+    tls: bool
+
+    @property
+    def where(self) -> str:
+        return self.address
+
+
+def parse_target(target: str) -> GrpcTarget:
+    """``grpc://host:port`` or ``grpcs://host[:port]`` (gRPC has no path: a target with one is refused)."""
+    shown = redact_url(target)
+    try:
+        url = urllib.parse.urlsplit(target)
+        port = url.port
+    except ValueError as exc:
+        raise ConfigError(f"target {shown!r} is not a valid URL: {exc}") from None
+    scheme = url.scheme.lower()
+    if scheme not in GrpcTransport.schemes or not url.hostname:
+        raise ConfigError(f"target {shown!r} must be grpc://host:port or grpcs://host[:port]")
+    if url.path not in ("", "/") or url.query or url.fragment:
+        raise ConfigError(f"target {shown!r}: a gRPC target is host and port only (no path or query)")
+    if url.username or url.password:
+        raise ConfigError(f"target {shown!r}: put credentials in LOADGEN_API_KEY, not in the URL")
+    tls = scheme == "grpcs"
+    if port is None:
+        if not tls:
+            raise ConfigError(f"target {shown!r} needs a port: grpc://host:PORT")
+        port = DEFAULT_TLS_PORT
+    host = url.hostname
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return GrpcTarget(address=address, tls=tls)
+
+
+class GrpcTransport(Transport):
+    """``loadgen.chat.v1.ChatService`` over gRPC: ``Chat`` (streamed) or ``Complete`` (whole)."""
+
+    name: ClassVar[str] = "grpc"
+    schemes: ClassVar[tuple[str, ...]] = ("grpc", "grpcs")
+
+    def __init__(self, config: TransportConfig) -> None:
+        super().__init__(config)
+        self._target = parse_target(config.target)
+        if self._target.tls and not config.tls_verify:
+            raise ConfigError(
+                "grpcs:// cannot skip certificate verification (grpcio has no such switch): trust the server's CA "
+                "instead, e.g. GRPC_DEFAULT_SSL_ROOTS_FILE_PATH=/path/to/ca.pem"
+            )
+        if config.connect_timeout_s <= 0:
+            raise ConfigError(f"connect timeout must be positive, got {config.connect_timeout_s!r}")
+        self._model = config.extra.get("model") or None
+        self._secret = config.api_key or None
+        self._metadata: tuple[tuple[str, str], ...] = ()
+        if self._secret is not None:
+            if not (self._secret.isascii() and self._secret.isprintable()) or any(c.isspace() for c in self._secret):
+                raise ConfigError("the API key holds characters gRPC metadata cannot carry")
+            self._metadata = (("authorization", f"Bearer {self._secret}"),)
+        self._channel: grpc.Channel | None = None
+        self._chat: ChatCallable | None = None
+        self._complete: CompleteCallable | None = None
+
+    # -- the channel -----------------------------------------------------------------------------------------------
+
+    def _channel_options(self) -> list[tuple[str, Any]]:
+        connect_ms = max(1, round(self.config.connect_timeout_s * 1000))
+        return [
+            ("grpc.primary_user_agent", f"chat-loadgen/{__version__}"),
+            # one connection per transport (= per Locust user), not one shared by every channel of the process
+            ("grpc.use_local_subchannel_pool", 1),
+            # grpcio's name for the connect timeout (each attempt waits at least this long)
+            ("grpc.min_reconnect_backoff_ms", connect_ms),
+            ("grpc.max_reconnect_backoff_ms", max(MAX_RECONNECT_BACKOFF_MS, connect_ms)),
+        ]
+
+    def _ensure_channel(self) -> tuple[ChatCallable, CompleteCallable]:
+        if self._chat is None or self._complete is None:
+            ensure_gevent_support()
+            options = self._channel_options()
+            if self._target.tls:
+                channel = grpc.secure_channel(self._target.address, grpc.ssl_channel_credentials(), options)
+            else:
+                channel = grpc.insecure_channel(self._target.address, options)
+            self._channel = channel
+            self._chat = channel.unary_stream(
+                CHAT_METHOD,
+                request_serializer=chat_pb2.ChatRequest.SerializeToString,
+                response_deserializer=chat_pb2.ChatChunk.FromString,
+            )
+            self._complete = channel.unary_unary(
+                COMPLETE_METHOD,
+                request_serializer=chat_pb2.ChatRequest.SerializeToString,
+                response_deserializer=chat_pb2.ChatResponse.FromString,
+            )
+        return self._chat, self._complete
+
+    # -- one turn ------------------------------------------------------------------------------------------------
+
+    def _send(self, request: ChatRequest, turn_timeout: float) -> Reply:
+        chat, complete = self._ensure_channel()
+        message = self.to_proto(request)
+        if request.stream:
+            return self._stream(chat, message, turn_timeout)
+        return self._whole(complete, message, turn_timeout)
+
+    def to_proto(self, request: ChatRequest) -> chat_pb2.ChatRequest:
+        return chat_pb2.ChatRequest(
+            model=self._model or request.model,
+            messages=[chat_pb2.ChatMessage(role=m.role, content=m.content) for m in request.messages],
+            max_tokens=min(max(0, request.max_tokens), _UINT32_MAX),  # a uint32 on the wire
+            session_id=request.session_id or "",
+        )
+
+    def _stream(self, chat: ChatCallable, message: chat_pb2.ChatRequest, turn_timeout: float) -> Reply:
+        parts: list[str] = []
+        times: list[float] = []
+        tokens: list[float] = []
+        last: chat_pb2.ChatChunk | None = None
+        phase: Phase = "send"
+        t_sent = time.perf_counter()
+        call: Any = chat(message, timeout=turn_timeout, metadata=self._metadata)
+        done = False
+        try:
+            call.initial_metadata()  # returns once the headers came (or the call ended)
+            t_first_byte = time.perf_counter()
+            chunks: Iterator[chat_pb2.ChatChunk] = call
+            for chunk in chunks:
+                now = time.perf_counter()
+                phase = "stream"
+                if chunk.text:
+                    parts.append(chunk.text)
+                    times.append(now)
+                    tokens.append(float(chunk.tokens))
+                last = chunk
+            t_done = time.perf_counter()
+            done = True
+        except grpc.RpcError as exc:
+            raise _rpc_error(exc, where=self._target.where, phase=phase, timeout_s=turn_timeout) from exc
+        finally:
+            if not done:
+                call.cancel()  # frees the server's slot; a no-op on a call that already ended
+        usage = _usage(last)
+        _fill_token_counts(tokens, usage)
+        return Reply(
+            text="".join(parts),
+            t_sent=t_sent,
+            t_done=t_done,
+            t_first_byte=t_first_byte,
+            chunk_times=times,
+            chunk_tokens=tokens,
+            usage=usage,
+        )
+
+    def _whole(self, complete: CompleteCallable, message: chat_pb2.ChatRequest, turn_timeout: float) -> Reply:
+        t_sent = time.perf_counter()
+        future: Any = complete.future(message, timeout=turn_timeout, metadata=self._metadata)
+        done = False
+        try:
+            future.initial_metadata()
+            t_first_byte = time.perf_counter()
+            response: chat_pb2.ChatResponse = future.result()
+            t_done = time.perf_counter()
+            done = True
+        except grpc.RpcError as exc:
+            raise _rpc_error(exc, where=self._target.where, phase="send", timeout_s=turn_timeout) from exc
+        finally:
+            if not done:
+                future.cancel()
+        usage = _usage(response)
+        reply = Reply(text=response.text, t_sent=t_sent, t_done=t_done, t_first_byte=t_first_byte, usage=usage)
+        if response.text:
+            # one chunk carrying the whole reply; without usage its token count is unknown and counted as 1
+            count = usage.completion_tokens if usage is not None else 0
+            reply.chunk_times.append(t_done)
+            reply.chunk_tokens.append(float(count) if count > 0 else 1.0)
+        return reply
+
+    def close(self) -> None:
+        channel, self._channel = self._channel, None
+        self._chat = self._complete = None
+        if channel is not None:
+            channel.close()
+
+
+def _usage(message: chat_pb2.ChatChunk | chat_pb2.ChatResponse | None) -> Usage | None:
+    if message is None or not message.HasField("usage"):
+        return None
+    return Usage(prompt_tokens=message.usage.prompt_tokens, completion_tokens=message.usage.completion_tokens)
+
+
+def _fill_token_counts(tokens: list[float], usage: Usage | None) -> None:
+    """Chunks that did not say how many tokens they carry (``tokens`` 0, a server other than ours) count as 1,
+    then all such chunks are scaled so that the reply adds up to ``usage.completion_tokens`` when known."""
+    unknown = [i for i, t in enumerate(tokens) if t <= 0]
+    if not unknown:
+        return
+    share = 1.0
+    if usage is not None:
+        known = sum(t for t in tokens if t > 0)
+        rest = usage.completion_tokens - known
+        if rest > 0:
+            share = rest / len(unknown)
+    for i in unknown:
+        tokens[i] = share
+
+
+__all__ = [
+    "CHAT_METHOD",
+    "COMPLETE_METHOD",
+    "GRPC_ERRORS",
+    "SERVICE_NAME",
+    "GrpcTarget",
+    "GrpcTransport",
+    "StatusRule",
+    "ensure_gevent_support",
+    "map_grpc_error",
+    "parse_target",
+    "running_under_gevent",
+]

@@ -1,0 +1,440 @@
+"""REST transport: OpenAI-compatible ``POST /v1/chat/completions``, streamed as Server-Sent Events.
+
+One sync :class:`httpx.Client` per transport (one per Locust user: a client shared by many greenlets
+collapses under load), every https client of a process sharing ONE :class:`ssl.SSLContext`, built lazily on
+first use in the process that uses it (building one costs ~26 ms of blocking CPU; Locust may fork after import).
+
+Timing, as close to the wire as httpx allows (``time.perf_counter()``):
+
+- ``t_sent``: just before :meth:`httpx.Client.send`;
+- ``t_first_byte``: when ``send(..., stream=True)`` returns, i.e. the response headers arrived;
+- each content chunk: when its first line came out of ``iter_lines()``, before any parsing (reading
+  ``n`` bytes at a time would hold the first token back until the buffer filled);
+- ``t_done``: the ``[DONE]`` line, or the end of the body when a stream ends on a ``finish_reason``.
+
+Errors come out as :mod:`loadgen.errors` (see :data:`HTTPX_ERRORS`), chaining the httpx exception; the API
+key never appears in a reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import ssl
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import httpcore  # noqa: F401 - httpx imports it on the first Client (~70 ms with trio installed): not mid-load
+import httpx
+
+from loadgen import __version__
+from loadgen.errors import ConfigError, ConnectError, ProtocolError, ServerError, TransportError, TurnTimeout
+from loadgen.transports import redact_url
+from loadgen.transports.base import Transport, TransportConfig
+from loadgen.transports.sse import SSEParser, decode_event, error_from_body, parse_chat_completion
+from loadgen.types import ChatRequest, Reply, Usage
+
+DEFAULT_PATH = "/v1/chat/completions"
+#: At most this much of an error response's body is read for its message.
+ERROR_BODY_LIMIT = 16 * 1024
+
+Phase = Literal["send", "body"]
+
+# ---------------------------------------------------------------------------------------------------------------
+# per-process set-up, done on first use (never at import: Locust may fork after importing the locustfile)
+
+_ssl_contexts: dict[str, ssl.SSLContext] = {}
+_ssl_pid: int | None = None
+_logs_quietened = False
+
+
+def shared_ssl_context(verify: bool) -> ssl.SSLContext:
+    """The one SSL context of this process for https targets with ``verify`` on or off (built on first call,
+    and again in a forked child). Building one loads the CA bundle: ~26 ms of CPU that blocks the hub."""
+    return _shared_context("verify" if verify else "no-verify", lambda: httpx.create_ssl_context(verify=verify))
+
+
+def _plain_http_context() -> ssl.SSLContext:
+    """For http:// targets, which never use TLS: httpx builds a context for every client all the same, so hand
+    it a cheap one with no CA loaded. It still requires verification, so any TLS use would fail, not pass."""
+    return _shared_context("plain-http", lambda: ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT))
+
+
+def _shared_context(key: str, build: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
+    # No lock: building does not yield to other greenlets, and two threads racing would only build one twice.
+    global _ssl_pid
+    if _ssl_pid != os.getpid():
+        _ssl_contexts.clear()
+        _ssl_pid = os.getpid()
+    ctx = _ssl_contexts.get(key)
+    if ctx is None:
+        ctx = _ssl_contexts[key] = build()
+    return ctx
+
+
+def _quieten_http_logs() -> None:
+    """httpx logs one INFO line per request (Locust sets the root logger to INFO): ~10% of throughput."""
+    global _logs_quietened
+    if not _logs_quietened:
+        for name in ("httpx", "httpcore"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+        _logs_quietened = True
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# httpx exceptions -> loadgen.errors
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorRule:
+    """How one httpx exception class becomes a :class:`TransportError`.
+
+    ``reason`` may use ``{where}`` (``host:port``) and ``{detail}`` (httpx's own message, shortened);
+    ``while_streaming`` replaces it when the exception came while reading the body.
+    """
+
+    error: type[TransportError]
+    reason: str
+    while_streaming: str | None = None
+
+
+#: Every httpx exception class, concrete ones and their bases alike; :func:`map_httpx_error` uses the nearest
+#: class in the exception's MRO. A test walks httpx's hierarchy and fails on any class missing here.
+HTTPX_ERRORS: dict[type[Exception], ErrorRule] = {
+    # timeouts: say which phase
+    httpx.ConnectTimeout: ErrorRule(TurnTimeout, "connect timeout to {where}"),
+    httpx.ReadTimeout: ErrorRule(
+        TurnTimeout, "timed out waiting for response headers", "read timeout while streaming the reply"
+    ),
+    httpx.WriteTimeout: ErrorRule(TurnTimeout, "timed out sending the request"),
+    httpx.PoolTimeout: ErrorRule(TurnTimeout, "timed out waiting for a free connection"),
+    httpx.TimeoutException: ErrorRule(TurnTimeout, "timed out", "timed out while streaming the reply"),
+    # the network
+    httpx.ConnectError: ErrorRule(ConnectError, "cannot connect to {where}: {detail}"),  # refined below
+    httpx.ReadError: ErrorRule(
+        ProtocolError, "connection lost waiting for the response: {detail}", "stream ended early: {detail}"
+    ),
+    httpx.WriteError: ErrorRule(ConnectError, "connection lost sending the request: {detail}"),
+    httpx.CloseError: ErrorRule(ConnectError, "error closing the connection: {detail}"),
+    httpx.NetworkError: ErrorRule(ConnectError, "network error: {detail}"),
+    httpx.ProxyError: ErrorRule(ConnectError, "proxy error: {detail}"),
+    httpx.UnsupportedProtocol: ErrorRule(ConnectError, "unsupported URL scheme: {detail}"),
+    httpx.TransportError: ErrorRule(ConnectError, "transport error: {detail}"),
+    # HTTP itself
+    httpx.RemoteProtocolError: ErrorRule(
+        ProtocolError, "server broke off before answering: {detail}", "stream ended early: {detail}"
+    ),
+    httpx.LocalProtocolError: ErrorRule(ProtocolError, "could not form a valid HTTP request: {detail}"),
+    httpx.ProtocolError: ErrorRule(ProtocolError, "HTTP protocol error: {detail}"),
+    httpx.DecodingError: ErrorRule(ProtocolError, "could not decode the response body: {detail}"),
+    httpx.TooManyRedirects: ErrorRule(ProtocolError, "too many redirects"),
+    httpx.RequestError: ErrorRule(ConnectError, "request failed: {detail}"),
+    httpx.HTTPStatusError: ErrorRule(ServerError, "HTTP error status: {detail}"),
+    httpx.HTTPError: ErrorRule(ConnectError, "HTTP error: {detail}"),
+    # raised outside the HTTPError tree
+    httpx.InvalidURL: ErrorRule(ConnectError, "invalid URL: {detail}"),
+    httpx.CookieConflict: ErrorRule(ProtocolError, "conflicting cookies: {detail}"),
+    httpx.StreamConsumed: ErrorRule(ProtocolError, "response stream already consumed"),
+    httpx.StreamClosed: ErrorRule(ProtocolError, "response stream already closed"),
+    httpx.ResponseNotRead: ErrorRule(ProtocolError, "response body not read"),
+    httpx.RequestNotRead: ErrorRule(ProtocolError, "request body not read"),
+    httpx.StreamError: ErrorRule(ProtocolError, "response stream error: {detail}"),
+}
+
+#: What ``except`` catches around httpx calls: the roots of every class in :data:`HTTPX_ERRORS`.
+HTTPX_EXCEPTIONS: tuple[type[Exception], ...] = (
+    httpx.HTTPError,
+    httpx.InvalidURL,
+    httpx.CookieConflict,
+    httpx.StreamError,
+)
+
+#: What can end the reading of a body early: an httpx error or the whole-turn deadline.
+_READ_FAILURES: tuple[type[Exception], ...] = (*HTTPX_EXCEPTIONS, TurnTimeout)
+
+
+def map_httpx_error(exc: Exception, *, where: str = "the server", phase: Phase = "send") -> TransportError:
+    """The :class:`TransportError` for an httpx exception (the caller chains it: ``raise ... from exc``).
+
+    ``where`` is ``host:port`` (never a URL with credentials); ``phase`` is ``"send"`` (connect, write, wait
+    for the headers) or ``"body"`` (reading the reply).
+    """
+    rule = next((HTTPX_ERRORS[cls] for cls in type(exc).__mro__ if cls in HTTPX_ERRORS), None)
+    if rule is None:
+        return ProtocolError(f"unexpected {type(exc).__name__}: {_short(str(exc))}")
+    if isinstance(exc, httpx.ConnectError):
+        return ConnectError(_connect_reason(exc, where))
+    if isinstance(exc, httpx.HTTPStatusError):
+        status = exc.response.status_code
+        try:
+            text = exc.response.text
+        except httpx.ResponseNotRead:
+            text = ""
+        return error_from_body(text or exc.response.reason_phrase, prefix=f"HTTP {status}", status=status)
+    template = rule.while_streaming if phase == "body" and rule.while_streaming else rule.reason
+    return rule.error(template.format(where=where, detail=_short(str(exc)) or type(exc).__name__))
+
+
+def _connect_reason(exc: httpx.ConnectError, where: str) -> str:
+    """Say why a connect failed (e.g. ``connection refused to 127.0.0.1:8000``) from the OS error httpx chained."""
+    cause: BaseException | None = exc
+    seen = 0
+    while cause is not None and seen < 8:
+        if isinstance(cause, ConnectionRefusedError):
+            return f"connection refused to {where}"
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return f"TLS certificate of {where} not trusted: {_short(cause.verify_message or str(cause))}"
+        if isinstance(cause, ssl.SSLError):
+            return f"TLS handshake with {where} failed: {_short(cause.reason or str(cause))}"
+        if isinstance(cause, socket.gaierror):
+            return f"cannot resolve the host of {where}"
+        cause = cause.__cause__ or cause.__context__
+        seen += 1
+    text = str(exc).lower()
+    if "refused" in text:
+        return f"connection refused to {where}"
+    if "certificate" in text or "ssl" in text:
+        return f"TLS handshake with {where} failed: {_short(str(exc))}"
+    return f"cannot connect to {where}: {_short(str(exc)) or 'connection failed'}"
+
+
+def _short(text: str, limit: int = 120) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the transport
+
+
+def chat_url(target: str, path: str | None = None) -> str:
+    """``{target}{path}``; a target that already ends with ``/v1`` does not get a second one."""
+    base = target.rstrip("/")
+    path = path or DEFAULT_PATH
+    if not path.startswith("/"):
+        path = "/" + path
+    if base.endswith("/v1") and path.startswith("/v1/"):
+        path = path[3:]
+    return base + path
+
+
+class _DeadlineStream(httpx.SyncByteStream):
+    """Wraps a response's byte stream: the whole-turn deadline is checked on every piece that arrives, so a
+    server that dribbles bytes forever (with or without line breaks) still ends as :class:`TurnTimeout`. A
+    server that goes silent is ended by the read timeout instead."""
+
+    def __init__(self, inner: httpx.SyncByteStream, deadline: float, timeout_s: float) -> None:
+        self._inner = inner
+        self._deadline = deadline
+        self._timeout_s = timeout_s
+
+    def __iter__(self) -> Iterator[bytes]:
+        for piece in self._inner:
+            if time.perf_counter() > self._deadline:
+                raise TurnTimeout(f"turn exceeded its timeout ({self._timeout_s:g}s) while streaming the reply")
+            yield piece
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class RestTransport(Transport):
+    """OpenAI-compatible chat completions over HTTP(S), streamed (SSE) or whole.
+
+    The turn timeout bounds the connect timeout, each wait for data (httpx's read timeout) and, checked on
+    every piece of the body that arrives, the whole turn: a server that dribbles forever ends as
+    :class:`TurnTimeout` at the deadline; one that goes silent ends one read timeout after its last byte.
+    """
+
+    name: ClassVar[str] = "rest"
+    schemes: ClassVar[tuple[str, ...]] = ("http", "https")
+
+    def __init__(self, config: TransportConfig, *, transport: httpx.BaseTransport | None = None) -> None:
+        """``transport`` replaces httpx's network transport (tests pass an :class:`httpx.MockTransport`)."""
+        super().__init__(config)
+        try:
+            url = httpx.URL(config.target)
+        except httpx.InvalidURL as exc:
+            raise ConfigError(f"target {redact_url(config.target)!r} is not a valid URL: {exc}") from None
+        if url.scheme not in self.schemes or not url.host:
+            raise ConfigError(f"target {redact_url(config.target)!r} must be http(s)://host[:port][/prefix]")
+        host = f"[{url.host}]" if ":" in url.host else url.host
+        self._where = f"{host}:{url.port or (443 if url.scheme == 'https' else 80)}"
+        self._url = chat_url(config.target, config.extra.get("path"))
+        self._model = config.extra.get("model")
+        headers = {"User-Agent": f"chat-loadgen/{__version__}"}
+        self._secret = config.api_key or None
+        if self._secret is not None:
+            if not (self._secret.isascii() and self._secret.isprintable()) or any(c.isspace() for c in self._secret):
+                raise ConfigError("the API key holds characters an HTTP header cannot carry")
+            headers["Authorization"] = f"Bearer {self._secret}"
+        _quieten_http_logs()
+        self._client = httpx.Client(
+            verify=shared_ssl_context(config.tls_verify) if url.scheme == "https" else _plain_http_context(),
+            headers=headers,
+            follow_redirects=False,
+            transport=transport,
+        )
+        self._closed = False
+
+    # -- one turn ------------------------------------------------------------------------------------------------
+
+    def _send(self, request: ChatRequest, turn_timeout: float) -> Reply:
+        http_request = self._client.build_request(
+            "POST",
+            self._url,
+            json=self._body(request),
+            headers={"Accept": "text/event-stream" if request.stream else "application/json"},
+            timeout=httpx.Timeout(turn_timeout, connect=min(self.config.connect_timeout_s, turn_timeout)),
+        )
+        t_sent = time.perf_counter()
+        try:
+            response = self._client.send(http_request, stream=True)
+        except HTTPX_EXCEPTIONS as exc:
+            raise map_httpx_error(exc, where=self._where, phase="send") from exc
+        t_first_byte = time.perf_counter()
+        try:
+            if t_first_byte - t_sent > turn_timeout:
+                raise TurnTimeout(f"turn exceeded its timeout ({turn_timeout:g}s) before the response headers")
+            response.stream = _DeadlineStream(_sync_stream(response), t_sent + turn_timeout, turn_timeout)
+            if not 200 <= response.status_code < 300:
+                raise self._status_error(response)
+            content_type = response.headers.get("content-type", "").lower()
+            streamed = "text/event-stream" in content_type if content_type else request.stream
+            if streamed:
+                return self._read_stream(response, t_sent, t_first_byte)
+            return self._read_whole(response, t_sent, t_first_byte)
+        except HTTPX_EXCEPTIONS as exc:
+            raise map_httpx_error(exc, where=self._where, phase="body") from exc
+        finally:
+            # the turn's outcome is already decided; a failed close only loses the connection
+            with contextlib.suppress(*HTTPX_EXCEPTIONS):
+                response.close()
+
+    def _body(self, request: ChatRequest) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": self._model or request.model,
+            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "max_tokens": request.max_tokens,
+            "stream": request.stream,
+        }
+        if request.stream:
+            body["stream_options"] = {"include_usage": True}
+        if request.session_id is not None:
+            body["session_id"] = request.session_id
+        return body
+
+    def _read_stream(self, response: httpx.Response, t_sent: float, t_first_byte: float) -> Reply:
+        response.encoding = "utf-8"  # an event stream is always UTF-8
+        parser = SSEParser()
+        parts: list[str] = []
+        times: list[float] = []
+        usage: Usage | None = None
+        finished = False
+        t_done: float | None = None
+        event_start: float | None = None  # when the first line of the event being read arrived
+        try:
+            for line in response.iter_lines():
+                now = time.perf_counter()
+                if t_done is not None:
+                    continue  # after [DONE]: read to the end so that the connection can be reused
+                if line:  # only a blank line completes an event
+                    if event_start is None and not line.startswith(":"):
+                        event_start = now
+                    parser.feed_line(line)
+                    continue
+                event = parser.feed_line(line)
+                at = event_start if event_start is not None else now
+                event_start = None
+                if event is None:
+                    continue
+                chunk = decode_event(event)
+                if chunk is None:
+                    continue
+                if chunk.done:
+                    t_done = now
+                    continue
+                if chunk.content:
+                    parts.append(chunk.content)
+                    times.append(at)
+                if chunk.finish_reason:
+                    finished = True
+                if chunk.usage is not None:
+                    usage = chunk.usage
+        except _READ_FAILURES:
+            if t_done is None:
+                raise
+            # the reply was complete at [DONE]; only the tail of the body failed
+        if t_done is None:
+            if not finished:
+                raise ProtocolError("stream ended early")
+            t_done = time.perf_counter()
+        # one token per content chunk, unless usage says otherwise: then spread its count evenly (first included)
+        per_chunk = 1.0
+        if usage is not None and usage.completion_tokens > 0 and times:
+            per_chunk = usage.completion_tokens / len(times)
+        return Reply(
+            text="".join(parts),
+            t_sent=t_sent,
+            t_done=t_done,
+            t_first_byte=t_first_byte,
+            chunk_times=times,
+            chunk_tokens=[per_chunk] * len(times),
+            usage=usage,
+        )
+
+    def _read_whole(self, response: httpx.Response, t_sent: float, t_first_byte: float) -> Reply:
+        body = response.read()
+        t_done = time.perf_counter()
+        chunk = parse_chat_completion(body.decode("utf-8", errors="replace"))
+        reply = Reply(
+            text=chunk.content or "", t_sent=t_sent, t_done=t_done, t_first_byte=t_first_byte, usage=chunk.usage
+        )
+        if chunk.content:
+            # one chunk carrying the whole reply; without usage its token count is unknown and counted as 1
+            reply.chunk_times.append(t_done)
+            tokens = chunk.usage.completion_tokens if chunk.usage is not None else 0
+            reply.chunk_tokens.append(float(tokens) if tokens > 0 else 1.0)
+        return reply
+
+    def _status_error(self, response: httpx.Response) -> ServerError:
+        body = bytearray()
+        try:
+            for piece in response.iter_bytes():
+                body += piece
+                if len(body) >= ERROR_BODY_LIMIT:
+                    break
+        except _READ_FAILURES:
+            pass  # the status alone says enough
+        text = body[:ERROR_BODY_LIMIT].decode("utf-8", errors="replace").strip()
+        status = response.status_code
+        if 300 <= status < 400:
+            return ServerError(f"HTTP {status}: unexpected redirect", code=status)
+        return error_from_body(text or response.reason_phrase or "(no body)", prefix=f"HTTP {status}", status=status)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._client.close()
+
+
+def _sync_stream(response: httpx.Response) -> httpx.SyncByteStream:
+    stream = response.stream
+    if not isinstance(stream, httpx.SyncByteStream):  # pragma: no cover - a sync client gives a sync stream
+        raise TypeError("expected a sync response stream")
+    return stream
+
+
+__all__ = [
+    "HTTPX_ERRORS",
+    "HTTPX_EXCEPTIONS",
+    "ErrorRule",
+    "RestTransport",
+    "chat_url",
+    "map_httpx_error",
+    "shared_ssl_context",
+]

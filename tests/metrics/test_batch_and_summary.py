@@ -1,0 +1,106 @@
+import json
+
+import pytest
+
+from loadgen.errors import ConnectError
+from loadgen.metrics.aggregator import RunAggregator
+from loadgen.metrics.batch import MetricsBatch
+from loadgen.metrics.console import format_table
+from loadgen.metrics.keys import ALL, SeriesKey
+from loadgen.metrics.rundir import HISTOGRAMS_FILE, SUMMARY_FILE, write_run
+from loadgen.metrics.summary import build_summary
+from loadgen.metrics.turns import TurnOutcome, context_bucket, record_turn
+from loadgen.types import Reply, Usage
+
+
+def _reply(t0: float, ttft: float, gaps: list[float], first_tokens: float = 1) -> Reply:
+    times = [t0 + ttft]
+    for g in gaps:
+        times.append(times[-1] + g)
+    return Reply(
+        text="x",
+        t_sent=t0,
+        t_done=times[-1],
+        chunk_times=times,
+        chunk_tokens=[first_tokens] + [1.0] * len(gaps),
+        usage=Usage(600, int(first_tokens) + len(gaps)),
+    )
+
+
+def test_record_turn_counts_latencies_and_retention() -> None:
+    batch = MetricsBatch()
+    r = _reply(100.0, 0.050, [0.010] * 9, first_tokens=3)
+    record_turn(
+        batch,
+        TurnOutcome("rest", "travel", 2, r, retention_checked=1, retention_passed=False, retention_reason="forgot"),
+    )
+    record_turn(batch, TurnOutcome("rest", "travel", 2, None, error=ConnectError("refused")))
+    k = SeriesKey("rest", "travel", 2, "")
+    assert batch.counters[k.with_metric("count")] == 2
+    assert batch.counters[k.with_metric("failures")] == 2
+    assert batch.counters[k.with_metric("failures.transport")] == 1
+    assert batch.counters[k.with_metric("failures.retention")] == 1
+    assert batch.histograms[k.with_metric("e2e")].count == 1  # failed transport turns have no latency
+    itl = batch.histograms[k.with_metric("itl")]
+    assert itl.count == 9  # the first (3-token) chunk is TTFT, not ITL
+    assert abs(itl.quantiles([0.5])[0.5] - 10_000) <= 10
+    agg = SeriesKey("rest", ALL, 0, "count")
+    assert batch.counters[agg] == 2
+    assert SeriesKey("rest", ALL, 0, "e2e@ctx512-2k") in batch.histograms
+
+
+@pytest.mark.parametrize(
+    ("tokens", "bucket"), [(0, "<512"), (511, "<512"), (512, "512-2k"), (2048, "2k-4k"), (4096, ">4k")]
+)
+def test_context_buckets(tokens: int, bucket: str) -> None:
+    assert context_bucket(tokens) == bucket
+
+
+def test_worker_batches_merge_exactly_into_the_aggregator() -> None:
+    workers = [MetricsBatch() for _ in range(3)]
+    for i, w in enumerate(workers):
+        for j in range(10 * (i + 1)):
+            record_turn(w, TurnOutcome("grpc", "coding", 1, _reply(0.0, 0.02 + j / 1000, [0.005] * 4)))
+    agg = RunAggregator(interval_s=3600)
+    reference = MetricsBatch()
+    for w in workers:
+        reference.merge(w)
+        agg.merge_wire(json.loads(json.dumps(w.take().to_wire())))  # through JSON, like the wire
+        assert w.is_empty()
+    key = SeriesKey("grpc", "coding", 1, "ttft")
+    assert agg.total.histograms[key].count == 60
+    assert agg.total.counters[key.with_metric("count")] == 60
+    assert agg.total.histograms[key].quantiles([0.5, 0.99]) == reference.histograms[key].quantiles([0.5, 0.99])
+    agg.maybe_roll(force=True)
+    assert len(agg.intervals) == 1
+    assert all(k.split("|")[1] == ALL for k in agg.intervals[0].wire["h"])
+
+
+def test_summary_and_run_folder(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    agg = RunAggregator()
+    b = MetricsBatch()
+    for _ in range(5):
+        record_turn(b, TurnOutcome("rest", "travel", 1, _reply(0.0, 0.05, [0.01] * 5), retention_checked=1))
+    b.record(SeriesKey(ALL, ALL, 0, "generator_lag"), 9_000)
+    agg.merge(b)
+    summary = write_run(tmp_path, agg, {"id": "t", "duration_s": 10.0})
+    on_disk = json.loads((tmp_path / SUMMARY_FILE).read_text())
+    assert on_disk == json.loads(json.dumps(summary))
+    assert on_disk["schema_version"] == 1
+    row = on_disk["turns"][0]
+    assert (row["transport"], row["dialogue"], row["turn"], row["count"]) == ("rest", "travel", 1, 5)
+    assert row["retention"] == {"checked": 5, "passed": 5, "rate": 1.0}
+    for block in ("e2e_ms", "ttft_ms", "itl_ms"):
+        assert set(row[block]) >= {"p50", "p95", "p99", "max"}
+    assert abs(row["ttft_ms"]["p50"] - 50.0) < 0.1
+    assert on_disk["generator_lag_ms"]["p99"] > 5
+    assert any("generator lag" in w for w in on_disk["warnings"])
+    assert "rest" in on_disk["transports"]
+    assert (tmp_path / HISTOGRAMS_FILE).exists()
+    table = format_table(summary)
+    assert "travel" in table and "100.0%" in table
+
+
+def test_empty_summary_is_well_formed() -> None:
+    s = build_summary(MetricsBatch(), {"duration_s": 0})
+    assert s["turns"] == [] and s["generator_lag_ms"]["count"] == 0

@@ -1,0 +1,203 @@
+"""Helpers for the report tests: a synthetic but realistic run folder, written by the same code a Locust run
+uses (no server needed), and running one ``loadgen`` sub-command in-process."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from hdrh.histogram import HdrHistogram
+from hdrh.log import HistogramLogReader
+
+from loadgen.errors import ServerError, TurnTimeout
+from loadgen.metrics.aggregator import RunAggregator
+from loadgen.metrics.batch import MetricsBatch
+from loadgen.metrics.histograms import Metric
+from loadgen.metrics.keys import ALL, SeriesKey
+from loadgen.metrics.rundir import write_run
+from loadgen.metrics.turns import TurnOutcome, record_turn
+from loadgen.types import Reply, Usage
+
+T0 = 1_760_000_000.0
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _reply(rng: random.Random, scale: float, prompt_tokens: int) -> Reply:
+    t0 = 100.0
+    ttft = rng.lognormvariate(-3.0, 0.4) * scale
+    times = [t0 + ttft]
+    for _ in range(rng.randint(5, 20)):
+        times.append(times[-1] + rng.uniform(0.002, 0.006) * scale)
+    return Reply(
+        text="ok",
+        t_sent=t0,
+        t_done=times[-1] + 0.001,
+        chunk_times=times,
+        chunk_tokens=[1.0] * len(times),
+        usage=Usage(prompt_tokens, len(times)),
+    )
+
+
+def make_run(
+    reports: Path,
+    run_id: str = "synthetic",
+    *,
+    transports: tuple[str, ...] = ("rest", "grpc"),
+    seed: int = 7,
+    scale: float = 1.0,
+    failure_every: int = 17,
+    intervals: int = 4,
+) -> Path:
+    """Write ``reports/<run_id>/`` with two dialogues of 3 and 5 turns over the given transports."""
+    rng = random.Random(seed)
+    clock = FakeClock()
+    agg = RunAggregator(interval_s=5.0, clock=clock)
+    dialogues = {"travel_booking": 5, "coding_help": 3}
+    n = 0
+    for _ in range(intervals):
+        batch = MetricsBatch()
+        for transport in transports:
+            for dialogue, turns in dialogues.items():
+                for turn in range(1, turns + 1):
+                    for _ in range(12):
+                        n += 1
+                        prompt = rng.choice((100, 900, 3000, 6000))
+                        if n % failure_every == 0:
+                            error = TurnTimeout("turn timed out after 60 s") if n % 2 else ServerError("HTTP 503")
+                            outcome = TurnOutcome(transport, dialogue, turn, None, error=error)
+                        else:
+                            probe = turn in (3, 5)
+                            outcome = TurnOutcome(
+                                transport,
+                                dialogue,
+                                turn,
+                                _reply(rng, scale * (1.5 if transport == "grpc" else 1.0), prompt),
+                                retention_checked=1 if probe else 0,
+                                retention_passed=not (probe and n % 11 == 0),
+                                retention_reason="booking code missing" if probe and n % 11 == 0 else None,
+                                schedule_lag_s=rng.uniform(0, 0.002),
+                            )
+                        record_turn(batch, outcome)
+        lag_key = SeriesKey(ALL, ALL, 0, Metric.GENERATOR_LAG)
+        for _ in range(500):
+            batch.record(lag_key, rng.randint(50, 3000))
+        clock.now += 5.0
+        agg.merge(batch)
+    agg.maybe_roll(force=True)
+    run = {
+        "id": run_id,
+        "target": "http://127.0.0.1:1",
+        "transports": list(transports),
+        "history_mode": "client",
+        "stream": True,
+        "dialogues": sorted(dialogues),
+        "started_at": T0,
+        "ended_at": clock.now,
+        "duration_s": clock.now - T0,
+        "users": 8,
+        "processes": 1,
+        "complete": True,
+        "command": "locust -f scenarios/multiturn.py",
+    }
+    run_dir = reports / run_id
+    write_run(run_dir, agg, run)
+    return run_dir
+
+
+def run_command(module: ModuleType, argv: list[str]) -> int:
+    """Run one ``loadgen`` sub-command in-process through its own ``configure``/``run`` (as loadgen.cli does)."""
+    parser = argparse.ArgumentParser(prog="loadgen")
+    module.configure(parser)
+    code: int = module.run(parser.parse_args(argv))
+    return code
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+CHROME_ARGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+)
+BROWSER_HINT = "no Debian chromium + chromium-driver: apt-get install -y chromium chromium-driver"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+PLOTS_JS = """
+return Array.from(document.querySelectorAll('.js-plotly-plot')).map(function (el) {
+  return {id: el.id, svgs: el.querySelectorAll('.main-svg').length,
+          traces: el.querySelectorAll('g.trace').length, data: (el.data || []).length};
+});
+"""
+
+
+def has_browser() -> bool:
+    return CHROMIUM.exists() and CHROMEDRIVER.exists()
+
+
+def browser_available() -> bool:
+    """Skip without Debian chromium + chromium-driver on a developer machine; fail in CI (.ci/run installs them)."""
+    if CHROMIUM.exists() and CHROMEDRIVER.exists():
+        return True
+    if IN_CI:
+        pytest.fail(BROWSER_HINT)
+    pytest.skip(BROWSER_HINT)
+
+
+def start_browser() -> Any:
+    browser_available()
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    options = Options()
+    for arg in CHROME_ARGS:
+        options.add_argument(arg)
+    options.binary_location = str(CHROMIUM)
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver.set_window_size(1400, 1000)
+    return driver
+
+
+def drawn_plots(driver: Any, url_or_path: Path | str, expected: int, timeout: float = 60.0) -> list[dict[str, Any]]:
+    """Open a page and wait until ``expected`` plotly plots each have their SVG and at least one trace."""
+    url = url_or_path.resolve().as_uri() if isinstance(url_or_path, Path) else url_or_path
+    driver.get(url)
+    deadline = time.monotonic() + timeout
+    plots: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        plots = driver.execute_script(PLOTS_JS)
+        if len(plots) >= expected and all(p["svgs"] and p["traces"] for p in plots):
+            return plots
+        time.sleep(0.25)
+    return plots
+
+
+def read_hlog(path: Path) -> tuple[int, int]:
+    """(intervals, total count) of an .hlog file, read with hdrhistogram's own HistogramLogReader."""
+    reader = HistogramLogReader(str(path), HdrHistogram(1, 3_600_000_000, 3))
+    intervals = total = 0
+    while True:
+        hist = reader.get_next_interval_histogram()
+        if hist is None:
+            break
+        intervals += 1
+        total += hist.get_total_count()
+    reader.close()
+    return intervals, total

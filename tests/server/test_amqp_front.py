@@ -1,0 +1,329 @@
+"""The reference server's AMQP front against the real broker: queue, QoS, replies, errors, expiry, stopping.
+
+Requests are published by hand (tests.amqp_broker.RawAmqp) so that every property can be set or left out; the
+client transport's own tests are in tests/transports/test_amqp.py.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+from loadgen.amqp_wire import (
+    AUTH_HEADER,
+    CHUNK_TYPE,
+    CONTENT_TYPE,
+    SENT_AT_HEADER,
+    decode_chunk,
+    encode_request,
+    split_target,
+)
+from loadgen.server.amqp_front import AmqpFrontError, bearer_key
+from loadgen.server.app import RunningServer, run_in_thread
+from loadgen.server.config import ServerConfig, SimEngineConfig
+from loadgen.server.engines.base import EngineOverloaded, TokenChunk
+from loadgen.types import ChatMessage, ChatRequest
+from tests.amqp_broker import (
+    BROKER_URL,
+    NO_BROKER_PORT,
+    RawAmqp,
+    list_queues,
+    require_broker,
+    unique_queue,
+    wait_until,
+)
+
+pytestmark = pytest.mark.amqp
+
+
+def request_body(text: str = "Hello, my name is Ada.", **kw: Any) -> bytes:
+    kw.setdefault("max_tokens", 8)
+    return encode_request(ChatRequest(messages=(ChatMessage("user", text),), **kw))
+
+
+def start(**kw: Any) -> RunningServer:
+    kw.setdefault("amqp_queue", unique_queue())
+    kw.setdefault("amqp_url", BROKER_URL)
+    return run_in_thread(ServerConfig(rest_port=None, **kw))
+
+
+@pytest.fixture
+def raw() -> Iterator[RawAmqp]:
+    require_broker()
+    client = RawAmqp()
+    yield client
+    client.close()
+
+
+class Asker:
+    """Publishes requests to a server's queue and collects the replies on an exclusive queue of its own."""
+
+    def __init__(self, raw: RawAmqp, queue: str) -> None:
+        self.raw = raw
+        self.queue = queue
+        self.reply_to, self._collect = raw.reply_queue()
+
+    def send(self, body: bytes, correlation_id: str | None = None, **properties: Any) -> str:
+        correlation_id = correlation_id or uuid.uuid4().hex
+        properties.setdefault("reply_to", self.reply_to)
+        properties.setdefault("headers", {SENT_AT_HEADER: int(time.time() * 1000)})
+        properties.setdefault("expiration", 30)
+        self.raw.publish(self.queue, body, correlation_id=correlation_id, content_type=CONTENT_TYPE, **properties)
+        return correlation_id
+
+    def replies(self, correlation_id: str, *, wait: float = 5.0) -> list[Any]:
+        """The reply messages for one request, once its final one came (or after ``wait``)."""
+        deadline = time.monotonic() + wait
+        while True:
+            got = [m for m in self._collect(0.02) if m.correlation_id == correlation_id]
+            if any(decode_chunk(m.body).final for m in got) or time.monotonic() > deadline:
+                return got
+
+
+def chunks(messages: list[Any]) -> list[Any]:
+    return [decode_chunk(m.body) for m in messages]
+
+
+def test_start_returns_the_url_with_credentials_and_logs_none(raw: RawAmqp, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    queue = unique_queue()
+    with start(amqp_queue=queue, amqp_url=f"{BROKER_URL}?heartbeat=30") as server:
+        url = server.urls["amqp"]
+        assert url.startswith("amqp://guest:guest@127.0.0.1:5672/?")
+        assert split_target(url) == (f"{BROKER_URL}?heartbeat=30", queue)
+        info = list_queues()[queue]
+        assert info.consumers == 1 and not info.durable and info.auto_delete
+    assert queue not in list_queues()
+    assert "guest:guest" not in caplog.text
+    assert "guest:***" in caplog.text
+
+
+def test_streamed_and_whole_replies(raw: RawAmqp) -> None:
+    with start() as server:
+        asker = Asker(raw, server.config.amqp_queue)
+        cid = asker.send(request_body(max_tokens=6))
+        messages = asker.replies(cid)
+        got = chunks(messages)
+        assert [c.seq for c in got] == list(range(7))
+        assert all(m.type == CHUNK_TYPE and m.content_type == CONTENT_TYPE for m in messages)
+        *tokens, final = got
+        assert all(c.text and c.tokens == 1 and not c.final for c in tokens)
+        assert final.final and final.text == "" and final.finish_reason in ("stop", "length")
+        assert final.usage is not None and final.usage.completion_tokens == 6
+        cid = asker.send(request_body(max_tokens=6, stream=False))
+        (whole,) = chunks(asker.replies(cid))
+        assert whole.final and whole.seq == 0 and whole.text == "".join(c.text for c in tokens)
+        assert whole.tokens == 6 and whole.usage == final.usage
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "words"),
+    [
+        (b"{not json", "bad_request", "not JSON"),
+        (b'{"messages":[{"role":"robot","content":"x"}]}', "bad_request", "role"),
+        (b'{"messages":[{"role":"user","content":"x"}],"max_tokens":99999}', "bad_request", "max_tokens"),
+    ],
+)
+def test_bad_requests_get_an_error_reply_and_are_acked(raw: RawAmqp, body: bytes, code: str, words: str) -> None:
+    with start() as server:
+        queue = server.config.amqp_queue
+        asker = Asker(raw, queue)
+        cid = asker.send(body)
+        (reply,) = chunks(asker.replies(cid))
+        assert reply.final and reply.error is not None
+        assert reply.error.code == code and words in reply.error.message
+        assert wait_until(lambda: (lambda q: q.ready == 0 and q.unacked == 0)(list_queues()[queue]), 10)
+        # and the front goes on serving
+        assert chunks(asker.replies(asker.send(request_body())))[-1].usage is not None
+
+
+def test_api_key(raw: RawAmqp) -> None:
+    with start(api_key="sk-front-key") as server:
+        asker = Asker(raw, server.config.amqp_queue)
+        (missing,) = chunks(asker.replies(asker.send(request_body())))
+        assert missing.error is not None and missing.error.code == "unauthorized"
+        wrong = {SENT_AT_HEADER: int(time.time() * 1000), AUTH_HEADER: "Bearer nope"}
+        (bad,) = chunks(asker.replies(asker.send(request_body(), headers=wrong)))
+        assert bad.error is not None and bad.error.code == "unauthorized"
+        right = {SENT_AT_HEADER: int(time.time() * 1000), AUTH_HEADER: "Bearer sk-front-key"}
+        assert chunks(asker.replies(asker.send(request_body(), headers=right)))[-1].usage is not None
+
+
+def test_bearer_key() -> None:
+    assert bearer_key({AUTH_HEADER: "Bearer k1"}) == "k1"
+    assert bearer_key({AUTH_HEADER: b"bearer k2"}) == "k2"
+    assert bearer_key({AUTH_HEADER: "raw-key"}) == "raw-key"
+    assert bearer_key({}) is None and bearer_key(None) is None and bearer_key({AUTH_HEADER: 5}) is None
+
+
+def test_overloaded_and_mid_stream_failures(raw: RawAmqp) -> None:
+    with start() as server:
+        service = server.service
+        assert service is not None
+        asker = Asker(raw, server.config.amqp_queue)
+        real_chat = service.chat
+
+        async def overloaded(request: ChatRequest, *, api_key: str | None = None) -> Any:
+            raise EngineOverloaded("engine queue full: 9 waiting")
+
+        service.chat = overloaded  # type: ignore[method-assign]
+        (reply,) = chunks(asker.replies(asker.send(request_body())))
+        assert reply.error is not None and reply.error.code == "overloaded" and "queue full" in reply.error.message
+
+        class Breaking:
+            prompt_tokens, completion_tokens, finish_reason = 3, 1, "stop"
+            closed = False
+
+            def __aiter__(self) -> AsyncIterator[TokenChunk]:
+                return self.gen()
+
+            async def gen(self) -> AsyncIterator[TokenChunk]:
+                yield TokenChunk("Hel")
+                raise RuntimeError("the engine fell over")
+
+            async def aclose(self) -> None:
+                Breaking.closed = True
+
+        async def breaking(request: ChatRequest, *, api_key: str | None = None) -> Any:
+            return Breaking()
+
+        service.chat = breaking  # type: ignore[method-assign]
+        first, failure = chunks(asker.replies(asker.send(request_body())))
+        assert first.text == "Hel" and first.seq == 0
+        assert failure.seq == 1 and failure.error is not None and failure.error.code == "internal"
+        assert "the engine fell over" in failure.error.message
+        assert Breaking.closed
+        service.chat = real_chat  # type: ignore[method-assign]
+
+
+def test_expired_requests_are_skipped(raw: RawAmqp) -> None:
+    with start() as server:
+        asker = Asker(raw, server.config.amqp_queue)
+        before = server.stats()["service"]["requests"]
+        old = {SENT_AT_HEADER: int((time.time() - 10) * 1000)}
+        cid = asker.send(request_body(), headers=old, expiration=5)
+        assert asker.replies(cid, wait=0.5) == []
+        fresh = asker.send(request_body())  # sent after, answered: so the expired one was seen and dropped
+        assert chunks(asker.replies(fresh))[-1].usage is not None
+        assert server.stats()["service"]["requests"] == before + 1
+
+
+def test_a_stream_stops_when_its_client_gave_up(raw: RawAmqp) -> None:
+    with start(sim=SimEngineConfig(fixed=True, fixed_ttft_ms=20, fixed_itl_ms=50)) as server:
+        asker = Asker(raw, server.config.amqp_queue)
+        cid = asker.send(request_body(max_tokens=40), expiration=0.4)  # ~2 s of tokens, client waits 0.4 s
+        time.sleep(1.0)
+        got = chunks(asker.replies(cid, wait=0.1))
+        assert 0 < len(got) < 20 and not any(c.final for c in got)
+        assert wait_until(lambda: server.stats()["service"]["active"] == 0, 5)
+        assert server.stats()["service"]["cancelled"] == 1
+
+
+def test_request_without_reply_to_is_dropped(raw: RawAmqp) -> None:
+    with start() as server:
+        queue = server.config.amqp_queue
+        raw.publish(queue, request_body(), correlation_id="x")
+        assert wait_until(lambda: (lambda q: q.ready == 0 and q.unacked == 0)(list_queues()[queue]), 10)
+        assert server.stats()["service"]["requests"] == 0
+
+
+def test_prefetch_bounds_the_requests_in_the_server(raw: RawAmqp) -> None:
+    """QoS prefetch 2 with a 1 s time to first token: five requests are served two at a time (three rounds),
+    the others wait in the queue."""
+    with start(amqp_prefetch=2, sim=SimEngineConfig(fixed=True, fixed_ttft_ms=1000, fixed_itl_ms=10)) as server:
+        queue = server.config.amqp_queue
+        asker = Asker(raw, queue)
+        started = time.monotonic()
+        ids = [asker.send(request_body(max_tokens=2)) for _ in range(5)]
+        most = 0
+        while time.monotonic() - started < 0.8:
+            most = max(most, server.stats()["service"]["active"])
+            time.sleep(0.02)
+        assert most == 2
+        info = list_queues()[queue]
+        assert info.unacked <= 2 and info.ready >= 1
+        for cid in ids:
+            assert chunks(asker.replies(cid, wait=15))[-1].usage is not None
+        assert time.monotonic() - started >= 2.9  # three rounds of ~1 s; with room for all, ~1 s in all
+
+
+def test_an_existing_queue_is_used_and_left_alone(raw: RawAmqp) -> None:
+    queue = unique_queue()
+    raw.declare(queue, durable=True)  # someone else's, with other arguments
+    try:
+        with start(amqp_queue=queue):
+            asker = Asker(raw, queue)
+            assert chunks(asker.replies(asker.send(request_body())))[-1].usage is not None
+            assert list_queues()[queue].durable
+        info = list_queues().get(queue)
+        assert info is not None and info.consumers == 0  # still there: not the front's to delete
+    finally:
+        raw.delete(queue)
+
+
+def test_two_servers_share_a_queue(raw: RawAmqp) -> None:
+    queue = unique_queue()
+    first = start(amqp_queue=queue)
+    try:
+        with start(amqp_queue=queue) as second:
+            assert list_queues()[queue].consumers == 2
+            asker = Asker(raw, queue)
+            ids = [asker.send(request_body()) for _ in range(10)]
+            for cid in ids:
+                assert chunks(asker.replies(cid))[-1].usage is not None
+            first.stop()
+            assert list_queues()[queue].consumers == 1  # the other server's queue stays
+            assert chunks(asker.replies(asker.send(request_body())))[-1].usage is not None
+            served = second.stats()["service"]["requests"]
+            assert 1 <= served <= 10
+    finally:
+        first.stop()
+    assert queue not in list_queues()
+
+
+def test_stop_with_requests_in_flight(raw: RawAmqp) -> None:
+    server = start(sim=SimEngineConfig(fixed=True, fixed_ttft_ms=10_000, fixed_itl_ms=10))
+    queue = server.config.amqp_queue
+    asker = Asker(raw, queue)
+    asker.send(request_body())
+    assert wait_until(lambda: server.stats()["service"]["active"] == 1, 5)
+    started = time.monotonic()
+    server.stop()
+    assert time.monotonic() - started < 8
+    assert not server.running
+    assert queue not in list_queues()
+
+
+def test_broker_down_at_start_is_a_clear_error() -> None:
+    config = ServerConfig(
+        rest_port=None, amqp_url=f"amqp://guest:Sup3rS3cret@127.0.0.1:{NO_BROKER_PORT}/", amqp_queue="q"
+    )
+    started = time.monotonic()
+    with pytest.raises(AmqpFrontError) as info:
+        run_in_thread(config)
+    assert time.monotonic() - started < 12
+    message = str(info.value)
+    assert f"connection refused to the broker at 127.0.0.1:{NO_BROKER_PORT}" in message
+    assert "Sup3rS3cret" not in message
+
+
+def test_wire_request_example_in_the_docs_is_accepted(raw: RawAmqp) -> None:
+    body = json.dumps(
+        {
+            "v": 1,
+            "model": "loadgen-sim",
+            "messages": [{"role": "user", "content": "Hi"}],
+            "max_tokens": 4,
+            "stream": True,
+            "session_id": None,
+        }
+    ).encode()
+    with start() as server:
+        asker = Asker(raw, server.config.amqp_queue)
+        assert chunks(asker.replies(asker.send(body)))[-1].usage is not None

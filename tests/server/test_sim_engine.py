@@ -1,0 +1,226 @@
+"""The sim engine: batching step loop (saturates like a real server), admission limits, fixed timing."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import statistics
+import time
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any, TypeVar
+
+import pytest
+
+from loadgen.errors import ConfigError
+from loadgen.server.config import ServerConfig, SimEngineConfig
+from loadgen.server.engines import make_engine
+from loadgen.server.engines.base import EngineOverloaded, EngineRequestError, GenerationRequest, TokenChunk
+from loadgen.server.engines.sim import SimEngine
+
+T = TypeVar("T")
+REPLY = " ".join(f"w{i}" for i in range(200))
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+def request(max_tokens: int = 20, prompt: str = "user: hello\n", n: int = 0) -> GenerationRequest:
+    return GenerationRequest(f"r{n}", prompt, REPLY, max_tokens)
+
+
+async def collect(stream: AsyncIterator[TokenChunk]) -> tuple[list[TokenChunk], list[float]]:
+    chunks, times = [], []
+    async for chunk in stream:
+        chunks.append(chunk)
+        times.append(time.perf_counter())
+    return chunks, times
+
+
+async def with_engine(config: SimEngineConfig, body: Any) -> Any:
+    engine = SimEngine(config)
+    await engine.start()
+    try:
+        return await body(engine)
+    finally:
+        await engine.stop()
+
+
+def test_stream_is_the_reply_cut_at_max_tokens() -> None:
+    async def body(engine: SimEngine) -> None:
+        chunks, _ = await collect(engine.generate(request(7)))
+        assert "".join(c.text for c in chunks) == "w0 w1 w2 w3 w4 w5 w6 "
+        assert all(c.n_tokens == 1 for c in chunks)
+        short = GenerationRequest("s", "p", "just three words", 50)
+        chunks, _ = await collect(engine.generate(short))
+        assert [c.text for c in chunks] == ["just ", "three ", "words"]
+        assert engine.stats()["running"] == 0
+
+    run(with_engine(SimEngineConfig(step_base_us=100, step_per_seq_us=0, prefill_us_per_token=0), body))
+
+
+def test_concurrent_requests_share_steps_and_steps_slow_down_with_the_batch() -> None:
+    config = SimEngineConfig(step_base_us=2000, step_per_seq_us=1000, prefill_us_per_token=0, max_batch=64)
+
+    async def body(engine: SimEngine) -> tuple[float, float, dict[str, float]]:
+        _, times = await collect(engine.generate(request(20)))
+        alone = statistics.median(b - a for a, b in itertools.pairwise(times))
+        results = await asyncio.gather(*(collect(engine.generate(request(20, n=i))) for i in range(16)))
+        gaps = [b - a for _, ts in results for a, b in itertools.pairwise(ts)]
+        return alone, statistics.median(gaps), engine.stats()
+
+    alone, batched, stats = run(with_engine(config, body))
+    assert stats["max_batch_seen"] == 16
+    assert stats["steps"] == 20 + 20  # 16 sequences decoded together: one step per token for all of them
+    assert stats["tokens_out"] == 20 + 16 * 20
+    assert alone == pytest.approx(0.003, abs=0.0015)  # 2000 + 1000 * 1 µs
+    assert batched == pytest.approx(0.018, abs=0.004)  # 2000 + 1000 * 16 µs
+    assert stats["last_step_us"] == 2000 + 1000 * 16
+
+
+def test_max_batch_bounds_the_batch_and_the_rest_queue() -> None:
+    config = SimEngineConfig(step_base_us=500, step_per_seq_us=0, prefill_us_per_token=0, max_batch=4)
+
+    async def body(engine: SimEngine) -> dict[str, float]:
+        streams = [engine.generate(request(10, n=i)) for i in range(10)]
+        await asyncio.sleep(0.002)
+        depth = engine.stats()["queue_depth"]
+        await asyncio.gather(*(collect(s) for s in streams))
+        return {**engine.stats(), "depth_seen": depth}
+
+    stats = run(with_engine(config, body))
+    assert stats["max_batch_seen"] == 4
+    assert stats["depth_seen"] == 6
+    assert stats["steps"] >= 30  # 10 sequences, 4 at a time, 10 tokens each
+
+
+def test_queue_limit_refuses_at_admission() -> None:
+    config = SimEngineConfig(step_base_us=1000, step_per_seq_us=0, prefill_us_per_token=0, max_batch=2, queue_limit=3)
+
+    async def body(engine: SimEngine) -> None:
+        streams = [engine.generate(request(5, n=i)) for i in range(5)]  # 2 can run at once, 3 may wait
+        with pytest.raises(EngineOverloaded, match="queue full"):
+            engine.generate(request(5))
+        assert engine.stats()["rejected"] == 1
+        await asyncio.gather(*(collect(s) for s in streams))
+        engine.generate(request(5)).__aiter__()  # room again
+        assert engine.stats()["rejected"] == 1
+
+    run(with_engine(config, body))
+
+
+def test_prefill_cost_is_charged_in_the_joining_step() -> None:
+    config = SimEngineConfig(step_base_us=1000, step_per_seq_us=0, prefill_us_per_token=100)
+    prompt = "word " * 400  # 400 tokens -> 40 ms of prefill in the first step
+
+    async def body(engine: SimEngine) -> tuple[float, float]:
+        t0 = time.perf_counter()
+        _, times = await collect(engine.generate(GenerationRequest("p", prompt, REPLY, 5)))
+        return times[0] - t0, times[-1] - t0
+
+    ttft, total = run(with_engine(config, body))
+    assert 0.041 <= ttft < 0.041 + 0.015  # never early; a busy machine may add a little
+    assert 0.045 <= total < 0.045 + 0.015  # then four 1 ms steps with no prefill in them
+
+
+def test_closing_a_stream_frees_its_slot() -> None:
+    config = SimEngineConfig(step_base_us=1000, step_per_seq_us=0, prefill_us_per_token=0, max_batch=1, queue_limit=0)
+
+    async def body(engine: SimEngine) -> None:
+        stream = engine.generate(request(1000))
+        it = stream.__aiter__()
+        await it.__anext__()
+        with pytest.raises(EngineOverloaded):
+            engine.generate(request(5))
+        await it.aclose()  # type: ignore[attr-defined]
+        await asyncio.sleep(0.005)
+        assert engine.stats()["running"] == 0
+        chunks, _ = await collect(engine.generate(request(5)))
+        assert len(chunks) == 5
+        assert engine.stats()["cancelled"] == 1
+
+    run(with_engine(config, body))
+
+
+def test_close_from_another_task_ends_a_blocked_consumer() -> None:
+    config = SimEngineConfig(step_base_us=50_000, step_per_seq_us=0, prefill_us_per_token=0)
+
+    async def body(engine: SimEngine) -> None:
+        stream = engine.generate(request(10))
+        consumer = asyncio.create_task(collect(stream))
+        await asyncio.sleep(0.005)
+        await stream.aclose()  # type: ignore[attr-defined]
+        chunks, _ = await asyncio.wait_for(consumer, 1.0)
+        assert chunks == []
+
+    run(with_engine(config, body))
+
+
+def test_stop_ends_pending_requests_with_an_error() -> None:
+    async def body() -> None:
+        engine = SimEngine(SimEngineConfig(step_base_us=50_000))
+        await engine.start()
+        consumer = asyncio.create_task(collect(engine.generate(request(10))))
+        await asyncio.sleep(0.01)
+        await engine.stop()
+        with pytest.raises(EngineRequestError, match="stopped"):
+            await asyncio.wait_for(consumer, 1.0)
+        with pytest.raises(EngineRequestError):
+            engine.generate(request(1))
+
+    run(body())
+
+
+def test_fixed_timing_is_exact_and_does_not_drift() -> None:
+    config = SimEngineConfig(fixed=True, fixed_ttft_ms=50, fixed_itl_ms=10)
+
+    async def body(engine: SimEngine) -> list[tuple[float, list[float]]]:
+        async def one(i: int) -> tuple[float, list[float]]:
+            t0 = time.perf_counter()
+            _, times = await collect(engine.generate(request(30, n=i)))
+            return t0, times
+
+        return await asyncio.gather(*(one(i) for i in range(20)))
+
+    def measure() -> tuple[float, float, float, float]:
+        results = run(with_engine(config, body))
+        ttfts = [times[0] - t0 for t0, times in results]
+        gaps = [b - a for _, times in results for a, b in itertools.pairwise(times)]
+        spans = [times[-1] - times[0] for _, times in results]
+        return min(ttfts), statistics.median(ttfts), statistics.median(gaps), statistics.median(spans)
+
+    # a busy machine (CI, other tests in parallel) can delay a whole run: the best of three must be exact
+    runs = []
+    for _ in range(3):
+        earliest, ttft, gap, span = measure()
+        assert earliest >= 0.0495  # never early
+        runs.append((abs(ttft - 0.050) + abs(span - 0.290), ttft, gap, span))
+        if runs[-1][0] < 0.002:
+            break
+    _, ttft, gap, span = min(runs)
+    assert ttft == pytest.approx(0.050, abs=0.002)
+    assert gap == pytest.approx(0.010, abs=0.0005)
+    # absolute deadlines: 29 gaps add up to 290 ms, without accumulated sleep overshoot
+    assert span == pytest.approx(0.290, abs=0.003)
+
+
+def test_make_engine() -> None:
+    assert isinstance(make_engine(ServerConfig()), SimEngine)
+    with pytest.raises(ConfigError, match="unknown engine 'nope'"):
+        make_engine(ServerConfig(engine="nope"))
+    with pytest.raises(ConfigError, match="max_batch"):
+        make_engine(ServerConfig(sim=SimEngineConfig(max_batch=0)))
+
+
+def test_stop_ends_fixed_streams_with_an_error() -> None:
+    async def body() -> None:
+        engine = SimEngine(SimEngineConfig(fixed=True, fixed_ttft_ms=500))
+        await engine.start()
+        consumer = asyncio.create_task(collect(engine.generate(request(10))))
+        await asyncio.sleep(0.01)
+        await engine.stop()
+        with pytest.raises(EngineRequestError, match="stopped"):
+            await asyncio.wait_for(consumer, 1.0)
+        assert engine.stats()["running"] == 0
+
+    run(body())
