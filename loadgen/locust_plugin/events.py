@@ -78,6 +78,7 @@ def _on_init(environment: Any, runner: Any = None, **_: Any) -> None:
             sys.stderr.write(f"chat-loadgen: {exc}\n")
         sys.exit(2)
     if role == "worker":
+        opts.drop_inherited_json_file(parsed)
         environment.events.report_to_master.add_listener(_ship_to_master)
     elif role == "master":
         environment.events.worker_report.add_listener(_merge_from_worker)

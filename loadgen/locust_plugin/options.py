@@ -202,3 +202,11 @@ class LoadgenOptions:
             run_id=get("run_id"),
             interval_s=interval,
         )
+
+
+def drop_inherited_json_file(parsed: Any) -> None:
+    """A ``--processes`` worker inherits ``--json-file`` and, at exit, overwrites the master's file with its own
+    (reset, near-empty) stats: whichever process exits last wins. Locust clears ``--csv`` and ``--html`` in forked
+    workers but not ``--json-file``; clear it here so the file holds the master's merged figures."""
+    if getattr(parsed, "processes", None) and getattr(parsed, "json_file", None):
+        parsed.json_file = None
