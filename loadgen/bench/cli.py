@@ -27,14 +27,18 @@ if TYPE_CHECKING:
 
 ZERO_COST = ["--step-base-us", "0", "--step-per-seq-us", "0", "--prefill-us-per-token", "0", "--max-batch", "4096"]
 BARE_FILE = Path(__file__).with_name("bare_users.py")
+PROBE_FILE = Path(__file__).with_name("probe.py")
+WARMUP_S = 3
+CAPACITY_WARMUP_S = 10  # think time bunches the first turns of users that all started together
 BARE_CLASSES = {"rest": "BareRestUser", "grpc": "BareGrpcUser", "amqp": "BareAmqpUser"}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("what", choices=["rest", "grpc", "amqp", "capacity"], help="what to benchmark")
     parser.add_argument("-u", "--users", type=int, default=20, help="users per arm (default 20)")
-    parser.add_argument("-t", "--seconds", type=int, default=20, help="seconds per arm (default 20)")
+    parser.add_argument("-t", "--seconds", type=int, default=15, help="measured seconds per arm (default 15)")
     parser.add_argument("--max-tokens", type=int, default=64, help="reply length in tokens (default 64)")
+    parser.add_argument("--rounds", type=int, default=3, help="bare/ours alternations per transport (default 3)")
     parser.add_argument("--transport", default="rest", help="transport for `capacity` (default rest)")
     parser.add_argument("--steps", default="250,500,1000,2000", help="user counts tried by `capacity`")
     parser.add_argument("--amqp-url", default="amqp://guest:guest@127.0.0.1:5672/")
@@ -47,29 +51,67 @@ def _cpu_of(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
-def _locust(args: list[str], seconds: int, users: int, workdir: Path, host: str) -> dict[str, Any]:
+def _locust(
+    args: list[str],
+    seconds: int,
+    users: int,
+    workdir: Path,
+    host: str,
+    server_pid: int | None = None,
+    *,
+    warmup_s: int = WARMUP_S,
+    spawn_rate: int | None = None,
+) -> dict[str, Any]:
+    """One headless Locust process with the probe beside its locustfile: ``seconds`` of measured steady
+    state after a warm-up; returns the window's figures plus the whole process's, for reference."""
     json_file = workdir / f"stats-{time.monotonic_ns()}"  # Locust appends ".json"
+    probe_out = workdir / f"probe-{time.monotonic_ns()}.json"
+    files = f"{args[1]},{PROBE_FILE}"
+    run_time = warmup_s + seconds + 2 + users // (spawn_rate or users)
     cmd = [
-        sys.executable, "-m", "locust", *args, "--headless", "--only-summary", "--host", host,
-        "-u", str(users), "-r", str(users), "-t", f"{seconds}s", "--stop-timeout", "5", "--json-file", str(json_file),
+        sys.executable, "-m", "locust", "-f", files, *args[2:], "--headless", "--only-summary", "--host", host,
+        "-u", str(users), "-r", str(spawn_rate or users), "-t", f"{run_time}s", "--stop-timeout", "5",
+        "--json-file", str(json_file),
     ]  # fmt: skip
+    env = dict(
+        os.environ,
+        LOADGEN_BENCH_PROBE_OUT=str(probe_out),
+        LOADGEN_BENCH_WARMUP_S=str(warmup_s),
+        LOADGEN_BENCH_MEASURE_S=str(seconds),
+        LOADGEN_BENCH_SERVER_PID=str(server_pid or ""),
+    )
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120, check=False)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=run_time + 120, check=False, env=env)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     written = json_file.with_name(json_file.name + ".json")
     stats = json.loads(written.read_text()) if written.exists() else []
-    turns = sum(s["num_requests"] for s in stats if s["name"] != "Aggregated")
-    failures = sum(s["num_failures"] for s in stats if s["name"] != "Aggregated")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"turns": turns, "failures": failures, "cpu_s": cpu, "rc": proc.returncode, "tail": proc.stderr[-1500:]}
+    window = json.loads(probe_out.read_text()) if probe_out.exists() else {}
+    return {
+        "turns": window.get("requests", 0),
+        "failures": window.get("failures", 0),
+        "cpu_s": window.get("cpu_s", 0.0),
+        "wall_s": window.get("wall_s", 0.0),
+        "server_cpu_s": window.get("server_cpu_s"),
+        "generator_lag_ms": window.get("generator_lag_ms"),
+        "whole_turns": sum(s["num_requests"] for s in stats if s["name"] != "Aggregated"),
+        "whole_cpu_s": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
+        "rc": proc.returncode,
+        "tail": proc.stderr[-1500:],
+    }
 
 
-def _arm_row(name: str, r: dict[str, Any], seconds: int) -> str:
+def _per_cpu(turns: float, cpu_s: float) -> float:
+    return turns / cpu_s if cpu_s else 0.0
+
+
+def _arm_row(name: str, r: dict[str, Any]) -> str:
     per_turn = r["cpu_s"] / r["turns"] * 1e6 if r["turns"] else float("nan")
-    per_cpu = r["turns"] / r["cpu_s"] if r["cpu_s"] else 0.0
+    server = r["server_cpu_s"] / r["turns"] * 1e6 if r["turns"] and r["server_cpu_s"] is not None else float("nan")
+    rate = r["turns"] / r["wall_s"] if r["wall_s"] else 0.0
     return (
-        f"| {name} | {r['turns']} | {r['failures']} | {r['turns'] / seconds:.0f} | {r['cpu_s']:.1f} "
-        f"| {per_turn:.0f} | {per_cpu:.0f} |"
+        f"| {name} | {r['turns']} | {r['failures']} | {rate:.0f} | {r['cpu_s']:.2f} "
+        f"| {per_turn:.0f} | {_per_cpu(r['turns'], r['cpu_s']):.0f} | {server:.0f} "
+        f"| {_per_cpu(r['whole_turns'], r['whole_cpu_s']):.0f} |"
     )
 
 
@@ -79,35 +121,81 @@ def _server(transport: str, args: argparse.Namespace, extra: list[str]) -> Embed
     return start_embedded_server(transport, args.amqp_url, [*ZERO_COST, *extra])
 
 
+def _sum_arms(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    total: dict[str, Any] = {"rc": max(r["rc"] for r in runs), "tail": runs[-1]["tail"]}
+    for key in ("turns", "failures", "cpu_s", "wall_s", "whole_turns", "whole_cpu_s"):
+        total[key] = sum(r[key] for r in runs)
+    server = [r["server_cpu_s"] for r in runs]
+    total["server_cpu_s"] = sum(server) if None not in server else None
+    return total
+
+
 def bench_transport(args: argparse.Namespace) -> int:
+    """Bare and ConversationUser arms, alternated ``--rounds`` times so that a noisy neighbour on a shared
+    machine hits both arms alike; the ratio is taken over the sums, the per-round ratios show the spread."""
     transport = args.what
     os.environ["LOADGEN_BENCH_MAX_TOKENS"] = str(args.max_tokens)
     server = _server(transport, args, [])
     host = server.urls[transport]
+    pid = server.proc.pid
+    bare_runs: list[dict[str, Any]] = []
+    our_runs: list[dict[str, Any]] = []
     try:
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
-            s0 = _cpu_of(server.proc.pid)
-            bare = _locust(["-f", str(BARE_FILE), BARE_CLASSES[transport]], args.seconds, args.users, work, host)
-            s1 = _cpu_of(server.proc.pid)
-            ours = _locust(
-                ["-f", args.scenario, "--transport", transport, "--think-min", "0", "--think-max", "0",
-                 "--max-tokens", str(args.max_tokens), "--reports-dir", str(work / "reports")],
-                args.seconds, args.users, work, host,
-            )  # fmt: skip
-            s2 = _cpu_of(server.proc.pid)
+            for _ in range(args.rounds):
+                bare_args = ["-f", str(BARE_FILE), BARE_CLASSES[transport]]
+                bare_runs.append(_locust(bare_args, args.seconds, args.users, work, host, pid))
+                our_runs.append(
+                    _locust(
+                        [
+                            "-f",
+                            args.scenario,
+                            "--transport",
+                            transport,
+                            "--think-min",
+                            "0",
+                            "--think-max",
+                            "0",
+                            "--max-tokens",
+                            str(args.max_tokens),
+                            "--reports-dir",
+                            str(work / "reports"),
+                        ],
+                        args.seconds,
+                        args.users,
+                        work,
+                        host,
+                        pid,
+                    )  # fmt: skip
+                )
     finally:
         server.stop()
-    ratio = (ours["turns"] / ours["cpu_s"]) / (bare["turns"] / bare["cpu_s"]) if bare["turns"] and ours["cpu_s"] else 0
-    server_us_bare = (s1 - s0) / bare["turns"] * 1e6 if bare["turns"] else float("nan")
-    server_us_ours = (s2 - s1) / ours["turns"] * 1e6 if ours["turns"] else float("nan")
-    print(f"### {transport}: {args.users} users, {args.seconds} s per arm, {args.max_tokens} tokens per reply")
-    print("| arm | turns | failures | turns/s | client CPU s | client CPU µs/turn | turns per CPU-s |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
-    print(_arm_row(f"bare Locust user ({transport})", bare, args.seconds))
-    print(_arm_row(f"ConversationUser ({transport})", ours, args.seconds))
-    print(f"\nratio (ConversationUser / bare, turns per client CPU-second): **{ratio:.2f}x**")
-    print(f"server CPU per streamed turn: {server_us_bare:.0f} µs (bare arm), {server_us_ours:.0f} µs (ours)")
+    bare, ours = _sum_arms(bare_runs), _sum_arms(our_runs)
+    ratio = _per_cpu(ours["turns"], ours["cpu_s"]) / _per_cpu(bare["turns"], bare["cpu_s"]) if bare["turns"] else 0.0
+    rounds = [
+        _per_cpu(o["turns"], o["cpu_s"]) / _per_cpu(b["turns"], b["cpu_s"]) if b["turns"] and b["cpu_s"] else 0.0
+        for b, o in zip(bare_runs, our_runs, strict=True)
+    ]
+    whole = (
+        _per_cpu(ours["whole_turns"], ours["whole_cpu_s"]) / _per_cpu(bare["whole_turns"], bare["whole_cpu_s"])
+        if bare["whole_turns"] and bare["whole_cpu_s"]
+        else 0.0
+    )
+    print(
+        f"### {transport}: {args.users} users, {args.max_tokens} tokens per reply; {args.rounds} rounds of "
+        f"bare then ours, each {WARMUP_S} s warm-up then {args.seconds} s measured (sums below)"
+    )
+    print(
+        "| arm | turns | failures | turns/s | client CPU s | client CPU µs/turn | turns per CPU-s "
+        "| server CPU µs/turn | whole process: turns per CPU-s |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print(_arm_row(f"bare Locust user ({transport})", bare))
+    print(_arm_row(f"ConversationUser ({transport})", ours))
+    print(f"\nratio (ConversationUser / bare, turns per client CPU-second, steady state): **{ratio:.2f}x**")
+    print("per round: " + ", ".join(f"{r:.2f}x" for r in rounds))
+    print(f"whole processes (start-up and end-of-run reports included): {whole:.2f}x")
     for name, r in (("bare", bare), ("ours", ours)):
         if r["rc"] not in (0, 1) or not r["turns"]:
             print(f"\n{name} arm exited {r['rc']}:\n{r['tail']}", file=sys.stderr)
@@ -118,9 +206,12 @@ def bench_transport(args: argparse.Namespace) -> int:
 def bench_capacity(args: argparse.Namespace) -> int:
     server = _server(args.transport, args, [])
     host = server.urls[args.transport]
-    print(f"### capacity: ConversationUser over {args.transport}, think 1-3 s, {args.seconds} s per step")
-    print("| users | turns/s | generator lag p50 ms | p99 ms | max ms | e2e p99 ms |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print(
+        f"### capacity: ConversationUser over {args.transport}, think 1-3 s, {args.max_tokens}-token replies, "
+        f"{CAPACITY_WARMUP_S} s warm-up then {args.seconds} s measured per step, one generator process"
+    )
+    print("| users | turns/s | client CPU % | generator lag p50 ms | p99 ms | max ms | e2e p99 ms | failures |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     try:
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
@@ -129,14 +220,18 @@ def bench_capacity(args: argparse.Namespace) -> int:
                 r = _locust(
                     ["-f", args.scenario, "--transport", args.transport, "--reports-dir", str(work / "reports"),
                      "--run-id", run_id, "--max-tokens", str(args.max_tokens)],
-                    args.seconds, users, work, host,
+                    args.seconds, users, work, host, server.proc.pid,
+                    warmup_s=CAPACITY_WARMUP_S, spawn_rate=max(50, users // 5),
                 )  # fmt: skip
                 summary = json.loads((work / "reports" / run_id / "summary.json").read_text())
-                lag = summary["generator_lag_ms"]
                 agg = summary["transports"].get(args.transport, {})
                 e2e = agg.get("e2e_ms", {}).get("p99", 0)
-                rate = r["turns"] / args.seconds
-                print(f"| {users} | {rate:.0f} | {lag['p50']} | {lag['p99']} | {lag['max']} | {e2e} |")
+                lag = r["generator_lag_ms"] or {"p50": float("nan"), "p99": float("nan"), "max": float("nan")}
+                wall = r["wall_s"] or float("nan")
+                print(
+                    f"| {users} | {r['turns'] / wall:.0f} | {100 * r['cpu_s'] / wall:.0f} | {lag['p50']:.2f} "
+                    f"| {lag['p99']:.2f} | {lag['max']:.2f} | {e2e} | {r['failures']} |"
+                )
     finally:
         server.stop()
     return 0

@@ -155,7 +155,7 @@ def _checkpoint_loop(environment: Any, rt: LoadgenRuntime) -> None:
 
 
 def _ship_to_master(client_id: str, data: dict[str, Any]) -> None:
-    data[WIRE_FIELD] = get_runtime().take_pending().to_wire()
+    data[WIRE_FIELD] = get_runtime().take_pending_wire()
 
 
 def _merge_from_worker(client_id: str, data: dict[str, Any]) -> None:

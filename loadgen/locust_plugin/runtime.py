@@ -56,13 +56,17 @@ class LoadgenRuntime:
     def record_generator_lag(self, lag_us: int) -> None:
         self.pending.record(_GENERATOR_LAG_KEY, lag_us)
 
-    def take_pending(self) -> MetricsBatch:
-        return self.pending.take()
+    def take_pending_wire(self) -> dict[str, Any]:
+        """This process's figures since the last report, encoded for the master; then start afresh."""
+        wire = self.pending.to_wire()
+        self.pending.empty_in_place()
+        return wire
 
     def flush_local(self) -> None:
         """Move this process's pending figures into its aggregator (single-process runs)."""
         if self.aggregator is not None:
-            self.aggregator.merge(self.take_pending())
+            self.aggregator.merge(self.pending)
+            self.pending.empty_in_place()
 
 
 def runner_role(runner: Any) -> str:

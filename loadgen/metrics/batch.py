@@ -22,6 +22,9 @@ class MetricsBatch:
     def __init__(self) -> None:
         self.histograms: dict[SeriesKey, TrackedHistogram] = {}
         self.counters: Counter[SeriesKey] = Counter()
+        #: Per-series handles a recorder caches (direct histogram references, prebuilt keys): valid while
+        #: the histograms are; dropped by :meth:`reset` and :meth:`take`, kept by :meth:`empty_in_place`.
+        self.handles: dict[object, Any] = {}
 
     def histogram(self, key: SeriesKey) -> TrackedHistogram:
         hist = self.histograms.get(key)
@@ -40,6 +43,14 @@ class MetricsBatch:
 
     def reset(self) -> None:
         self.histograms.clear()
+        self.counters.clear()
+        self.handles.clear()
+
+    def empty_in_place(self) -> None:
+        """Zero every histogram and drop the counters, keeping the histograms (and handles to them):
+        cheaper than new histograms on every report, which allocate and zero all their counters."""
+        for hist in self.histograms.values():
+            hist.reset()
         self.counters.clear()
 
     # --- exact merge -----------------------------------------------------------------------------------
@@ -65,12 +76,19 @@ class MetricsBatch:
         for key_text, value in data["c"].items():
             self.counters[SeriesKey.decode(key_text)] += value
 
-    def merge(self, other: MetricsBatch) -> None:
-        self.merge_wire(other.to_wire())
+    def merge(self, other: MetricsBatch, *, dialogue: str | None = None) -> None:
+        """Add another batch exactly, in place (no encoding); with ``dialogue``, only that dialogue's series."""
+        for key, hist in other.histograms.items():
+            if hist.count and (dialogue is None or key.dialogue == dialogue):
+                self.histogram(key).add(hist)
+        for key, value in other.counters.items():
+            if dialogue is None or key.dialogue == dialogue:
+                self.counters[key] += value
 
     def take(self) -> MetricsBatch:
         """Move everything into a new batch and leave this one empty (what a worker ships each report)."""
         out = MetricsBatch()
         out.histograms, self.histograms = self.histograms, {}
         out.counters, self.counters = self.counters, Counter()
+        self.handles = {}
         return out

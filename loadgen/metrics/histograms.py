@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
 import enum
-from collections.abc import Iterable
+import sys
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from hdrh.histogram import HdrHistogram
@@ -52,9 +54,16 @@ class TrackedHistogram:
 
     A value of 0 is recorded as 1 (the lowest trackable value); values above the range are counted in
     ``above_range`` and also recorded at the highest trackable value so counts stay equal to events.
+
+    Recording is on every turn's hot path (an inter-token sample per token), so :meth:`record` computes the
+    counts index itself, with the formula of hdrhistogram's ``_counts_index_for`` inlined, instead of
+    going through ``record_value``'s four Python calls; a unit test holds it to hdrhistogram's own result.
     """
 
-    __slots__ = ("above_range", "below_range", "hist", "range", "value_sum")
+    __slots__ = (
+        "_counts", "_half_count", "_half_mag", "_highest", "_lowest", "_mask", "_shift_base",
+        "above_range", "below_range", "hist", "range", "value_sum",
+    )  # fmt: skip
 
     def __init__(self, metric: str) -> None:
         self.range = range_for(metric)
@@ -62,17 +71,39 @@ class TrackedHistogram:
         self.above_range = 0
         self.below_range = 0
         self.value_sum = 0  # exact sum of recorded (clamped) values: hdrh's own mean walks every counter
+        h = self.hist
+        self._counts = h.counts
+        self._lowest: int = self.range.lowest
+        self._highest: int = self.range.highest
+        self._mask: int = h.sub_bucket_mask
+        self._shift_base: int = h.unit_magnitude  # bucket index = bit_length - unit_magnitude - (half_mag + 1)
+        self._half_mag: int = h.sub_bucket_half_count_magnitude
+        self._half_count: int = h.sub_bucket_half_count
 
-    def record(self, value: int, count: int = 1) -> None:
-        if value < self.range.lowest:
+    def _index(self, value: int) -> int:
+        bucket = (value | self._mask).bit_length() - self._shift_base - self._half_mag - 1
+        return ((bucket + 1) << self._half_mag) + (value >> (bucket + self._shift_base)) - self._half_count
+
+    def _clamp(self, value: int, count: int) -> int:
+        if value < self._lowest:
             if value < 0:
                 self.below_range += count
-            value = self.range.lowest
-        elif value > self.range.highest:
+            return self._lowest
+        if value > self._highest:
             self.above_range += count
-            value = self.range.highest
-        if not self.hist.record_value(value, count):  # pragma: no cover - guarded above
-            self.above_range += count
+            return self._highest
+        return value
+
+    def record(self, value: int, count: int = 1) -> None:
+        if not self._lowest <= value <= self._highest:
+            value = self._clamp(value, count)
+        self._counts[self._index(value)] += count
+        h = self.hist
+        h.total_count += count
+        if value < h.min_value:
+            h.min_value = value
+        if value > h.max_value:
+            h.max_value = value
         self.value_sum += value * count
 
     @property
@@ -89,7 +120,14 @@ class TrackedHistogram:
         self.value_sum += value_sum
 
     def add(self, other: TrackedHistogram) -> None:
-        self.add_encoded(other.encode(), other.above_range, other.below_range, other.value_sum)
+        """Add another histogram of the same range, exactly (in place, no encoding)."""
+        if other.range != self.range:
+            self.add_encoded(other.encode(), other.above_range, other.below_range, other.value_sum)
+            return
+        self.hist.add(other.hist)
+        self.above_range += other.above_range
+        self.below_range += other.below_range
+        self.value_sum += other.value_sum
 
     def quantiles(self, quantiles: Iterable[float]) -> dict[float, int]:
         """Values at the given quantiles (0..1 scale), read in one pass."""
@@ -107,7 +145,52 @@ class TrackedHistogram:
         return self.value_sum / count if count else 0.0
 
     def reset(self) -> None:
-        self.hist.reset()
+        """Empty the histogram in place (a memset, not hdrhistogram's per-counter loop)."""
+        if self.hist.total_count:
+            ctypes.memset(self._counts, 0, ctypes.sizeof(self._counts))
+        h = self.hist
+        h.total_count = 0
+        h.min_value = sys.maxsize
+        h.max_value = 0
+        h.start_time_stamp_msec = 0  # as a new histogram has them
+        h.end_time_stamp_msec = 0
         self.above_range = 0
         self.below_range = 0
         self.value_sum = 0
+
+
+def record_in_all(hists: Sequence[TrackedHistogram], samples: Iterable[tuple[int, int]]) -> None:
+    """Record ``(value, count)`` samples into several histograms of one range (a turn's series and its
+    transport-wide aggregate): each counts index is computed once, and totals, min and max set once."""
+    first = hists[0]
+    lowest, highest = first._lowest, first._highest
+    mask, shift, half_mag, half_count = first._mask, first._shift_base, first._half_mag, first._half_count
+    indexed: list[tuple[int, int]] = []
+    total = value_sum = 0
+    smallest, largest = sys.maxsize, 0
+    for value, n in samples:
+        if not lowest <= value <= highest:
+            for h in hists:
+                clamped = h._clamp(value, n)
+            value = clamped
+        bucket = (value | mask).bit_length() - shift - half_mag - 1
+        indexed.append((((bucket + 1) << half_mag) + (value >> (bucket + shift)) - half_count, n))
+        total += n
+        value_sum += value * n
+        if value < smallest:
+            smallest = value
+        if value > largest:
+            largest = value
+    if not total:
+        return
+    for h in hists:
+        counts = h._counts
+        for i, n in indexed:
+            counts[i] += n
+        hh = h.hist
+        hh.total_count += total
+        if smallest < hh.min_value:
+            hh.min_value = smallest
+        if largest > hh.max_value:
+            hh.max_value = largest
+        h.value_sum += value_sum

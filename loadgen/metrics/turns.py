@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from loadgen.errors import TransportError
 from loadgen.metrics.batch import MetricsBatch
-from loadgen.metrics.histograms import Metric
+from loadgen.metrics.histograms import Metric, record_in_all
 from loadgen.metrics.keys import ALL, SeriesKey
 from loadgen.types import Reply
 
@@ -38,52 +38,101 @@ class TurnOutcome:
     schedule_lag_s: float = 0.0
 
 
+def inter_token_us(reply: Reply) -> list[tuple[int, int]]:
+    """:meth:`Reply.inter_token_samples` in whole microseconds, computed in one pass (once per turn)."""
+    times, tokens = reply.chunk_times, reply.chunk_tokens
+    known = len(tokens)
+    out: list[tuple[int, int]] = []
+    for i in range(1, len(times)):
+        n = tokens[i] if i < known else 1.0
+        if n > 0:
+            out.append((max(0, round((times[i] - times[i - 1]) / n * 1_000_000)), max(1, round(n))))
+    return out
+
+
+class _Series:
+    """Prebuilt keys and direct histogram references of one series (a turn, or a transport's aggregate),
+    cached in the batch so that recording a turn builds no keys and looks nothing up by key."""
+
+    __slots__ = (
+        "count", "e2e", "failures", "failures_retention", "failures_transport", "itl", "key", "output_tokens",
+        "output_tokens_hist", "prompt_tokens", "prompt_tokens_hist", "retention_checked", "retention_passed",
+        "schedule_lag", "ttft",
+    )  # fmt: skip
+
+    def __init__(self, batch: MetricsBatch, key: SeriesKey) -> None:
+        self.key = key
+        self.count = key.with_metric("count")
+        self.failures = key.with_metric("failures")
+        self.failures_transport = key.with_metric("failures.transport")
+        self.failures_retention = key.with_metric("failures.retention")
+        self.retention_checked = key.with_metric("retention.checked")
+        self.retention_passed = key.with_metric("retention.passed")
+        self.output_tokens = key.with_metric("output_tokens")
+        self.prompt_tokens = key.with_metric("prompt_tokens")
+        self.e2e = batch.histogram(key.with_metric(Metric.E2E))
+        self.ttft = batch.histogram(key.with_metric(Metric.TTFT))
+        self.itl = batch.histogram(key.with_metric(Metric.ITL))
+        self.schedule_lag = batch.histogram(key.with_metric(Metric.SCHEDULE_LAG))
+        self.output_tokens_hist = batch.histogram(key.with_metric(Metric.OUTPUT_TOKENS))
+        self.prompt_tokens_hist = batch.histogram(key.with_metric(Metric.PROMPT_TOKENS))
+
+
+def _series(batch: MetricsBatch, transport: str, dialogue: str, turn: int) -> _Series:
+    handle_key = ("turn-series", transport, dialogue, turn)
+    series: _Series | None = batch.handles.get(handle_key)
+    if series is None:
+        series = batch.handles[handle_key] = _Series(batch, SeriesKey(transport, dialogue, turn, ""))
+    return series
+
+
 def record_turn(batch: MetricsBatch, outcome: TurnOutcome) -> None:
     """Record one turn. Keys: the turn itself and the transport-wide aggregate (dialogue ``*``, turn 0)."""
-    turn_key = SeriesKey(outcome.transport, outcome.dialogue, outcome.turn, "")
-    agg_key = SeriesKey(outcome.transport, ALL, 0, "")
-    keys = (turn_key, agg_key)
+    both = (
+        _series(batch, outcome.transport, outcome.dialogue, outcome.turn),
+        _series(batch, outcome.transport, ALL, 0),
+    )
+    counters = batch.counters
     lag_us = to_us(outcome.schedule_lag_s)
-    for key in keys:
-        batch.incr(key.with_metric("count"))
-        batch.record(key.with_metric(Metric.SCHEDULE_LAG), lag_us)
+    for s in both:
+        counters[s.count] += 1
+        s.schedule_lag.record(lag_us)
     if outcome.error is not None or outcome.reply is None:
         reason = outcome.error.reason if outcome.error is not None else "no reply"
         kind = type(outcome.error).__name__ if outcome.error is not None else "TransportError"
-        for key in keys:
-            batch.incr(key.with_metric("failures"))
-            batch.incr(key.with_metric("failures.transport"))
-            batch.incr(key.with_metric(f"reason:{kind}:{reason[:200]}"))
+        for s in both:
+            counters[s.failures] += 1
+            counters[s.failures_transport] += 1
+            counters[s.key.with_metric(f"reason:{kind}:{reason[:200]}")] += 1
         return
     reply = outcome.reply
     e2e = to_us(reply.e2e_s())
     ttft_s = reply.ttft_s()
-    itl = reply.inter_token_samples()
+    ttft = to_us(ttft_s) if ttft_s is not None else None
     output_tokens = reply.output_tokens
     prompt_tokens = reply.usage.prompt_tokens if reply.usage is not None else None
-    for key in keys:
-        batch.record(key.with_metric(Metric.E2E), e2e)
-        if ttft_s is not None:
-            batch.record(key.with_metric(Metric.TTFT), to_us(ttft_s))
-        itl_hist = batch.histogram(key.with_metric(Metric.ITL))
-        for seconds, n in itl:
-            itl_hist.record(to_us(seconds), n)
-        batch.incr(key.with_metric("output_tokens"), output_tokens)
+    record_in_all([s.itl for s in both], inter_token_us(reply))
+    for s in both:
+        s.e2e.record(e2e)
+        if ttft is not None:
+            s.ttft.record(ttft)
+        counters[s.output_tokens] += output_tokens  # type: ignore[assignment]
         if output_tokens:
-            batch.record(key.with_metric(Metric.OUTPUT_TOKENS), round(output_tokens))
+            s.output_tokens_hist.record(round(output_tokens))
         if prompt_tokens is not None:
-            batch.incr(key.with_metric("prompt_tokens"), prompt_tokens)
-            batch.record(key.with_metric(Metric.PROMPT_TOKENS), prompt_tokens)
+            counters[s.prompt_tokens] += prompt_tokens
+            s.prompt_tokens_hist.record(prompt_tokens)
         if outcome.retention_checked:
-            batch.incr(key.with_metric("retention.checked"))
+            counters[s.retention_checked] += 1
             if outcome.retention_passed:
-                batch.incr(key.with_metric("retention.passed"))
+                counters[s.retention_passed] += 1
             else:
-                batch.incr(key.with_metric("failures"))
-                batch.incr(key.with_metric("failures.retention"))
-                batch.incr(key.with_metric(f"reason:RetentionFailure:{(outcome.retention_reason or '')[:200]}"))
+                counters[s.failures] += 1
+                counters[s.failures_retention] += 1
+                counters[s.key.with_metric(f"reason:RetentionFailure:{(outcome.retention_reason or '')[:200]}")] += 1
     if prompt_tokens is not None:
+        agg_key = both[1].key
         bucket = context_bucket(prompt_tokens)
         batch.record(agg_key.with_metric(f"{Metric.E2E}@ctx{bucket}"), e2e)
-        if ttft_s is not None:
-            batch.record(agg_key.with_metric(f"{Metric.TTFT}@ctx{bucket}"), to_us(ttft_s))
+        if ttft is not None:
+            batch.record(agg_key.with_metric(f"{Metric.TTFT}@ctx{bucket}"), ttft)

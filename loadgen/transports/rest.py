@@ -8,8 +8,8 @@ Timing, as close to the wire as httpx allows (``time.perf_counter()``):
 
 - ``t_sent``: just before :meth:`httpx.Client.send`;
 - ``t_first_byte``: when ``send(..., stream=True)`` returns, i.e. the response headers arrived;
-- each content chunk: when its first line came out of ``iter_lines()``, before any parsing (reading
-  ``n`` bytes at a time would hold the first token back until the buffer filled);
+- each content chunk: when the bytes of its first line came out of ``iter_bytes()`` (each piece as it
+  arrives, whatever its size: never held back to fill a buffer), before any decoding or parsing;
 - ``t_done``: the ``[DONE]`` line, or the end of the body when a stream ends on a ``finish_reason``.
 
 Errors come out as :mod:`loadgen.errors` (see :data:`HTTPX_ERRORS`), chaining the httpx exception; the API
@@ -30,12 +30,22 @@ from typing import Any, ClassVar, Literal
 
 import httpcore  # noqa: F401 - httpx imports it on the first Client (~70 ms with trio installed): not mid-load
 import httpx
+import orjson
 
 from loadgen import __version__
 from loadgen.errors import ConfigError, ConnectError, ProtocolError, ServerError, TransportError, TurnTimeout
 from loadgen.transports import redact_url
 from loadgen.transports.base import Transport, TransportConfig
-from loadgen.transports.sse import SSEParser, decode_event, error_from_body, parse_chat_completion
+from loadgen.transports.sse import (
+    ChatChunk,
+    ContentChunkShape,
+    LineSplitter,
+    SSEParser,
+    decode_event,
+    error_from_body,
+    parse_chat_chunk,
+    parse_chat_completion,
+)
 from loadgen.types import ChatRequest, Reply, Usage
 
 DEFAULT_PATH = "/v1/chat/completions"
@@ -287,8 +297,11 @@ class RestTransport(Transport):
         http_request = self._client.build_request(
             "POST",
             self._url,
-            json=self._body(request),
-            headers={"Accept": "text/event-stream" if request.stream else "application/json"},
+            content=orjson.dumps(self._body(request)),
+            headers={
+                "Accept": "text/event-stream" if request.stream else "application/json",
+                "Content-Type": "application/json",
+            },
             timeout=httpx.Timeout(turn_timeout, connect=min(self.config.connect_timeout_s, turn_timeout)),
         )
         t_sent = time.perf_counter()
@@ -329,7 +342,7 @@ class RestTransport(Transport):
         return body
 
     def _read_stream(self, response: httpx.Response, t_sent: float, t_first_byte: float) -> Reply:
-        response.encoding = "utf-8"  # an event stream is always UTF-8
+        lines = LineSplitter()
         parser = SSEParser()
         parts: list[str] = []
         times: list[float] = []
@@ -337,34 +350,62 @@ class RestTransport(Transport):
         finished = False
         t_done: float | None = None
         event_start: float | None = None  # when the first line of the event being read arrived
+        # the hot path, one per token: an event of one "data: ..." line is held here as bytes, not fed to the
+        # parser, and read when its blank line comes (through the learned shape when it fits); anything else
+        # (more data lines, other fields, comments) goes through the parser with the held line first
+        held: bytes | None = None
+        shape: ContentChunkShape | None = None  # learned from one of the first content chunks
+        learn_tries = 3
+        perf_counter = time.perf_counter
         try:
-            for line in response.iter_lines():
-                now = time.perf_counter()
+            for piece in response.iter_bytes():
+                now = perf_counter()
                 if t_done is not None:
                     continue  # after [DONE]: read to the end so that the connection can be reused
-                if line:  # only a blank line completes an event
-                    if event_start is None and not line.startswith(":"):
-                        event_start = now
-                    parser.feed_line(line)
-                    continue
-                event = parser.feed_line(line)
-                at = event_start if event_start is not None else now
-                event_start = None
-                if event is None:
-                    continue
-                chunk = decode_event(event)
-                if chunk is None:
-                    continue
-                if chunk.done:
-                    t_done = now
-                    continue
-                if chunk.content:
-                    parts.append(chunk.content)
-                    times.append(at)
-                if chunk.finish_reason:
-                    finished = True
-                if chunk.usage is not None:
-                    usage = chunk.usage
+                for line in lines.feed(piece):
+                    if line:  # only a blank line completes an event
+                        if held is None and line.startswith(b"data: ") and parser.idle:
+                            held = line[6:]
+                            event_start = now
+                            continue
+                        if held is not None:
+                            parser.feed_line("data: " + held.decode("utf-8", errors="replace"))
+                            held = None
+                        if event_start is None and not line.startswith(b":"):
+                            event_start = now
+                        parser.feed_line(line.decode("utf-8", errors="replace"))
+                        continue
+                    at = event_start if event_start is not None else now
+                    event_start = None
+                    chunk: ChatChunk | None
+                    if held is not None:
+                        content = shape.content(held) if shape is not None else None
+                        if content is not None:  # a plain content chunk of the learned shape
+                            held = None
+                            if content:
+                                parts.append(content)
+                                times.append(at)
+                            continue
+                        chunk = parse_chat_chunk(held.decode("utf-8", errors="replace"))
+                        if shape is None and learn_tries and chunk.content:
+                            learn_tries -= 1
+                            shape = ContentChunkShape.learn(held, chunk)
+                        held = None
+                    else:
+                        event = parser.feed_line("")
+                        chunk = decode_event(event) if event is not None else None
+                    if chunk is None:
+                        continue
+                    if chunk.done:
+                        t_done = now
+                        break  # the rest of the body is read (and ignored) by the loop above
+                    if chunk.content:
+                        parts.append(chunk.content)
+                        times.append(at)
+                    if chunk.finish_reason:
+                        finished = True
+                    if chunk.usage is not None:
+                        usage = chunk.usage
         except _READ_FAILURES:
             if t_done is None:
                 raise

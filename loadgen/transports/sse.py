@@ -14,27 +14,59 @@ when it arrives, before any parsing.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
+
+import orjson
 
 from loadgen.errors import Overloaded, ProtocolError, ServerError
 from loadgen.types import Usage
 
 DONE = "[DONE]"
+_CHUNK_KIND = "chat.completion.chunk"
+_RAW_DECODER = json.JSONDecoder()
 #: Server messages put into error reasons are cut to about this many characters.
 MESSAGE_LIMIT = 200
 #: Status codes (HTTP, or an error object's "code") that mean "no capacity now".
 OVERLOADED_CODES = frozenset({429, 503})
 
 
-@dataclass(frozen=True, slots=True)
-class SSEEvent:
+class SSEEvent(NamedTuple):
     """One dispatched event. ``event`` is ``"message"`` when the stream named none."""
 
     data: str
     event: str = "message"
     id: str | None = None
     retry_ms: int | None = None
+
+
+class LineSplitter:
+    """Cuts a byte stream into lines at ``\\n``, ``\\r\\n`` or ``\\r`` (the event-stream line ends), across
+    pieces that split anywhere, even between a ``\\r`` and its ``\\n``. Lines come out without their ends."""
+
+    __slots__ = ("_after_cr", "_partial")
+
+    def __init__(self) -> None:
+        self._partial = b""
+        self._after_cr = False
+
+    def feed(self, piece: bytes) -> list[bytes]:
+        if self._after_cr:
+            self._after_cr = False
+            if piece.startswith(b"\n"):
+                piece = piece[1:]  # the \n of a \r\n cut in two
+        if not piece:
+            return []
+        data = self._partial + piece if self._partial else piece
+        lines = data.splitlines()  # bytes split at \n, \r\n and \r only
+        last = data[-1]
+        if last == 10:  # \n
+            self._partial = b""
+        elif last == 13:  # \r: its \n may open the next piece
+            self._partial = b""
+            self._after_cr = True
+        else:
+            self._partial = lines.pop()
+        return lines
 
 
 class SSEParser:
@@ -50,12 +82,20 @@ class SSEParser:
         self._started = False
 
     @property
+    def idle(self) -> bool:
+        """True between events once the stream has started: no data, no event name held."""
+        return self._started and not self._data and not self._event
+
+    @property
     def pending(self) -> bool:
         """True while an event has data lines but no blank line has dispatched it yet."""
         return bool(self._data)
 
     def feed_line(self, line: str) -> SSEEvent | None:
         """Take one line; return the event it completes (a blank line after data), else ``None``."""
+        if line.startswith("data: ") and self._started and not line.endswith(("\n", "\r")):
+            self._data.append(line[6:])  # the hot path: one per streamed token
+            return None
         if line.endswith("\n"):
             line = line[:-1]
         if line.endswith("\r"):
@@ -86,16 +126,14 @@ class SSEParser:
         if not self._data:
             self._event = ""
             return None
-        event = SSEEvent(
-            data="\n".join(self._data), event=self._event or "message", id=self._last_id, retry_ms=self._retry_ms
-        )
+        data = self._data[0] if len(self._data) == 1 else "\n".join(self._data)
+        event = SSEEvent(data, self._event or "message", self._last_id, self._retry_ms)
         self._data = []
         self._event = ""
         return event
 
 
-@dataclass(frozen=True, slots=True)
-class ChatChunk:
+class ChatChunk(NamedTuple):
     """What one chunk says. ``content`` is ``None`` or ``""`` when the chunk carries no text (role only,
     finish only, usage only); ``done`` is set for the ``[DONE]`` sentinel and nothing else."""
 
@@ -103,6 +141,9 @@ class ChatChunk:
     finish_reason: str | None = None
     usage: Usage | None = None
     done: bool = False
+
+
+_DONE_CHUNK = ChatChunk(done=True)
 
 
 def decode_event(event: SSEEvent) -> ChatChunk | None:
@@ -120,8 +161,39 @@ def decode_event(event: SSEEvent) -> ChatChunk | None:
 
 def parse_chat_chunk(data: str) -> ChatChunk:
     """Parse the data of one ``chat.completion.chunk`` event (or the ``[DONE]`` sentinel)."""
-    if data.strip() == DONE:
-        return ChatChunk(done=True)
+    if data == DONE or data.strip() == DONE:
+        return _DONE_CHUNK
+    try:
+        obj = orjson.loads(data)  # ~0.6 us against json's ~3 us, once per token
+    except orjson.JSONDecodeError:
+        obj = None  # the checked path below parses with json (NaN, huge integers) or says what is wrong
+    # the hot path (one per token): a well-formed chunk, checked with no helper calls
+    if type(obj) is dict and obj.get("error") is None and obj.get("object", _CHUNK_KIND) == _CHUNK_KIND:
+        choices = obj.get("choices")
+        usage = obj.get("usage")
+        usage_counts: Usage | None = None
+        if usage is not None:
+            prompt = usage.get("prompt_tokens", 0) if type(usage) is dict else None
+            completion = usage.get("completion_tokens", 0) if type(usage) is dict else None
+            if type(prompt) is int and type(completion) is int and prompt >= 0 and completion >= 0:
+                usage_counts = Usage(prompt, completion)
+            else:
+                choices = None  # let the checked path say what is wrong
+        if type(choices) is list:
+            if not choices:
+                return ChatChunk(None, None, usage_counts)
+            choice = choices[0]
+            delta = choice.get("delta") if type(choice) is dict else None
+            if type(delta) is dict:
+                content = delta.get("content")
+                finish_reason = choice.get("finish_reason")
+                if (content is None or type(content) is str) and (finish_reason is None or type(finish_reason) is str):
+                    return ChatChunk(content, finish_reason, usage_counts)
+    return _parse_chat_chunk_checked(data)
+
+
+def _parse_chat_chunk_checked(data: str) -> ChatChunk:
+    """Every check of a chunk, with a reason for each way it can be wrong."""
     obj = _load_object(data, "chunk")
     _check_object_kind(obj, "chat.completion.chunk")
     choice = _first_choice(obj, "chunk")
@@ -136,6 +208,62 @@ def parse_chat_chunk(data: str) -> ChatChunk:
         content = _optional_str(delta.get("content"), "chunk delta 'content'")
         finish_reason = _optional_str(choice.get("finish_reason"), "chunk 'finish_reason'")
     return ChatChunk(content=content, finish_reason=finish_reason, usage=_usage(obj))
+
+
+class ContentChunkShape:
+    """The bytes around the content of a stream's plain content chunks, learned from one of them.
+
+    Servers send every token in the same JSON apart from the content string (the same id, model, created,
+    ``finish_reason: null``). Once one chunk is learned, a later chunk that starts with the same prefix and
+    ends with the same suffix is, by the JSON grammar, the same object with another string in that one place:
+    only that string is decoded. Anything else (another shape, or a middle that is not exactly one JSON
+    string) returns ``None`` and goes through :func:`parse_chat_chunk`. Exact, and ~3x cheaper per token.
+    """
+
+    __slots__ = ("_prefix", "_suffix")
+
+    def __init__(self, prefix: bytes, suffix: bytes) -> None:
+        self._prefix = prefix
+        self._suffix = suffix
+
+    @classmethod
+    def learn(cls, raw: bytes, chunk: ChatChunk) -> ContentChunkShape | None:
+        """The shape of ``raw`` (UTF-8 event data) that parsed to ``chunk``; ``None`` when it cannot be one."""
+        data = raw.decode("utf-8", errors="replace")
+        if not chunk.content or chunk.finish_reason is not None or chunk.usage is not None or chunk.done:
+            return None
+        at = data.find('"content":')
+        while at >= 0:
+            start = at + len('"content":')
+            while start < len(data) and data[start] in " \t\r\n":
+                start += 1
+            if data.startswith('"', start):
+                try:
+                    value, end = _RAW_DECODER.raw_decode(data, start)
+                except ValueError:
+                    value, end = None, -1
+                if value == chunk.content:
+                    prefix, suffix = data[:start], data[end:]
+                    shape = cls(prefix.encode(), suffix.encode())
+                    try:
+                        ok = parse_chat_chunk(prefix + '"\\u0001"' + suffix) == ChatChunk("\u0001")
+                    except (ProtocolError, ServerError):
+                        ok = False
+                    if ok and shape.content(raw) == chunk.content:  # the bytes round-trip too
+                        return shape
+            at = data.find('"content":', at + 1)
+        return None
+
+    def content(self, data: bytes) -> str | None:
+        """The content of ``data`` (raw event data) when it has this shape, else ``None``."""
+        prefix, suffix = self._prefix, self._suffix
+        if not (data.startswith(prefix) and data.endswith(suffix)) or len(data) <= len(prefix) + len(suffix):
+            return None
+        try:
+            value = orjson.loads(data[len(prefix) : len(data) - len(suffix)])
+        except orjson.JSONDecodeError:
+            return None
+        return value if type(value) is str else None
 
 
 def parse_chat_completion(data: str) -> ChatChunk:
@@ -271,6 +399,8 @@ def _snippet(text: str, limit: int = 60) -> str:
 __all__ = [
     "DONE",
     "ChatChunk",
+    "ContentChunkShape",
+    "LineSplitter",
     "SSEEvent",
     "SSEParser",
     "decode_event",

@@ -76,6 +76,28 @@ def test_worker_batches_merge_exactly_into_the_aggregator() -> None:
     assert all(k.split("|")[1] == ALL for k in agg.intervals[0].wire["h"])
 
 
+def test_in_place_flush_keeps_recording_exact_across_reports() -> None:
+    """The local path: merge the pending batch directly, empty it in place, record again (cached handles)."""
+    pending, agg = MetricsBatch(), RunAggregator(interval_s=3600)
+    wire_total = MetricsBatch()
+    for report in range(3):
+        for j in range(5 + report):
+            record_turn(pending, TurnOutcome("rest", "travel", 1, _reply(0.0, 0.03 + j / 1000, [0.004] * 3)))
+        wire_total.merge_wire(json.loads(json.dumps(pending.to_wire())))
+        agg.merge(pending)
+        pending.empty_in_place()
+        assert pending.is_empty()
+        assert pending.handles  # the cached series stay valid
+    for key, hist in wire_total.histograms.items():
+        assert agg.total.histograms[key].count == hist.count, key
+        assert list(agg.total.histograms[key].hist.counts) == list(hist.hist.counts), key
+        assert agg.total.histograms[key].value_sum == hist.value_sum, key
+    assert agg.total.counters == wire_total.counters
+    assert agg.total.counters[SeriesKey("rest", "travel", 1, "count")] == 18
+    agg.maybe_roll(force=True)
+    assert all(k.split("|")[1] == ALL for k in agg.intervals[0].wire["h"])
+
+
 def test_summary_and_run_folder(tmp_path) -> None:  # type: ignore[no-untyped-def]
     agg = RunAggregator()
     b = MetricsBatch()
@@ -104,3 +126,14 @@ def test_summary_and_run_folder(tmp_path) -> None:  # type: ignore[no-untyped-de
 def test_empty_summary_is_well_formed() -> None:
     s = build_summary(MetricsBatch(), {"duration_s": 0})
     assert s["turns"] == [] and s["generator_lag_ms"]["count"] == 0
+
+
+def test_inter_token_us_is_inter_token_samples_in_microseconds() -> None:
+    from loadgen.metrics.turns import inter_token_us, to_us
+
+    reply = _reply(10.0, 0.05, [0.01, 0.0, 0.013, 0.0071], first_tokens=4)
+    reply.chunk_tokens[2] = 0.0  # a chunk with no tokens is skipped, its gap not carried over
+    reply.chunk_tokens[3] = 2.6
+    expected = [(to_us(s), n) for s, n in reply.inter_token_samples()]
+    assert inter_token_us(reply) == expected
+    assert len(expected) == 3

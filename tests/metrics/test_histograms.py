@@ -1,4 +1,9 @@
-from loadgen.metrics.histograms import METRIC_RANGES, Metric, TrackedHistogram
+import random
+
+import pytest
+from hdrh.histogram import HdrHistogram
+
+from loadgen.metrics.histograms import METRIC_RANGES, Metric, TrackedHistogram, range_for, record_in_all
 
 
 def test_out_of_range_values_are_counted_not_dropped() -> None:
@@ -44,3 +49,52 @@ def test_mean_is_exact_and_survives_merge() -> None:
     b.record(4_000)
     a.add(b)
     assert a.mean() == (3 * 1_000 + 4_000) / 4
+
+
+def _reference(metric: str, values: list[int]) -> HdrHistogram:
+    r = range_for(metric)
+    ref = HdrHistogram(r.lowest, r.highest, r.significant_digits)
+    for v in values:
+        ref.record_value(min(max(v, r.lowest), r.highest))
+    return ref
+
+
+@pytest.mark.parametrize("metric", [Metric.E2E, Metric.ITL, Metric.SCHEDULE_LAG, Metric.PROMPT_TOKENS])
+def test_inlined_index_matches_hdrhistograms_own_record_value(metric: str) -> None:
+    rng = random.Random(7)
+    top = range_for(metric).highest
+    values = [rng.randint(0, 5000) for _ in range(2000)] + [int(10 ** rng.uniform(0, 12)) for _ in range(2000)]
+    values += [1, 2, 2047, 2048, 2049, 4095, 4096, top - 1, top, top + 1]
+    ours = TrackedHistogram(metric)
+    for v in values:
+        ours.record(v)
+    ref = _reference(metric, values)
+    assert list(ours.hist.counts) == list(ref.counts)
+    assert ours.hist.get_total_count() == ref.get_total_count()
+    assert ours.hist.get_min_value() == ref.get_min_value()
+    assert ours.hist.get_max_value() == ref.get_max_value()
+    assert ours.above_range == sum(v > top for v in values)
+
+
+def test_record_in_all_equals_recording_each() -> None:
+    samples = [(v, n) for v, n in zip([3, 900, 1_000_000, 10**12, -5], [1, 2, 1, 3, 1], strict=True)]
+    a, b = TrackedHistogram(Metric.ITL), TrackedHistogram(Metric.ITL)
+    record_in_all([a, b], samples)
+    one = TrackedHistogram(Metric.ITL)
+    for v, n in samples:
+        one.record(v, n)
+    for h in (a, b):
+        assert list(h.hist.counts) == list(one.hist.counts)
+        assert (h.count, h.above_range, h.below_range, h.value_sum) == (8, 3, 1, one.value_sum)
+
+
+def test_reset_in_place_gives_an_empty_histogram_that_records_again() -> None:
+    h = TrackedHistogram(Metric.E2E)
+    h.record(1_234, 5)
+    h.record(10**13)
+    h.reset()
+    assert (h.count, h.above_range, h.value_sum, h.max()) == (0, 0, 0, 0)
+    assert not any(h.hist.counts)
+    h.record(777)
+    assert h.count == 1
+    assert h.quantiles([0.5])[0.5] == 777

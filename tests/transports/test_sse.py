@@ -10,6 +10,8 @@ import pytest
 from loadgen.errors import Overloaded, ProtocolError, ServerError
 from loadgen.transports.sse import (
     ChatChunk,
+    ContentChunkShape,
+    LineSplitter,
     SSEEvent,
     SSEParser,
     decode_event,
@@ -302,3 +304,102 @@ def test_error_from_body_status_wins_and_picks_overloaded() -> None:
     assert err.reason == "HTTP 503: later"
     err = error_from_body("broken", prefix="HTTP 500", status=500)
     assert type(err) is ServerError
+
+
+# --- ContentChunkShape: the per-token shortcut must give exactly what the full parse gives -----------------
+
+_LEARNED = (
+    '{"id":"c1","object":"chat.completion.chunk","created":1,"model":"m",'
+    '"choices":[{"index":0,"delta":{"content":"Hel"},"finish_reason":null}]}'
+)
+
+
+def _shape() -> ContentChunkShape:
+    shape = ContentChunkShape.learn(_LEARNED.encode(), parse_chat_chunk(_LEARNED))
+    assert shape is not None
+    return shape
+
+
+@pytest.mark.parametrize(
+    "content", ["lo", "", " wörld", 'say "hi"', "back\\slash", "\u00e9\u20ac\U0001f600", "a\nb", "}]}"]
+)
+def test_shape_reads_the_same_content_as_the_full_parse(content: str) -> None:
+    data = _LEARNED.replace('"Hel"', json.dumps(content))
+    assert _shape().content(data.encode()) == parse_chat_chunk(data).content == content
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        _LEARNED.replace('"finish_reason":null', '"finish_reason":"stop"'),  # another shape
+        _LEARNED.replace('"Hel"', "42"),  # not a string
+        _LEARNED.replace('"Hel"', '"a"},"x":{"content":"b"'),  # more than one string in the middle
+        _LEARNED.replace('"Hel"', '"unterminated'),
+        _LEARNED.replace('"c1"', '"c2"'),
+        "[DONE]",
+    ],
+)
+def test_shape_declines_anything_else(data: str) -> None:
+    assert _shape().content(data.encode()) is None
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        _LEARNED.replace('"finish_reason":null', '"finish_reason":"stop"'),  # a finish chunk is no template
+        _LEARNED.replace('"Hel"', '""'),  # nor an empty one
+        '{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2}}',
+    ],
+)
+def test_shape_is_learned_only_from_a_plain_content_chunk(data: str) -> None:
+    assert ContentChunkShape.learn(data.encode(), parse_chat_chunk(data)) is None
+
+
+def test_shape_finds_the_delta_content_not_a_lookalike_inside_a_string() -> None:
+    data = _LEARNED.replace('"id":"c1"', '"id":"x\\"content\\":\\"Hel\\""')
+    shape = ContentChunkShape.learn(data.encode(), parse_chat_chunk(data))
+    assert shape is not None
+    other = data.replace('{"content":"Hel"}', '{"content":"lo"}')
+    assert shape.content(other.encode()) == "lo"
+
+
+def test_shape_learned_from_non_ascii_bytes_reads_them_back() -> None:
+    data = _LEARNED.replace('"model":"m"', '"model":"modèle-π"').replace('"Hel"', '"é"')
+    shape = ContentChunkShape.learn(data.encode(), parse_chat_chunk(data))
+    assert shape is not None
+    assert shape.content(data.replace('"é"', '"日本"').encode()) == "日本"
+
+
+# --- LineSplitter: the byte stream cut into lines wherever the pieces split ----------------------------------
+
+
+def _split(pieces: list[bytes]) -> list[bytes]:
+    splitter = LineSplitter()
+    return [line for piece in pieces for line in splitter.feed(piece)]
+
+
+@pytest.mark.parametrize(
+    "pieces",
+    [
+        [b"data: a\n\ndata: b\n\n"],
+        [b"data: a\r\n\r\ndata: b\r\n\r\n"],
+        [b"data: a\r\rdata: b\r\r"],
+        [b"da", b"ta: a\n", b"\n", b"data: b\n\n"],
+        [b"data: a\r", b"\n\r", b"\ndata: b\r\n", b"\r\n"],  # \r\n cut between \r and \n
+        [bytes([c]) for c in b"data: a\r\n\r\ndata: b\n\n"],  # one byte at a time
+    ],
+)
+def test_line_splitter_gives_the_same_lines_however_the_bytes_are_cut(pieces: list[bytes]) -> None:
+    assert _split(pieces) == [b"data: a", b"", b"data: b", b""]
+
+
+def test_line_splitter_holds_an_unfinished_line() -> None:
+    splitter = LineSplitter()
+    assert splitter.feed(b"data: [DO") == []
+    assert splitter.feed(b"NE]") == []
+    assert splitter.feed(b"\n") == [b"data: [DONE]"]
+
+
+def test_line_splitter_keeps_a_multibyte_character_cut_in_two() -> None:
+    text = "data: 日本\n\n".encode()
+    assert _split([text[:8], text[8:]]) == ["data: 日本".encode(), b""]
