@@ -146,29 +146,11 @@ def bench_transport(args: argparse.Namespace) -> int:
             for _ in range(args.rounds):
                 bare_args = ["-f", str(BARE_FILE), BARE_CLASSES[transport]]
                 bare_runs.append(_locust(bare_args, args.seconds, args.users, work, host, pid))
-                our_runs.append(
-                    _locust(
-                        [
-                            "-f",
-                            args.scenario,
-                            "--transport",
-                            transport,
-                            "--think-min",
-                            "0",
-                            "--think-max",
-                            "0",
-                            "--max-tokens",
-                            str(args.max_tokens),
-                            "--reports-dir",
-                            str(work / "reports"),
-                        ],
-                        args.seconds,
-                        args.users,
-                        work,
-                        host,
-                        pid,
-                    )  # fmt: skip
-                )
+                our_args = [
+                    "-f", args.scenario, "--transport", transport, "--think-min", "0", "--think-max", "0",
+                    "--max-tokens", str(args.max_tokens), "--reports-dir", str(work / "reports"),
+                ]  # fmt: skip
+                our_runs.append(_locust(our_args, args.seconds, args.users, work, host, pid))
     finally:
         server.stop()
     bare, ours = _sum_arms(bare_runs), _sum_arms(our_runs)
