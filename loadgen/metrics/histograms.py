@@ -159,34 +159,50 @@ class TrackedHistogram:
         self.value_sum = 0
 
 
-def record_in_all(hists: Sequence[TrackedHistogram], samples: Iterable[tuple[int, int]]) -> None:
-    """Record ``(value, count)`` samples into several histograms of one range (a turn's series and its
-    transport-wide aggregate): each counts index is computed once, and totals, min and max set once."""
+def record_gaps_in_all(hists: Sequence[TrackedHistogram], times: Sequence[float], weights: Sequence[float]) -> None:
+    """Record the gaps between successive ``times`` (seconds) into several histograms of one range (a turn's
+    series and its transport-wide aggregate), in whole microseconds: gap ``i`` (from ``times[i - 1]`` to
+    ``times[i]``) is divided by ``weights[i]`` (1 when missing) and counted ``round(weights[i])`` times (at
+    least once); a gap whose weight is 0 or less is skipped. For inter-token latency: the gap after each
+    chunk spread over the tokens it carried, as :meth:`loadgen.types.Reply.inter_token_samples` defines it.
+
+    One pass, each counts index computed once, totals, min and max set once per histogram: this runs once
+    per token of every turn."""
+    if len(times) < 2:
+        return
     first = hists[0]
     lowest, highest = first._lowest, first._highest
     mask, shift, half_mag, half_count = first._mask, first._shift_base, first._half_mag, first._half_count
     indexed: list[tuple[int, int]] = []
     total = value_sum = 0
     smallest, largest = sys.maxsize, 0
-    for value, n in samples:
-        if not lowest <= value <= highest:
-            for h in hists:
-                clamped = h._clamp(value, n)
-            value = clamped
-        bucket = (value | mask).bit_length() - shift - half_mag - 1
-        indexed.append((((bucket + 1) << half_mag) + (value >> (bucket + shift)) - half_count, n))
-        total += n
-        value_sum += value * n
-        if value < smallest:
-            smallest = value
-        if value > largest:
-            largest = value
+    known = len(weights)
+    previous = times[0]
+    for i in range(1, len(times)):
+        now = times[i]
+        weight = weights[i] if i < known else 1.0
+        if weight > 0:
+            value = round((now - previous) / weight * 1_000_000)
+            n = max(1, round(weight))
+            if not lowest <= value <= highest:
+                for h in hists:
+                    clamped = h._clamp(value, n)
+                value = clamped
+            bucket = (value | mask).bit_length() - shift - half_mag - 1
+            indexed.append((((bucket + 1) << half_mag) + (value >> (bucket + shift)) - half_count, n))
+            total += n
+            value_sum += value * n
+            if value < smallest:
+                smallest = value
+            if value > largest:
+                largest = value
+        previous = now
     if not total:
         return
     for h in hists:
         counts = h._counts
-        for i, n in indexed:
-            counts[i] += n
+        for index, n in indexed:
+            counts[index] += n
         hh = h.hist
         hh.total_count += total
         if smallest < hh.min_value:

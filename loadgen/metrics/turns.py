@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from loadgen.errors import TransportError
 from loadgen.metrics.batch import MetricsBatch
-from loadgen.metrics.histograms import Metric, record_in_all
+from loadgen.metrics.histograms import Metric, record_gaps_in_all
 from loadgen.metrics.keys import ALL, SeriesKey
 from loadgen.types import Reply
 
@@ -36,18 +36,6 @@ class TurnOutcome:
     retention_passed: bool = True
     retention_reason: str | None = None
     schedule_lag_s: float = 0.0
-
-
-def inter_token_us(reply: Reply) -> list[tuple[int, int]]:
-    """:meth:`Reply.inter_token_samples` in whole microseconds, computed in one pass (once per turn)."""
-    times, tokens = reply.chunk_times, reply.chunk_tokens
-    known = len(tokens)
-    out: list[tuple[int, int]] = []
-    for i in range(1, len(times)):
-        n = tokens[i] if i < known else 1.0
-        if n > 0:
-            out.append((max(0, round((times[i] - times[i - 1]) / n * 1_000_000)), max(1, round(n))))
-    return out
 
 
 class _Series:
@@ -111,7 +99,7 @@ def record_turn(batch: MetricsBatch, outcome: TurnOutcome) -> None:
     ttft = to_us(ttft_s) if ttft_s is not None else None
     output_tokens = reply.output_tokens
     prompt_tokens = reply.usage.prompt_tokens if reply.usage is not None else None
-    record_in_all([s.itl for s in both], inter_token_us(reply))
+    record_gaps_in_all([s.itl for s in both], reply.chunk_times, reply.chunk_tokens)
     for s in both:
         s.e2e.record(e2e)
         if ttft is not None:

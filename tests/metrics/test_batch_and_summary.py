@@ -128,12 +128,21 @@ def test_empty_summary_is_well_formed() -> None:
     assert s["turns"] == [] and s["generator_lag_ms"]["count"] == 0
 
 
-def test_inter_token_us_is_inter_token_samples_in_microseconds() -> None:
-    from loadgen.metrics.turns import inter_token_us, to_us
+def test_recorded_itl_is_inter_token_samples_in_microseconds() -> None:
+    from loadgen.metrics.histograms import Metric, TrackedHistogram
+    from loadgen.metrics.turns import to_us
 
-    reply = _reply(10.0, 0.05, [0.01, 0.0, 0.013, 0.0071], first_tokens=4)
+    reply = _reply(10.0, 0.05, [0.01, 0.0, 0.013, 0.0071, 0.02], first_tokens=4)
     reply.chunk_tokens[2] = 0.0  # a chunk with no tokens is skipped, its gap not carried over
     reply.chunk_tokens[3] = 2.6
-    expected = [(to_us(s), n) for s, n in reply.inter_token_samples()]
-    assert inter_token_us(reply) == expected
-    assert len(expected) == 3
+    del reply.chunk_tokens[5]  # a missing count is one token
+    expected = TrackedHistogram(Metric.ITL)
+    for seconds, n in reply.inter_token_samples():
+        expected.record(to_us(seconds), n)
+    batch = MetricsBatch()
+    record_turn(batch, TurnOutcome("rest", "travel", 1, reply))
+    for dialogue, turn in (("travel", 1), (ALL, 0)):
+        got = batch.histograms[SeriesKey("rest", dialogue, turn, "itl")]
+        assert list(got.hist.counts) == list(expected.hist.counts)
+        assert (got.count, got.value_sum, got.max()) == (expected.count, expected.value_sum, expected.max())
+    assert expected.count == 1 + 3 + 1 + 1  # gaps 1, 3 (2.6 tokens -> 3), 4 and 5 (no count: 1); 2 has none

@@ -3,7 +3,7 @@ import random
 import pytest
 from hdrh.histogram import HdrHistogram
 
-from loadgen.metrics.histograms import METRIC_RANGES, Metric, TrackedHistogram, range_for, record_in_all
+from loadgen.metrics.histograms import METRIC_RANGES, Metric, TrackedHistogram, range_for, record_gaps_in_all
 
 
 def test_out_of_range_values_are_counted_not_dropped() -> None:
@@ -76,16 +76,19 @@ def test_inlined_index_matches_hdrhistograms_own_record_value(metric: str) -> No
     assert ours.above_range == sum(v > top for v in values)
 
 
-def test_record_in_all_equals_recording_each() -> None:
-    samples = [(v, n) for v, n in zip([3, 900, 1_000_000, 10**12, -5], [1, 2, 1, 3, 1], strict=True)]
+def test_record_gaps_in_all_equals_recording_each_gap() -> None:
+    times = [0.0, 0.000003, 0.0009, 0.0019, 1.0 + 10**6, 2.0 + 10**6]
+    weights = [1.0, 1.0, 2.0, 0.0, 1.0, 3.0]
     a, b = TrackedHistogram(Metric.ITL), TrackedHistogram(Metric.ITL)
-    record_in_all([a, b], samples)
+    record_gaps_in_all([a, b], times, weights)
     one = TrackedHistogram(Metric.ITL)
-    for v, n in samples:
-        one.record(v, n)
+    for i in range(1, len(times)):
+        if weights[i] > 0:
+            one.record(round((times[i] - times[i - 1]) / weights[i] * 1e6), max(1, round(weights[i])))
     for h in (a, b):
         assert list(h.hist.counts) == list(one.hist.counts)
-        assert (h.count, h.above_range, h.below_range, h.value_sum) == (8, 3, 1, one.value_sum)
+        assert (h.count, h.above_range, h.value_sum, h.max()) == (one.count, 1, one.value_sum, one.max())
+    assert one.count == 1 + 2 + 1 + 3
 
 
 def test_reset_in_place_gives_an_empty_histogram_that_records_again() -> None:
