@@ -356,6 +356,7 @@ class RestTransport(Transport):
         held: bytes | None = None
         shape: ContentChunkShape | None = None  # learned from one of the first content chunks
         learn_tries = 3
+        parser_idle = True  # nothing fed to the parser yet (the usual case: every event held)
         perf_counter = time.perf_counter
         try:
             for piece in response.iter_bytes():
@@ -364,10 +365,11 @@ class RestTransport(Transport):
                     continue  # after [DONE]: read to the end so that the connection can be reused
                 for line in lines.feed(piece):
                     if line:  # only a blank line completes an event
-                        if held is None and line.startswith(b"data: ") and parser.idle:
+                        if held is None and line.startswith(b"data: ") and (parser_idle or parser.idle):
                             held = line[6:]
                             event_start = now
                             continue
+                        parser_idle = False  # the parser is used from here on: ask it
                         if held is not None:
                             parser.feed_line("data: " + held.decode("utf-8", errors="replace"))
                             held = None
