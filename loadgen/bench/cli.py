@@ -13,11 +13,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +39,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-t", "--seconds", type=int, default=15, help="measured seconds per arm (default 15)")
     parser.add_argument("--max-tokens", type=int, default=64, help="reply length in tokens (default 64)")
     parser.add_argument("--rounds", type=int, default=3, help="bare/ours alternations per transport (default 3)")
+    parser.add_argument(
+        "--together",
+        action="store_true",
+        help="run the two arms at the same time in each round (each its own process; no server CPU figures)",
+    )
     parser.add_argument("--transport", default="rest", help="transport for `capacity` (default rest)")
     parser.add_argument("--steps", default="250,500,1000,2000", help="user counts tried by `capacity`")
     parser.add_argument("--amqp-url", default="amqp://guest:guest@127.0.0.1:5672/")
@@ -51,7 +56,16 @@ def _cpu_of(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
-def _locust(
+@dataclass
+class _Arm:
+    proc: subprocess.Popen[bytes]
+    json_file: Path
+    probe_out: Path
+    stderr_file: Path
+    deadline: float
+
+
+def _start_locust(
     args: list[str],
     seconds: int,
     users: int,
@@ -61,11 +75,13 @@ def _locust(
     *,
     warmup_s: int = WARMUP_S,
     spawn_rate: int | None = None,
-) -> dict[str, Any]:
-    """One headless Locust process with the probe beside its locustfile: ``seconds`` of measured steady
-    state after a warm-up; returns the window's figures plus the whole process's, for reference."""
-    json_file = workdir / f"stats-{time.monotonic_ns()}"  # Locust appends ".json"
-    probe_out = workdir / f"probe-{time.monotonic_ns()}.json"
+) -> _Arm:
+    """Start one headless Locust process with the probe beside its locustfile: ``seconds`` of measured
+    steady state after a warm-up."""
+    stamp = time.monotonic_ns()
+    json_file = workdir / f"stats-{stamp}"  # Locust appends ".json"
+    probe_out = workdir / f"probe-{stamp}.json"
+    stderr_file = workdir / f"stderr-{stamp}.txt"
     files = f"{args[1]},{PROBE_FILE}"
     run_time = warmup_s + seconds + 2 + users // (spawn_rate or users)
     cmd = [
@@ -80,12 +96,21 @@ def _locust(
         LOADGEN_BENCH_MEASURE_S=str(seconds),
         LOADGEN_BENCH_SERVER_PID=str(server_pid or ""),
     )
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=run_time + 120, check=False, env=env)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    written = json_file.with_name(json_file.name + ".json")
+    with stderr_file.open("wb") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env)
+    return _Arm(proc, json_file, probe_out, stderr_file, time.monotonic() + run_time + 120)
+
+
+def _finish_locust(arm: _Arm) -> dict[str, Any]:
+    """Wait for the arm; its window's figures plus the whole process's, for reference."""
+    try:
+        arm.proc.wait(timeout=max(1.0, arm.deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        arm.proc.kill()
+        arm.proc.wait()
+    written = arm.json_file.with_name(arm.json_file.name + ".json")
     stats = json.loads(written.read_text()) if written.exists() else []
-    window = json.loads(probe_out.read_text()) if probe_out.exists() else {}
+    window = json.loads(arm.probe_out.read_text()) if arm.probe_out.exists() else {}
     return {
         "turns": window.get("requests", 0),
         "failures": window.get("failures", 0),
@@ -94,10 +119,14 @@ def _locust(
         "server_cpu_s": window.get("server_cpu_s"),
         "generator_lag_ms": window.get("generator_lag_ms"),
         "whole_turns": sum(s["num_requests"] for s in stats if s["name"] != "Aggregated"),
-        "whole_cpu_s": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
-        "rc": proc.returncode,
-        "tail": proc.stderr[-1500:],
+        "whole_cpu_s": window.get("whole_cpu_s", 0.0),
+        "rc": arm.proc.returncode,
+        "tail": arm.stderr_file.read_text(errors="replace")[-1500:],
     }
+
+
+def _locust(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    return _finish_locust(_start_locust(*args, **kwargs))
 
 
 def _per_cpu(turns: float, cpu_s: float) -> float:
@@ -143,14 +172,19 @@ def bench_transport(args: argparse.Namespace) -> int:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
+            bare_args = ["-f", str(BARE_FILE), BARE_CLASSES[transport]]
+            our_args = [
+                "-f", args.scenario, "--transport", transport, "--think-min", "0", "--think-max", "0",
+                "--max-tokens", str(args.max_tokens), "--reports-dir", str(work / "reports"),
+            ]  # fmt: skip
             for _ in range(args.rounds):
-                bare_args = ["-f", str(BARE_FILE), BARE_CLASSES[transport]]
-                bare_runs.append(_locust(bare_args, args.seconds, args.users, work, host, pid))
-                our_args = [
-                    "-f", args.scenario, "--transport", transport, "--think-min", "0", "--think-max", "0",
-                    "--max-tokens", str(args.max_tokens), "--reports-dir", str(work / "reports"),
-                ]  # fmt: skip
-                our_runs.append(_locust(our_args, args.seconds, args.users, work, host, pid))
+                if args.together:  # both arms at once: whatever else runs on the machine hits both alike
+                    arms = [_start_locust(a, args.seconds, args.users, work, host) for a in (bare_args, our_args)]
+                    bare_runs.append(_finish_locust(arms[0]))
+                    our_runs.append(_finish_locust(arms[1]))
+                else:
+                    bare_runs.append(_locust(bare_args, args.seconds, args.users, work, host, pid))
+                    our_runs.append(_locust(our_args, args.seconds, args.users, work, host, pid))
     finally:
         server.stop()
     bare, ours = _sum_arms(bare_runs), _sum_arms(our_runs)

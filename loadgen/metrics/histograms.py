@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import enum
 import sys
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -58,20 +59,26 @@ class TrackedHistogram:
     Recording is on every turn's hot path (an inter-token sample per token), so :meth:`record` computes the
     counts index itself, with the formula of hdrhistogram's ``_counts_index_for`` inlined, instead of
     going through ``record_value``'s four Python calls; a unit test holds it to hdrhistogram's own result.
+    :meth:`record_later` goes further: it only keeps the values, and they are recorded (once per distinct
+    value) the next time anything reads the histogram: every public read drains them first.
     """
 
     __slots__ = (
-        "_counts", "_half_count", "_half_mag", "_highest", "_lowest", "_mask", "_shift_base",
-        "above_range", "below_range", "hist", "range", "value_sum",
+        "_above", "_below", "_counts", "_half_count", "_half_mag", "_hdr", "_highest", "_later", "_lowest",
+        "_mask", "_shift_base", "_sum", "range",
     )  # fmt: skip
+
+    #: Values kept by :meth:`record_later` are recorded at the latest when this many are waiting.
+    LATER_LIMIT = 65_536
 
     def __init__(self, metric: str) -> None:
         self.range = range_for(metric)
-        self.hist = HdrHistogram(self.range.lowest, self.range.highest, self.range.significant_digits)
-        self.above_range = 0
-        self.below_range = 0
-        self.value_sum = 0  # exact sum of recorded (clamped) values: hdrh's own mean walks every counter
-        h = self.hist
+        self._hdr = HdrHistogram(self.range.lowest, self.range.highest, self.range.significant_digits)
+        self._above = 0
+        self._below = 0
+        self._sum = 0  # exact sum of recorded (clamped) values: hdrh's own mean walks every counter
+        self._later: list[int] = []
+        h = self._hdr
         self._counts = h.counts
         self._lowest: int = self.range.lowest
         self._highest: int = self.range.highest
@@ -80,6 +87,8 @@ class TrackedHistogram:
         self._half_mag: int = h.sub_bucket_half_count_magnitude
         self._half_count: int = h.sub_bucket_half_count
 
+    # --- recording ------------------------------------------------------------------------------------------
+
     def _index(self, value: int) -> int:
         bucket = (value | self._mask).bit_length() - self._shift_base - self._half_mag - 1
         return ((bucket + 1) << self._half_mag) + (value >> (bucket + self._shift_base)) - self._half_count
@@ -87,10 +96,10 @@ class TrackedHistogram:
     def _clamp(self, value: int, count: int) -> int:
         if value < self._lowest:
             if value < 0:
-                self.below_range += count
+                self._below += count
             return self._lowest
         if value > self._highest:
-            self.above_range += count
+            self._above += count
             return self._highest
         return value
 
@@ -98,26 +107,65 @@ class TrackedHistogram:
         if not self._lowest <= value <= self._highest:
             value = self._clamp(value, count)
         self._counts[self._index(value)] += count
-        h = self.hist
+        h = self._hdr
         h.total_count += count
         if value < h.min_value:
             h.min_value = value
         if value > h.max_value:
             h.max_value = value
-        self.value_sum += value * count
+        self._sum += value * count
+
+    def record_later(self, values: list[int]) -> None:
+        """Record each of ``values`` once, deferred: kept in a list (a C-speed extend) and recorded once per
+        distinct value when the histogram is next read. Exactly the same figures as recording them now."""
+        later = self._later
+        later.extend(values)
+        if len(later) >= self.LATER_LIMIT:
+            self._drain()
+
+    def _drain(self) -> None:
+        later = self._later
+        if later:
+            self._later = []
+            for value, n in Counter(later).items():
+                self.record(value, n)
+
+    # --- reading (each read records what record_later kept first) ------------------------------------------
+
+    @property
+    def hist(self) -> HdrHistogram:
+        """The underlying HdrHistogram, up to date."""
+        self._drain()
+        return self._hdr
 
     @property
     def count(self) -> int:
-        return int(self.hist.get_total_count())
+        self._drain()
+        return int(self._hdr.get_total_count())
+
+    @property
+    def above_range(self) -> int:
+        self._drain()
+        return self._above
+
+    @property
+    def below_range(self) -> int:
+        self._drain()
+        return self._below
+
+    @property
+    def value_sum(self) -> int:
+        self._drain()
+        return self._sum
 
     def encode(self) -> str:
         return bytes(self.hist.encode()).decode("ascii")
 
     def add_encoded(self, encoded: str, above: int = 0, below: int = 0, value_sum: int = 0) -> None:
         self.hist.decode_and_add(encoded.encode("ascii"))
-        self.above_range += above
-        self.below_range += below
-        self.value_sum += value_sum
+        self._above += above
+        self._below += below
+        self._sum += value_sum
 
     def add(self, other: TrackedHistogram) -> None:
         """Add another histogram of the same range, exactly (in place, no encoding)."""
@@ -125,38 +173,39 @@ class TrackedHistogram:
             self.add_encoded(other.encode(), other.above_range, other.below_range, other.value_sum)
             return
         self.hist.add(other.hist)
-        self.above_range += other.above_range
-        self.below_range += other.below_range
-        self.value_sum += other.value_sum
+        self._above += other._above
+        self._below += other._below
+        self._sum += other._sum
 
     def quantiles(self, quantiles: Iterable[float]) -> dict[float, int]:
         """Values at the given quantiles (0..1 scale), read in one pass."""
         qs = list(quantiles)
         if self.count == 0:
             return dict.fromkeys(qs, 0)
-        by_percentile = self.hist.get_percentile_to_value_dict([q * 100.0 for q in qs])
+        by_percentile = self._hdr.get_percentile_to_value_dict([q * 100.0 for q in qs])
         return {q: int(by_percentile[q * 100.0]) for q in qs}
 
     def max(self) -> int:
-        return int(self.hist.get_max_value()) if self.count else 0
+        return int(self._hdr.get_max_value()) if self.count else 0
 
     def mean(self) -> float:
         count = self.count
-        return self.value_sum / count if count else 0.0
+        return self._sum / count if count else 0.0
 
     def reset(self) -> None:
         """Empty the histogram in place (a memset, not hdrhistogram's per-counter loop)."""
-        if self.hist.total_count:
+        self._later = []
+        h = self._hdr
+        if h.total_count:
             ctypes.memset(self._counts, 0, ctypes.sizeof(self._counts))
-        h = self.hist
         h.total_count = 0
         h.min_value = sys.maxsize
         h.max_value = 0
         h.start_time_stamp_msec = 0  # as a new histogram has them
         h.end_time_stamp_msec = 0
-        self.above_range = 0
-        self.below_range = 0
-        self.value_sum = 0
+        self._above = 0
+        self._below = 0
+        self._sum = 0
 
 
 def record_gaps_in_all(hists: Sequence[TrackedHistogram], times: Sequence[float], weights: Sequence[float]) -> None:
@@ -203,10 +252,10 @@ def record_gaps_in_all(hists: Sequence[TrackedHistogram], times: Sequence[float]
         counts = h._counts
         for index, n in indexed:
             counts[index] += n
-        hh = h.hist
+        hh = h._hdr
         hh.total_count += total
         if smallest < hh.min_value:
             hh.min_value = smallest
         if largest > hh.max_value:
             hh.max_value = largest
-        h.value_sum += value_sum
+        h._sum += value_sum

@@ -74,6 +74,22 @@ def _series(batch: MetricsBatch, transport: str, dialogue: str, turn: int) -> _S
     return series
 
 
+def _record_inter_token(both: tuple[_Series, _Series], reply: Reply) -> None:
+    """Inter-token latency as :meth:`Reply.inter_token_samples` defines it. When every chunk after the first
+    carried one token (the usual stream) the gaps are the samples: computed in one comprehension and kept
+    for a deferred record; otherwise each gap is spread over its chunk's tokens."""
+    times, tokens = reply.chunk_times, reply.chunk_tokens
+    gaps = len(times) - 1
+    if gaps < 1:
+        return
+    if len(tokens) == len(times) and tokens.count(1.0) - (tokens[0] == 1.0) == gaps:
+        values = [round((later - earlier) * 1_000_000) for earlier, later in zip(times[:-1], times[1:], strict=True)]
+        for s in both:
+            s.itl.record_later(values)
+    else:
+        record_gaps_in_all([s.itl for s in both], times, tokens)
+
+
 def record_turn(batch: MetricsBatch, outcome: TurnOutcome) -> None:
     """Record one turn. Keys: the turn itself and the transport-wide aggregate (dialogue ``*``, turn 0)."""
     both = (
@@ -99,7 +115,7 @@ def record_turn(batch: MetricsBatch, outcome: TurnOutcome) -> None:
     ttft = to_us(ttft_s) if ttft_s is not None else None
     output_tokens = reply.output_tokens
     prompt_tokens = reply.usage.prompt_tokens if reply.usage is not None else None
-    record_gaps_in_all([s.itl for s in both], reply.chunk_times, reply.chunk_tokens)
+    _record_inter_token(both, reply)
     for s in both:
         s.e2e.record(e2e)
         if ttft is not None:

@@ -101,3 +101,39 @@ def test_reset_in_place_gives_an_empty_histogram_that_records_again() -> None:
     h.record(777)
     assert h.count == 1
     assert h.quantiles([0.5])[0.5] == 777
+
+
+def test_values_recorded_later_read_the_same_as_values_recorded_now() -> None:
+    rng = random.Random(3)
+    values = [rng.choice([0, 5, 1300, 1301, 99_999, 10**12, -2]) for _ in range(500)]
+    now, later = TrackedHistogram(Metric.ITL), TrackedHistogram(Metric.ITL)
+    for v in values:
+        now.record(v)
+    later.record_later(values[:200])
+    later.record_later(values[200:])
+    assert later.count == now.count == 500  # reading drains
+    assert list(later.hist.counts) == list(now.hist.counts)
+    assert (later.above_range, later.below_range, later.value_sum) == (now.above_range, now.below_range, now.value_sum)
+    assert later.encode() == now.encode()
+
+
+def test_values_kept_for_later_are_in_every_read() -> None:
+    a = TrackedHistogram(Metric.ITL)
+    a.record_later([1000, 2000])
+    assert a.quantiles([1.0])[1.0] == 2000
+    b, c = TrackedHistogram(Metric.ITL), TrackedHistogram(Metric.ITL)
+    b.record_later([7, 7, 7])
+    c.add(b)  # the source drains too
+    assert c.count == 3
+    d = TrackedHistogram(Metric.ITL)
+    d.record_later([10**12])
+    assert d.above_range == 1
+    d.reset()
+    assert d.count == 0
+
+
+def test_a_long_wait_is_recorded_at_the_limit() -> None:
+    h = TrackedHistogram(Metric.ITL)
+    h.record_later([1] * (TrackedHistogram.LATER_LIMIT + 1))
+    assert not h._later  # recorded already, without any read
+    assert h.count == TrackedHistogram.LATER_LIMIT + 1
