@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 from loadgen.errors import TransportError
 from loadgen.metrics.batch import MetricsBatch
@@ -83,7 +84,7 @@ def _record_inter_token(both: tuple[_Series, _Series], reply: Reply) -> None:
     if gaps < 1:
         return
     if len(tokens) == len(times) and tokens.count(1.0) - (tokens[0] == 1.0) == gaps:
-        values = [round((later - earlier) * 1_000_000) for earlier, later in zip(times[:-1], times[1:], strict=True)]
+        values = [round((later - earlier) * 1_000_000) for earlier, later in pairwise(times)]
         for s in both:
             s.itl.record_later(values)
     else:
