@@ -40,9 +40,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-tokens", type=int, default=64, help="reply length in tokens (default 64)")
     parser.add_argument("--rounds", type=int, default=3, help="bare/ours alternations per transport (default 3)")
     parser.add_argument(
-        "--together",
+        "--apart",
         action="store_true",
-        help="run the two arms at the same time in each round (each its own process; no server CPU figures)",
+        help="run the two arms one after the other in each round, not at the same time (the default, "
+        "which lets whatever else runs on a shared machine hit both arms alike)",
     )
     parser.add_argument("--transport", default="rest", help="transport for `capacity` (default rest)")
     parser.add_argument("--steps", default="250,500,1000,2000", help="user counts tried by `capacity`")
@@ -133,9 +134,12 @@ def _per_cpu(turns: float, cpu_s: float) -> float:
     return turns / cpu_s if cpu_s else 0.0
 
 
-def _arm_row(name: str, r: dict[str, Any]) -> str:
+def _arm_row(name: str, r: dict[str, Any], server_turns: int | None = None) -> str:
+    """One arm's row; the server's CPU is spread over ``server_turns`` (both arms' turns when they ran at
+    the same time against the one server), by default this arm's."""
     per_turn = r["cpu_s"] / r["turns"] * 1e6 if r["turns"] else float("nan")
-    server = r["server_cpu_s"] / r["turns"] * 1e6 if r["turns"] and r["server_cpu_s"] is not None else float("nan")
+    turns = server_turns or r["turns"]
+    server = r["server_cpu_s"] / turns * 1e6 if turns and r["server_cpu_s"] is not None else float("nan")
     rate = r["turns"] / r["wall_s"] if r["wall_s"] else 0.0
     return (
         f"| {name} | {r['turns']} | {r['failures']} | {rate:.0f} | {r['cpu_s']:.2f} "
@@ -178,8 +182,8 @@ def bench_transport(args: argparse.Namespace) -> int:
                 "--max-tokens", str(args.max_tokens), "--reports-dir", str(work / "reports"),
             ]  # fmt: skip
             for _ in range(args.rounds):
-                if args.together:  # both arms at once: whatever else runs on the machine hits both alike
-                    arms = [_start_locust(a, args.seconds, args.users, work, host) for a in (bare_args, our_args)]
+                if not args.apart:  # both arms at once: whatever else runs on the machine hits both alike
+                    arms = [_start_locust(a, args.seconds, args.users, work, host, pid) for a in (bare_args, our_args)]
                     bare_runs.append(_finish_locust(arms[0]))
                     our_runs.append(_finish_locust(arms[1]))
                 else:
@@ -198,17 +202,19 @@ def bench_transport(args: argparse.Namespace) -> int:
         if bare["whole_turns"] and bare["whole_cpu_s"]
         else 0.0
     )
+    how = "bare then ours" if args.apart else "bare and ours at the same time"
     print(
-        f"### {transport}: {args.users} users, {args.max_tokens} tokens per reply; {args.rounds} rounds of "
-        f"bare then ours, each {WARMUP_S} s warm-up then {args.seconds} s measured (sums below)"
+        f"### {transport}: {args.users} users per arm, {args.max_tokens} tokens per reply; {args.rounds} rounds of "
+        f"{how}, each {WARMUP_S} s warm-up then {args.seconds} s measured (sums below)"
     )
     print(
         "| arm | turns | failures | turns/s | client CPU s | client CPU µs/turn | turns per CPU-s "
         "| server CPU µs/turn | whole process: turns per CPU-s |"
     )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    print(_arm_row(f"bare Locust user ({transport})", bare))
-    print(_arm_row(f"ConversationUser ({transport})", ours))
+    both = None if args.apart else bare["turns"] + ours["turns"]
+    print(_arm_row(f"bare Locust user ({transport})", bare, both))
+    print(_arm_row(f"ConversationUser ({transport})", ours, both))
     print(f"\nratio (ConversationUser / bare, turns per client CPU-second, steady state): **{ratio:.2f}x**")
     print("per round: " + ", ".join(f"{r:.2f}x" for r in rounds))
     print(f"whole processes (start-up and end-of-run reports included): {whole:.2f}x")
