@@ -24,7 +24,7 @@ import os
 import socket
 import ssl
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -313,13 +313,18 @@ class RestTransport(Transport):
         try:
             if t_first_byte - t_sent > turn_timeout:
                 raise TurnTimeout(f"turn exceeded its timeout ({turn_timeout:g}s) before the response headers")
-            response.stream = _DeadlineStream(_sync_stream(response), t_sent + turn_timeout, turn_timeout)
+            deadline_stream = _DeadlineStream(_sync_stream(response), t_sent + turn_timeout, turn_timeout)
+            response.stream = deadline_stream
             if not 200 <= response.status_code < 300:
                 raise self._status_error(response)
             content_type = response.headers.get("content-type", "").lower()
             streamed = "text/event-stream" in content_type if content_type else request.stream
             if streamed:
-                return self._read_stream(response, t_sent, t_first_byte)
+                encoding = response.headers.get("content-encoding", "identity").strip().lower()
+                # no content coding: the pieces straight from the connection, skipping httpx's decoder and
+                # chunker layers (three calls a piece, two pieces a token); otherwise httpx decodes them
+                pieces = deadline_stream if encoding in ("", "identity") else response.iter_bytes()
+                return self._read_stream(pieces, t_sent, t_first_byte)
             return self._read_whole(response, t_sent, t_first_byte)
         except HTTPX_EXCEPTIONS as exc:
             raise map_httpx_error(exc, where=self._where, phase="body") from exc
@@ -341,7 +346,7 @@ class RestTransport(Transport):
             body["session_id"] = request.session_id
         return body
 
-    def _read_stream(self, response: httpx.Response, t_sent: float, t_first_byte: float) -> Reply:
+    def _read_stream(self, pieces: Iterable[bytes], t_sent: float, t_first_byte: float) -> Reply:
         lines = LineSplitter()
         parser = SSEParser()
         parts: list[str] = []
@@ -359,7 +364,7 @@ class RestTransport(Transport):
         parser_idle = True  # nothing fed to the parser yet (the usual case: every event held)
         perf_counter = time.perf_counter
         try:
-            for piece in response.iter_bytes():
+            for piece in pieces:
                 now = perf_counter()
                 if t_done is not None:
                     continue  # after [DONE]: read to the end so that the connection can be reused

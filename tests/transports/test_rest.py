@@ -758,3 +758,21 @@ def test_twenty_greenlets_stream_concurrently_under_gevent(http_server: Any, tmp
         f"the hub was blocked: a 10 ms ticker ran {result['max_late'] * 1000:.1f} ms late"
     )
     assert len(http_server.requests_to(target)) == users * turns
+
+
+def test_a_gzip_coded_stream_is_decoded_before_it_is_read(rest: Callable[..., RestTransport]) -> None:
+    import gzip
+
+    events = b"".join(
+        f"data: {json.dumps(chunk)}\n\n".encode()
+        for chunk in (delta("gz", role="assistant"), delta("ip"), delta(finish="stop"), usage_chunk(2))
+    )
+    body = gzip.compress(events + b"data: [DONE]\n\n")
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        headers = {"content-type": "text/event-stream", "content-encoding": "gzip"}
+        return httpx.Response(200, content=body, headers=headers)
+
+    reply = rest("http://127.0.0.1:1", transport=httpx.MockTransport(handler)).send(ask(stream=True), timeout=5)
+    assert reply.text == "gzip"
+    assert reply.usage == Usage(5, 2)
