@@ -137,3 +137,15 @@ def test_a_long_wait_is_recorded_at_the_limit() -> None:
     h.record_later([1] * (TrackedHistogram.LATER_LIMIT + 1))
     assert not h._later  # recorded already, without any read
     assert h.count == TrackedHistogram.LATER_LIMIT + 1
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_quantiles_are_hdrhistograms_own(seed: int) -> None:
+    rng = random.Random(seed)
+    h = TrackedHistogram(Metric.E2E)
+    for _ in range(rng.randint(1, 3000)):
+        h.record(int(10 ** rng.uniform(0, 9)), rng.randint(1, 3))
+    qs = [0.0, 0.001, 0.25, 0.5, 0.9, 0.95, 0.99, 0.999, 0.99999, 1.0]
+    ours = h.quantiles(qs)
+    theirs = h.hist.get_percentile_to_value_dict([q * 100.0 for q in qs])
+    assert ours == {q: int(theirs[q * 100.0]) for q in qs}
