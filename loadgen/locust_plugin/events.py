@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import gevent
+import gevent.event
 from locust import events
 
 from loadgen import __version__
@@ -51,6 +52,7 @@ class _State:
     started_at: float | None = None
     stopped_at: float | None = None
     workers_seen: set[str] = set()
+    stopping = gevent.event.Event()  # set at the end of the run: the merge and checkpoint loops return
 
 
 state = _State()
@@ -140,21 +142,26 @@ def _on_test_stop(environment: Any, **_: Any) -> None:
 
 
 def _local_merge_loop(rt: LoadgenRuntime) -> None:
-    while True:
-        gevent.sleep(1.0)
-        rt.flush_local()
+    # stopped by state.stopping, never killed: a kill would land at a pause in the middle of a flush
+    while not state.stopping.wait(timeout=1.0):
+        rt.flush_local(pause=_yield)
 
 
 def _checkpoint_loop(environment: Any, rt: LoadgenRuntime) -> None:
-    while True:
-        gevent.sleep(CHECKPOINT_S)
+    while not state.stopping.wait(timeout=CHECKPOINT_S):
         try:
             _write(environment, rt, final=False)
         except Exception:  # a report problem must never stop the load
             logger.exception("could not write a checkpoint of the run folder")
 
 
+def _yield() -> None:
+    """Let the users run between groups of histograms of a flush (it would hold the hub ~5-10 ms)."""
+    gevent.sleep(0)
+
+
 def _ship_to_master(client_id: str, data: dict[str, Any]) -> None:
+    # no pauses: Locust builds a worker's report (its last one too, at stop) in one go
     data[WIRE_FIELD] = get_runtime().take_pending_wire()
 
 
@@ -169,7 +176,7 @@ def _merge_from_worker(client_id: str, data: dict[str, Any]) -> None:
 def _write(environment: Any, rt: LoadgenRuntime, *, final: bool) -> dict[str, Any] | None:
     if rt.aggregator is None or state.run_dir is None:
         return None
-    rt.flush_local()
+    rt.flush_local(pause=None if final else _yield)
     if final:
         rt.aggregator.maybe_roll(force=True)
     now = time.time()
@@ -197,8 +204,9 @@ def _finish(environment: Any) -> None:
         return
     if rt.role == "worker":
         return
-    for g in state.greenlets:
-        g.kill(block=False)
+    # the loops end at their next wake-up; one in the middle of a flush finishes it first (the final write
+    # below waits for it on the runtime's lock), so nothing recorded is lost
+    state.stopping.set()
     state.greenlets.clear()
     summary = _write(environment, rt, final=True)
     if summary is None:

@@ -13,7 +13,7 @@ from loadgen.dialogues.model import Dialogue
 from loadgen.errors import ConfigError
 from loadgen.locust_plugin.options import LoadgenOptions
 from loadgen.metrics.aggregator import RunAggregator
-from loadgen.metrics.batch import MetricsBatch
+from loadgen.metrics.batch import MetricsBatch, Pause
 from loadgen.metrics.histograms import Metric
 from loadgen.metrics.keys import ALL, SeriesKey
 from loadgen.metrics.turns import TurnOutcome, record_turn
@@ -31,7 +31,8 @@ class LoadgenRuntime:
     dialogues: list[Dialogue]
     factory: ConversationFactory
     role: str  # "local" | "master" | "worker"
-    pending: MetricsBatch = field(default_factory=MetricsBatch)
+    pending: MetricsBatch = field(default_factory=MetricsBatch)  # what turns are recorded into now
+    _spare: MetricsBatch = field(default_factory=MetricsBatch)  # the other of the two, swapped at each flush
     aggregator: RunAggregator | None = None
     turn_listeners: list[TurnListener] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -56,17 +57,36 @@ class LoadgenRuntime:
     def record_generator_lag(self, lag_us: int) -> None:
         self.pending.record(_GENERATOR_LAG_KEY, lag_us)
 
-    def take_pending_wire(self) -> dict[str, Any]:
-        """This process's figures since the last report, encoded for the master; then start afresh."""
-        wire = self.pending.to_wire()
-        self.pending.empty_in_place()
-        return wire
+    def _swap_pending(self) -> MetricsBatch:
+        """Hand over the batch turns were recorded into, and record into the spare one from now on: the
+        handed-over batch can then be merged or encoded with pauses (``pause``) while users keep recording."""
+        batch, self.pending = self.pending, self._spare
+        return batch
 
-    def flush_local(self) -> None:
-        """Move this process's pending figures into its aggregator (single-process runs)."""
-        if self.aggregator is not None:
-            self.aggregator.merge(self.pending)
-            self.pending.empty_in_place()
+    def _give_back(self, batch: MetricsBatch) -> None:
+        batch.empty_in_place()  # keeps its histograms (and the recorder's handles to them) for reuse
+        self._spare = batch
+
+    def take_pending_wire(self, pause: Pause | None = None) -> dict[str, Any]:
+        """This process's figures since the last report, encoded for the master; then start afresh."""
+        with self._lock:
+            batch = self._swap_pending()
+            try:
+                return batch.to_wire(pause=pause)
+            finally:
+                self._give_back(batch)
+
+    def flush_local(self, pause: Pause | None = None) -> None:
+        """Move this process's pending figures into its aggregator (single-process runs). One flush at a time:
+        another waits for it (the lock is gevent's once Locust has patched ``threading``)."""
+        if self.aggregator is None:
+            return
+        with self._lock:
+            batch = self._swap_pending()
+            try:
+                self.aggregator.merge(batch, pause=pause)
+            finally:
+                self._give_back(batch)
 
 
 def runner_role(runner: Any) -> str:

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from loadgen.metrics.batch import MetricsBatch
+from loadgen.metrics.batch import MetricsBatch, Pause
 from loadgen.metrics.keys import ALL
 
 
@@ -34,12 +34,13 @@ class RunAggregator:
         self.updates = 0  # bumps on every merge: lets writers skip rewriting unchanged data
         self._lock = threading.Lock()
 
-    def merge(self, batch: MetricsBatch) -> None:
-        """Add this process's own figures directly (histograms added in place, nothing encoded)."""
+    def merge(self, batch: MetricsBatch, *, pause: Pause | None = None) -> None:
+        """Add this process's own figures directly (histograms added in place, nothing encoded); ``pause`` is
+        called between groups of histograms (the aggregator stays locked meanwhile)."""
         if batch.is_empty():
             return
         with self._lock:
-            self.total.merge(batch)
+            self.total.merge(batch, pause=pause)
             self._interval.merge(batch, dialogue=ALL)
             self.updates += 1
         self.maybe_roll()

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from loadgen.metrics.histograms import TrackedHistogram
 from loadgen.metrics.keys import SeriesKey
 
 WIRE_VERSION = 1
+#: How many histograms a merge or an encoding handles between two calls of its ``pause`` callback.
+PAUSE_EVERY = 8
+
+#: Called between groups of histograms in a long merge or encoding (e.g. ``gevent.sleep(0)``), so that a
+#: recorder running beside it is never held up for the whole of it.
+Pause = Callable[[], None]
 
 
 class MetricsBatch:
@@ -54,17 +61,15 @@ class MetricsBatch:
         self.counters.clear()
 
     # --- exact merge -----------------------------------------------------------------------------------
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self, *, pause: Pause | None = None) -> dict[str, Any]:
         """A JSON/msgpack-safe form: HDR histograms base64-encoded (compressed), counters as numbers."""
-        return {
-            "v": WIRE_VERSION,
-            "h": {
-                k.encode(): [h.encode(), h.above_range, h.below_range, h.value_sum]
-                for k, h in self.histograms.items()
-                if h.count
-            },
-            "c": {k.encode(): v for k, v in self.counters.items()},
-        }
+        encoded: dict[str, list[Any]] = {}
+        for i, (k, h) in enumerate(self.histograms.items(), 1):
+            if h.count:
+                encoded[k.encode()] = [h.encode(), h.above_range, h.below_range, h.value_sum]
+            if pause is not None and i % PAUSE_EVERY == 0:
+                pause()
+        return {"v": WIRE_VERSION, "h": encoded, "c": {k.encode(): v for k, v in self.counters.items()}}
 
     def merge_wire(self, data: dict[str, Any]) -> None:
         if data.get("v") != WIRE_VERSION:
@@ -76,11 +81,13 @@ class MetricsBatch:
         for key_text, value in data["c"].items():
             self.counters[SeriesKey.decode(key_text)] += value
 
-    def merge(self, other: MetricsBatch, *, dialogue: str | None = None) -> None:
+    def merge(self, other: MetricsBatch, *, dialogue: str | None = None, pause: Pause | None = None) -> None:
         """Add another batch exactly, in place (no encoding); with ``dialogue``, only that dialogue's series."""
-        for key, hist in other.histograms.items():
+        for i, (key, hist) in enumerate(other.histograms.items(), 1):
             if hist.count and (dialogue is None or key.dialogue == dialogue):
                 self.histogram(key).add(hist)
+            if pause is not None and i % PAUSE_EVERY == 0:
+                pause()
         for key, value in other.counters.items():
             if dialogue is None or key.dialogue == dialogue:
                 self.counters[key] += value
