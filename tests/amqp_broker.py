@@ -331,3 +331,41 @@ __all__ = [
     "unique_queue",
     "wait_until",
 ]
+
+
+def broker_round_trip_ms(pings: int = 60) -> float:
+    """The broker's own request/reply floor: the median time for a message to go client -> broker -> echoing
+    consumer -> broker -> client, with plain aio-pika (no project code), in a loop of its own."""
+    import statistics
+
+    import aio_pika
+
+    async def measure() -> float:
+        a = await aio_pika.connect(BROKER_URL, timeout=10)
+        b = await aio_pika.connect(BROKER_URL, timeout=10)
+        try:
+            ca, cb = await a.channel(), await b.channel()
+            back = await ca.declare_queue("", exclusive=True, auto_delete=True)
+            echo = await cb.declare_queue("", exclusive=True, auto_delete=True)
+            arrivals: asyncio.Queue[float] = asyncio.Queue()
+
+            async def on_echo(message: Any) -> None:
+                await cb.default_exchange.publish(aio_pika.Message(message.body), routing_key=back.name)
+
+            async def on_back(message: Any) -> None:
+                arrivals.put_nowait(time.perf_counter())
+
+            await echo.consume(on_echo, no_ack=True)
+            await back.consume(on_back, no_ack=True)
+            trips = []
+            for _ in range(pings):
+                sent = time.perf_counter()
+                await ca.default_exchange.publish(aio_pika.Message(b"ping"), routing_key=echo.name)
+                trips.append((await asyncio.wait_for(arrivals.get(), 10) - sent) * 1000.0)
+                await asyncio.sleep(0.005)
+            return statistics.median(trips)
+        finally:
+            await a.close()
+            await b.close()
+
+    return asyncio.run(measure())

@@ -235,12 +235,13 @@ class AmqpFront(Front):
     # -- one request -----------------------------------------------------------------------------------------------
 
     async def _on_request(self, message: AbstractIncomingMessage) -> None:
+        received_at = time.monotonic()
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
         self.counts["received"] += 1
         try:
-            await self._serve(message)
+            await self._serve(message, received_at)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -251,7 +252,7 @@ class AmqpFront(Front):
             with contextlib.suppress(Exception):
                 await message.ack()  # a no-op if already acked; fails harmlessly when the channel is gone
 
-    async def _serve(self, message: AbstractIncomingMessage) -> None:
+    async def _serve(self, message: AbstractIncomingMessage, received_at: float) -> None:
         reply_to = message.reply_to
         if not reply_to:
             self.counts["no_reply_to"] += 1
@@ -268,7 +269,7 @@ class AmqpFront(Front):
             await replier.error(BAD_REQUEST, str(exc))
             return
         try:
-            stream = await self.service.chat(request, api_key=bearer_key(message.headers))
+            stream = await self.service.chat(request, api_key=bearer_key(message.headers), received_at=received_at)
         except Unauthorized as exc:
             await replier.error(UNAUTHORIZED, str(exc) or "missing or wrong API key")
             return

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
@@ -150,10 +151,11 @@ class GrpcFront(Front):
     async def _open(
         self, message: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[Any, Any], *, stream: bool
     ) -> ChatStream:
+        received_at = time.monotonic()
         request = to_chat_request(message, stream=stream, default_max_tokens=self.config.default_max_tokens)
         api_key = bearer_key(context.invocation_metadata())
         try:
-            return await self.service.chat(request, api_key=api_key)
+            return await self.service.chat(request, api_key=api_key, received_at=received_at)
         except Exception as exc:
             await _abort_for(context, exc)
 

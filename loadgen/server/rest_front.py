@@ -328,6 +328,7 @@ class RestFront(Front):
         await self.starlette(scope, receive, send)
 
     async def chat_completions(self, scope: Scope, receive: Receive, send: Send) -> None:
+        received_at = time.monotonic()
         self.requests += 1
         service = self.service
         authorization = session_header = None
@@ -355,7 +356,7 @@ class RestFront(Front):
                 break
         try:
             chat_request, include_usage = parse_chat_body(body, session_header, self.config.default_max_tokens)
-            stream = await service.chat(chat_request, api_key=api_key)
+            stream = await service.chat(chat_request, api_key=api_key, received_at=received_at)
         except Unauthorized as exc:  # pragma: no cover - authorize() above already refused it
             await _send_error(send, 401, str(exc), "authentication_error")
             return

@@ -217,7 +217,10 @@ class ChatService:
 
     # -- the one call --------------------------------------------------------------------------------------------
 
-    async def chat(self, request: ChatRequest, *, api_key: str | None = None) -> ChatStream:
+    async def chat(
+        self, request: ChatRequest, *, api_key: str | None = None, received_at: float | None = None
+    ) -> ChatStream:
+        """Start one reply. ``received_at``: :func:`time.monotonic` when the front received the request."""
         counts = self.counts
         counts["requests"] += 1
         if self._key is not None:
@@ -243,7 +246,7 @@ class ChatService:
             counts["context_truncated"] += 1
         reply = self.responder.reply(context, request.max_tokens)
         request_id = f"{self._id_prefix}{next(self._ids):x}"
-        generation = GenerationRequest(request_id, prompt, reply, request.max_tokens)
+        generation = GenerationRequest(request_id, prompt, reply, request.max_tokens, received_at)
         first: TokenChunk | None = None
         exhausted = False
         try:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from harness import LocustRun, run_locust
 
+from tests.amqp_broker import broker_round_trip_ms
 from tests.conftest import require_broker
 
 TRANSPORTS = ["rest", "grpc", "amqp"]
@@ -78,10 +79,13 @@ def test_fixed_timing_is_measured_truthfully(tmp_path: Path, transport: str) -> 
     _assert_counts_agree(run, transport)
     agg = run.summary["transports"][transport]
     assert agg["ttft_ms"]["count"] >= 10
-    # never below the truth; above it by at most the path's own round trip (REST ~1 ms; gRPC adds HTTP/2
-    # framing ~1.4 ms, AMQP a broker hop each way): 2 ms for REST, 4 ms for gRPC and AMQP
-    allowed = 2.0 if transport == "rest" else 4.0
-    assert 49.5 <= agg["ttft_ms"]["p50"] <= 50.0 + allowed, agg["ttft_ms"]
+    # never below the truth (the server's first token is due 50 ms after it received the request), above it
+    # by at most 2 ms: the way back plus what the instrument adds. Over AMQP the way is two broker hops,
+    # a floor of their own (~1.5-2.5 ms here, measured with plain aio-pika): the same 2 ms on top of it
+    allowed = 2.0
+    if transport == "amqp":
+        allowed += broker_round_trip_ms()
+    assert 49.5 <= agg["ttft_ms"]["p50"] <= 50.0 + allowed, (agg["ttft_ms"], allowed)
     assert abs(agg["itl_ms"]["p50"] - 10.0) <= 0.5, agg["itl_ms"]
 
 

@@ -30,6 +30,10 @@ class GenerationRequest:
     prompt: str  # the retained context, rendered
     reply: str  # forced output text, chosen by the responder
     max_tokens: int  # the engine stops after this many output tokens of its own tokenizer
+    #: ``time.monotonic()`` when the front took the request off the wire (``None``: not known). The ``sim``
+    #: engine's fixed timing counts its time to first token from here, so the server's own parsing and
+    #: bookkeeping are inside the promised figure and only the transport's path is added to what clients see.
+    received_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,8 @@ token. A sequence leaves when its reply is out (``max_tokens`` tokens at most) o
 time per token grows with the batch and the queue grows past saturation, like a real server.
 
 ``fixed`` mode: no step loop and no batching. Each request emits its first token ``fixed_ttft_ms`` after
-admission and then one token every ``fixed_itl_ms``, each against an absolute deadline
+the front received it (``GenerationRequest.received_at``; admission when not given) and then one token
+every ``fixed_itl_ms``, each against an absolute deadline
 (``t0 + ttft + i * itl``), so sleep overshoot never accumulates: exact timing for measurement tests.
 """
 
@@ -247,7 +248,7 @@ class SimEngine(Engine):
             tokens = self._tokenizer.split(request.reply)[: request.max_tokens]
             self._fixed_active += 1
             self.admitted += 1
-            t0 = time.monotonic()
+            t0 = request.received_at if request.received_at is not None else time.monotonic()
             return _FixedStream(self, tokens, t0, c.fixed_ttft_ms / 1000.0, c.fixed_itl_ms / 1000.0)
         if self._task is None or self._wakeup is None:
             raise EngineRequestError("the engine is not running (start() was not called)")
