@@ -45,6 +45,9 @@ class LineSplitter:
 
     __slots__ = ("_after_cr", "_partial")
 
+    #: A line longer than this (no line end in sight) is a protocol error, not a reason to grow without end.
+    MAX_LINE_BYTES = 16 * 1024 * 1024
+
     def __init__(self) -> None:
         self._partial = b""
         self._after_cr = False
@@ -66,6 +69,8 @@ class LineSplitter:
             self._after_cr = True
         else:
             self._partial = lines.pop()
+            if len(self._partial) > self.MAX_LINE_BYTES:
+                raise ProtocolError(f"an event-stream line ran past {self.MAX_LINE_BYTES // (1024 * 1024)} MiB")
         return lines
 
 

@@ -403,3 +403,11 @@ def test_line_splitter_holds_an_unfinished_line() -> None:
 def test_line_splitter_keeps_a_multibyte_character_cut_in_two() -> None:
     text = "data: 日本\n\n".encode()
     assert _split([text[:8], text[8:]]) == ["data: 日本".encode(), b""]
+
+
+def test_line_splitter_refuses_a_line_without_end() -> None:
+    splitter = LineSplitter()
+    splitter.feed(b"data: " + b"x" * 1000)
+    with pytest.raises(ProtocolError, match="ran past"):
+        for _ in range(LineSplitter.MAX_LINE_BYTES // (1 << 20) + 2):
+            splitter.feed(b"y" * (1 << 20))
