@@ -144,7 +144,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--fixed",
         action="store_true",
-        help="exact timing instead: first token after --fixed-ttft-ms, then one every --fixed-itl-ms, no batching",
+        help="exact timing instead: first token --fixed-ttft-ms after the front received the request, then one "
+        "every --fixed-itl-ms, no batching",
     )
     g.add_argument("--fixed-ttft-ms", type=_non_negative, default=_SIM.fixed_ttft_ms, help="default %(default)s")
     g.add_argument("--fixed-itl-ms", type=_non_negative, default=_SIM.fixed_itl_ms, help="default %(default)s")
