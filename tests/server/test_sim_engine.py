@@ -204,6 +204,20 @@ def test_fixed_timing_is_exact_and_does_not_drift() -> None:
     assert span == pytest.approx(0.290, abs=0.003)
 
 
+def test_fixed_timing_counts_from_when_the_front_received_the_request() -> None:
+    config = SimEngineConfig(fixed=True, fixed_ttft_ms=50, fixed_itl_ms=10)
+
+    async def body(engine: SimEngine) -> float:
+        received = time.monotonic() - 0.030  # the front took it off the wire 30 ms ago
+        base = request(3)
+        late = GenerationRequest(base.request_id, base.prompt, base.reply, base.max_tokens, received_at=received)
+        _, times = await collect(engine.generate(late))
+        return times[0] - received  # perf_counter and monotonic are the same clock on Linux
+
+    first = run(with_engine(config, body))
+    assert 0.0495 <= first <= 0.056  # 50 ms after receipt, i.e. ~20 ms after the engine got it
+
+
 def test_make_engine() -> None:
     assert isinstance(make_engine(ServerConfig()), SimEngine)
     with pytest.raises(ConfigError, match="unknown engine 'nope'"):
