@@ -71,22 +71,28 @@ def test_tiny_session_store_loses_context(tmp_path: Path, transport: str) -> Non
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_fixed_timing_is_measured_truthfully(tmp_path: Path, transport: str) -> None:
-    run = run_locust(
-        tmp_path, *_transport_args(transport),
-        "--embedded-server-args", "--fixed --fixed-ttft-ms 50 --fixed-itl-ms 10", "--max-tokens", "20",
-        run_time="12s", users=4,
-    )  # fmt: skip
-    _assert_counts_agree(run, transport)
-    agg = run.summary["transports"][transport]
-    assert agg["ttft_ms"]["count"] >= 10
     # never below the truth (the server's first token is due 50 ms after it received the request), above it
     # by at most 2 ms: the way back plus what the instrument adds. Over AMQP the way is two broker hops,
-    # a floor of their own (~1.5-2.5 ms here, measured with plain aio-pika): the same 2 ms on top of it
-    allowed = 2.0
-    if transport == "amqp":
-        allowed += broker_round_trip_ms()
-    assert 49.5 <= agg["ttft_ms"]["p50"] <= 50.0 + allowed, (agg["ttft_ms"], allowed)
-    assert abs(agg["itl_ms"]["p50"] - 10.0) <= 0.5, agg["itl_ms"]
+    # a floor of their own (~1.5-2.5 ms here, measured with plain aio-pika): the same 2 ms on top of it.
+    # A busy machine only ever adds delay: of two runs, the better one must be within the bound.
+    allowed = 2.0 + (broker_round_trip_ms() if transport == "amqp" else 0.0)
+    seen = []
+    for attempt in range(2):
+        folder = tmp_path / f"run{attempt}"
+        folder.mkdir()
+        run = run_locust(
+            folder, *_transport_args(transport),
+            "--embedded-server-args", "--fixed --fixed-ttft-ms 50 --fixed-itl-ms 10", "--max-tokens", "20",
+            run_time="12s", users=4,
+        )  # fmt: skip
+        _assert_counts_agree(run, transport)
+        agg = run.summary["transports"][transport]
+        assert agg["ttft_ms"]["count"] >= 10
+        assert agg["ttft_ms"]["p50"] >= 49.5, agg["ttft_ms"]  # never early, in any run
+        seen.append((agg["ttft_ms"], agg["itl_ms"]))
+        if agg["ttft_ms"]["p50"] <= 50.0 + allowed and abs(agg["itl_ms"]["p50"] - 10.0) <= 0.5:
+            return
+    pytest.fail(f"TTFT p50 above 50 + {allowed:.2f} ms or ITL p50 off 10 ms by more than 0.5 ms: {seen}")
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
