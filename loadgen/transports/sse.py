@@ -5,10 +5,14 @@ colon, ``data:`` lines joined with ``\\n``, ``:`` comments ignored, an event dis
 unfinished event at the end of the stream dropped. It keeps no timing of its own: the caller stamps each line
 when it arrives, before any parsing.
 
+:class:`LineSplitter` cuts the raw bytes into those lines (``\n``, ``\r\n`` or ``\r``, split anywhere).
+
 :func:`parse_chat_chunk` reads one ``chat.completion.chunk`` (``[DONE]`` ends the stream),
 :func:`parse_chat_completion` a whole non-streamed ``chat.completion``; both raise
 :class:`~loadgen.errors.ProtocolError` for malformed JSON or a wrong shape and
-:class:`~loadgen.errors.ServerError` for an error object sent in place of a chunk.
+:class:`~loadgen.errors.ServerError` for an error object sent in place of a chunk. :class:`ContentChunkShape`
+is the per-token shortcut: learned from one content chunk of a stream, it reads later chunks of the same
+shape by decoding only their content string (exactly what the full parse gives, or ``None``).
 """
 
 from __future__ import annotations
