@@ -1,11 +1,12 @@
-"""``loadgen bench rest|grpc|amqp|capacity``: side-by-side runs against one reference server.
+"""``loadgen bench rest|grpc|amqp|capacity``: runs against one reference server, measured by a probe.
 
-For a transport: a bare Locust user doing the same streaming calls, then the ConversationUser with no
-think time, each in one Locust process (one core) for the same time against the same server (zero step
-costs, so the server is never what limits the comparison). Reports turns/s, client CPU per turn (the
-Locust process's own CPU time) and the ratio ours/bare in turns per CPU-second; and the server's CPU
-per turn. ``capacity``: live conversations one generator process holds at 1-3 s think time before the
-generator's lag p99 passes 5 ms.
+For a transport: a bare Locust user doing the same streaming calls and the ConversationUser with no think
+time, at the same time (``--apart``: one after the other), each in one Locust process (one core) against the
+same server (zero step costs, so the server is never what limits the comparison), over ``--rounds`` rounds.
+Reports turns/s, client CPU per turn (each process's own CPU time in a steady-state window) and the ratio
+ours/bare in turns per CPU-second, and the server's CPU per turn. ``capacity``: live conversations one
+generator process holds at 1-3 s think time, against a server paced like a model (fixed time to first token
+and per token), step by step, with the generator's own lag at each step (its p99 should stay under 5 ms).
 """
 
 from __future__ import annotations
@@ -46,7 +47,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "which lets whatever else runs on a shared machine hit both arms alike)",
     )
     parser.add_argument("--transport", default="rest", help="transport for `capacity` (default rest)")
-    parser.add_argument("--steps", default="250,500,1000,2000", help="user counts tried by `capacity`")
+    parser.add_argument(
+        "--steps", default="500,1000,1500,2000,3000", help="user counts tried by `capacity` (comma-separated)"
+    )
+    parser.add_argument(
+        "--ttft-ms",
+        type=float,
+        default=None,
+        help="pace the server like a model: its time to first token (default: 0 for a transport, whose replies "
+        "then come as fast as the server can send them; 200 for `capacity`)",
+    )
+    parser.add_argument(
+        "--itl-ms",
+        type=float,
+        default=None,
+        help="pace the server: its time per token after the first (default: 0 for a transport; 20 for `capacity`)",
+    )
     parser.add_argument("--amqp-url", default="amqp://guest:guest@127.0.0.1:5672/")
     parser.add_argument("--scenario", default="scenarios/multiturn.py", help="the ConversationUser locustfile")
 
@@ -168,7 +184,7 @@ def bench_transport(args: argparse.Namespace) -> int:
     machine hits both arms alike; the ratio is taken over the sums, the per-round ratios show the spread."""
     transport = args.what
     os.environ["LOADGEN_BENCH_MAX_TOKENS"] = str(args.max_tokens)
-    server = _server(transport, args, [])
+    server = _server(transport, args, _pacing(args, 0.0, 0.0))
     host = server.urls[transport]
     pid = server.proc.pid
     bare_runs: list[dict[str, Any]] = []
@@ -203,9 +219,14 @@ def bench_transport(args: argparse.Namespace) -> int:
         else 0.0
     )
     how = "bare then ours" if args.apart else "bare and ours at the same time"
+    paced = (
+        f"paced {args.ttft_ms:g} ms to the first token then {args.itl_ms:g} ms per token"
+        if args.ttft_ms or args.itl_ms
+        else "as fast as the server sends them"
+    )
     print(
-        f"### {transport}: {args.users} users per arm, {args.max_tokens} tokens per reply; {args.rounds} rounds of "
-        f"{how}, each {WARMUP_S} s warm-up then {args.seconds} s measured (sums below)"
+        f"### {transport}: {args.users} users per arm, {args.max_tokens}-token replies {paced}; {args.rounds} "
+        f"rounds of {how}, each {WARMUP_S} s warm-up then {args.seconds} s measured (sums below)"
     )
     print(
         "| arm | turns | failures | turns/s | client CPU s | client CPU µs/turn | turns per CPU-s "
@@ -225,12 +246,22 @@ def bench_transport(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pacing(args: argparse.Namespace, ttft_ms: float, itl_ms: float) -> list[str]:
+    """Server options for the pacing asked for (mode defaults where not given): fixed timing, or none."""
+    args.ttft_ms = ttft_ms if args.ttft_ms is None else args.ttft_ms
+    args.itl_ms = itl_ms if args.itl_ms is None else args.itl_ms
+    if not (args.ttft_ms or args.itl_ms):
+        return []
+    return ["--fixed", "--fixed-ttft-ms", str(args.ttft_ms), "--fixed-itl-ms", str(args.itl_ms)]
+
+
 def bench_capacity(args: argparse.Namespace) -> int:
-    server = _server(args.transport, args, [])
+    server = _server(args.transport, args, _pacing(args, 200.0, 20.0))
     host = server.urls[args.transport]
     print(
-        f"### capacity: ConversationUser over {args.transport}, think 1-3 s, {args.max_tokens}-token replies, "
-        f"{CAPACITY_WARMUP_S} s warm-up then {args.seconds} s measured per step, one generator process"
+        f"### capacity: ConversationUser over {args.transport}, think 1-3 s, {args.max_tokens}-token replies paced "
+        f"{args.ttft_ms:g} ms to the first token then {args.itl_ms:g} ms per token, {CAPACITY_WARMUP_S} s warm-up "
+        f"then {args.seconds} s measured per step, one generator process"
     )
     print("| users | turns/s | client CPU % | generator lag p50 ms | p99 ms | max ms | e2e p99 ms | failures |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
