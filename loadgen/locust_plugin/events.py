@@ -192,7 +192,7 @@ def _write(environment: Any, rt: LoadgenRuntime, *, final: bool) -> dict[str, An
         processes=len(state.workers_seen) if rt.role == "master" else 1,
         complete=final,
     )
-    summary = write_run(state.run_dir, rt.aggregator, run)
+    summary = write_run(state.run_dir, rt.aggregator, run, pause=None if final else _yield)
     state.written_updates = rt.aggregator.updates
     return summary
 

@@ -6,8 +6,10 @@ It receives deltas: from this process's own recorder, or encoded from workers (`
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +35,12 @@ class RunAggregator:
         self.intervals: list[IntervalSnapshot] = []
         self.updates = 0  # bumps on every merge: lets writers skip rewriting unchanged data
         self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """No merge (and no interval roll) while this is held: a reader with pauses sees one state."""
+        with self._lock:
+            yield
 
     def merge(self, batch: MetricsBatch, *, pause: Pause | None = None) -> None:
         """Add this process's own figures directly (histograms added in place, nothing encoded); ``pause`` is

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from loadgen.metrics.aggregator import RunAggregator
+from loadgen.metrics.batch import Pause
 from loadgen.metrics.summary import build_summary
 
 SUMMARY_FILE = "summary.json"
@@ -46,21 +47,28 @@ def _write_json(path: Path, data: Any) -> None:
 
 
 def write_run(
-    run_dir: Path, aggregator: RunAggregator, run: dict[str, Any], warnings: list[str] | None = None
+    run_dir: Path,
+    aggregator: RunAggregator,
+    run: dict[str, Any],
+    warnings: list[str] | None = None,
+    *,
+    pause: Pause | None = None,
 ) -> dict[str, Any]:
+    """Write the run folder from the aggregator, held still meanwhile (merges wait); ``pause`` is called
+    between groups of series, for a checkpoint written while users run."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    summary = build_summary(aggregator.total, run, warnings)
-    _write_json(run_dir / HISTOGRAMS_FILE, {"schema_version": 1, "unit": "us", **aggregator.total.to_wire()})
-    _write_json(
-        run_dir / INTERVALS_FILE,
-        {
+    with aggregator.held():
+        summary = build_summary(aggregator.total, run, warnings, pause=pause)
+        histograms = {"schema_version": 1, "unit": "us", **aggregator.total.to_wire(pause=pause)}
+        intervals = {
             "schema_version": 1,
             "unit": "us",
             "interval_s": aggregator.interval_s,
             "started_at": aggregator.started_at,
             "intervals": [{"start": i.start, "end": i.end, **i.wire} for i in aggregator.intervals],
-        },
-    )
+        }
+    _write_json(run_dir / HISTOGRAMS_FILE, histograms)
+    _write_json(run_dir / INTERVALS_FILE, intervals)
     _write_json(run_dir / SUMMARY_FILE, summary)
     return summary
 

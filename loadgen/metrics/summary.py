@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from loadgen.metrics.batch import MetricsBatch
+from loadgen.metrics.batch import MetricsBatch, Pause
 from loadgen.metrics.histograms import Metric, TrackedHistogram
 from loadgen.metrics.keys import ALL, SeriesKey
 
@@ -86,7 +86,11 @@ def _figures(batch: MetricsBatch, base: SeriesKey, duration_s: float) -> dict[st
     }
 
 
-def build_summary(batch: MetricsBatch, run: dict[str, Any], warnings: list[str] | None = None) -> dict[str, Any]:
+def build_summary(
+    batch: MetricsBatch, run: dict[str, Any], warnings: list[str] | None = None, *, pause: Pause | None = None
+) -> dict[str, Any]:
+    """The summary of ``batch``; ``pause`` (e.g. ``gevent.sleep(0)``) is called after each series' figures,
+    so that a checkpoint written while users run never holds them up for the whole of it."""
     duration_s = float(run.get("duration_s") or 0.0)
     turn_keys = sorted({k.turn_key() for k in (*batch.counters, *batch.histograms)})
     turns = []
@@ -101,6 +105,8 @@ def build_summary(batch: MetricsBatch, run: dict[str, Any], warnings: list[str] 
         row = {"transport": transport, "dialogue": dialogue, "turn": turn}
         row.update(_figures(batch, base, duration_s))
         turns.append(row)
+        if pause is not None:
+            pause()
     buckets: dict[str, dict[str, Any]] = defaultdict(dict)
     for key, hist in sorted(batch.histograms.items()):
         if key.dialogue == ALL and "@ctx" in key.metric and key.transport != ALL:

@@ -146,3 +146,30 @@ def test_recorded_itl_is_inter_token_samples_in_microseconds() -> None:
         assert list(got.hist.counts) == list(expected.hist.counts)
         assert (got.count, got.value_sum, got.max()) == (expected.count, expected.value_sum, expected.max())
     assert expected.count == 1 + 3 + 1 + 1  # gaps 1, 3 (2.6 tokens -> 3), 4 and 5 (no count: 1); 2 has none
+
+
+def test_a_paused_run_folder_write_holds_merges_off_and_matches_an_unpaused_one(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    agg = RunAggregator()
+    for turn in (1, 2, 3):
+        b = MetricsBatch()
+        record_turn(b, TurnOutcome("rest", "travel", turn, _reply(0.0, 0.05, [0.01] * 5)))
+        agg.merge(b)
+    late = MetricsBatch()
+    record_turn(late, TurnOutcome("rest", "travel", 1, _reply(0.0, 0.05, [0.01] * 5)))
+    merged = threading.Event()
+    merger = threading.Thread(target=lambda: (agg.merge(late), merged.set()))
+    pauses = []
+
+    def pause() -> None:
+        if not pauses:
+            merger.start()  # a merge arriving mid-write must wait for the write
+        pauses.append(merged.wait(timeout=0.05))
+
+    paused = write_run(tmp_path / "a", agg, {"id": "t", "duration_s": 1.0}, pause=pause)
+    merger.join(timeout=5)
+    assert pauses and not any(pauses)  # the merge never got in while the folder was being written
+    assert merged.is_set()
+    assert [r["count"] for r in paused["turns"]] == [1, 1, 1]
+    assert write_run(tmp_path / "b", agg, {"id": "t", "duration_s": 1.0})["turns"][0]["count"] == 2
