@@ -235,7 +235,10 @@ def chat_url(target: str, path: str | None = None) -> str:
 class _DeadlineStream(httpx.SyncByteStream):
     """Wraps a response's byte stream: the whole-turn deadline is checked on every piece that arrives, so a
     server that dribbles bytes forever (with or without line breaks) still ends as :class:`TurnTimeout`. A
-    server that goes silent is ended by the read timeout instead."""
+    server that goes silent is ended by the read timeout instead.
+
+    Closing it lets go of the inner stream: httpx's stream and its response refer to each other, and that
+    cycle would otherwise outlive the turn until a full garbage collection (see :meth:`close`)."""
 
     def __init__(self, inner: httpx.SyncByteStream, deadline: float, timeout_s: float) -> None:
         self._inner = inner
@@ -249,7 +252,11 @@ class _DeadlineStream(httpx.SyncByteStream):
             yield piece
 
     def close(self) -> None:
-        self._inner.close()
+        inner, self._inner = self._inner, _CLOSED
+        inner.close()
+
+
+_CLOSED = httpx.ByteStream(b"")
 
 
 class RestTransport(Transport):
