@@ -123,6 +123,8 @@ def _on_test_start(environment: Any, **_: Any) -> None:
         if state.lag_probe is None:
             state.lag_probe = LagProbe(rt.record_generator_lag)
         state.lag_probe.start()
+    if any(not g.dead for g in state.greenlets):
+        return  # a test started again from the web UI: the loops of the first start still run
     if rt.role == "local":
         state.greenlets.append(gevent.spawn(_local_merge_loop, rt))
     if rt.role != "worker":
