@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
+from typing import Any, overload
 
 from hdrh.histogram import HdrHistogram
 
@@ -50,6 +51,25 @@ _DEFAULT_RANGE = HistogramRange(1, _HOUR_US, 3)
 def range_for(metric: str) -> HistogramRange:
     base = metric.split("@", 1)[0]  # "e2e@ctx<512" shares e2e's range
     return METRIC_RANGES.get(base, _DEFAULT_RANGE)
+
+
+class _Drained:
+    """A read-only figure of a :class:`TrackedHistogram`, read after what ``record_later`` kept is recorded."""
+
+    def __init__(self, attribute: str, doc: str) -> None:
+        self._attribute = attribute
+        self.__doc__ = doc
+
+    @overload
+    def __get__(self, histogram: None, owner: type[Any]) -> _Drained: ...
+    @overload
+    def __get__(self, histogram: TrackedHistogram, owner: type[Any]) -> int: ...
+    def __get__(self, histogram: TrackedHistogram | None, owner: type[Any]) -> _Drained | int:
+        if histogram is None:
+            return self
+        histogram._drain()
+        value: int = getattr(histogram, self._attribute)
+        return value
 
 
 class TrackedHistogram:
@@ -145,20 +165,9 @@ class TrackedHistogram:
         self._drain()
         return int(self._hdr.get_total_count())
 
-    @property
-    def above_range(self) -> int:
-        self._drain()
-        return self._above
-
-    @property
-    def below_range(self) -> int:
-        self._drain()
-        return self._below
-
-    @property
-    def value_sum(self) -> int:
-        self._drain()
-        return self._sum
+    above_range = _Drained("_above", "Values recorded above the range (and counted at its top).")
+    below_range = _Drained("_below", "Negative values recorded (and counted at the lowest value).")
+    value_sum = _Drained("_sum", "Exact sum of the recorded (clamped) values.")
 
     def encode(self) -> str:
         return bytes(self.hist.encode()).decode("ascii")
