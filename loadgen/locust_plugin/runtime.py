@@ -46,7 +46,7 @@ class LoadgenRuntime:
             connect_timeout_s=self.options.connect_timeout,
             api_key=TransportConfig.api_key_from_env(),
             tls_verify=not self.options.tls_insecure,
-            extra={"model": self.options.model},
+            model=self.options.model,
         )
 
     def record(self, outcome: TurnOutcome, conversation_id: str) -> None:

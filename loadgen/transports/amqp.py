@@ -538,7 +538,7 @@ class AmqpTransport(Transport):
         self._target = parse_target(config.target, tls_verify=config.tls_verify)
         if config.connect_timeout_s <= 0:
             raise ConfigError(f"connect timeout must be positive, got {config.connect_timeout_s!r}")
-        self._model = config.extra.get("model") or None
+        self._model = config.model or None
         self._secret = config.api_key or None
         self._headers: dict[str, Any] = {}
         if self._secret is not None:

@@ -32,7 +32,10 @@ class TransportConfig:
     connect_timeout_s: float = 10.0
     api_key: str | None = field(default=None, repr=False)  # never logged, never written to a report
     tls_verify: bool = True
-    extra: dict[str, str] = field(default_factory=dict)
+    #: model name sent with every request, overriding ``ChatRequest.model`` (``None``: the request's own)
+    model: str | None = None
+    #: REST only: the chat path under the target (``None``: ``/v1/chat/completions``)
+    path: str | None = None
 
     @staticmethod
     def api_key_from_env() -> str | None:

@@ -253,7 +253,7 @@ class GrpcTransport(Transport):
             )
         if config.connect_timeout_s <= 0:
             raise ConfigError(f"connect timeout must be positive, got {config.connect_timeout_s!r}")
-        self._model = config.extra.get("model") or None
+        self._model = config.model or None
         self._secret = config.api_key or None
         self._metadata: tuple[tuple[str, str], ...] = ()
         if self._secret is not None:

@@ -281,8 +281,8 @@ class RestTransport(Transport):
             raise ConfigError(f"target {redact_url(config.target)!r} must be http(s)://host[:port][/prefix]")
         host = f"[{url.host}]" if ":" in url.host else url.host
         self._where = f"{host}:{url.port or (443 if url.scheme == 'https' else 80)}"
-        self._url = chat_url(config.target, config.extra.get("path"))
-        self._model = config.extra.get("model")
+        self._url = chat_url(config.target, config.path)
+        self._model = config.model
         headers = {"User-Agent": f"chat-loadgen/{__version__}"}
         self._secret = config.api_key or None
         if self._secret is not None:

@@ -211,7 +211,7 @@ def test_one_channel_per_transport_reused_across_turns(server: RunningServer, tr
 
 
 def test_model_option_overrides_the_request(server: RunningServer, transports: Callable[..., Any]) -> None:
-    transport = transports(server.urls["grpc"], extra={"model": "my-model"})
+    transport = transports(server.urls["grpc"], model="my-model")
     assert transport.to_proto(ask("hi", model="other")).model == "my-model"
     plain = transports(server.urls["grpc"])
     message = plain.to_proto(ask("hi", "there", "again", model="other", max_tokens=7, session_id="s"))

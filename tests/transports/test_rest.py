@@ -221,7 +221,7 @@ def test_non_streaming_reply_is_one_chunk_at_completion(http_server: Any, rest: 
 
 def test_session_id_and_model_and_path_overrides(http_server: Any, rest: Callable[..., RestTransport]) -> None:
     target = http_server.route(normal_stream(["x"]))
-    t = rest(target, extra={"model": "my-model", "path": "/openai/chat"})
+    t = rest(target, model="my-model", path="/openai/chat")
     t.send(ask(session_id="conv-42"), timeout=5)
     [sent] = http_server.requests_to(target)
     assert sent.path.endswith("/openai/chat")
