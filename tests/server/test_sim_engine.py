@@ -6,7 +6,7 @@ import asyncio
 import itertools
 import statistics
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, TypeVar
 
 import pytest
@@ -35,6 +35,14 @@ async def collect(stream: AsyncIterator[TokenChunk]) -> tuple[list[TokenChunk], 
         chunks.append(chunk)
         times.append(time.perf_counter())
     return chunks, times
+
+
+async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Yield to the loop until ``condition()`` holds (fails after ``timeout`` seconds)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.0005)
 
 
 async def with_engine(config: SimEngineConfig, body: Any) -> Any:
@@ -73,8 +81,10 @@ def test_concurrent_requests_share_steps_and_steps_slow_down_with_the_batch() ->
     assert stats["max_batch_seen"] == 16
     assert stats["steps"] == 20 + 20  # 16 sequences decoded together: one step per token for all of them
     assert stats["tokens_out"] == 20 + 16 * 20
-    assert alone == pytest.approx(0.003, abs=0.0015)  # 2000 + 1000 * 1 µs
-    assert batched == pytest.approx(0.018, abs=0.004)  # 2000 + 1000 * 16 µs
+    # a step is never shorter than its cost (2000 + 1000 * batch µs); a busy machine only makes it later
+    assert 0.003 * 0.95 <= alone < 0.003 * 4
+    assert 0.018 * 0.95 <= batched < 0.018 * 4
+    assert batched > 2 * alone
     assert stats["last_step_us"] == 2000 + 1000 * 16
 
 
@@ -83,7 +93,7 @@ def test_max_batch_bounds_the_batch_and_the_rest_queue() -> None:
 
     async def body(engine: SimEngine) -> dict[str, float]:
         streams = [engine.generate(request(10, n=i)) for i in range(10)]
-        await asyncio.sleep(0.002)
+        await until(lambda: engine.stats()["running"] == 4)  # the first batch is taken, the rest wait
         depth = engine.stats()["queue_depth"]
         await asyncio.gather(*(collect(s) for s in streams))
         return {**engine.stats(), "depth_seen": depth}
