@@ -1,0 +1,200 @@
+"""Outages and recovery, found from the turns' outcomes as the clients saw them.
+
+Each process that runs users keeps an :class:`OutageRecorder`. It records, per transport, only what outages are
+made of (a healthy run records nothing):
+
+- every failed turn: ``(sent, done, user)``;
+- per user, the first success after that user failed: ``(sent, done, user)``;
+- per process, the first success (any user) after any failure in the process: ``(sent, done, None)``.
+
+Times are wall-clock seconds (``time.time()``), so events of several processes merge by plain concatenation:
+a worker ships :meth:`OutageRecorder.take_wire` in each report and the master adds it with
+:meth:`OutageEvents.merge_wire`; the figures found from the merged events are the same as one process would
+have found.
+
+:func:`find_outages` reads the merged events of one transport:
+
+- an **outage** starts at the first failed turn after a success and ends, as the clients see it, at the first
+  successful turn after it (``end_s``); ``failed_turns`` and ``users`` count the failed turns and distinct users
+  from its start until the users it hit are back (each has succeeded once since);
+- its **recovery** (``recovery_s``) is how long after ``end_s`` turns SENT after ``end_s`` still failed: 0 when the
+  first turns after the service came back succeeded; the time to the last such failure when stale connections
+  (a reconnect backoff, a broker channel) kept failing turns the service would have served. Think time is not in
+  it: a user who failed and then thought for 3 s is not "still failing".
+
+An outage still open at the end of the run has ``end_s`` ``None`` and ``recovery_s`` ``None``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Failed turns kept per transport between two reports; beyond it they are counted, not kept (a target that
+#: is down for a whole night must not grow a worker's report without end).
+MAX_FAILURES_PER_REPORT = 20_000
+WIRE_VERSION = 1
+
+#: (sent, done, user) with wall-clock seconds; user None for a process-level mark.
+Event = tuple[float, float, str | None]
+
+
+@dataclass
+class TransportEvents:
+    failures: list[Event] = field(default_factory=list)
+    comebacks: list[Event] = field(default_factory=list)  # first success of a user, or of a process, after failure
+    dropped_failures: int = 0
+
+    def is_empty(self) -> bool:
+        return not self.failures and not self.comebacks and not self.dropped_failures
+
+
+class OutageEvents:
+    """Events per transport (what a process ships, and what the master accumulates)."""
+
+    def __init__(self) -> None:
+        self.by_transport: dict[str, TransportEvents] = {}
+
+    def of(self, transport: str) -> TransportEvents:
+        events = self.by_transport.get(transport)
+        if events is None:
+            events = self.by_transport[transport] = TransportEvents()
+        return events
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "v": WIRE_VERSION,
+            "t": {
+                name: {
+                    "f": [list(e) for e in ev.failures],
+                    "c": [list(e) for e in ev.comebacks],
+                    "d": ev.dropped_failures,
+                }
+                for name, ev in self.by_transport.items()
+                if not ev.is_empty()
+            },
+        }
+
+    def merge_wire(self, data: dict[str, Any]) -> None:
+        if data.get("v") != WIRE_VERSION:
+            raise ValueError(f"outage events wire version {data.get('v')!r} is not {WIRE_VERSION}")
+        for name, entry in data["t"].items():
+            events = self.of(name)
+            events.failures.extend(_event(e) for e in entry["f"])
+            events.comebacks.extend(_event(e) for e in entry["c"])
+            events.dropped_failures += int(entry.get("d", 0))
+
+
+def _event(raw: list[Any]) -> Event:
+    return (float(raw[0]), float(raw[1]), None if raw[2] is None else str(raw[2]))
+
+
+class OutageRecorder:
+    """What one process records as its users' turns end (called from the users' greenlets, no yield inside)."""
+
+    def __init__(self) -> None:
+        self.pending = OutageEvents()
+        self._failing_users: set[tuple[str, str]] = set()
+        self._process_failing: set[str] = set()  # transports with a failure not yet followed by a success
+
+    def turn(self, transport: str, user: str, sent: float, done: float, ok: bool) -> None:
+        key = (transport, user)
+        if ok:
+            if not self._failing_users and not self._process_failing:
+                return  # the healthy path: nothing to keep
+            events = self.pending.of(transport)
+            if transport in self._process_failing:
+                self._process_failing.discard(transport)
+                events.comebacks.append((sent, done, None))
+            if key in self._failing_users:
+                self._failing_users.discard(key)
+                events.comebacks.append((sent, done, user))
+            return
+        events = self.pending.of(transport)
+        self._failing_users.add(key)
+        self._process_failing.add(transport)
+        if len(events.failures) < MAX_FAILURES_PER_REPORT:
+            events.failures.append((sent, done, user))
+        else:
+            events.dropped_failures += 1
+
+    def take_wire(self) -> dict[str, Any]:
+        """The events since the last call, for the master (or this process's own accumulator)."""
+        pending, self.pending = self.pending, OutageEvents()
+        return pending.to_wire()
+
+
+@dataclass(frozen=True)
+class Outage:
+    transport: str
+    start_s: float  # wall-clock
+    end_s: float | None  # the first success after it (None: still out when the run ended)
+    failed_turns: int
+    users: int
+    recovery_s: float | None
+
+    @property
+    def duration_s(self) -> float | None:
+        return None if self.end_s is None else self.end_s - self.start_s
+
+    def to_json(self, run_started_at: float) -> dict[str, Any]:
+        """Times as seconds from the run's start (what summary.json and the report show)."""
+        duration = self.duration_s
+        return {
+            "transport": self.transport,
+            "start_s": round(self.start_s - run_started_at, 3),
+            "end_s": None if self.end_s is None else round(self.end_s - run_started_at, 3),
+            "duration_s": None if duration is None else round(duration, 3),
+            "failed_turns": self.failed_turns,
+            "users": self.users,
+            "recovery_s": None if self.recovery_s is None else round(self.recovery_s, 3),
+        }
+
+
+def find_outages(transport: str, events: TransportEvents) -> list[Outage]:
+    """The outages in one transport's merged events, in order of start (see the module docstring)."""
+    failures = sorted(events.failures, key=lambda e: e[1])
+    comeback_times = sorted(c[1] for c in events.comebacks)
+    taken = [False] * len(failures)
+    outages: list[Outage] = []
+    for i, (_, start, _) in enumerate(failures):
+        if taken[i]:
+            continue
+        end = next((t for t in comeback_times if t > start), None)
+        rest = [j for j in range(i, len(failures)) if not taken[j]]
+        if end is None:  # never back within the run
+            for j in rest:
+                taken[j] = True
+            users = {failures[j][2] for j in rest}
+            outages.append(Outage(transport, start, None, len(rest), len(users), None))
+            break
+        # its turns: failed by the time the clients saw the service back, or sent before it (a stalled turn that
+        # timed out later); then the users it hit are back once each has succeeded since
+        mine = [j for j in rest if failures[j][1] <= end or failures[j][0] < end]
+        all_back = _all_back(events, {failures[j][2] for j in mine}, end)
+        mine = [j for j in rest if failures[j][1] <= all_back or failures[j][0] < end]
+        stale = [failures[j][1] for j in mine if failures[j][0] >= end]  # sent after it was back, still failed
+        for j in mine:
+            taken[j] = True
+        users = {failures[j][2] for j in mine}
+        outages.append(Outage(transport, start, end, len(mine), len(users), max(stale, default=end) - end))
+    return outages
+
+
+def _all_back(events: TransportEvents, hit: set[str | None], since: float) -> float:
+    """When the last of ``hit`` succeeded again after ``since`` (infinity if one never did)."""
+    back: dict[str | None, float] = {}
+    for _, done, user in sorted(events.comebacks, key=lambda e: e[1]):
+        if done >= since and user in hit and user not in back:
+            back[user] = done
+    return max(back.values()) if len(back) == len(hit) else float("inf")
+
+
+__all__ = [
+    "MAX_FAILURES_PER_REPORT",
+    "Outage",
+    "OutageEvents",
+    "OutageRecorder",
+    "TransportEvents",
+    "find_outages",
+]
