@@ -27,6 +27,7 @@ An outage still open at the end of the run has ``end_s`` ``None`` and ``recovery
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -154,25 +155,28 @@ class Outage:
 def find_outages(transport: str, events: TransportEvents) -> list[Outage]:
     """The outages in one transport's merged events, in order of start (see the module docstring)."""
     failures = sorted(events.failures, key=lambda e: e[1])
-    comeback_times = sorted(c[1] for c in events.comebacks)
-    taken = [False] * len(failures)
+    comebacks = sorted(events.comebacks, key=lambda e: e[1])
+    comeback_times = [c[1] for c in comebacks]
+    longest = max((done - sent for sent, done, _ in failures), default=0.0)  # bounds how late a turn sent before
+    taken = [False] * len(failures)  # the comeback can fail
     outages: list[Outage] = []
     for i, (_, start, _) in enumerate(failures):
         if taken[i]:
             continue
-        end = next((t for t in comeback_times if t > start), None)
-        rest = [j for j in range(i, len(failures)) if not taken[j]]
+        at = bisect.bisect_right(comeback_times, start)
+        end = comeback_times[at] if at < len(comeback_times) else None
         if end is None:  # never back within the run
-            for j in rest:
-                taken[j] = True
+            rest = [j for j in range(i, len(failures)) if not taken[j]]
             users = {failures[j][2] for j in rest}
             outages.append(Outage(transport, start, None, len(rest), len(users), None))
             break
         # its turns: failed by the time the clients saw the service back, or sent before it (a stalled turn that
         # timed out later); then the users it hit are back once each has succeeded since
-        mine = [j for j in rest if failures[j][1] <= end or failures[j][0] < end]
-        all_back = _all_back(events, {failures[j][2] for j in mine}, end)
-        mine = [j for j in rest if failures[j][1] <= all_back or failures[j][0] < end]
+        window = _failures_until(failures, taken, i, end + longest)
+        hit = {failures[j][2] for j in window if failures[j][1] <= end or failures[j][0] < end}
+        all_back = _all_back(comebacks, at, hit)
+        window = _failures_until(failures, taken, i, max(all_back, end + longest))
+        mine = [j for j in window if failures[j][1] <= all_back or failures[j][0] < end]
         stale = [failures[j][1] for j in mine if failures[j][0] >= end]  # sent after it was back, still failed
         for j in mine:
             taken[j] = True
@@ -181,13 +185,26 @@ def find_outages(transport: str, events: TransportEvents) -> list[Outage]:
     return outages
 
 
-def _all_back(events: TransportEvents, hit: set[str | None], since: float) -> float:
-    """When the last of ``hit`` succeeded again after ``since`` (infinity if one never did)."""
-    back: dict[str | None, float] = {}
-    for _, done, user in sorted(events.comebacks, key=lambda e: e[1]):
-        if done >= since and user in hit and user not in back:
-            back[user] = done
-    return max(back.values()) if len(back) == len(hit) else float("inf")
+def _failures_until(failures: list[Event], taken: list[bool], first: int, until: float) -> list[int]:
+    """Indexes of the failures not yet taken, from ``first``, done by ``until``."""
+    out = []
+    for j in range(first, len(failures)):
+        if failures[j][1] > until:
+            break
+        if not taken[j]:
+            out.append(j)
+    return out
+
+
+def _all_back(comebacks: list[Event], first: int, hit: set[str | None]) -> float:
+    """When the last of ``hit`` succeeded again, looking from ``comebacks[first]`` on (infinity if one never did)."""
+    back: set[str | None] = set()
+    for _, done, user in comebacks[first:]:
+        if user in hit and user not in back:
+            back.add(user)
+            if len(back) == len(hit):
+                return done
+    return float("inf")
 
 
 __all__ = [
