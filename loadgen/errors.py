@@ -1,7 +1,10 @@
 """One small error tree for the whole project.
 
 Transports translate their own library's exceptions into :class:`TransportError` subclasses (chaining the
-original with ``raise ... from exc``); a Locust user reports them as failures, never re-raises them.
+original with ``raise ... from exc``); a Locust user reports them as failures, never re-raises them. Which kind
+a server's answer becomes (HTTP status, gRPC code, AMQP error code) is one table: :mod:`loadgen.wire.status`.
+A message that breaks a wire format is a :class:`WireError` where it is decoded (a server answers it as a bad
+request; a transport reports it as a :class:`ProtocolError`).
 """
 
 from __future__ import annotations
@@ -13,6 +16,11 @@ class LoadgenError(Exception):
 
 class ConfigError(LoadgenError):
     """Bad input found before any load starts (options, files, URLs). The message says what to do."""
+
+
+class WireError(LoadgenError, ValueError):
+    """A message that does not follow its wire format (:mod:`loadgen.wire`). The text says what is wrong, names
+    the field, and is safe to show."""
 
 
 class TransportError(LoadgenError):

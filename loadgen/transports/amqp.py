@@ -1,4 +1,9 @@
-"""AMQP transport: request/reply over RabbitMQ with aio-pika, in the format of :mod:`loadgen.amqp_wire`.
+"""AMQP transport: request/reply over RabbitMQ with aio-pika, in the format of :mod:`loadgen.wire.amqp`.
+
+A thin adapter over the wire contract: messages, headers and URL helpers are :mod:`loadgen.wire.amqp`, the key
+goes as :mod:`loadgen.wire.auth` says, an error reply becomes the failure kind :mod:`loadgen.wire.status` gives
+its code, and the reply is put together by :mod:`loadgen.transports.replies`; what is left here is aio-pika, the
+process's connection and the timing.
 
 Target: ``amqp(s)://user:pass@host:port/vhost?queue=NAME`` (``queue`` names the request queue, default
 ``loadgen.chat.requests``; it is taken off before the URL goes to aio-pika, whose own parameters such as
@@ -55,42 +60,41 @@ from aio_pika.abc import (
 from yarl import URL
 
 from loadgen import __version__
-from loadgen.amqp_wire import (
-    AUTH_HEADER,
-    BAD_REQUEST,
-    CONTENT_TYPE,
-    OVERLOADED,
-    REQUEST_TYPE,
-    SENT_AT_HEADER,
-    UNAUTHORIZED,
-    Chunk,
-    WireError,
-    connect_failure_reason,
-    decode_chunk,
-    encode_request,
-    quiet_frame_logs,
-    split_target,
-)
 from loadgen.errors import (
     ConfigError,
     ConnectError,
-    Overloaded,
     ProtocolError,
     ServerError,
     TransportError,
     TurnTimeout,
     Unroutable,
+    WireError,
 )
-from loadgen.transports import redact_url
 from loadgen.transports.base import Transport, TransportConfig
 from loadgen.transports.bridge import AsyncBridge, BridgeError
+from loadgen.transports.replies import streamed_reply
 from loadgen.types import ChatRequest, Reply, Usage
+from loadgen.wire.amqp import (
+    CONTENT_TYPE,
+    REQUEST_TYPE,
+    SENT_AT_HEADER,
+    Chunk,
+    broker_user,
+    broker_where,
+    connect_failure_reason,
+    decode_chunk,
+    encode_request,
+    quiet_frame_logs,
+    set_query,
+    split_target,
+    with_reconnect_interval,
+)
+from loadgen.wire.auth import AUTH_HEADER, bearer
+from loadgen.wire.status import amqp_kind, amqp_label
+from loadgen.wire.text import redact_url, short
 
 log = logging.getLogger(__name__)
 
-#: Seconds between reconnection attempts after a lost connection (aio-pika's default is 5); a URL's own
-#: ``reconnect_interval`` parameter wins.
-RECONNECT_INTERVAL_S = 1.0
 #: Added to a turn's own deadline for the greenlet's wait on the asyncio loop: the turn times out inside the
 #: loop first, with the precise reason; this only catches a loop that stopped answering.
 BRIDGE_SLACK_S = 5.0
@@ -119,7 +123,7 @@ def parse_target(target: str, *, tls_verify: bool = True) -> AmqpTarget:
     shown = redact_url(target)
     try:
         url = urllib.parse.urlsplit(target)
-        port = url.port
+        _port = url.port  # ValueError for a port that is not a number
         broker_url, queue = split_target(target)
     except (ValueError, WireError) as exc:
         raise ConfigError(f"target {shown!r} is not a valid AMQP URL: {exc}") from None
@@ -127,29 +131,17 @@ def parse_target(target: str, *, tls_verify: bool = True) -> AmqpTarget:
     if scheme not in AmqpTransport.schemes or not url.hostname:
         raise ConfigError(f"target {shown!r} must be amqp(s)://user:pass@host[:port]/vhost?queue=NAME")
     tls = scheme == "amqps"
-    host = url.hostname
-    port = port or (5671 if tls else 5672)
-    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     if tls and not tls_verify:
-        broker_url = _set_query(broker_url, "no_verify_ssl", "1")
-    if "reconnect_interval" not in urllib.parse.parse_qs(url.query):
-        broker_url = _set_query(broker_url, "reconnect_interval", f"{RECONNECT_INTERVAL_S:g}")
+        broker_url = set_query(broker_url, "no_verify_ssl", "1")
     return AmqpTarget(
-        broker_url=broker_url,
+        broker_url=with_reconnect_interval(broker_url),
         queue=queue,
-        where=where,
-        user=urllib.parse.unquote(url.username or "guest"),
+        where=broker_where(target),
+        user=broker_user(target),
         tls=tls,
         shown=shown,
         password=urllib.parse.unquote(url.password) if url.password else None,
     )
-
-
-def _set_query(url: str, key: str, value: str) -> str:
-    parts = urllib.parse.urlsplit(url)
-    pairs = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True) if k != key]
-    pairs.append((key, value))
-    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(pairs)))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -161,21 +153,9 @@ def connect_error(exc: BaseException, target: AmqpTarget, timeout_s: float) -> C
     return ConnectError(connect_failure_reason(exc, where=target.where, user=target.user, timeout_s=timeout_s))
 
 
-def reply_error(code: str, message: str) -> TransportError:
-    """The failure for an error reply of the server."""
-    detail = _short(message) or code
-    if code == OVERLOADED:
-        return Overloaded(f"overloaded: {detail}", code=code)
-    if code == UNAUTHORIZED:
-        return ServerError(f"unauthorized: {detail}", code=code)
-    if code == BAD_REQUEST:
-        return ServerError(f"bad request: {detail}", code=code)
-    return ServerError(f"server error ({code}): {detail}", code=code)
-
-
-def _short(text: str, limit: int = 160) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def reply_error(code: str, message: str) -> ServerError:
+    """The failure for an error reply of the server: the kind the status table gives its code."""
+    return amqp_kind(code)(f"{amqp_label(code)}: {short(message) or code}", code=code)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -250,31 +230,15 @@ class _Turn:
         self.chunk_tokens.append(tokens if tokens > 0 else 0.0)
 
     def reply(self, t_sent: float, t_done: float) -> Reply:
-        tokens = list(self.chunk_tokens)
-        _fill_token_counts(tokens, self.usage)
-        return Reply(
-            text="".join(self.parts),
+        return streamed_reply(
+            list(self.parts),
+            list(self.chunk_times),
+            list(self.chunk_tokens),
+            self.usage,
             t_sent=t_sent,
-            t_done=t_done,
             t_first_byte=self.t_first_byte,
-            chunk_times=list(self.chunk_times),
-            chunk_tokens=tokens,
-            usage=self.usage,
+            t_done=t_done,
         )
-
-
-def _fill_token_counts(tokens: list[float], usage: Usage | None) -> None:
-    """Chunks that did not say how many tokens they carry count as 1, or share what usage says is left."""
-    unknown = [i for i, t in enumerate(tokens) if t <= 0]
-    if not unknown:
-        return
-    share = 1.0
-    if usage is not None:
-        rest = usage.completion_tokens - sum(t for t in tokens if t > 0)
-        if rest > 0:
-            share = rest / len(unknown)
-    for i in unknown:
-        tokens[i] = share
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -411,7 +375,7 @@ class _Client:
                         "running? (start it with `loadgen serve --amqp-url ...`, or set ?queue= in the target)"
                     ) from exc
                 except amqp_exc.DeliveryError as exc:
-                    raise ServerError(f"the broker refused the request (nack): {_short(str(exc))}") from exc
+                    raise ServerError(f"the broker refused the request (nack): {short(str(exc))}") from exc
                 except (amqp_exc.ChannelInvalidStateError, amqp_exc.AMQPError, ConnectionError) as exc:
                     raise ConnectError(
                         f"connection to broker lost while sending the request ({self.target.where}): {_describe(exc)}"
@@ -446,8 +410,7 @@ class _Client:
 def _describe(exc: BaseException | None) -> str:
     if exc is None:
         return "closed"
-    text = _short(str(exc)) or type(exc).__name__
-    return text
+    return short(str(exc)) or type(exc).__name__
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -542,9 +505,7 @@ class AmqpTransport(Transport):
         self._secret = config.api_key or None
         self._headers: dict[str, Any] = {}
         if self._secret is not None:
-            if not self._secret.isprintable():
-                raise ConfigError("the API key holds characters a message header cannot carry")
-            self._headers[AUTH_HEADER] = f"Bearer {self._secret}"
+            self._headers[AUTH_HEADER] = bearer(self._secret)
         self._client: _Client | None = None  # taken on the first turn: nothing is made before a fork
         self._closed = False
 

@@ -1,4 +1,10 @@
-"""REST transport: OpenAI-compatible ``POST /v1/chat/completions``, streamed as Server-Sent Events.
+"""REST transport: OpenAI-compatible chat completions (``POST`` :data:`~loadgen.wire.openai.CHAT_PATH`), streamed
+as Server-Sent Events.
+
+A thin adapter over the wire contract: the body is :func:`loadgen.wire.openai.encode_request`, the stream is cut by
+:mod:`loadgen.wire.sse` and read by :mod:`loadgen.wire.openai` (the learned chunk shape on the hot path), an
+error status or ``event: error`` becomes the failure kind :mod:`loadgen.wire.status` gives its code, and the key
+goes as :func:`loadgen.wire.auth.bearer` says. What is left here is httpx: the client, its errors, the timing.
 
 One sync :class:`httpx.Client` per transport (one per Locust user: a client shared by many greenlets
 collapses under load), every https client of a process sharing ONE :class:`ssl.SSLContext`, built lazily on
@@ -26,29 +32,33 @@ import ssl
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import httpcore  # noqa: F401 - httpx imports it on the first Client (~70 ms with trio installed): not mid-load
 import httpx
-import orjson
 
 from loadgen import __version__
 from loadgen.errors import ConfigError, ConnectError, ProtocolError, ServerError, TransportError, TurnTimeout
-from loadgen.transports import redact_url
 from loadgen.transports.base import Transport, TransportConfig
-from loadgen.transports.sse import (
+from loadgen.transports.replies import streamed_reply, whole_reply
+from loadgen.types import ChatRequest, Reply, Usage
+from loadgen.wire import sse
+from loadgen.wire.auth import AUTH_HEADER, bearer
+from loadgen.wire.openai import (
+    CHAT_PATH,
+    JSON_CONTENT_TYPE,
     ChatChunk,
     ContentChunkShape,
-    LineSplitter,
-    SSEParser,
     decode_event,
+    encode_request,
     error_from_body,
     parse_chat_chunk,
     parse_chat_completion,
 )
-from loadgen.types import ChatRequest, Reply, Usage
+from loadgen.wire.sse import LineSplitter, SSEParser
+from loadgen.wire.text import redact_url, short
 
-DEFAULT_PATH = "/v1/chat/completions"
+DEFAULT_PATH = CHAT_PATH
 #: At most this much of an error response's body is read for its message.
 ERROR_BODY_LIMIT = 16 * 1024
 
@@ -175,7 +185,7 @@ def map_httpx_error(exc: Exception, *, where: str = "the server", phase: Phase =
     """
     rule = next((HTTPX_ERRORS[cls] for cls in type(exc).__mro__ if cls in HTTPX_ERRORS), None)
     if rule is None:
-        return ProtocolError(f"unexpected {type(exc).__name__}: {_short(str(exc))}")
+        return ProtocolError(f"unexpected {type(exc).__name__}: {short(str(exc))}")
     if isinstance(exc, httpx.ConnectError):
         return ConnectError(_connect_reason(exc, where))
     if isinstance(exc, httpx.HTTPStatusError):
@@ -186,7 +196,7 @@ def map_httpx_error(exc: Exception, *, where: str = "the server", phase: Phase =
             text = ""
         return error_from_body(text or exc.response.reason_phrase, prefix=f"HTTP {status}", status=status)
     template = rule.while_streaming if phase == "body" and rule.while_streaming else rule.reason
-    return rule.error(template.format(where=where, detail=_short(str(exc)) or type(exc).__name__))
+    return rule.error(template.format(where=where, detail=short(str(exc)) or type(exc).__name__))
 
 
 def _connect_reason(exc: httpx.ConnectError, where: str) -> str:
@@ -197,9 +207,9 @@ def _connect_reason(exc: httpx.ConnectError, where: str) -> str:
         if isinstance(cause, ConnectionRefusedError):
             return f"connection refused to {where}"
         if isinstance(cause, ssl.SSLCertVerificationError):
-            return f"TLS certificate of {where} not trusted: {_short(cause.verify_message or str(cause))}"
+            return f"TLS certificate of {where} not trusted: {short(cause.verify_message or str(cause))}"
         if isinstance(cause, ssl.SSLError):
-            return f"TLS handshake with {where} failed: {_short(cause.reason or str(cause))}"
+            return f"TLS handshake with {where} failed: {short(cause.reason or str(cause))}"
         if isinstance(cause, socket.gaierror):
             return f"cannot resolve the host of {where}"
         cause = cause.__cause__ or cause.__context__
@@ -208,13 +218,8 @@ def _connect_reason(exc: httpx.ConnectError, where: str) -> str:
     if "refused" in text:
         return f"connection refused to {where}"
     if "certificate" in text or "ssl" in text:
-        return f"TLS handshake with {where} failed: {_short(str(exc))}"
-    return f"cannot connect to {where}: {_short(str(exc)) or 'connection failed'}"
-
-
-def _short(text: str, limit: int = 120) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+        return f"TLS handshake with {where} failed: {short(str(exc))}"
+    return f"cannot connect to {where}: {short(str(exc)) or 'connection failed'}"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -286,9 +291,7 @@ class RestTransport(Transport):
         headers = {"User-Agent": f"chat-loadgen/{__version__}"}
         self._secret = config.api_key or None
         if self._secret is not None:
-            if not (self._secret.isascii() and self._secret.isprintable()) or any(c.isspace() for c in self._secret):
-                raise ConfigError("the API key holds characters an HTTP header cannot carry")
-            headers["Authorization"] = f"Bearer {self._secret}"
+            headers[AUTH_HEADER] = bearer(self._secret)
         _quieten_http_logs()
         self._client = httpx.Client(
             verify=shared_ssl_context(config.tls_verify) if url.scheme == "https" else _plain_http_context(),
@@ -304,10 +307,10 @@ class RestTransport(Transport):
         http_request = self._client.build_request(
             "POST",
             self._url,
-            content=orjson.dumps(self._body(request)),
+            content=encode_request(request, model=self._model),
             headers={
-                "Accept": "text/event-stream" if request.stream else "application/json",
-                "Content-Type": "application/json",
+                "Accept": sse.CONTENT_TYPE if request.stream else JSON_CONTENT_TYPE,
+                "Content-Type": JSON_CONTENT_TYPE,
             },
             timeout=httpx.Timeout(turn_timeout, connect=min(self.config.connect_timeout_s, turn_timeout)),
         )
@@ -325,7 +328,7 @@ class RestTransport(Transport):
             if not 200 <= response.status_code < 300:
                 raise self._status_error(response)
             content_type = response.headers.get("content-type", "").lower()
-            streamed = "text/event-stream" in content_type if content_type else request.stream
+            streamed = sse.CONTENT_TYPE in content_type if content_type else request.stream
             if streamed:
                 encoding = response.headers.get("content-encoding", "identity").strip().lower()
                 # no content coding: the pieces straight from the connection, skipping httpx's decoder and
@@ -340,20 +343,8 @@ class RestTransport(Transport):
             with contextlib.suppress(*HTTPX_EXCEPTIONS):
                 response.close()
 
-    def _body(self, request: ChatRequest) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "model": self._model or request.model,
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
-            "max_tokens": request.max_tokens,
-            "stream": request.stream,
-        }
-        if request.stream:
-            body["stream_options"] = {"include_usage": True}
-        if request.session_id is not None:
-            body["session_id"] = request.session_id
-        return body
-
     def _read_stream(self, pieces: Iterable[bytes], t_sent: float, t_first_byte: float) -> Reply:
+        # long on purpose: the measured per-token hot path, inlined (reports/BENCHMARKS.md: REST 0.74x -> 0.94x)
         lines = LineSplitter()
         parser = SSEParser()
         parts: list[str] = []
@@ -428,33 +419,16 @@ class RestTransport(Transport):
             if not finished:
                 raise ProtocolError("stream ended early")
             t_done = time.perf_counter()
-        # one token per content chunk, unless usage says otherwise: then spread its count evenly (first included)
-        per_chunk = 1.0
-        if usage is not None and usage.completion_tokens > 0 and times:
-            per_chunk = usage.completion_tokens / len(times)
-        return Reply(
-            text="".join(parts),
-            t_sent=t_sent,
-            t_done=t_done,
-            t_first_byte=t_first_byte,
-            chunk_times=times,
-            chunk_tokens=[per_chunk] * len(times),
-            usage=usage,
+        # no OpenAI chunk says how many tokens it carries: one each, or usage's count spread evenly over them all
+        return streamed_reply(
+            parts, times, [0.0] * len(times), usage, t_sent=t_sent, t_first_byte=t_first_byte, t_done=t_done
         )
 
     def _read_whole(self, response: httpx.Response, t_sent: float, t_first_byte: float) -> Reply:
         body = response.read()
         t_done = time.perf_counter()
         chunk = parse_chat_completion(body.decode("utf-8", errors="replace"))
-        reply = Reply(
-            text=chunk.content or "", t_sent=t_sent, t_done=t_done, t_first_byte=t_first_byte, usage=chunk.usage
-        )
-        if chunk.content:
-            # one chunk carrying the whole reply; without usage its token count is unknown and counted as 1
-            reply.chunk_times.append(t_done)
-            tokens = chunk.usage.completion_tokens if chunk.usage is not None else 0
-            reply.chunk_tokens.append(float(tokens) if tokens > 0 else 1.0)
-        return reply
+        return whole_reply(chunk.content or "", chunk.usage, t_sent=t_sent, t_first_byte=t_first_byte, t_done=t_done)
 
     def _status_error(self, response: httpx.Response) -> ServerError:
         body = bytearray()
