@@ -9,6 +9,9 @@ request; a transport reports it as a :class:`ProtocolError`).
 
 from __future__ import annotations
 
+#: How far :func:`cause_of` follows a chain of causes.
+CAUSE_DEPTH = 8
+
 
 class LoadgenError(Exception):
     """Base of every error this project raises on purpose."""
@@ -65,3 +68,17 @@ class RetentionFailure(LoadgenError):
     """The reply did not contain a fact planted earlier in the conversation. Not a transport error."""
 
     kind = "retention"
+
+
+def cause_of(exc: BaseException, *types: type[BaseException]) -> BaseException | None:
+    """The first exception of one of ``types`` in ``exc``'s chain (itself, its ``__cause__`` or ``__context__``, and
+    theirs, up to :data:`CAUSE_DEPTH` deep), or ``None``: what a library's error was really about (a refused
+    connection, a TLS certificate, a name that does not resolve)."""
+    cause: BaseException | None = exc
+    for _ in range(CAUSE_DEPTH):
+        if cause is None:
+            return None
+        if isinstance(cause, types):
+            return cause
+        cause = cause.__cause__ or cause.__context__
+    return None

@@ -287,24 +287,7 @@ class ChatService:
         reply = self.responder.reply(context, request.max_tokens)
         request_id = f"{self._id_prefix}{next(self._ids):x}"
         generation = GenerationRequest(request_id, prompt, reply, request.max_tokens, received_at)
-        first: TokenChunk | None = None
-        exhausted = False
-        try:
-            iterator = self.engine.generate(generation)
-            lazy = inspect.isasyncgen(iterator)  # (a bool, not a type guard: keeps the iterator's type)
-            if lazy:
-                # a plain async generator admits only when first iterated: take its first chunk now, so that
-                # EngineOverloaded still comes out of chat() (before the front starts streaming)
-                try:
-                    first = await iterator.__anext__()
-                except StopAsyncIteration:
-                    exhausted = True
-        except EngineOverloaded:
-            counts["overloaded"] += 1
-            raise
-        except EngineRequestError as exc:
-            counts["bad_requests"] += 1
-            raise BadChatRequest(str(exc) or "the engine cannot serve this request") from exc
+        iterator, first, exhausted = await self._admit(generation)
         counts["accepted"] += 1
         counts["prompt_tokens"] += prompt_tokens
         self.active += 1
@@ -323,6 +306,31 @@ class ChatService:
         )
 
     # -- helpers -------------------------------------------------------------------------------------------------
+
+    async def _admit(self, generation: GenerationRequest) -> tuple[AsyncIterator[TokenChunk], TokenChunk | None, bool]:
+        """The engine's iterator for ``generation``, its first chunk when taken already, and whether it is empty.
+
+        A plain async generator admits only when first iterated: its first chunk is taken now, so that
+        :class:`EngineOverloaded` still comes out of :meth:`chat` (before the front starts streaming). An
+        :class:`EngineRequestError` here is the request's fault: a :class:`BadChatRequest`.
+        """
+        first: TokenChunk | None = None
+        exhausted = False
+        try:
+            iterator = self.engine.generate(generation)
+            lazy = inspect.isasyncgen(iterator)  # (a bool, not a type guard: keeps the iterator's type)
+            if lazy:
+                try:
+                    first = await iterator.__anext__()
+                except StopAsyncIteration:
+                    exhausted = True
+        except EngineOverloaded:
+            self.counts["overloaded"] += 1
+            raise
+        except EngineRequestError as exc:
+            self.counts["bad_requests"] += 1
+            raise BadChatRequest(str(exc) or "the engine cannot serve this request") from exc
+        return iterator, first, exhausted
 
     def authorize(self, api_key: str | None) -> None:
         """Raise :class:`Unauthorized` unless ``api_key`` is right (or the server requires none). ``chat()``

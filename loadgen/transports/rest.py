@@ -18,8 +18,8 @@ Timing, as close to the wire as httpx allows (``time.perf_counter()``):
   arrives, whatever its size: never held back to fill a buffer), before any decoding or parsing;
 - ``t_done``: the ``[DONE]`` line, or the end of the body when a stream ends on a ``finish_reason``.
 
-Errors come out as :mod:`loadgen.errors` (see :data:`HTTPX_ERRORS`), chaining the httpx exception; the API
-key never appears in a reason.
+Errors come out as :mod:`loadgen.errors` (one table: :mod:`loadgen.transports.httpx_errors`), chaining the httpx
+exception; the API key never appears in a reason.
 """
 
 from __future__ import annotations
@@ -27,19 +27,24 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import socket
 import ssl
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 import httpcore  # noqa: F401 - httpx imports it on the first Client (~70 ms with trio installed): not mid-load
 import httpx
 
 from loadgen import __version__
-from loadgen.errors import ConfigError, ConnectError, ProtocolError, ServerError, TransportError, TurnTimeout
+from loadgen.errors import ConfigError, ProtocolError, ServerError, TurnTimeout
 from loadgen.transports.base import Transport, TransportConfig
+from loadgen.transports.httpx_errors import (
+    HTTPX_ERRORS,
+    HTTPX_EXCEPTIONS,
+    READ_FAILURES,
+    ErrorRule,
+    map_httpx_error,
+)
 from loadgen.transports.replies import streamed_reply, whole_reply
 from loadgen.types import ChatRequest, Reply, Usage
 from loadgen.wire import sse
@@ -56,13 +61,12 @@ from loadgen.wire.openai import (
     parse_chat_completion,
 )
 from loadgen.wire.sse import LineSplitter, SSEParser
-from loadgen.wire.text import redact_url, short
+from loadgen.wire.text import redact_url
 
 DEFAULT_PATH = CHAT_PATH
 #: At most this much of an error response's body is read for its message.
 ERROR_BODY_LIMIT = 16 * 1024
 
-Phase = Literal["send", "body"]
 
 # ---------------------------------------------------------------------------------------------------------------
 # per-process set-up, done on first use (never at import: Locust may fork after importing the locustfile)
@@ -103,123 +107,6 @@ def _quieten_http_logs() -> None:
         for name in ("httpx", "httpcore"):
             logging.getLogger(name).setLevel(logging.WARNING)
         _logs_quietened = True
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# httpx exceptions -> loadgen.errors
-
-
-@dataclass(frozen=True, slots=True)
-class ErrorRule:
-    """How one httpx exception class becomes a :class:`TransportError`.
-
-    ``reason`` may use ``{where}`` (``host:port``) and ``{detail}`` (httpx's own message, shortened);
-    ``while_streaming`` replaces it when the exception came while reading the body.
-    """
-
-    error: type[TransportError]
-    reason: str
-    while_streaming: str | None = None
-
-
-#: Every httpx exception class, concrete ones and their bases alike; :func:`map_httpx_error` uses the nearest
-#: class in the exception's MRO. A test walks httpx's hierarchy and fails on any class missing here.
-HTTPX_ERRORS: dict[type[Exception], ErrorRule] = {
-    # timeouts: say which phase
-    httpx.ConnectTimeout: ErrorRule(TurnTimeout, "connect timeout to {where}"),
-    httpx.ReadTimeout: ErrorRule(
-        TurnTimeout, "timed out waiting for response headers", "read timeout while streaming the reply"
-    ),
-    httpx.WriteTimeout: ErrorRule(TurnTimeout, "timed out sending the request"),
-    httpx.PoolTimeout: ErrorRule(TurnTimeout, "timed out waiting for a free connection"),
-    httpx.TimeoutException: ErrorRule(TurnTimeout, "timed out", "timed out while streaming the reply"),
-    # the network
-    httpx.ConnectError: ErrorRule(ConnectError, "cannot connect to {where}: {detail}"),  # refined below
-    httpx.ReadError: ErrorRule(
-        ProtocolError, "connection lost waiting for the response: {detail}", "stream ended early: {detail}"
-    ),
-    httpx.WriteError: ErrorRule(ConnectError, "connection lost sending the request: {detail}"),
-    httpx.CloseError: ErrorRule(ConnectError, "error closing the connection: {detail}"),
-    httpx.NetworkError: ErrorRule(ConnectError, "network error: {detail}"),
-    httpx.ProxyError: ErrorRule(ConnectError, "proxy error: {detail}"),
-    httpx.UnsupportedProtocol: ErrorRule(ConnectError, "unsupported URL scheme: {detail}"),
-    httpx.TransportError: ErrorRule(ConnectError, "transport error: {detail}"),
-    # HTTP itself
-    httpx.RemoteProtocolError: ErrorRule(
-        ProtocolError, "server broke off before answering: {detail}", "stream ended early: {detail}"
-    ),
-    httpx.LocalProtocolError: ErrorRule(ProtocolError, "could not form a valid HTTP request: {detail}"),
-    httpx.ProtocolError: ErrorRule(ProtocolError, "HTTP protocol error: {detail}"),
-    httpx.DecodingError: ErrorRule(ProtocolError, "could not decode the response body: {detail}"),
-    httpx.TooManyRedirects: ErrorRule(ProtocolError, "too many redirects"),
-    httpx.RequestError: ErrorRule(ConnectError, "request failed: {detail}"),
-    httpx.HTTPStatusError: ErrorRule(ServerError, "HTTP error status: {detail}"),
-    httpx.HTTPError: ErrorRule(ConnectError, "HTTP error: {detail}"),
-    # raised outside the HTTPError tree
-    httpx.InvalidURL: ErrorRule(ConnectError, "invalid URL: {detail}"),
-    httpx.CookieConflict: ErrorRule(ProtocolError, "conflicting cookies: {detail}"),
-    httpx.StreamConsumed: ErrorRule(ProtocolError, "response stream already consumed"),
-    httpx.StreamClosed: ErrorRule(ProtocolError, "response stream already closed"),
-    httpx.ResponseNotRead: ErrorRule(ProtocolError, "response body not read"),
-    httpx.RequestNotRead: ErrorRule(ProtocolError, "request body not read"),
-    httpx.StreamError: ErrorRule(ProtocolError, "response stream error: {detail}"),
-}
-
-#: What ``except`` catches around httpx calls: the roots of every class in :data:`HTTPX_ERRORS`.
-HTTPX_EXCEPTIONS: tuple[type[Exception], ...] = (
-    httpx.HTTPError,
-    httpx.InvalidURL,
-    httpx.CookieConflict,
-    httpx.StreamError,
-)
-
-#: What can end the reading of a body early: an httpx error or the whole-turn deadline.
-_READ_FAILURES: tuple[type[Exception], ...] = (*HTTPX_EXCEPTIONS, TurnTimeout)
-
-
-def map_httpx_error(exc: Exception, *, where: str = "the server", phase: Phase = "send") -> TransportError:
-    """The :class:`TransportError` for an httpx exception (the caller chains it: ``raise ... from exc``).
-
-    ``where`` is ``host:port`` (never a URL with credentials); ``phase`` is ``"send"`` (connect, write, wait
-    for the headers) or ``"body"`` (reading the reply).
-    """
-    rule = next((HTTPX_ERRORS[cls] for cls in type(exc).__mro__ if cls in HTTPX_ERRORS), None)
-    if rule is None:
-        return ProtocolError(f"unexpected {type(exc).__name__}: {short(str(exc))}")
-    if isinstance(exc, httpx.ConnectError):
-        return ConnectError(_connect_reason(exc, where))
-    if isinstance(exc, httpx.HTTPStatusError):
-        status = exc.response.status_code
-        try:
-            text = exc.response.text
-        except httpx.ResponseNotRead:
-            text = ""
-        return error_from_body(text or exc.response.reason_phrase, prefix=f"HTTP {status}", status=status)
-    template = rule.while_streaming if phase == "body" and rule.while_streaming else rule.reason
-    return rule.error(template.format(where=where, detail=short(str(exc)) or type(exc).__name__))
-
-
-def _connect_reason(exc: httpx.ConnectError, where: str) -> str:
-    """Say why a connect failed (e.g. ``connection refused to 127.0.0.1:8000``) from the OS error httpx chained."""
-    cause: BaseException | None = exc
-    seen = 0
-    while cause is not None and seen < 8:
-        if isinstance(cause, ConnectionRefusedError):
-            return f"connection refused to {where}"
-        if isinstance(cause, ssl.SSLCertVerificationError):
-            return f"TLS certificate of {where} not trusted: {short(cause.verify_message or str(cause))}"
-        if isinstance(cause, ssl.SSLError):
-            return f"TLS handshake with {where} failed: {short(cause.reason or str(cause))}"
-        if isinstance(cause, socket.gaierror):
-            return f"cannot resolve the host of {where}"
-        cause = cause.__cause__ or cause.__context__
-        seen += 1
-    text = str(exc).lower()
-    if "refused" in text:
-        return f"connection refused to {where}"
-    if "certificate" in text or "ssl" in text:
-        return f"TLS handshake with {where} failed: {short(str(exc))}"
-    return f"cannot connect to {where}: {short(str(exc)) or 'connection failed'}"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -411,7 +298,7 @@ class RestTransport(Transport):
                         finished = True
                     if chunk.usage is not None:
                         usage = chunk.usage
-        except _READ_FAILURES:
+        except READ_FAILURES:
             if t_done is None:
                 raise
             # the reply was complete at [DONE]; only the tail of the body failed
@@ -437,7 +324,7 @@ class RestTransport(Transport):
                 body += piece
                 if len(body) >= ERROR_BODY_LIMIT:
                     break
-        except _READ_FAILURES:
+        except READ_FAILURES:
             pass  # the status alone says enough
         text = body[:ERROR_BODY_LIMIT].decode("utf-8", errors="replace").strip()
         status = response.status_code

@@ -47,7 +47,7 @@ from typing import Any, Final
 
 import aiormq.exceptions as amqp_exc
 
-from loadgen.errors import WireError
+from loadgen.errors import WireError, cause_of
 from loadgen.types import ChatMessage, ChatRequest, Usage
 from loadgen.wire.auth import AUTH_HEADER
 from loadgen.wire.status import AMQP_CODES, STATUS, Failure
@@ -277,15 +277,11 @@ def connect_failure_reason(exc: BaseException, *, where: str, user: str, timeout
         return f"connect timeout to the broker at {where} after {timeout_s:g}s"
     if isinstance(exc, amqp_exc.ProbableAuthenticationError | amqp_exc.AuthenticationError):
         return f"the broker at {where} refused the login of user {user!r} (wrong password?)"
-    cause: BaseException | None = exc
-    seen = 0
-    while cause is not None and seen < 8:
-        if isinstance(cause, ssl.SSLCertVerificationError):
-            return f"TLS certificate of the broker at {where} not trusted: {cause.verify_message}"
-        if isinstance(cause, ssl.SSLError):
-            return f"TLS handshake with the broker at {where} failed: {cause.reason or cause}"
-        cause = cause.__cause__ or cause.__context__
-        seen += 1
+    cause = cause_of(exc, ssl.SSLError)
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        return f"TLS certificate of the broker at {where} not trusted: {cause.verify_message}"
+    if isinstance(cause, ssl.SSLError):
+        return f"TLS handshake with the broker at {where} failed: {cause.reason or cause}"
     text = short(str(exc))
     lower = text.lower()
     code = exc.errno if isinstance(exc, OSError) else None

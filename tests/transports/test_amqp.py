@@ -36,7 +36,8 @@ from loadgen.errors import (
 from loadgen.server.app import RunningServer, run_in_thread
 from loadgen.server.config import ServerConfig, SimEngineConfig
 from loadgen.transports import make_transport
-from loadgen.transports.amqp import AmqpTransport, _Turn, open_clients, parse_target, reply_error
+from loadgen.transports.amqp import AmqpTransport, open_clients, parse_target, reply_error
+from loadgen.transports.amqp_client import Turn
 from loadgen.transports.base import TransportConfig
 from loadgen.types import ChatMessage, ChatRequest, Usage
 from loadgen.wire.amqp import (
@@ -145,9 +146,9 @@ class _FakeFuture:
         self.error, self.is_done = exc, True
 
 
-def _turn(stream: bool = True) -> tuple[_Turn, _FakeFuture]:
+def _turn(stream: bool = True) -> tuple[Turn, _FakeFuture]:
     future = _FakeFuture()
-    return _Turn(stream, future), future  # type: ignore[arg-type]
+    return Turn(stream, future), future  # type: ignore[arg-type]
 
 
 def test_turn_assembles_a_stream() -> None:
