@@ -26,10 +26,17 @@ def fill_token_counts(tokens: list[float], usage: Usage | None) -> None:
         tokens[i] = share
 
 
+def even_token_counts(chunks: int, usage: Usage | None) -> list[float]:
+    """The counts of ``chunks`` chunks none of which said its own: :func:`fill_token_counts` of as many zeros,
+    without a pass over them (the REST transport's case, once per turn)."""
+    share = usage.completion_tokens / chunks if usage is not None and usage.completion_tokens > 0 and chunks else 1.0
+    return [share] * chunks
+
+
 def streamed_reply(
     parts: list[str],
     chunk_times: list[float],
-    chunk_tokens: list[float],
+    chunk_tokens: list[float] | None,
     usage: Usage | None,
     *,
     t_sent: float,
@@ -37,8 +44,11 @@ def streamed_reply(
     t_done: float,
 ) -> Reply:
     """The reply of a stream: ``parts[i]`` arrived at ``chunk_times[i]`` carrying ``chunk_tokens[i]`` tokens (0:
-    unknown, filled in here; the list is used as it is)."""
-    fill_token_counts(chunk_tokens, usage)
+    unknown, filled in here; the list is used as it is; ``None``: no chunk said)."""
+    if chunk_tokens is None:
+        chunk_tokens = even_token_counts(len(chunk_times), usage)
+    else:
+        fill_token_counts(chunk_tokens, usage)
     return Reply(
         text="".join(parts),
         t_sent=t_sent,
@@ -60,4 +70,4 @@ def whole_reply(text: str, usage: Usage | None, *, t_sent: float, t_first_byte: 
     return reply
 
 
-__all__ = ["fill_token_counts", "streamed_reply", "whole_reply"]
+__all__ = ["even_token_counts", "fill_token_counts", "streamed_reply", "whole_reply"]

@@ -307,9 +307,7 @@ class RestTransport(Transport):
                 raise ProtocolError("stream ended early")
             t_done = time.perf_counter()
         # no OpenAI chunk says how many tokens it carries: one each, or usage's count spread evenly over them all
-        return streamed_reply(
-            parts, times, [0.0] * len(times), usage, t_sent=t_sent, t_first_byte=t_first_byte, t_done=t_done
-        )
+        return streamed_reply(parts, times, None, usage, t_sent=t_sent, t_first_byte=t_first_byte, t_done=t_done)
 
     def _read_whole(self, response: httpx.Response, t_sent: float, t_first_byte: float) -> Reply:
         body = response.read()
