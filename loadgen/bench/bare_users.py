@@ -10,6 +10,8 @@ from typing import Any
 
 from locust import User, constant, task
 
+from loadgen.wire.openai import CHAT_PATH
+
 MAX_TOKENS = int(os.environ.get("LOADGEN_BENCH_MAX_TOKENS", "64"))
 _MESSAGES = [
     {"role": "system", "content": "You are a helpful travel agent."},
@@ -45,7 +47,7 @@ class BareRestUser(User):
         exc: Exception | None = None
         length = 0
         try:
-            with self.client.stream("POST", "/v1/chat/completions", json=body) as response:
+            with self.client.stream("POST", CHAT_PATH, json=body) as response:
                 response.raise_for_status()
                 for line in response.iter_lines():  # to the end, so that the connection is reused
                     if line.startswith("data: "):

@@ -1,6 +1,8 @@
 """The AMQP front of the reference server: chat turns as request/reply through RabbitMQ (aio-pika).
 
-Wire format: :mod:`loadgen.amqp_wire`. An aio-pika consumer in the server's own event loop, over the same
+A thin adapter over the wire contract: messages, headers and URL helpers are :mod:`loadgen.wire.amqp`, the key
+is read by :func:`loadgen.wire.auth.parse_bearer`, a failure is answered with the code of its row of
+:mod:`loadgen.wire.status`. An aio-pika consumer in the server's own event loop, over the same
 :class:`ChatService` as every other front:
 
 - one robust connection to ``config.amqp_url`` (it reconnects, re-declares the queue and re-subscribes by
@@ -23,7 +25,8 @@ Wire format: :mod:`loadgen.amqp_wire`. An aio-pika consumer in the server's own 
 
 Errors (see :mod:`loadgen.server.fronts`) are a final message with ``error.code``: ``bad_request``
 (:class:`BadChatRequest`, malformed JSON), ``unauthorized`` (wrong or missing key, sent as the header
-``authorization: Bearer <key>``), ``overloaded`` (:class:`EngineOverloaded`), ``internal``.
+``authorization: Bearer <key>``), ``overloaded`` (:class:`EngineOverloaded`), ``engine_stopped`` (the engine
+stopped mid-reply), ``internal``.
 
 :meth:`AmqpFront.start` returns the broker URL as given, credentials included, with ``?queue=NAME``: the
 embedded launcher hands it to clients on the same machine. It is never logged (only with the password hidden).
@@ -43,30 +46,29 @@ import aiormq.exceptions as amqp_exc
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustChannel, AbstractRobustConnection, AbstractRobustQueue
 from yarl import URL
 
-from loadgen.amqp_wire import (
-    AUTH_HEADER,
-    BAD_REQUEST,
+from loadgen.errors import WireError
+from loadgen.server.fronts import Front
+from loadgen.server.service import failure_message, failure_of
+from loadgen.types import Usage
+from loadgen.wire.amqp import (
     CHUNK_TYPE,
     CONTENT_TYPE,
-    INTERNAL,
-    OVERLOADED,
     SENT_AT_HEADER,
-    UNAUTHORIZED,
     Chunk,
-    WireError,
+    broker_user,
+    broker_where,
     connect_failure_reason,
     decode_request,
     encode_chunk,
-    error_chunk,
+    failure_chunk,
     quiet_frame_logs,
     split_target,
     with_queue,
+    with_reconnect_interval,
 )
-from loadgen.server.engines.base import EngineOverloaded, EngineRequestError
-from loadgen.server.fronts import Front
-from loadgen.server.service import BadChatRequest, Unauthorized
-from loadgen.transports import redact_url
-from loadgen.types import Usage
+from loadgen.wire.auth import AUTH_HEADER, parse_bearer
+from loadgen.wire.status import Failure
+from loadgen.wire.text import redact_url
 
 if TYPE_CHECKING:
     from loadgen.server.config import ServerConfig
@@ -78,8 +80,6 @@ log = logging.getLogger(__name__)
 STOP_GRACE_S = 1.0
 #: Connecting to the broker at start (and each step of the set-up) may take this long.
 CONNECT_TIMEOUT_S = 10.0
-#: Seconds between reconnection attempts after a lost connection (a URL's own ``reconnect_interval`` wins).
-RECONNECT_INTERVAL_S = 1.0
 
 
 class AmqpFrontError(RuntimeError):
@@ -87,16 +87,8 @@ class AmqpFrontError(RuntimeError):
 
 
 def bearer_key(headers: dict[str, Any] | None) -> str | None:
-    """The API key of an ``authorization: Bearer <key>`` header (``None`` without one)."""
-    value = (headers or {}).get(AUTH_HEADER)
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", errors="replace")
-    if not isinstance(value, str):
-        return None
-    scheme, _, token = value.strip().partition(" ")
-    if scheme.lower() == "bearer":
-        return token.strip() or None
-    return value.strip() or None
+    """The API key of the ``authorization`` header, read by the one rule of :mod:`loadgen.wire.auth`."""
+    return parse_bearer((headers or {}).get(AUTH_HEADER))
 
 
 def deadline_of(message: AbstractIncomingMessage) -> float | None:
@@ -135,16 +127,14 @@ class AmqpFront(Front):
         try:
             broker_url, _ = split_target(self.config.amqp_url)  # a ?queue= in the URL gives way to amqp_queue
             url = urllib.parse.urlsplit(broker_url)
-            port = url.port
+            _port = url.port  # ValueError for a port that is not a number
             with_queue(broker_url, queue_name)  # validates the name
         except (ValueError, WireError) as exc:
             raise AmqpFrontError(f"bad AMQP URL or queue: {exc}") from None
         if url.scheme.lower() not in ("amqp", "amqps") or not url.hostname:
             raise AmqpFrontError("the AMQP URL must be amqp(s)://user:pass@host[:port]/vhost")
-        host = url.hostname
-        self._where = f"{host}:{port or (5671 if url.scheme.lower() == 'amqps' else 5672)}"
-        if "reconnect_interval" not in urllib.parse.parse_qs(url.query):
-            broker_url = str(URL(broker_url).update_query(reconnect_interval=f"{RECONNECT_INTERVAL_S:g}"))
+        self._where = broker_where(broker_url)
+        broker_url = with_reconnect_interval(broker_url)
         quiet_frame_logs()
         connection = aio_pika.RobustConnection(
             URL(broker_url), client_properties={"connection_name": f"chat-loadgen server ({queue_name})"}
@@ -162,7 +152,7 @@ class AmqpFront(Front):
             if isinstance(exc, AmqpFrontError | asyncio.CancelledError):
                 raise
             reason = connect_failure_reason(
-                exc, where=self._where, user=urllib.parse.unquote(url.username or "guest"), timeout_s=CONNECT_TIMEOUT_S
+                exc, where=self._where, user=broker_user(broker_url), timeout_s=CONNECT_TIMEOUT_S
             )
             raise AmqpFrontError(f"AMQP front cannot start: {reason}") from exc
         connection.close_callbacks.add(self._on_connection_lost)
@@ -265,23 +255,10 @@ class AmqpFront(Front):
         replier = _Replier(self, message, reply_to)
         try:
             request = decode_request(message.body, default_max_tokens=self.config.default_max_tokens)
-        except WireError as exc:
-            await replier.error(BAD_REQUEST, str(exc))
-            return
-        try:
-            stream = await self.service.chat(request, api_key=bearer_key(message.headers), received_at=received_at)
-        except Unauthorized as exc:
-            await replier.error(UNAUTHORIZED, str(exc) or "missing or wrong API key")
-            return
-        except (BadChatRequest, EngineRequestError) as exc:
-            await replier.error(BAD_REQUEST, str(exc) or "bad request")
-            return
-        except EngineOverloaded as exc:
-            await replier.error(OVERLOADED, str(exc) or "the engine is at capacity")
-            return
+            api_key = bearer_key(message.headers)
+            stream = await self.service.chat(request, api_key=api_key, received_at=received_at)
         except Exception as exc:
-            log.exception("AMQP front: the chat service failed")
-            await replier.error(INTERNAL, f"{type(exc).__name__}: {exc}")
+            await replier.fail(exc)
             return
         try:
             await self._stream(replier, stream, streaming=request.stream, deadline=deadline)
@@ -301,12 +278,8 @@ class AmqpFront(Front):
                 if deadline is not None and time.time() > deadline:
                     self.counts["expired"] += 1
                     return  # the client has stopped waiting: stop generating (aclose frees the slot)
-        except EngineOverloaded as exc:
-            await replier.error(OVERLOADED, str(exc) or "the engine is at capacity")
-            return
         except Exception as exc:
-            log.exception("AMQP front: the engine failed mid-stream")
-            await replier.error(INTERNAL, f"{type(exc).__name__}: {exc}")
+            await replier.fail(exc)
             return
         usage = Usage(prompt_tokens=stream.prompt_tokens, completion_tokens=stream.completion_tokens)
         final = Chunk(
@@ -357,9 +330,13 @@ class _Replier:
             self.seq += 1
         return ok
 
-    async def error(self, code: str, message: str) -> None:
+    async def fail(self, exc: Exception) -> None:
+        """Answer ``exc`` with the error reply of its row of the status table (an internal error is logged)."""
+        failure = failure_of(exc)
+        if failure is Failure.INTERNAL:
+            log.error("AMQP front: a request failed", exc_info=exc)
         self._front.counts["errors"] += 1
-        await self.send(error_chunk(self.seq, code, message))
+        await self.send(failure_chunk(self.seq, failure, failure_message(failure, exc)))
 
 
 __all__ = ["AmqpFront", "AmqpFrontError", "bearer_key", "deadline_of"]

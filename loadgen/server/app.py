@@ -2,7 +2,8 @@
 
 :func:`serve` runs it in the current event loop until ``stop`` is set or SIGTERM/SIGINT arrives (signals are
 handled when it runs in the main thread). :func:`run_in_thread` runs it in a thread with its own event loop,
-for tests and embedding: ``with run_in_thread(config) as server: server.urls["rest"]``.
+for tests and embedding: ``with run_in_thread(config) as server: server.urls["rest"]``. Either takes an engine
+made elsewhere in place of the one ``config`` names (``engine=``), e.g. a test engine that fails on cue.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from loadgen.server.engines.base import Engine
 from loadgen.server.fronts import Front
 from loadgen.server.service import ChatService
 from loadgen.server.sessions import SessionStore
+from loadgen.wire.text import redact_url
 
 logger = logging.getLogger(__name__)
 
@@ -63,11 +65,13 @@ async def serve(
     on_ready: Callable[[dict[str, str]], None] | None = None,
     stop: asyncio.Event | None = None,
     on_service: Callable[[ChatService], None] | None = None,
+    engine: Engine | None = None,
 ) -> None:
     """Run the server until ``stop`` is set (or SIGTERM/SIGINT in the main thread), then stop cleanly.
 
     ``on_ready({front: url})`` is called once every enabled front accepts requests; ``on_service`` gets the
-    chat service first (tests use it to look inside).
+    chat service first (tests use it to look inside). ``engine`` (not started yet) replaces the one ``config``
+    names; it is started and stopped here all the same.
     """
     names = enabled_fronts(config)
     if not names:
@@ -81,13 +85,13 @@ async def serve(
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(sig, stop.set)
                 handled.append(sig)
-    engine: Engine | None = None
+    running: Engine | None = None
     fronts: list[Front] = []
     try:
-        engine = make_engine(config)
-        await engine.start()
+        running = engine if engine is not None else make_engine(config)
+        await running.start()
         sessions = SessionStore(config.session_capacity, config.session_ttl_s)
-        service = ChatService(engine, sessions, config)
+        service = ChatService(running, sessions, config)
         if on_service is not None:
             on_service(service)
         urls: dict[str, str] = {}
@@ -95,7 +99,7 @@ async def serve(
             front = cls(service, config)
             urls[name] = await front.start()
             fronts.append(front)
-            logger.info("%s front ready at %s", name, _safe_url(urls[name]))
+            logger.info("%s front ready at %s", name, redact_url(urls[name]))
         if on_ready is not None:
             on_ready(dict(urls))
         await stop.wait()
@@ -105,8 +109,8 @@ async def serve(
             loop.remove_signal_handler(sig)
         for front in reversed(fronts):
             await _bounded(front.stop(), f"{front.name} front")
-        if engine is not None:
-            await _bounded(engine.stop(), "engine")
+        if running is not None:
+            await _bounded(running.stop(), "engine")
 
 
 async def _bounded(coro: Coroutine[Any, Any, None], what: str) -> None:
@@ -118,17 +122,19 @@ async def _bounded(coro: Coroutine[Any, Any, None], what: str) -> None:
         logger.exception("%s failed to stop cleanly", what)
 
 
-def _safe_url(url: str) -> str:
-    from loadgen.transports import redact_url
-
-    return redact_url(url)
-
-
 class RunningServer:
     """The server running in a thread with its own event loop. Use as a context manager, or ``stop()``."""
 
-    def __init__(self, config: ServerConfig, *, start_timeout_s: float = 30.0, stop_timeout_s: float = 20.0) -> None:
+    def __init__(
+        self,
+        config: ServerConfig,
+        *,
+        start_timeout_s: float = 30.0,
+        stop_timeout_s: float = 20.0,
+        engine: Engine | None = None,
+    ) -> None:
         self.config = config
+        self.engine = engine
         self.start_timeout_s = start_timeout_s
         self.stop_timeout_s = stop_timeout_s
         self.urls: dict[str, str] = {}
@@ -168,7 +174,7 @@ class RunningServer:
         def got_service(service: ChatService) -> None:
             self.service = service
 
-        await serve(self.config, on_ready=ready, stop=self._stop_event, on_service=got_service)
+        await serve(self.config, on_ready=ready, stop=self._stop_event, on_service=got_service, engine=self.engine)
 
     def call(self, coro: Coroutine[Any, Any, T], timeout_s: float = 30.0) -> T:
         """Run a coroutine in the server's event loop and return its result (for tests)."""
@@ -211,13 +217,18 @@ class RunningServer:
 
 
 def run_in_thread(
-    config: ServerConfig, *, start_timeout_s: float = 30.0, stop_timeout_s: float = 20.0
+    config: ServerConfig,
+    *,
+    start_timeout_s: float = 30.0,
+    stop_timeout_s: float = 20.0,
+    engine: Engine | None = None,
 ) -> RunningServer:
     """Start the server in a thread (its own event loop) and wait until every front is ready.
 
     Raises what :func:`serve` raised if it failed to start, or :class:`TimeoutError`.
     """
-    return RunningServer(config, start_timeout_s=start_timeout_s, stop_timeout_s=stop_timeout_s).start()
+    server = RunningServer(config, start_timeout_s=start_timeout_s, stop_timeout_s=stop_timeout_s, engine=engine)
+    return server.start()
 
 
 __all__ = ["FRONTS", "RunningServer", "enabled_fronts", "load_front", "run_in_thread", "serve"]

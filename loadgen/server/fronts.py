@@ -1,13 +1,27 @@
 """The contract between the reference server and its fronts (REST, gRPC, AMQP).
 
-A front translates its wire format into a :class:`loadgen.types.ChatRequest`, calls
-``await service.chat(request)`` (a :class:`loadgen.server.service.ChatService`), and streams the returned
-:class:`loadgen.server.service.ChatStream` back: one wire message per :class:`TokenChunk`, usage at the end.
+A front is a thin adapter over the wire contract of its protocol (:mod:`loadgen.wire`) and the chat service: it
+decodes a request into a :class:`loadgen.types.ChatRequest` with the wire module, reads the API key with
+:func:`loadgen.wire.auth.parse_bearer`, calls ``await service.chat(request)`` (a
+:class:`loadgen.server.service.ChatService`), and streams the returned :class:`loadgen.server.service.ChatStream`
+back with the wire module's encoders: one wire message per :class:`TokenChunk`, usage at the end.
 
-Error mapping every front follows:
-- :class:`loadgen.server.engines.base.EngineOverloaded` -> HTTP 429 / gRPC RESOURCE_EXHAUSTED / AMQP error reply
-- :class:`loadgen.server.service.BadChatRequest` -> HTTP 400 / gRPC INVALID_ARGUMENT / AMQP error reply
-- a wrong or missing API key (when ``config.api_key`` is set) -> HTTP 401 / gRPC UNAUTHENTICATED / AMQP error reply
+Errors: :func:`loadgen.server.service.failure_of` names what went wrong as a :class:`~loadgen.wire.status.Failure`,
+and the front answers with that row of the status table (:mod:`loadgen.wire.status`), before the reply or in the
+middle of it:
+
+- a wrong or missing API key (when ``config.api_key`` is set) -> UNAUTHORIZED: HTTP 401 / UNAUTHENTICATED /
+  ``unauthorized``;
+- :class:`loadgen.server.service.BadChatRequest`, or a request that breaks the wire format
+  (:class:`loadgen.errors.WireError`) -> BAD_REQUEST: HTTP 400 / INVALID_ARGUMENT / ``bad_request``;
+- :class:`loadgen.server.engines.base.EngineOverloaded` -> OVERLOADED: HTTP 429 / RESOURCE_EXHAUSTED / ``overloaded``;
+- :class:`loadgen.server.engines.base.EngineRequestError` once the reply has started (the service turns one at
+  admission into a bad request): the engine stopped or failed mid-reply -> ENGINE_STOPPED: HTTP 500 / ABORTED /
+  ``engine_stopped``;
+- anything else -> INTERNAL (logged with its traceback): HTTP 500 / INTERNAL / ``internal``.
+
+The message of the answer is :func:`loadgen.server.service.failure_message`: the exception's text, or the row's
+meaning when it has none.
 """
 
 from __future__ import annotations

@@ -6,10 +6,13 @@ front. ``Chat`` streams one :class:`ChatChunk` per engine chunk and ends with a 
 response headers) goes out once :meth:`ChatService.chat` admitted the request (which, for the engines here,
 is when the first chunk is ready), as the REST front's headers do.
 
-Errors (see :mod:`loadgen.server.fronts`): :class:`EngineOverloaded` -> RESOURCE_EXHAUSTED,
-:class:`BadChatRequest` -> INVALID_ARGUMENT, :class:`Unauthorized` -> UNAUTHENTICATED (the key comes as the
-metadata ``authorization: Bearer <key>``). A client that cancels (or whose deadline passes) cancels the
-handler, which closes the :class:`ChatStream` and so frees its engine slot.
+A thin adapter over the wire contract (:mod:`loadgen.wire.grpc`): the service and method names come from the
+generated descriptor, requests and replies are converted there, the key is read from the metadata
+``authorization: Bearer <key>`` by :func:`loadgen.wire.auth.parse_bearer`, and a failure ends the call with the
+code of its row of :mod:`loadgen.wire.status` (see :mod:`loadgen.server.fronts`: RESOURCE_EXHAUSTED when
+overloaded, INVALID_ARGUMENT, UNAUTHENTICATED, ABORTED when the engine stops mid-reply, INTERNAL). A client
+that cancels (or whose deadline passes) cancels the handler, which closes the :class:`ChatStream` and so frees
+its engine slot.
 
 Also served, for stock tools (grpcurl, ghz, grpc_health_probe): the standard health service
 ``grpc.health.v1.Health`` (SERVING for ``""`` and for the chat service, NOT_SERVING once stopping) and server
@@ -30,10 +33,21 @@ from grpc_reflection.v1alpha import reflection
 
 from loadgen.errors import ConfigError
 from loadgen.grpc_gen.chat.v1 import chat_pb2
-from loadgen.server.engines.base import EngineOverloaded, EngineRequestError
 from loadgen.server.fronts import Front
-from loadgen.server.service import BadChatRequest, Unauthorized
-from loadgen.types import ChatMessage, ChatRequest
+from loadgen.server.service import failure_message, failure_of
+from loadgen.types import Usage
+from loadgen.wire.auth import AUTH_HEADER, parse_bearer
+from loadgen.wire.grpc import (
+    CHAT,
+    COMPLETE,
+    SERVICE_NAME,
+    decode_request,
+    encode_chunk,
+    encode_final,
+    encode_response,
+    status_code,
+)
+from loadgen.wire.status import Failure
 
 if TYPE_CHECKING:
     from loadgen.server.config import ServerConfig
@@ -41,7 +55,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SERVICE_NAME = chat_pb2.DESCRIPTOR.services_by_name["ChatService"].full_name  # "loadgen.chat.v1.ChatService"
 #: How long stop() lets in-flight calls finish before cancelling them.
 STOP_GRACE_S = 1.0
 
@@ -63,30 +76,11 @@ def client_url(host: str, port: int) -> str:
 
 
 def bearer_key(metadata: Iterable[tuple[str, str | bytes]] | None) -> str | None:
-    """The API key of an ``authorization: Bearer <key>`` metadata entry (``None`` without one)."""
+    """The API key of the ``authorization`` metadata entry, read by the one rule of :mod:`loadgen.wire.auth`."""
     for key, value in metadata or ():
-        if key.lower() != "authorization":
-            continue
-        text = value.decode("latin-1") if isinstance(value, bytes) else value
-        scheme, _, token = text.strip().partition(" ")
-        if scheme.lower() == "bearer":
-            return token.strip() or None
-        return text.strip() or None
+        if key.lower() == AUTH_HEADER:
+            return parse_bearer(value)
     return None
-
-
-def to_chat_request(message: chat_pb2.ChatRequest, *, stream: bool, default_max_tokens: int) -> ChatRequest:
-    """The wire request as the service's :class:`ChatRequest` (validation is the service's job)."""
-    kwargs: dict[str, Any] = {}
-    if message.model:
-        kwargs["model"] = message.model
-    return ChatRequest(
-        messages=tuple(ChatMessage(role=m.role, content=m.content) for m in message.messages),
-        max_tokens=message.max_tokens or default_max_tokens,
-        stream=stream,
-        session_id=message.session_id or None,
-        **kwargs,
-    )
 
 
 class GrpcFront(Front):
@@ -106,12 +100,12 @@ class GrpcFront(Front):
             options=[("grpc.so_reuseport", 0)],
         )
         handlers = {
-            "Chat": grpc.unary_stream_rpc_method_handler(
+            CHAT: grpc.unary_stream_rpc_method_handler(
                 self.chat,
                 request_deserializer=chat_pb2.ChatRequest.FromString,
                 response_serializer=chat_pb2.ChatChunk.SerializeToString,
             ),
-            "Complete": grpc.unary_unary_rpc_method_handler(
+            COMPLETE: grpc.unary_unary_rpc_method_handler(
                 self.complete,
                 request_deserializer=chat_pb2.ChatRequest.FromString,
                 response_serializer=chat_pb2.ChatResponse.SerializeToString,
@@ -152,7 +146,7 @@ class GrpcFront(Front):
         self, message: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[Any, Any], *, stream: bool
     ) -> ChatStream:
         received_at = time.monotonic()
-        request = to_chat_request(message, stream=stream, default_max_tokens=self.config.default_max_tokens)
+        request = decode_request(message, stream=stream, default_max_tokens=self.config.default_max_tokens)
         api_key = bearer_key(context.invocation_metadata())
         try:
             return await self.service.chat(request, api_key=api_key, received_at=received_at)
@@ -168,10 +162,10 @@ class GrpcFront(Front):
             await context.send_initial_metadata(())
             try:
                 async for chunk in chat_stream:
-                    yield chat_pb2.ChatChunk(text=chunk.text, tokens=chunk.n_tokens)
+                    yield encode_chunk(chunk.text, chunk.n_tokens)
             except Exception as exc:
                 await _abort_for(context, exc)
-            yield _final_chunk(chat_stream)
+            yield encode_final(chat_stream.finish_reason, _usage(chat_stream))
         finally:
             # completed: a no-op; aborted, or cancelled by the client (CancelledError at the yield): frees the
             # engine slot and counts the request as cancelled
@@ -190,17 +184,13 @@ class GrpcFront(Front):
                     parts.append(chunk.text)
             except Exception as exc:
                 await _abort_for(context, exc)
-            final = _final_chunk(chat_stream)
-            return chat_pb2.ChatResponse(text="".join(parts), finish_reason=final.finish_reason, usage=final.usage)
+            return encode_response("".join(parts), chat_stream.finish_reason, _usage(chat_stream))
         finally:
             await _close(chat_stream)
 
 
-def _final_chunk(chat_stream: ChatStream) -> chat_pb2.ChatChunk:
-    return chat_pb2.ChatChunk(
-        finish_reason=chat_stream.finish_reason or "stop",
-        usage=chat_pb2.Usage(prompt_tokens=chat_stream.prompt_tokens, completion_tokens=chat_stream.completion_tokens),
-    )
+def _usage(chat_stream: ChatStream) -> Usage:
+    return Usage(prompt_tokens=chat_stream.prompt_tokens, completion_tokens=chat_stream.completion_tokens)
 
 
 async def _close(chat_stream: ChatStream) -> None:
@@ -209,17 +199,12 @@ async def _close(chat_stream: ChatStream) -> None:
 
 
 async def _abort_for(context: grpc.aio.ServicerContext[Any, Any], exc: Exception) -> NoReturn:
-    """End the call with the status the front contract gives ``exc``; anything else is INTERNAL (and logged)."""
-    if isinstance(exc, EngineOverloaded):
-        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc) or "the engine is at capacity")
-    if isinstance(exc, BadChatRequest):
-        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc) or "bad request")
-    if isinstance(exc, Unauthorized):
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc) or "missing or wrong API key")
-    if isinstance(exc, EngineRequestError):  # mid-stream (chat() turns it into BadChatRequest before): stopping
-        await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc) or "the engine stopped")
-    log.exception("chat request failed")
-    await context.abort(grpc.StatusCode.INTERNAL, f"server error: {type(exc).__name__}: {exc}"[:300])
+    """End the call with the code of ``exc``'s row of the status table; an internal error is logged."""
+    failure = failure_of(exc)
+    if failure is Failure.INTERNAL:
+        log.error("chat request failed", exc_info=exc)
+    await context.abort(status_code(failure), failure_message(failure, exc))
+    raise AssertionError("context.abort returned")  # pragma: no cover - it always raises
 
 
-__all__ = ["SERVICE_NAME", "GrpcFront", "bearer_key", "client_url", "to_chat_request"]
+__all__ = ["SERVICE_NAME", "GrpcFront", "bearer_key", "bind_address", "client_url"]

@@ -1,34 +1,38 @@
 """The REST front: OpenAI-compatible chat completions, an ASGI app under uvicorn in the server's event loop.
 
+A thin adapter over the wire contract: the body is parsed by :func:`loadgen.wire.openai.parse_chat_body`, the key
+read by :func:`loadgen.wire.auth.parse_bearer`, the reply written by :class:`loadgen.wire.openai.ChunkEncoder`
+(streamed, framed by :mod:`loadgen.wire.sse`) or :func:`loadgen.wire.openai.encode_completion` (whole), and a
+failure answered with its row of :mod:`loadgen.wire.status` (see :mod:`loadgen.server.fronts`).
+
 Endpoints:
 
-- ``POST /v1/chat/completions``: body ``{model, messages, max_tokens | max_completion_tokens, stream,
-  stream_options: {include_usage}, session_id}``; ``session_id`` (or the ``X-Session-Id`` header) is our
-  extension for server history mode. API key as ``Authorization: Bearer KEY``. Whole (``chat.completion``
-  with usage) or streamed as Server-Sent Events: a first chunk with ``delta.role``, one
-  ``chat.completion.chunk`` per token, a chunk with ``finish_reason``, a usage chunk (``choices: []``) when
-  ``include_usage``, then ``data: [DONE]``. Errors before the stream: ``{"error": {message, type, code}}``
-  with 400/401/429; an error during the stream: ``event: error`` with the same object.
+- ``POST`` :data:`~loadgen.wire.openai.CHAT_PATH` (also ``/chat/completions``): body ``{model, messages,
+  max_tokens | max_completion_tokens, stream, stream_options: {include_usage}, session_id}``; ``session_id`` (or
+  the ``X-Session-Id`` header) is our extension for server history mode. API key as ``Authorization: Bearer
+  KEY``. Whole (``chat.completion`` with usage) or streamed as Server-Sent Events: a first chunk with
+  ``delta.role``, one ``chat.completion.chunk`` per token, a chunk with ``finish_reason``, a usage chunk
+  (``choices: []``) when ``include_usage``, then ``data: [DONE]``. Errors before the stream: ``{"error":
+  {message, type, code}}`` with the table's status (400, 401, 429, 500; and HTTP's own 405 and 413); an error
+  during the stream: ``event: error`` with the same object.
 - ``GET /health``, ``GET /v1/models``, ``GET /stats`` (service, sessions, engine and this front, as JSON).
 
 Every accepted connection has TCP_NODELAY (asyncio sets it already; the protocol class checks and sets it,
 and counts it in ``/stats``), so each streamed token leaves at once instead of waiting ~40 ms for an ACK.
 The chat path is served as plain ASGI (the hot path: no middleware wrapping each of its sends), the other
-endpoints by a Starlette app. Token chunks are pre-encoded byte pieces around the JSON-escaped token text:
-no dict and no ``json.dumps`` per token. The listening socket is bound here (so a busy port is a clear
-:class:`~loadgen.errors.ConfigError`, and port 0 reads back at once); uvicorn's own signal handling is off.
+endpoints by a Starlette app. Token chunks are the encoder's pre-encoded byte pieces around the JSON-escaped
+token text: no dict and no ``json.dumps`` per token. The listening socket is bound here (so a busy port is a
+clear :class:`~loadgen.errors.ConfigError`, and port 0 reads back at once); uvicorn's own signal handling is off.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import socket
 import time
-from json.encoder import encode_basestring_ascii
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import uvicorn
 from starlette.applications import Starlette
@@ -39,15 +43,25 @@ from starlette.types import Receive, Scope, Send
 
 from loadgen.errors import ConfigError
 from loadgen.server.config import ServerConfig
-from loadgen.server.engines.base import EngineOverloaded
 from loadgen.server.fronts import Front
-from loadgen.server.service import BadChatRequest, ChatService, ChatStream, Unauthorized
-from loadgen.types import ChatMessage, ChatRequest
+from loadgen.server.service import ChatService, ChatStream, failure_message, failure_of
+from loadgen.types import Usage
+from loadgen.wire import sse
+from loadgen.wire.auth import AUTH_HEADER, parse_bearer
+from loadgen.wire.openai import (
+    CHAT_PATHS,
+    JSON_CONTENT_TYPE,
+    SESSION_HEADER,
+    ChunkEncoder,
+    encode_completion,
+    encode_error,
+    encode_error_object,
+    parse_chat_body,
+)
+from loadgen.wire.status import STATUS, Failure
 
 logger = logging.getLogger(__name__)
 
-CHAT_PATH = "/v1/chat/completions"
-CHAT_PATHS = frozenset({CHAT_PATH, "/chat/completions"})
 #: Largest request body accepted (a long conversation in client history mode is a few hundred kB).
 MAX_BODY_BYTES = 32 * 1024 * 1024
 #: Time in-flight replies get to finish when the front stops.
@@ -56,105 +70,21 @@ GRACEFUL_STOP_S = 3.0
 KEEP_ALIVE_S = 75.0
 
 _SSE_HEADERS = [
-    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"content-type", f"{sse.CONTENT_TYPE}; charset=utf-8".encode()),
     (b"cache-control", b"no-cache"),
     (b"x-accel-buffering", b"no"),
 ]
+_AUTH_HEADER = AUTH_HEADER.encode()
+_SESSION_HEADER = SESSION_HEADER.encode()
 
 
-def _error_body(message: str, type_: str, code: int) -> dict[str, Any]:
-    return {"error": {"message": message, "type": type_, "code": code}}
-
-
-def _bearer(value: str | None) -> str | None:
-    if not value:
-        return None
-    scheme, _, token = value.partition(" ")
-    if scheme.lower() != "bearer":
-        return None
-    return token.strip() or None
-
-
-def _content(value: Any, where: str) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list):  # OpenAI content parts: [{"type": "text", "text": "..."}]
-        parts = []
-        for j, part in enumerate(value):
-            if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
-                raise BadChatRequest(f"{where}[{j}] must be a text part {{'type': 'text', 'text': '...'}}")
-            parts.append(part["text"])
-        return "".join(parts)
-    raise BadChatRequest(f"{where} must be a string or a list of text parts")
-
-
-def parse_chat_body(body: bytes, session_header: str | None, default_max_tokens: int) -> tuple[ChatRequest, bool]:
-    """The :class:`ChatRequest` in an OpenAI chat-completions body, and whether usage is wanted in a stream.
-
-    Raises :class:`BadChatRequest` with a message that names the field.
-    """
-    try:
-        obj = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadChatRequest(f"the request body is not valid JSON: {exc}") from None
-    if not isinstance(obj, dict):
-        raise BadChatRequest("the request body must be a JSON object")
-    raw_messages = obj.get("messages")
-    if not isinstance(raw_messages, list) or not raw_messages:
-        raise BadChatRequest("'messages' must be a non-empty list of {role, content} objects")
-    messages = []
-    for i, m in enumerate(raw_messages):
-        if not isinstance(m, dict):
-            raise BadChatRequest(f"messages[{i}] must be an object with 'role' and 'content'")
-        role = m.get("role")
-        if not isinstance(role, str):
-            raise BadChatRequest(f"messages[{i}].role must be a string")
-        messages.append(ChatMessage(role, _content(m.get("content"), f"messages[{i}].content")))
-    max_tokens = obj.get("max_completion_tokens")
-    if max_tokens is None:
-        max_tokens = obj.get("max_tokens")
-    if max_tokens is None:
-        max_tokens = default_max_tokens
-    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool):
-        raise BadChatRequest(f"max_tokens must be an integer, got {json.dumps(max_tokens)}")
-    stream = obj.get("stream", False)
-    if not isinstance(stream, bool):
-        raise BadChatRequest("'stream' must be true or false")
-    include_usage = False
-    options = obj.get("stream_options")
-    if options is not None:
-        if not isinstance(options, dict):
-            raise BadChatRequest("'stream_options' must be an object")
-        include_usage = bool(options.get("include_usage", False))
-    n = obj.get("n", 1)
-    if n != 1:
-        raise BadChatRequest("only n=1 is supported")
-    model = obj.get("model")
-    if model is None:
-        model = "loadgen"
-    if not isinstance(model, str):
-        raise BadChatRequest("'model' must be a string")
-    session_id = obj.get("session_id")
-    if session_id is None:
-        session_id = session_header
-    if session_id is not None and (not isinstance(session_id, str) or not session_id):
-        raise BadChatRequest("'session_id' must be a non-empty string")
-    request = ChatRequest(
-        messages=tuple(messages), max_tokens=max_tokens, stream=stream, model=model, session_id=session_id
-    )
-    return request, include_usage
-
-
-async def _send_json(send: Send, status: int, obj: Any, headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    body = json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+async def _send_json(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> None:
     await send(
         {
             "type": "http.response.start",
             "status": status,
             "headers": [
-                (b"content-type", b"application/json"),
+                (b"content-type", JSON_CONTENT_TYPE.encode()),
                 (b"content-length", str(len(body)).encode()),
                 *(headers or ()),
             ],
@@ -163,20 +93,22 @@ async def _send_json(send: Send, status: int, obj: Any, headers: list[tuple[byte
     await send({"type": "http.response.body", "body": body})
 
 
-async def _send_error(send: Send, status: int, message: str, type_: str) -> None:
-    headers = [(b"retry-after", b"1")] if status == 429 else None
-    await _send_json(send, status, _error_body(message, type_, status), headers)
+async def _send_failure(send: Send, failure: Failure, message: str) -> None:
+    headers = [(b"retry-after", b"1")] if failure is Failure.OVERLOADED else None
+    await _send_json(send, STATUS[failure].http, encode_error(failure, message), headers)
+
+
+def _failure(exc: Exception) -> tuple[Failure, str]:
+    """The row and message for ``exc``; an internal error is logged with its traceback."""
+    failure = failure_of(exc)
+    if failure is Failure.INTERNAL:
+        logger.error("chat request failed", exc_info=exc)
+    return failure, failure_message(failure, exc)
 
 
 async def stream_sse(stream: ChatStream, model: str, include_usage: bool, receive: Receive, send: Send) -> None:
     """Stream one :class:`ChatStream` as OpenAI chunks; stop (and free the engine slot) if the client goes."""
-    created = int(time.time())
-    head = (
-        f'{{"id":"{stream.request_id}","object":"chat.completion.chunk","created":{created},'
-        f'"model":{encode_basestring_ascii(model)},"choices":[{{"index":0,"delta":'
-    ).encode()
-    prefix = b"data: " + head + b'{"content":'
-    suffix = b'},"finish_reason":null}]}\n\n'
+    encoder = ChunkEncoder(stream.request_id, model, int(time.time()), sse.DATA_FRAME)
     gone = False
 
     async def watch() -> None:
@@ -191,57 +123,30 @@ async def stream_sse(stream: ChatStream, model: str, include_usage: bool, receiv
     watcher = asyncio.create_task(watch())
     try:
         await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
-        await send(
-            {
-                "type": "http.response.body",
-                "body": b"data: " + head + b'{"role":"assistant","content":""},"finish_reason":null}]}\n\n',
-                "more_body": True,
-            }
-        )
+        await send({"type": "http.response.body", "body": encoder.role(), "more_body": True})
+        content = encoder.content
         try:
             async for chunk in stream:
                 if gone:
                     break
-                await send(
-                    {
-                        "type": "http.response.body",
-                        "body": prefix + encode_basestring_ascii(chunk.text).encode() + suffix,
-                        "more_body": True,
-                    }
-                )
+                await send({"type": "http.response.body", "body": content(chunk.text), "more_body": True})
         except Exception as exc:
             if gone:
                 return
-            code, type_ = _mid_stream_error(exc)
-            data = json.dumps(_error_body(str(exc) or type(exc).__name__, type_, code))
-            await send({"type": "http.response.body", "body": f"event: error\ndata: {data}\n\n".encode()})
+            failure, message = _failure(exc)
+            error = sse.encode_event(encode_error(failure, message).decode(), event="error")
+            await send({"type": "http.response.body", "body": error})
             return
         if gone:
             return
-        finish = encode_basestring_ascii(stream.finish_reason).encode()
-        tail = [b"data: " + head + b'{},"finish_reason":' + finish + b"}]}\n\n"]
+        tail = [encoder.finish(stream.finish_reason)]
         if include_usage:
-            p, c = stream.prompt_tokens, stream.completion_tokens
-            tail.append(
-                b"data: "
-                + head[: head.index(b'"choices":')]
-                + (
-                    f'"choices":[],"usage":{{"prompt_tokens":{p},"completion_tokens":{c},"total_tokens":{p + c}}}}}\n\n'
-                ).encode()
-            )
-        tail.append(b"data: [DONE]\n\n")
+            tail.append(encoder.usage(stream.prompt_tokens, stream.completion_tokens))
+        tail.append(encoder.done())
         await send({"type": "http.response.body", "body": b"".join(tail)})
     finally:
         watcher.cancel()
         await stream.aclose()
-
-
-def _mid_stream_error(exc: BaseException) -> tuple[int, str]:
-    if isinstance(exc, EngineOverloaded):
-        return 429, "overloaded"
-    if isinstance(exc, BadChatRequest):
-        return 400, "invalid_request_error"
-    return 500, "server_error"
 
 
 class _Counters:
@@ -321,7 +226,8 @@ class RestFront(Front):
         every send), everything else through Starlette."""
         if scope["type"] == "http" and scope["path"] in CHAT_PATHS:
             if scope["method"] != "POST":
-                await _send_error(send, 405, f"use POST for {scope['path']}", "invalid_request_error")
+                body = encode_error_object(f"use POST for {scope['path']}", "invalid_request_error", 405)
+                await _send_json(send, 405, body)
                 return
             await self.chat_completions(scope, receive, send)
             return
@@ -333,38 +239,31 @@ class RestFront(Front):
         service = self.service
         authorization = session_header = None
         for name, value in scope["headers"]:
-            if name == b"authorization":
-                authorization = value.decode("latin-1")
-            elif name == b"x-session-id":
+            if name == _AUTH_HEADER:
+                authorization = value
+            elif name == _SESSION_HEADER:
                 session_header = value.decode("latin-1")
-        api_key = _bearer(authorization)
-        try:
-            service.authorize(api_key)
-        except Unauthorized as exc:
-            await _send_error(send, 401, f"{exc}: send 'Authorization: Bearer <key>'", "authentication_error")
-            return
+        api_key = parse_bearer(authorization)
         body = b""
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body += message.get("body", b"")
-            if len(body) > MAX_BODY_BYTES:
-                await _send_error(send, 413, f"request body over {MAX_BODY_BYTES} bytes", "invalid_request_error")
-                return
-            if not message.get("more_body", False):
-                break
         try:
+            service.authorize(api_key)  # before the body is read: a client without the key learns nothing more
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+                body += message.get("body", b"")
+                if len(body) > MAX_BODY_BYTES:
+                    error = encode_error_object(
+                        f"request body over {MAX_BODY_BYTES} bytes", "invalid_request_error", 413
+                    )
+                    await _send_json(send, 413, error)
+                    return
+                if not message.get("more_body", False):
+                    break
             chat_request, include_usage = parse_chat_body(body, session_header, self.config.default_max_tokens)
             stream = await service.chat(chat_request, api_key=api_key, received_at=received_at)
-        except Unauthorized as exc:  # pragma: no cover - authorize() above already refused it
-            await _send_error(send, 401, str(exc), "authentication_error")
-            return
-        except BadChatRequest as exc:
-            await _send_error(send, 400, str(exc), "invalid_request_error")
-            return
-        except EngineOverloaded as exc:
-            await _send_error(send, 429, f"server overloaded, retry later: {exc}", "overloaded")
+        except Exception as exc:
+            await _send_failure(send, *_failure(exc))
             return
         if chat_request.stream:
             await stream_sse(stream, chat_request.model, include_usage, receive, send)
@@ -376,30 +275,13 @@ class RestFront(Front):
             async for _ in stream:
                 pass
         except Exception as exc:
-            code, type_ = _mid_stream_error(exc)
-            await _send_error(send, code, str(exc) or type(exc).__name__, type_)
+            await _send_failure(send, *_failure(exc))
             return
         finally:
             await stream.aclose()
-        p, c = stream.prompt_tokens, stream.completion_tokens
-        await _send_json(
-            send,
-            200,
-            {
-                "id": stream.request_id,
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": model,
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": stream.text},
-                        "finish_reason": stream.finish_reason,
-                    }
-                ],
-                "usage": {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c},
-            },
-        )
+        usage = Usage(stream.prompt_tokens, stream.completion_tokens)
+        body = encode_completion(stream.request_id, model, int(time.time()), stream.text, stream.finish_reason, usage)
+        await _send_json(send, 200, body)
 
     async def health(self, request: Request) -> Response:
         return JSONResponse({"status": "ok", "engine": self.service.engine.name})
@@ -475,4 +357,4 @@ class RestFront(Front):
                 self._sock = None
 
 
-__all__ = ["CHAT_PATH", "CHAT_PATHS", "RestFront", "parse_chat_body", "stream_sse"]
+__all__ = ["RestFront", "client_host", "stream_sse"]

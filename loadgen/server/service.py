@@ -11,6 +11,12 @@ and streams the :class:`ChatStream` it returns (one wire message per :class:`Tok
 
 An exception while iterating (the engine stopped, say) is an error in mid-stream. A front that stops early
 (client gone) must ``await stream.aclose()``, which frees the engine slot; ``async with stream:`` does it.
+:func:`failure_of` names any of these as a row of the status table (:mod:`loadgen.wire.status`) and
+:func:`failure_message` says it: every front answers through them (:mod:`loadgen.server.fronts`).
+
+The API key the server requires follows the one key policy of :mod:`loadgen.wire.auth` (a service given
+another refuses to start, :class:`~loadgen.errors.ConfigError`); a front reads the client's key with
+:func:`loadgen.wire.auth.parse_bearer`.
 
 History modes: with ``request.session_id`` the server keeps the conversation (the request carries the new
 message(s) only; the kept history is prepended, the new messages are stored once the engine admitted the
@@ -30,6 +36,7 @@ from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any
 
+from loadgen.errors import WireError
 from loadgen.server.config import ServerConfig
 from loadgen.server.context import ContextOverflow, fit_prompt
 from loadgen.server.engines.base import (
@@ -42,10 +49,15 @@ from loadgen.server.engines.base import (
 from loadgen.server.responder import Responder
 from loadgen.server.sessions import SessionStore
 from loadgen.types import ChatMessage, ChatRequest
+from loadgen.wire.auth import HINT, check_key
+from loadgen.wire.status import STATUS, Failure
+from loadgen.wire.text import short
 
 #: Largest ``max_tokens`` a request may ask for.
 MAX_TOKENS_LIMIT = 4096
 ROLES = frozenset({"system", "user", "assistant"})
+#: Longest message a front puts in an error answer.
+MESSAGE_LIMIT = 300
 
 
 class BadChatRequest(ValueError):
@@ -54,6 +66,34 @@ class BadChatRequest(ValueError):
 
 class Unauthorized(Exception):
     """A wrong or missing API key, when the server requires one (-> 401 / UNAUTHENTICATED)."""
+
+
+def failure_of(exc: BaseException) -> Failure:
+    """The row of the status table a front answers ``exc`` with: :class:`Unauthorized` -> UNAUTHORIZED,
+    :class:`BadChatRequest` or a :class:`~loadgen.errors.WireError` -> BAD_REQUEST, ``EngineOverloaded`` ->
+    OVERLOADED, ``EngineRequestError`` (only ever mid-reply: ``chat()`` makes one at admission a bad request) ->
+    ENGINE_STOPPED, anything else -> INTERNAL."""
+    if isinstance(exc, Unauthorized):
+        return Failure.UNAUTHORIZED
+    if isinstance(exc, BadChatRequest | WireError):
+        return Failure.BAD_REQUEST
+    if isinstance(exc, EngineOverloaded):
+        return Failure.OVERLOADED
+    if isinstance(exc, EngineRequestError):
+        return Failure.ENGINE_STOPPED
+    return Failure.INTERNAL
+
+
+def failure_message(failure: Failure, exc: BaseException) -> str:
+    """What a front says with ``failure``: the exception's text (an internal error names its type too), or the
+    row's meaning; a missing or wrong key adds how to send one."""
+    text = str(exc)
+    if failure is Failure.INTERNAL:
+        text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    message = text or STATUS[failure].meaning
+    if failure is Failure.UNAUTHORIZED:
+        message = f"{message}: {HINT}"
+    return short(message, MESSAGE_LIMIT)
 
 
 class ChatStream:
@@ -196,7 +236,7 @@ class ChatService:
         self.responder = responder or Responder()
         self._ids = itertools.count(1)
         self._id_prefix = f"chatcmpl-{secrets.token_hex(4)}"
-        self._key = config.api_key.encode() if config.api_key else None
+        self._key = check_key(config.api_key, what="the API key to require").encode() if config.api_key else None
         self.counts: dict[str, int] = dict.fromkeys(
             (
                 "requests",
@@ -247,24 +287,7 @@ class ChatService:
         reply = self.responder.reply(context, request.max_tokens)
         request_id = f"{self._id_prefix}{next(self._ids):x}"
         generation = GenerationRequest(request_id, prompt, reply, request.max_tokens, received_at)
-        first: TokenChunk | None = None
-        exhausted = False
-        try:
-            iterator = self.engine.generate(generation)
-            lazy = inspect.isasyncgen(iterator)  # (a bool, not a type guard: keeps the iterator's type)
-            if lazy:
-                # a plain async generator admits only when first iterated: take its first chunk now, so that
-                # EngineOverloaded still comes out of chat() (before the front starts streaming)
-                try:
-                    first = await iterator.__anext__()
-                except StopAsyncIteration:
-                    exhausted = True
-        except EngineOverloaded:
-            counts["overloaded"] += 1
-            raise
-        except EngineRequestError as exc:
-            counts["bad_requests"] += 1
-            raise BadChatRequest(str(exc) or "the engine cannot serve this request") from exc
+        iterator, first, exhausted = await self._admit(generation)
         counts["accepted"] += 1
         counts["prompt_tokens"] += prompt_tokens
         self.active += 1
@@ -283,6 +306,31 @@ class ChatService:
         )
 
     # -- helpers -------------------------------------------------------------------------------------------------
+
+    async def _admit(self, generation: GenerationRequest) -> tuple[AsyncIterator[TokenChunk], TokenChunk | None, bool]:
+        """The engine's iterator for ``generation``, its first chunk when taken already, and whether it is empty.
+
+        A plain async generator admits only when first iterated: its first chunk is taken now, so that
+        :class:`EngineOverloaded` still comes out of :meth:`chat` (before the front starts streaming). An
+        :class:`EngineRequestError` here is the request's fault: a :class:`BadChatRequest`.
+        """
+        first: TokenChunk | None = None
+        exhausted = False
+        try:
+            iterator = self.engine.generate(generation)
+            lazy = inspect.isasyncgen(iterator)  # (a bool, not a type guard: keeps the iterator's type)
+            if lazy:
+                try:
+                    first = await iterator.__anext__()
+                except StopAsyncIteration:
+                    exhausted = True
+        except EngineOverloaded:
+            self.counts["overloaded"] += 1
+            raise
+        except EngineRequestError as exc:
+            self.counts["bad_requests"] += 1
+            raise BadChatRequest(str(exc) or "the engine cannot serve this request") from exc
+        return iterator, first, exhausted
 
     def authorize(self, api_key: str | None) -> None:
         """Raise :class:`Unauthorized` unless ``api_key`` is right (or the server requires none). ``chat()``
@@ -337,4 +385,12 @@ class ChatService:
         return {"service": service, "sessions": self.sessions.stats(), "engine": self.engine.stats()}
 
 
-__all__ = ["MAX_TOKENS_LIMIT", "BadChatRequest", "ChatService", "ChatStream", "Unauthorized"]
+__all__ = [
+    "MAX_TOKENS_LIMIT",
+    "BadChatRequest",
+    "ChatService",
+    "ChatStream",
+    "Unauthorized",
+    "failure_message",
+    "failure_of",
+]

@@ -1,5 +1,10 @@
 """Client transports, one small module each, behind :class:`loadgen.transports.base.Transport`.
 
+Each transport is a thin adapter over the wire contract of its protocol (:mod:`loadgen.wire`: message formats,
+the bearer rule, the status table that says which failure kind an error answer is), keeping only its library's
+part: connections, its exceptions mapped to :mod:`loadgen.errors`, and the timing of each turn.
+:mod:`loadgen.transports.replies` puts a :class:`~loadgen.types.Reply` together the same way for all three.
+
 Transports are imported lazily by name so that, for example, grpcio is not initialised for a REST run.
 """
 
@@ -8,6 +13,7 @@ from __future__ import annotations
 from loadgen.errors import ConfigError
 from loadgen.registry import lookup
 from loadgen.transports.base import Transport, TransportConfig
+from loadgen.wire.text import redact_url
 
 #: transport name -> "module:Class"
 TRANSPORTS: dict[str, str] = {
@@ -38,16 +44,6 @@ def make_transport(name: str, config: TransportConfig) -> Transport:
             f"expected a URL starting with {' or '.join(s + '://' for s in allowed)}"
         )
     return transport_class(name)(config)
-
-
-def redact_url(url: str) -> str:
-    """Hide a password in ``scheme://user:pass@host`` so the URL can be logged or reported."""
-    if "://" not in url or "@" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    creds, _, host = rest.rpartition("@")
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}" if ":" in creds else f"{scheme}://{user}@{host}"
 
 
 __all__ = ["TRANSPORTS", "Transport", "TransportConfig", "make_transport", "redact_url", "transport_class"]

@@ -1,26 +1,25 @@
-"""AMQP transport: request/reply over RabbitMQ with aio-pika, in the format of :mod:`loadgen.amqp_wire`.
+"""AMQP transport: request/reply over RabbitMQ with aio-pika, in the format of :mod:`loadgen.wire.amqp`.
+
+A thin adapter over the wire contract: messages, headers and URL helpers are :mod:`loadgen.wire.amqp`, the key
+goes as :mod:`loadgen.wire.auth` says, an error reply becomes the failure kind :mod:`loadgen.wire.status` gives
+its code, and the reply is put together by :mod:`loadgen.transports.replies`. This module is the greenlet side
+(the target, the registry of the process's connections, :class:`AmqpTransport`);
+:mod:`loadgen.transports.amqp_client` is the asyncio side (the connection, the reply queue, each turn's timing).
 
 Target: ``amqp(s)://user:pass@host:port/vhost?queue=NAME`` (``queue`` names the request queue, default
 ``loadgen.chat.requests``; it is taken off before the URL goes to aio-pika, whose own parameters such as
 ``heartbeat``, ``cafile`` or ``no_verify_ssl`` pass through).
 
-Shape (the RPC pattern of ``aio_pika/patterns/rpc.py``), per Locust PROCESS, not per user:
+Per Locust PROCESS, not per user: one connection, channel and reply queue (see
+:mod:`loadgen.transports.amqp_client`) in the process's asyncio loop (:mod:`loadgen.transports.bridge`), made on
+the first turn in the process that sends it (never at import, never before a fork), shared by every user of the
+process. The connection closes when the last transport of the process closes, and at process exit; the reply
+queue goes with it (exclusive), so nothing is left on the broker.
 
-- one robust connection (``aio_pika.RobustConnection``: it reconnects by itself after a lost connection) and
-  one channel with publisher confirms;
-- ONE exclusive, auto-delete reply queue (``loadgen.reply.<hex>``), consumed with ``no_ack``; a map
-  ``correlation_id -> turn`` routes every reply message to the turn that waits for it;
-- all of it lives in the process's asyncio loop (:mod:`loadgen.transports.bridge`), made on the first turn in
-  the process that sends it (never at import, never before a fork), shared by every user of the process. The
-  connection closes when the last transport of the process closes, and at process exit; the reply queue goes
-  with it (exclusive), so nothing is left on the broker.
-
-A turn publishes one request (``mandatory``: a queue nobody declared fails at once as :class:`Unroutable`
-instead of waiting out the timeout; ``expiration`` = the turn timeout; the API key in a header) and waits for
-its replies. Each reply message is stamped with ``time.perf_counter()`` the moment it reaches the consumer
-callback in the asyncio thread, before its JSON is decoded, so TTFT and ITL mean what they mean for REST and
-gRPC; ``t_sent`` is stamped just before the publish, in the same thread (the ~0.3 ms hop from the greenlet to
-the loop and back is outside every measured interval).
+Timing: each reply message is stamped the moment it reaches the consumer callback in the asyncio thread, before
+its JSON is decoded, so TTFT and ITL mean what they mean for REST and gRPC; ``t_sent`` is stamped just before the
+publish, in the same thread (the ~0.3 ms hop from the greenlet to the loop and back is outside every measured
+interval).
 
 Errors: broker down or refusing at the first turn -> :class:`ConnectError` within ``connect_timeout_s``;
 connection lost during a turn -> :class:`ConnectError` ("connection to broker lost ...") while the connection
@@ -32,86 +31,39 @@ ever appears in a reason or a log line of this module.
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import contextlib
 import logging
 import os
 import threading
-import time
 import urllib.parse
-import uuid
-from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-import aio_pika
-import aiormq.exceptions as amqp_exc
-from aio_pika.abc import (
-    AbstractIncomingMessage,
-    AbstractRobustChannel,
-    AbstractRobustConnection,
-    AbstractRobustQueue,
-)
-from yarl import URL
-
-from loadgen import __version__
-from loadgen.amqp_wire import (
-    AUTH_HEADER,
-    BAD_REQUEST,
-    CONTENT_TYPE,
-    OVERLOADED,
-    REQUEST_TYPE,
-    SENT_AT_HEADER,
-    UNAUTHORIZED,
-    Chunk,
-    WireError,
-    connect_failure_reason,
-    decode_chunk,
-    encode_request,
-    quiet_frame_logs,
-    split_target,
-)
-from loadgen.errors import (
-    ConfigError,
-    ConnectError,
-    Overloaded,
-    ProtocolError,
-    ServerError,
-    TransportError,
-    TurnTimeout,
-    Unroutable,
-)
-from loadgen.transports import redact_url
+from loadgen.errors import ConfigError, ConnectError, TurnTimeout, WireError
+from loadgen.transports.amqp_client import CLOSE_TIMEOUT_S, AmqpClient, AmqpTarget, connect_error, reply_error
 from loadgen.transports.base import Transport, TransportConfig
 from loadgen.transports.bridge import AsyncBridge, BridgeError
-from loadgen.types import ChatRequest, Reply, Usage
+from loadgen.types import ChatRequest, Reply
+from loadgen.wire.amqp import (
+    broker_user,
+    broker_where,
+    encode_request,
+    set_query,
+    split_target,
+    with_reconnect_interval,
+)
+from loadgen.wire.auth import AUTH_HEADER, bearer
+from loadgen.wire.text import redact_url
 
 log = logging.getLogger(__name__)
 
-#: Seconds between reconnection attempts after a lost connection (aio-pika's default is 5); a URL's own
-#: ``reconnect_interval`` parameter wins.
-RECONNECT_INTERVAL_S = 1.0
 #: Added to a turn's own deadline for the greenlet's wait on the asyncio loop: the turn times out inside the
 #: loop first, with the precise reason; this only catches a loop that stopped answering.
 BRIDGE_SLACK_S = 5.0
-#: How long closing the process's connection may take (last close, process exit).
-CLOSE_TIMEOUT_S = 5.0
-REPLY_QUEUE_PREFIX = "loadgen.reply."
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # the target
-
-
-@dataclass(frozen=True, slots=True)
-class AmqpTarget:
-    broker_url: str = field(repr=False)  # with credentials: only ever given to aio-pika
-    queue: str
-    where: str  # host:port, safe to show
-    user: str
-    tls: bool
-    shown: str  # the target as given, password hidden: safe to log
-    password: str | None = field(default=None, repr=False)
 
 
 def parse_target(target: str, *, tls_verify: bool = True) -> AmqpTarget:
@@ -119,7 +71,7 @@ def parse_target(target: str, *, tls_verify: bool = True) -> AmqpTarget:
     shown = redact_url(target)
     try:
         url = urllib.parse.urlsplit(target)
-        port = url.port
+        _port = url.port  # ValueError for a port that is not a number
         broker_url, queue = split_target(target)
     except (ValueError, WireError) as exc:
         raise ConfigError(f"target {shown!r} is not a valid AMQP URL: {exc}") from None
@@ -127,327 +79,17 @@ def parse_target(target: str, *, tls_verify: bool = True) -> AmqpTarget:
     if scheme not in AmqpTransport.schemes or not url.hostname:
         raise ConfigError(f"target {shown!r} must be amqp(s)://user:pass@host[:port]/vhost?queue=NAME")
     tls = scheme == "amqps"
-    host = url.hostname
-    port = port or (5671 if tls else 5672)
-    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     if tls and not tls_verify:
-        broker_url = _set_query(broker_url, "no_verify_ssl", "1")
-    if "reconnect_interval" not in urllib.parse.parse_qs(url.query):
-        broker_url = _set_query(broker_url, "reconnect_interval", f"{RECONNECT_INTERVAL_S:g}")
+        broker_url = set_query(broker_url, "no_verify_ssl", "1")
     return AmqpTarget(
-        broker_url=broker_url,
+        broker_url=with_reconnect_interval(broker_url),
         queue=queue,
-        where=where,
-        user=urllib.parse.unquote(url.username or "guest"),
+        where=broker_where(target),
+        user=broker_user(target),
         tls=tls,
         shown=shown,
         password=urllib.parse.unquote(url.password) if url.password else None,
     )
-
-
-def _set_query(url: str, key: str, value: str) -> str:
-    parts = urllib.parse.urlsplit(url)
-    pairs = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True) if k != key]
-    pairs.append((key, value))
-    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(pairs)))
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# library errors -> loadgen.errors
-
-
-def connect_error(exc: BaseException, target: AmqpTarget, timeout_s: float) -> ConnectError:
-    """The :class:`ConnectError` for a failed first connect (the caller chains ``exc``)."""
-    return ConnectError(connect_failure_reason(exc, where=target.where, user=target.user, timeout_s=timeout_s))
-
-
-def reply_error(code: str, message: str) -> TransportError:
-    """The failure for an error reply of the server."""
-    detail = _short(message) or code
-    if code == OVERLOADED:
-        return Overloaded(f"overloaded: {detail}", code=code)
-    if code == UNAUTHORIZED:
-        return ServerError(f"unauthorized: {detail}", code=code)
-    if code == BAD_REQUEST:
-        return ServerError(f"bad request: {detail}", code=code)
-    return ServerError(f"server error ({code}): {detail}", code=code)
-
-
-def _short(text: str, limit: int = 160) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# one turn, seen from the asyncio loop
-
-
-class _Turn:
-    """The replies of one request, fed by the consumer callback (loop thread only)."""
-
-    __slots__ = (
-        "chunk_times",
-        "chunk_tokens",
-        "done",
-        "finish_reason",
-        "next_seq",
-        "parts",
-        "stream",
-        "t_first_byte",
-        "usage",
-    )
-
-    def __init__(self, stream: bool, done: asyncio.Future[None]) -> None:
-        self.stream = stream
-        self.done = done
-        self.next_seq = 0
-        self.parts: list[str] = []
-        self.chunk_times: list[float] = []
-        self.chunk_tokens: list[float] = []
-        self.t_first_byte: float | None = None
-        self.usage: Usage | None = None
-        self.finish_reason: str | None = None
-
-    def fail(self, error: TransportError) -> None:
-        if not self.done.done():
-            self.done.set_exception(error)
-
-    def feed(self, at: float, body: bytes) -> None:
-        if self.done.done():
-            return  # a chunk after the end (or after a failure): ignored
-        if self.t_first_byte is None:
-            self.t_first_byte = at
-        try:
-            chunk = decode_chunk(body)
-        except WireError as exc:
-            self.fail(ProtocolError(f"malformed reply chunk: {exc}"))
-            return
-        if chunk.seq != self.next_seq:
-            if chunk.seq > self.next_seq:
-                missing = f"chunk {self.next_seq} missing (got {chunk.seq})"
-            else:
-                missing = f"chunk {chunk.seq} out of order or repeated (expected {self.next_seq})"
-            self.fail(ProtocolError(f"reply stream broken: {missing}"))
-            return
-        self.next_seq += 1
-        if chunk.error is not None:
-            self.fail(reply_error(chunk.error.code, chunk.error.message))
-            return
-        self._add(at, chunk)
-        if chunk.final:
-            self.usage = chunk.usage
-            self.finish_reason = chunk.finish_reason
-            self.done.set_result(None)
-
-    def _add(self, at: float, chunk: Chunk) -> None:
-        if not chunk.text:
-            return
-        self.parts.append(chunk.text)
-        self.chunk_times.append(at)
-        tokens = float(chunk.tokens)
-        if tokens <= 0 and chunk.final and chunk.usage is not None and not self.stream:
-            tokens = float(chunk.usage.completion_tokens)
-        self.chunk_tokens.append(tokens if tokens > 0 else 0.0)
-
-    def reply(self, t_sent: float, t_done: float) -> Reply:
-        tokens = list(self.chunk_tokens)
-        _fill_token_counts(tokens, self.usage)
-        return Reply(
-            text="".join(self.parts),
-            t_sent=t_sent,
-            t_done=t_done,
-            t_first_byte=self.t_first_byte,
-            chunk_times=list(self.chunk_times),
-            chunk_tokens=tokens,
-            usage=self.usage,
-        )
-
-
-def _fill_token_counts(tokens: list[float], usage: Usage | None) -> None:
-    """Chunks that did not say how many tokens they carry count as 1, or share what usage says is left."""
-    unknown = [i for i, t in enumerate(tokens) if t <= 0]
-    if not unknown:
-        return
-    share = 1.0
-    if usage is not None:
-        rest = usage.completion_tokens - sum(t for t in tokens if t > 0)
-        if rest > 0:
-            share = rest / len(unknown)
-    for i in unknown:
-        tokens[i] = share
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# the process's connection (lives in the bridge's loop)
-
-
-class _Client:
-    """One robust connection, channel and reply queue; shared by every transport of the process that uses the
-    same broker URL. Every ``async`` method runs in the bridge's loop thread."""
-
-    def __init__(self, target: AmqpTarget, bridge: AsyncBridge) -> None:
-        self.target = target
-        self.bridge = bridge
-        self.pid = os.getpid()
-        self.users = 0  # transports holding it (changed from greenlets/threads, under _registry_lock)
-        self._connection: AbstractRobustConnection | None = None
-        self._channel: AbstractRobustChannel | None = None
-        self._reply_queue: AbstractRobustQueue | None = None
-        self._connecting: asyncio.Future[None] | None = None
-        self._turns: dict[str, _Turn] = {}
-        self._lost = False  # the connection dropped and has not come back yet
-        self._closed = False
-
-    # -- connecting --------------------------------------------------------------------------------------------
-
-    async def ready(self, connect_timeout: float) -> None:
-        """Connected (connecting first if needed, one attempt shared by every turn that waits for it)."""
-        if self._closed:
-            raise ConnectError("the AMQP transport was closed")
-        if self._channel is not None:
-            if self._lost or self._connection is None or not self._connection.connected.is_set():
-                raise ConnectError(
-                    f"not connected: the connection to the broker at {self.target.where} was lost and is "
-                    "reconnecting by itself"
-                )
-            return
-        if self._connecting is None:
-            self._connecting = asyncio.ensure_future(self._connect(connect_timeout))
-        attempt = self._connecting
-        try:
-            await asyncio.shield(attempt)
-        except ConnectError as shared:  # every waiter raises an error of its own (they end up in other threads)
-            raise ConnectError(shared.reason) from shared.__cause__
-        finally:
-            if attempt.done() and self._connecting is attempt and self._channel is None:
-                self._connecting = None  # failed: the next turn tries again
-                if not attempt.cancelled():
-                    attempt.exception()  # retrieved (each waiter got it already)
-
-    async def _connect(self, timeout: float) -> None:
-        target = self.target
-        quiet_frame_logs()
-        connection = aio_pika.RobustConnection(
-            URL(target.broker_url),
-            client_properties={"connection_name": f"chat-loadgen {__version__} pid {os.getpid()}"},
-        )
-        try:
-            async with asyncio.timeout(timeout):
-                await connection.connect(timeout=timeout)
-                channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-                queue = await channel.declare_queue(
-                    f"{REPLY_QUEUE_PREFIX}{uuid.uuid4().hex}", exclusive=True, auto_delete=True, durable=False
-                )
-                await queue.consume(self._on_reply, no_ack=True, exclusive=True)
-        except BaseException as exc:
-            with contextlib.suppress(BaseException):
-                await asyncio.wait_for(connection.close(), CLOSE_TIMEOUT_S)
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-            raise connect_error(exc, target, timeout) from exc
-        connection.close_callbacks.add(self._on_connection_lost)
-        connection.reconnect_callbacks.add(self._on_reconnected)
-        self._connection, self._channel, self._reply_queue = connection, channel, queue
-        log.info("AMQP transport connected to %s (reply queue %s)", target.shown, queue.name)
-
-    def _on_connection_lost(self, _sender: Any, exc: BaseException | None = None) -> None:
-        if self._closed:
-            return
-        if not self._lost:
-            log.warning("AMQP: connection to the broker at %s lost; reconnecting", self.target.where)
-        self._lost = True
-        reason = f"connection to broker lost during the turn ({self.target.where}): {_describe(exc)}"
-        for turn in list(self._turns.values()):
-            turn.fail(ConnectError(reason))
-
-    def _on_reconnected(self, _sender: Any) -> None:
-        if self._lost:
-            log.warning("AMQP: reconnected to the broker at %s", self.target.where)
-        self._lost = False
-
-    # -- turns ---------------------------------------------------------------------------------------------
-
-    async def _on_reply(self, message: AbstractIncomingMessage) -> None:
-        at = time.perf_counter()  # first thing: the moment the chunk reached us, before any decoding
-        turn = self._turns.get(message.correlation_id or "")
-        if turn is not None:
-            turn.feed(at, message.body)
-
-    async def turn(
-        self,
-        body: bytes,
-        *,
-        stream: bool,
-        queue: str,
-        headers: dict[str, Any],
-        timeout: float,
-        connect_timeout: float,
-    ) -> Reply:
-        await self.ready(connect_timeout)
-        channel, reply_queue = self._channel, self._reply_queue
-        assert channel is not None and reply_queue is not None
-        loop = asyncio.get_running_loop()
-        correlation_id = uuid.uuid4().hex
-        turn = _Turn(stream, loop.create_future())
-        self._turns[correlation_id] = turn
-        message = aio_pika.Message(
-            body,
-            content_type=CONTENT_TYPE,
-            correlation_id=correlation_id,
-            reply_to=reply_queue.name,
-            expiration=timeout,
-            type=REQUEST_TYPE,
-            headers={**headers, SENT_AT_HEADER: int(time.time() * 1000)},
-            delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT,
-        )
-        t_sent = time.perf_counter()
-        try:
-            async with asyncio.timeout(timeout):
-                try:
-                    await channel.default_exchange.publish(message, routing_key=queue, mandatory=True)
-                except amqp_exc.PublishError as exc:
-                    raise Unroutable(
-                        f"no queue named {queue!r} is bound on the broker at {self.target.where}: is the server "
-                        "running? (start it with `loadgen serve --amqp-url ...`, or set ?queue= in the target)"
-                    ) from exc
-                except amqp_exc.DeliveryError as exc:
-                    raise ServerError(f"the broker refused the request (nack): {_short(str(exc))}") from exc
-                except (amqp_exc.ChannelInvalidStateError, amqp_exc.AMQPError, ConnectionError) as exc:
-                    raise ConnectError(
-                        f"connection to broker lost while sending the request ({self.target.where}): {_describe(exc)}"
-                    ) from exc
-                await turn.done
-            t_done = time.perf_counter()
-        except TimeoutError as exc:
-            when = "while streaming the reply" if turn.chunk_times else "before the reply started"
-            raise TurnTimeout(f"turn exceeded its timeout ({timeout:g}s) {when}") from exc
-        finally:
-            self._turns.pop(correlation_id, None)
-        return turn.reply(t_sent, t_done)
-
-    # -- closing -------------------------------------------------------------------------------------------
-
-    async def close(self) -> None:
-        self._closed = True
-        for turn in list(self._turns.values()):
-            turn.fail(ConnectError("the AMQP transport was closed"))
-        connecting, self._connecting = self._connecting, None
-        if connecting is not None and not connecting.done():
-            connecting.cancel()
-            with contextlib.suppress(BaseException):
-                await connecting
-        connection, self._connection = self._connection, None
-        self._channel = self._reply_queue = None
-        if connection is not None:
-            with contextlib.suppress(Exception):
-                await connection.close()
-
-
-def _describe(exc: BaseException | None) -> str:
-    if exc is None:
-        return "closed"
-    text = _short(str(exc)) or type(exc).__name__
-    return text
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -463,12 +105,12 @@ def _new_lock_in_child() -> None:  # a fork may copy the lock held by another th
 
 
 os.register_at_fork(after_in_child=_new_lock_in_child)
-_clients: dict[tuple[str, bool], _Client] = {}
+_clients: dict[tuple[str, bool], AmqpClient] = {}
 _clients_pid: int | None = None
 _atexit_pid: int | None = None
 
 
-def _acquire(target: AmqpTarget, tls_verify: bool) -> _Client:
+def _acquire(target: AmqpTarget, tls_verify: bool) -> AmqpClient:
     global _clients_pid, _atexit_pid
     bridge = AsyncBridge.get()  # made first, so that its exit hook runs after ours (atexit runs in reverse)
     with _registry_lock:
@@ -479,7 +121,7 @@ def _acquire(target: AmqpTarget, tls_verify: bool) -> _Client:
         key = (target.broker_url, tls_verify)
         client = _clients.get(key)
         if client is None or client.bridge is not bridge:  # none yet, or one left on a bridge that was stopped
-            client = _clients[key] = _Client(target, bridge)
+            client = _clients[key] = AmqpClient(target, bridge)
             if _atexit_pid != pid:
                 atexit.register(_close_all_at_exit)
                 _atexit_pid = pid
@@ -487,7 +129,7 @@ def _acquire(target: AmqpTarget, tls_verify: bool) -> _Client:
         return client
 
 
-def _release(client: _Client) -> None:
+def _release(client: AmqpClient) -> None:
     with _registry_lock:
         client.users -= 1
         if client.users > 0 or os.getpid() != _clients_pid:
@@ -498,7 +140,7 @@ def _release(client: _Client) -> None:
     _close_client(client)  # outside the lock: this waits for the loop
 
 
-def _close_client(client: _Client) -> None:
+def _close_client(client: AmqpClient) -> None:
     if client.bridge is not AsyncBridge.current():
         return  # its loop is gone (stopped, or another process's): so is its connection
     try:
@@ -542,10 +184,8 @@ class AmqpTransport(Transport):
         self._secret = config.api_key or None
         self._headers: dict[str, Any] = {}
         if self._secret is not None:
-            if not self._secret.isprintable():
-                raise ConfigError("the API key holds characters a message header cannot carry")
-            self._headers[AUTH_HEADER] = f"Bearer {self._secret}"
-        self._client: _Client | None = None  # taken on the first turn: nothing is made before a fork
+            self._headers[AUTH_HEADER] = bearer(self._secret)
+        self._client: AmqpClient | None = None  # taken on the first turn: nothing is made before a fork
         self._closed = False
 
     @property

@@ -23,9 +23,11 @@ Timing, as close to the wire as grpcio allows (``time.perf_counter()``):
 - each streamed message: stamped when the iterator hands it over, before anything else is done with it;
 - ``t_done``: when the call ended with status OK (the trailers); for ``Complete``, when the response came.
 
-Every :class:`grpc.StatusCode` but OK maps to a :mod:`loadgen.errors` failure (see :data:`GRPC_ERRORS`) whose
-reason starts with the status name (``"UNAVAILABLE: connection refused to 127.0.0.1:50051"``); the API key,
-sent as the metadata ``authorization: Bearer <key>``, never appears in a reason.
+A thin adapter over the wire contract (:mod:`loadgen.wire.grpc`): the method names come from the generated
+descriptor, the request and usage are converted there, and every :class:`grpc.StatusCode` but OK maps to the
+failure kind :mod:`loadgen.wire.status` gives it (see :data:`GRPC_ERRORS`), whose reason starts with the status name
+(``"UNAVAILABLE: connection refused to 127.0.0.1:50051"``); the API key, sent as :mod:`loadgen.wire.auth` says
+(metadata ``authorization: Bearer <key>``), never appears in a reason.
 """
 
 from __future__ import annotations
@@ -44,26 +46,25 @@ from loadgen import __version__
 from loadgen.errors import (
     ConfigError,
     ConnectError,
-    Overloaded,
     ProtocolError,
     ServerError,
     TransportError,
     TurnTimeout,
 )
 from loadgen.grpc_gen.chat.v1 import chat_pb2
-from loadgen.transports import redact_url
 from loadgen.transports.base import Transport, TransportConfig
-from loadgen.types import ChatRequest, Reply, Usage
+from loadgen.transports.replies import streamed_reply, whole_reply
+from loadgen.types import ChatRequest, Reply
+from loadgen.wire.auth import AUTH_HEADER, bearer
+from loadgen.wire.grpc import CHAT_METHOD, COMPLETE_METHOD, SERVICE_NAME, code_kind, decode_usage, encode_request
+from loadgen.wire.status import GRPC_MEANINGS
+from loadgen.wire.text import redact_url, short
 
-SERVICE_NAME = "loadgen.chat.v1.ChatService"
-CHAT_METHOD = f"/{SERVICE_NAME}/Chat"
-COMPLETE_METHOD = f"/{SERVICE_NAME}/Complete"
 #: ``grpcs://host`` without a port goes to 443; ``grpc://`` needs an explicit port.
 DEFAULT_TLS_PORT = 443
 #: After a failed connect a channel waits (with jitter, growing) before the next attempt; grpcio's default
 #: of up to 120 s would keep a user failing long after a restarted server is back.
 MAX_RECONNECT_BACKOFF_MS = 5000
-_UINT32_MAX = 2**32 - 1
 
 Phase = Literal["send", "stream"]
 if TYPE_CHECKING:  # grpc-stubs makes these generic; grpcio's own classes are not subscriptable
@@ -109,24 +110,12 @@ class StatusRule:
     meaning: str
 
 
-#: Every :class:`grpc.StatusCode` except OK (a test checks none is missing).
+#: Every :class:`grpc.StatusCode` except OK (a test checks none is missing): the kind from the status table, the
+#: code's meaning for a status that came without details.
 GRPC_ERRORS: dict[grpc.StatusCode, StatusRule] = {
-    grpc.StatusCode.CANCELLED: StatusRule(ServerError, "the call was cancelled"),
-    grpc.StatusCode.UNKNOWN: StatusRule(ServerError, "the server failed with an unknown error"),
-    grpc.StatusCode.INVALID_ARGUMENT: StatusRule(ServerError, "the server rejected the request"),
-    grpc.StatusCode.DEADLINE_EXCEEDED: StatusRule(TurnTimeout, "deadline exceeded"),
-    grpc.StatusCode.NOT_FOUND: StatusRule(ServerError, "not found"),
-    grpc.StatusCode.ALREADY_EXISTS: StatusRule(ServerError, "already exists"),
-    grpc.StatusCode.PERMISSION_DENIED: StatusRule(ServerError, "permission denied"),
-    grpc.StatusCode.RESOURCE_EXHAUSTED: StatusRule(Overloaded, "the server has no capacity now"),
-    grpc.StatusCode.FAILED_PRECONDITION: StatusRule(ServerError, "failed precondition"),
-    grpc.StatusCode.ABORTED: StatusRule(ServerError, "aborted"),
-    grpc.StatusCode.OUT_OF_RANGE: StatusRule(ServerError, "out of range"),
-    grpc.StatusCode.UNIMPLEMENTED: StatusRule(ServerError, f"the target does not implement {SERVICE_NAME}"),
-    grpc.StatusCode.INTERNAL: StatusRule(ServerError, "internal error"),
-    grpc.StatusCode.UNAVAILABLE: StatusRule(ConnectError, "the service is unavailable"),
-    grpc.StatusCode.DATA_LOSS: StatusRule(ServerError, "data loss"),
-    grpc.StatusCode.UNAUTHENTICATED: StatusRule(ServerError, "missing or wrong API key"),
+    code: StatusRule(code_kind(code), GRPC_MEANINGS[code.name])
+    for code in grpc.StatusCode
+    if code != grpc.StatusCode.OK
 }
 
 
@@ -143,7 +132,7 @@ def map_grpc_error(
     ``where`` is ``host:port``; ``phase`` is ``"send"`` (nothing streamed yet) or ``"stream"`` (after the first
     message); ``timeout_s`` is the turn's timeout, for the reason of a DEADLINE_EXCEEDED.
     """
-    detail = _short(details or "")
+    detail = short(details or "")
     if code is None or code == grpc.StatusCode.OK:
         return ProtocolError(f"call failed without a status: {detail or 'no details'}")
     rule = GRPC_ERRORS.get(code)
@@ -161,7 +150,7 @@ def map_grpc_error(
         return ProtocolError(f"{name}: could not parse the server's message (not {SERVICE_NAME}?)")
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in lower:
         return ProtocolError(f"{name}: message larger than the allowed maximum: {detail}")
-    if rule.error is ServerError or rule.error is Overloaded:
+    if issubclass(rule.error, ServerError):
         return rule.error(f"{name}: {detail or rule.meaning}", code=name)
     return rule.error(f"{name}: {detail or rule.meaning}")
 
@@ -182,11 +171,6 @@ def _unavailable_reason(lower: str, detail: str, where: str, phase: Phase) -> st
     if "failed to connect" in lower:
         return f"cannot connect to {where}: {detail}"
     return detail or f"{where} is unavailable"
-
-
-def _short(text: str, limit: int = 160) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _rpc_error(exc: grpc.RpcError, *, where: str, phase: Phase, timeout_s: float) -> TransportError:
@@ -257,9 +241,7 @@ class GrpcTransport(Transport):
         self._secret = config.api_key or None
         self._metadata: tuple[tuple[str, str], ...] = ()
         if self._secret is not None:
-            if not (self._secret.isascii() and self._secret.isprintable()) or any(c.isspace() for c in self._secret):
-                raise ConfigError("the API key holds characters gRPC metadata cannot carry")
-            self._metadata = (("authorization", f"Bearer {self._secret}"),)
+            self._metadata = ((AUTH_HEADER, bearer(self._secret)),)
         self._channel: grpc.Channel | None = None
         self._chat: ChatCallable | None = None
         self._complete: CompleteCallable | None = None
@@ -308,12 +290,8 @@ class GrpcTransport(Transport):
         return self._whole(complete, message, turn_timeout)
 
     def to_proto(self, request: ChatRequest) -> chat_pb2.ChatRequest:
-        return chat_pb2.ChatRequest(
-            model=self._model or request.model,
-            messages=[chat_pb2.ChatMessage(role=m.role, content=m.content) for m in request.messages],
-            max_tokens=min(max(0, request.max_tokens), _UINT32_MAX),  # a uint32 on the wire
-            session_id=request.session_id or "",
-        )
+        """The message this transport sends for ``request`` (its ``model`` option wins)."""
+        return encode_request(request, model=self._model)
 
     def _stream(self, chat: ChatCallable, message: chat_pb2.ChatRequest, turn_timeout: float) -> Reply:
         parts: list[str] = []
@@ -343,16 +321,8 @@ class GrpcTransport(Transport):
         finally:
             if not done:
                 call.cancel()  # frees the server's slot; a no-op on a call that already ended
-        usage = _usage(last)
-        _fill_token_counts(tokens, usage)
-        return Reply(
-            text="".join(parts),
-            t_sent=t_sent,
-            t_done=t_done,
-            t_first_byte=t_first_byte,
-            chunk_times=times,
-            chunk_tokens=tokens,
-            usage=usage,
+        return streamed_reply(
+            parts, times, tokens, decode_usage(last), t_sent=t_sent, t_first_byte=t_first_byte, t_done=t_done
         )
 
     def _whole(self, complete: CompleteCallable, message: chat_pb2.ChatRequest, turn_timeout: float) -> Reply:
@@ -370,42 +340,14 @@ class GrpcTransport(Transport):
         finally:
             if not done:
                 future.cancel()
-        usage = _usage(response)
-        reply = Reply(text=response.text, t_sent=t_sent, t_done=t_done, t_first_byte=t_first_byte, usage=usage)
-        if response.text:
-            # one chunk carrying the whole reply; without usage its token count is unknown and counted as 1
-            count = usage.completion_tokens if usage is not None else 0
-            reply.chunk_times.append(t_done)
-            reply.chunk_tokens.append(float(count) if count > 0 else 1.0)
-        return reply
+        usage = decode_usage(response)
+        return whole_reply(response.text, usage, t_sent=t_sent, t_first_byte=t_first_byte, t_done=t_done)
 
     def close(self) -> None:
         channel, self._channel = self._channel, None
         self._chat = self._complete = None
         if channel is not None:
             channel.close()
-
-
-def _usage(message: chat_pb2.ChatChunk | chat_pb2.ChatResponse | None) -> Usage | None:
-    if message is None or not message.HasField("usage"):
-        return None
-    return Usage(prompt_tokens=message.usage.prompt_tokens, completion_tokens=message.usage.completion_tokens)
-
-
-def _fill_token_counts(tokens: list[float], usage: Usage | None) -> None:
-    """Chunks that did not say how many tokens they carry (``tokens`` 0, a server other than ours) count as 1,
-    then all such chunks are scaled so that the reply adds up to ``usage.completion_tokens`` when known."""
-    unknown = [i for i, t in enumerate(tokens) if t <= 0]
-    if not unknown:
-        return
-    share = 1.0
-    if usage is not None:
-        known = sum(t for t in tokens if t > 0)
-        rest = usage.completion_tokens - known
-        if rest > 0:
-            share = rest / len(unknown)
-    for i in unknown:
-        tokens[i] = share
 
 
 __all__ = [

@@ -1,4 +1,10 @@
-"""REST transport: OpenAI-compatible ``POST /v1/chat/completions``, streamed as Server-Sent Events.
+"""REST transport: OpenAI-compatible chat completions (``POST`` :data:`~loadgen.wire.openai.CHAT_PATH`), streamed
+as Server-Sent Events.
+
+A thin adapter over the wire contract: the body is :func:`loadgen.wire.openai.encode_request`, the stream is cut by
+:mod:`loadgen.wire.sse` and read by :mod:`loadgen.wire.openai` (the learned chunk shape on the hot path), an
+error status or ``event: error`` becomes the failure kind :mod:`loadgen.wire.status` gives its code, and the key
+goes as :func:`loadgen.wire.auth.bearer` says. What is left here is httpx: the client, its errors, the timing.
 
 One sync :class:`httpx.Client` per transport (one per Locust user: a client shared by many greenlets
 collapses under load), every https client of a process sharing ONE :class:`ssl.SSLContext`, built lazily on
@@ -12,8 +18,8 @@ Timing, as close to the wire as httpx allows (``time.perf_counter()``):
   arrives, whatever its size: never held back to fill a buffer), before any decoding or parsing;
 - ``t_done``: the ``[DONE]`` line, or the end of the body when a stream ends on a ``finish_reason``.
 
-Errors come out as :mod:`loadgen.errors` (see :data:`HTTPX_ERRORS`), chaining the httpx exception; the API
-key never appears in a reason.
+Errors come out as :mod:`loadgen.errors` (one table: :mod:`loadgen.transports.httpx_errors`), chaining the httpx
+exception; the API key never appears in a reason.
 """
 
 from __future__ import annotations
@@ -21,38 +27,46 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import socket
 import ssl
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import ClassVar
 
 import httpcore  # noqa: F401 - httpx imports it on the first Client (~70 ms with trio installed): not mid-load
 import httpx
-import orjson
 
 from loadgen import __version__
-from loadgen.errors import ConfigError, ConnectError, ProtocolError, ServerError, TransportError, TurnTimeout
-from loadgen.transports import redact_url
+from loadgen.errors import ConfigError, ProtocolError, ServerError, TurnTimeout
 from loadgen.transports.base import Transport, TransportConfig
-from loadgen.transports.sse import (
+from loadgen.transports.httpx_errors import (
+    HTTPX_ERRORS,
+    HTTPX_EXCEPTIONS,
+    READ_FAILURES,
+    ErrorRule,
+    map_httpx_error,
+)
+from loadgen.transports.replies import streamed_reply, whole_reply
+from loadgen.types import ChatRequest, Reply, Usage
+from loadgen.wire import sse
+from loadgen.wire.auth import AUTH_HEADER, bearer
+from loadgen.wire.openai import (
+    CHAT_PATH,
+    JSON_CONTENT_TYPE,
     ChatChunk,
     ContentChunkShape,
-    LineSplitter,
-    SSEParser,
     decode_event,
+    encode_request,
     error_from_body,
     parse_chat_chunk,
     parse_chat_completion,
 )
-from loadgen.types import ChatRequest, Reply, Usage
+from loadgen.wire.sse import LineSplitter, SSEParser
+from loadgen.wire.text import redact_url
 
-DEFAULT_PATH = "/v1/chat/completions"
+DEFAULT_PATH = CHAT_PATH
 #: At most this much of an error response's body is read for its message.
 ERROR_BODY_LIMIT = 16 * 1024
 
-Phase = Literal["send", "body"]
 
 # ---------------------------------------------------------------------------------------------------------------
 # per-process set-up, done on first use (never at import: Locust may fork after importing the locustfile)
@@ -93,128 +107,6 @@ def _quieten_http_logs() -> None:
         for name in ("httpx", "httpcore"):
             logging.getLogger(name).setLevel(logging.WARNING)
         _logs_quietened = True
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# httpx exceptions -> loadgen.errors
-
-
-@dataclass(frozen=True, slots=True)
-class ErrorRule:
-    """How one httpx exception class becomes a :class:`TransportError`.
-
-    ``reason`` may use ``{where}`` (``host:port``) and ``{detail}`` (httpx's own message, shortened);
-    ``while_streaming`` replaces it when the exception came while reading the body.
-    """
-
-    error: type[TransportError]
-    reason: str
-    while_streaming: str | None = None
-
-
-#: Every httpx exception class, concrete ones and their bases alike; :func:`map_httpx_error` uses the nearest
-#: class in the exception's MRO. A test walks httpx's hierarchy and fails on any class missing here.
-HTTPX_ERRORS: dict[type[Exception], ErrorRule] = {
-    # timeouts: say which phase
-    httpx.ConnectTimeout: ErrorRule(TurnTimeout, "connect timeout to {where}"),
-    httpx.ReadTimeout: ErrorRule(
-        TurnTimeout, "timed out waiting for response headers", "read timeout while streaming the reply"
-    ),
-    httpx.WriteTimeout: ErrorRule(TurnTimeout, "timed out sending the request"),
-    httpx.PoolTimeout: ErrorRule(TurnTimeout, "timed out waiting for a free connection"),
-    httpx.TimeoutException: ErrorRule(TurnTimeout, "timed out", "timed out while streaming the reply"),
-    # the network
-    httpx.ConnectError: ErrorRule(ConnectError, "cannot connect to {where}: {detail}"),  # refined below
-    httpx.ReadError: ErrorRule(
-        ProtocolError, "connection lost waiting for the response: {detail}", "stream ended early: {detail}"
-    ),
-    httpx.WriteError: ErrorRule(ConnectError, "connection lost sending the request: {detail}"),
-    httpx.CloseError: ErrorRule(ConnectError, "error closing the connection: {detail}"),
-    httpx.NetworkError: ErrorRule(ConnectError, "network error: {detail}"),
-    httpx.ProxyError: ErrorRule(ConnectError, "proxy error: {detail}"),
-    httpx.UnsupportedProtocol: ErrorRule(ConnectError, "unsupported URL scheme: {detail}"),
-    httpx.TransportError: ErrorRule(ConnectError, "transport error: {detail}"),
-    # HTTP itself
-    httpx.RemoteProtocolError: ErrorRule(
-        ProtocolError, "server broke off before answering: {detail}", "stream ended early: {detail}"
-    ),
-    httpx.LocalProtocolError: ErrorRule(ProtocolError, "could not form a valid HTTP request: {detail}"),
-    httpx.ProtocolError: ErrorRule(ProtocolError, "HTTP protocol error: {detail}"),
-    httpx.DecodingError: ErrorRule(ProtocolError, "could not decode the response body: {detail}"),
-    httpx.TooManyRedirects: ErrorRule(ProtocolError, "too many redirects"),
-    httpx.RequestError: ErrorRule(ConnectError, "request failed: {detail}"),
-    httpx.HTTPStatusError: ErrorRule(ServerError, "HTTP error status: {detail}"),
-    httpx.HTTPError: ErrorRule(ConnectError, "HTTP error: {detail}"),
-    # raised outside the HTTPError tree
-    httpx.InvalidURL: ErrorRule(ConnectError, "invalid URL: {detail}"),
-    httpx.CookieConflict: ErrorRule(ProtocolError, "conflicting cookies: {detail}"),
-    httpx.StreamConsumed: ErrorRule(ProtocolError, "response stream already consumed"),
-    httpx.StreamClosed: ErrorRule(ProtocolError, "response stream already closed"),
-    httpx.ResponseNotRead: ErrorRule(ProtocolError, "response body not read"),
-    httpx.RequestNotRead: ErrorRule(ProtocolError, "request body not read"),
-    httpx.StreamError: ErrorRule(ProtocolError, "response stream error: {detail}"),
-}
-
-#: What ``except`` catches around httpx calls: the roots of every class in :data:`HTTPX_ERRORS`.
-HTTPX_EXCEPTIONS: tuple[type[Exception], ...] = (
-    httpx.HTTPError,
-    httpx.InvalidURL,
-    httpx.CookieConflict,
-    httpx.StreamError,
-)
-
-#: What can end the reading of a body early: an httpx error or the whole-turn deadline.
-_READ_FAILURES: tuple[type[Exception], ...] = (*HTTPX_EXCEPTIONS, TurnTimeout)
-
-
-def map_httpx_error(exc: Exception, *, where: str = "the server", phase: Phase = "send") -> TransportError:
-    """The :class:`TransportError` for an httpx exception (the caller chains it: ``raise ... from exc``).
-
-    ``where`` is ``host:port`` (never a URL with credentials); ``phase`` is ``"send"`` (connect, write, wait
-    for the headers) or ``"body"`` (reading the reply).
-    """
-    rule = next((HTTPX_ERRORS[cls] for cls in type(exc).__mro__ if cls in HTTPX_ERRORS), None)
-    if rule is None:
-        return ProtocolError(f"unexpected {type(exc).__name__}: {_short(str(exc))}")
-    if isinstance(exc, httpx.ConnectError):
-        return ConnectError(_connect_reason(exc, where))
-    if isinstance(exc, httpx.HTTPStatusError):
-        status = exc.response.status_code
-        try:
-            text = exc.response.text
-        except httpx.ResponseNotRead:
-            text = ""
-        return error_from_body(text or exc.response.reason_phrase, prefix=f"HTTP {status}", status=status)
-    template = rule.while_streaming if phase == "body" and rule.while_streaming else rule.reason
-    return rule.error(template.format(where=where, detail=_short(str(exc)) or type(exc).__name__))
-
-
-def _connect_reason(exc: httpx.ConnectError, where: str) -> str:
-    """Say why a connect failed (e.g. ``connection refused to 127.0.0.1:8000``) from the OS error httpx chained."""
-    cause: BaseException | None = exc
-    seen = 0
-    while cause is not None and seen < 8:
-        if isinstance(cause, ConnectionRefusedError):
-            return f"connection refused to {where}"
-        if isinstance(cause, ssl.SSLCertVerificationError):
-            return f"TLS certificate of {where} not trusted: {_short(cause.verify_message or str(cause))}"
-        if isinstance(cause, ssl.SSLError):
-            return f"TLS handshake with {where} failed: {_short(cause.reason or str(cause))}"
-        if isinstance(cause, socket.gaierror):
-            return f"cannot resolve the host of {where}"
-        cause = cause.__cause__ or cause.__context__
-        seen += 1
-    text = str(exc).lower()
-    if "refused" in text:
-        return f"connection refused to {where}"
-    if "certificate" in text or "ssl" in text:
-        return f"TLS handshake with {where} failed: {_short(str(exc))}"
-    return f"cannot connect to {where}: {_short(str(exc)) or 'connection failed'}"
-
-
-def _short(text: str, limit: int = 120) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -286,9 +178,7 @@ class RestTransport(Transport):
         headers = {"User-Agent": f"chat-loadgen/{__version__}"}
         self._secret = config.api_key or None
         if self._secret is not None:
-            if not (self._secret.isascii() and self._secret.isprintable()) or any(c.isspace() for c in self._secret):
-                raise ConfigError("the API key holds characters an HTTP header cannot carry")
-            headers["Authorization"] = f"Bearer {self._secret}"
+            headers[AUTH_HEADER] = bearer(self._secret)
         _quieten_http_logs()
         self._client = httpx.Client(
             verify=shared_ssl_context(config.tls_verify) if url.scheme == "https" else _plain_http_context(),
@@ -304,10 +194,10 @@ class RestTransport(Transport):
         http_request = self._client.build_request(
             "POST",
             self._url,
-            content=orjson.dumps(self._body(request)),
+            content=encode_request(request, model=self._model),
             headers={
-                "Accept": "text/event-stream" if request.stream else "application/json",
-                "Content-Type": "application/json",
+                "Accept": sse.CONTENT_TYPE if request.stream else JSON_CONTENT_TYPE,
+                "Content-Type": JSON_CONTENT_TYPE,
             },
             timeout=httpx.Timeout(turn_timeout, connect=min(self.config.connect_timeout_s, turn_timeout)),
         )
@@ -325,7 +215,7 @@ class RestTransport(Transport):
             if not 200 <= response.status_code < 300:
                 raise self._status_error(response)
             content_type = response.headers.get("content-type", "").lower()
-            streamed = "text/event-stream" in content_type if content_type else request.stream
+            streamed = sse.CONTENT_TYPE in content_type if content_type else request.stream
             if streamed:
                 encoding = response.headers.get("content-encoding", "identity").strip().lower()
                 # no content coding: the pieces straight from the connection, skipping httpx's decoder and
@@ -340,20 +230,8 @@ class RestTransport(Transport):
             with contextlib.suppress(*HTTPX_EXCEPTIONS):
                 response.close()
 
-    def _body(self, request: ChatRequest) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "model": self._model or request.model,
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
-            "max_tokens": request.max_tokens,
-            "stream": request.stream,
-        }
-        if request.stream:
-            body["stream_options"] = {"include_usage": True}
-        if request.session_id is not None:
-            body["session_id"] = request.session_id
-        return body
-
     def _read_stream(self, pieces: Iterable[bytes], t_sent: float, t_first_byte: float) -> Reply:
+        # long on purpose: the measured per-token hot path, inlined (reports/BENCHMARKS.md: REST 0.74x -> 0.94x)
         lines = LineSplitter()
         parser = SSEParser()
         parts: list[str] = []
@@ -420,7 +298,7 @@ class RestTransport(Transport):
                         finished = True
                     if chunk.usage is not None:
                         usage = chunk.usage
-        except _READ_FAILURES:
+        except READ_FAILURES:
             if t_done is None:
                 raise
             # the reply was complete at [DONE]; only the tail of the body failed
@@ -428,33 +306,14 @@ class RestTransport(Transport):
             if not finished:
                 raise ProtocolError("stream ended early")
             t_done = time.perf_counter()
-        # one token per content chunk, unless usage says otherwise: then spread its count evenly (first included)
-        per_chunk = 1.0
-        if usage is not None and usage.completion_tokens > 0 and times:
-            per_chunk = usage.completion_tokens / len(times)
-        return Reply(
-            text="".join(parts),
-            t_sent=t_sent,
-            t_done=t_done,
-            t_first_byte=t_first_byte,
-            chunk_times=times,
-            chunk_tokens=[per_chunk] * len(times),
-            usage=usage,
-        )
+        # no OpenAI chunk says how many tokens it carries: one each, or usage's count spread evenly over them all
+        return streamed_reply(parts, times, None, usage, t_sent=t_sent, t_first_byte=t_first_byte, t_done=t_done)
 
     def _read_whole(self, response: httpx.Response, t_sent: float, t_first_byte: float) -> Reply:
         body = response.read()
         t_done = time.perf_counter()
         chunk = parse_chat_completion(body.decode("utf-8", errors="replace"))
-        reply = Reply(
-            text=chunk.content or "", t_sent=t_sent, t_done=t_done, t_first_byte=t_first_byte, usage=chunk.usage
-        )
-        if chunk.content:
-            # one chunk carrying the whole reply; without usage its token count is unknown and counted as 1
-            reply.chunk_times.append(t_done)
-            tokens = chunk.usage.completion_tokens if chunk.usage is not None else 0
-            reply.chunk_tokens.append(float(tokens) if tokens > 0 else 1.0)
-        return reply
+        return whole_reply(chunk.content or "", chunk.usage, t_sent=t_sent, t_first_byte=t_first_byte, t_done=t_done)
 
     def _status_error(self, response: httpx.Response) -> ServerError:
         body = bytearray()
@@ -463,7 +322,7 @@ class RestTransport(Transport):
                 body += piece
                 if len(body) >= ERROR_BODY_LIMIT:
                     break
-        except _READ_FAILURES:
+        except READ_FAILURES:
             pass  # the status alone says enough
         text = body[:ERROR_BODY_LIMIT].decode("utf-8", errors="replace").strip()
         status = response.status_code

@@ -15,7 +15,12 @@ from typing import Any
 
 import pytest
 
-from loadgen.amqp_wire import (
+from loadgen.server.amqp_front import AmqpFrontError, bearer_key
+from loadgen.server.app import RunningServer, run_in_thread
+from loadgen.server.config import ServerConfig, SimEngineConfig
+from loadgen.server.engines.base import EngineOverloaded, TokenChunk
+from loadgen.types import ChatMessage, ChatRequest
+from loadgen.wire.amqp import (
     AUTH_HEADER,
     CHUNK_TYPE,
     CONTENT_TYPE,
@@ -24,11 +29,6 @@ from loadgen.amqp_wire import (
     encode_request,
     split_target,
 )
-from loadgen.server.amqp_front import AmqpFrontError, bearer_key
-from loadgen.server.app import RunningServer, run_in_thread
-from loadgen.server.config import ServerConfig, SimEngineConfig
-from loadgen.server.engines.base import EngineOverloaded, TokenChunk
-from loadgen.types import ChatMessage, ChatRequest
 from tests.amqp_broker import (
     BROKER_URL,
     NO_BROKER_PORT,
@@ -158,7 +158,7 @@ def test_api_key(raw: RawAmqp) -> None:
 def test_bearer_key() -> None:
     assert bearer_key({AUTH_HEADER: "Bearer k1"}) == "k1"
     assert bearer_key({AUTH_HEADER: b"bearer k2"}) == "k2"
-    assert bearer_key({AUTH_HEADER: "raw-key"}) == "raw-key"
+    assert bearer_key({AUTH_HEADER: "raw-key"}) is None  # a bare key is no key: one rule on every front
     assert bearer_key({}) is None and bearer_key(None) is None and bearer_key({AUTH_HEADER: 5}) is None
 
 

@@ -23,23 +23,6 @@ from typing import Any
 
 import pytest
 
-from loadgen.amqp_wire import (
-    AUTH_HEADER,
-    CONTENT_TYPE,
-    DEFAULT_QUEUE,
-    REQUEST_TYPE,
-    SENT_AT_HEADER,
-    Chunk,
-    ErrorBody,
-    WireError,
-    decode_chunk,
-    decode_request,
-    encode_chunk,
-    encode_request,
-    error_chunk,
-    split_target,
-    with_queue,
-)
 from loadgen.errors import (
     ConfigError,
     ConnectError,
@@ -53,9 +36,22 @@ from loadgen.errors import (
 from loadgen.server.app import RunningServer, run_in_thread
 from loadgen.server.config import ServerConfig, SimEngineConfig
 from loadgen.transports import make_transport
-from loadgen.transports.amqp import AmqpTransport, _Turn, open_clients, parse_target, reply_error
+from loadgen.transports.amqp import AmqpTransport, open_clients, parse_target, reply_error
+from loadgen.transports.amqp_client import Turn
 from loadgen.transports.base import TransportConfig
 from loadgen.types import ChatMessage, ChatRequest, Usage
+from loadgen.wire.amqp import (
+    AUTH_HEADER,
+    CONTENT_TYPE,
+    DEFAULT_QUEUE,
+    REQUEST_TYPE,
+    SENT_AT_HEADER,
+    Chunk,
+    ErrorBody,
+    decode_request,
+    encode_chunk,
+    error_chunk,
+)
 from tests.amqp_broker import (
     BROKER_URL,
     NO_BROKER_PORT,
@@ -124,62 +120,6 @@ def test_make_transport_picks_amqp() -> None:
     transport.close()  # twice is fine
 
 
-def test_request_round_trip() -> None:
-    request = ChatRequest(
-        messages=(ChatMessage("system", "Be brief."), ChatMessage("user", "Grüße 👋")),
-        max_tokens=12,
-        stream=False,
-        model="m1",
-        session_id="s-1",
-    )
-    body = encode_request(request)
-    assert json.loads(body)["v"] == 1
-    assert decode_request(body) == request
-    assert decode_request(encode_request(request, model="other")).model == "other"
-    zero = decode_request(b'{"messages":[{"role":"user","content":"x"}],"max_tokens":0}', default_max_tokens=33)
-    assert zero.max_tokens == 33 and zero.stream is True and zero.session_id is None
-
-
-@pytest.mark.parametrize(
-    ("body", "words"),
-    [
-        (b"not json", "not JSON"),
-        (b"[]", "JSON object"),
-        (b'{"messages":[]}', "non-empty list"),
-        (b'{"messages":[{"role":"user"}]}', "content"),
-        (b'{"messages":[{"role":"user","content":"x"}],"max_tokens":-1}', "max_tokens"),
-        (b'{"messages":[{"role":"user","content":"x"}],"stream":"yes"}', "stream"),
-        (b'{"messages":[{"role":"user","content":"x"}],"session_id":5}', "session_id"),
-        (b'{"v":2,"messages":[{"role":"user","content":"x"}]}', "version"),
-    ],
-)
-def test_bad_requests_say_what_is_wrong(body: bytes, words: str) -> None:
-    with pytest.raises(WireError, match=words):
-        decode_request(body)
-
-
-def test_chunk_round_trip() -> None:
-    chunks = [
-        Chunk(seq=0, text="Hel", tokens=1),
-        Chunk(seq=3, final=True, finish_reason="stop", usage=Usage(4, 3)),
-        Chunk(seq=0, text="whole", tokens=5, final=True, finish_reason="length", usage=Usage(1, 5)),
-        error_chunk(2, "overloaded", "queue full"),
-    ]
-    for chunk in chunks:
-        assert decode_chunk(encode_chunk(chunk)) == chunk
-    assert decode_chunk(b'{"seq":1,"error":{"code":"x","message":"y"}}').final  # an error always ends it
-    with pytest.raises(WireError, match="seq"):
-        decode_chunk(b'{"text":"x"}')
-
-
-def test_url_helpers() -> None:
-    assert split_target("amqp://h/?queue=q&x=1") == ("amqp://h/?x=1", "q")
-    assert split_target("amqp://h/") == ("amqp://h/", DEFAULT_QUEUE)
-    assert with_queue("amqp://u:p@h:1/v?queue=old&x=1", "new") == "amqp://u:p@h:1/v?x=1&queue=new"
-    with pytest.raises(WireError):
-        with_queue("amqp://h/", "q" * 256)
-
-
 def test_error_codes_map() -> None:
     err = reply_error("overloaded", "engine queue full")
     assert isinstance(err, Overloaded) and err.code == "overloaded" and "engine queue full" in err.reason
@@ -206,9 +146,9 @@ class _FakeFuture:
         self.error, self.is_done = exc, True
 
 
-def _turn(stream: bool = True) -> tuple[_Turn, _FakeFuture]:
+def _turn(stream: bool = True) -> tuple[Turn, _FakeFuture]:
     future = _FakeFuture()
-    return _Turn(stream, future), future  # type: ignore[arg-type]
+    return Turn(stream, future), future  # type: ignore[arg-type]
 
 
 def test_turn_assembles_a_stream() -> None:

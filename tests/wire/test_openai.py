@@ -1,4 +1,5 @@
-"""The event-stream parser and the OpenAI chunk parser, fed by hand."""
+"""OpenAI chunk, completion and error-body decoding (loadgen.wire.openai), fed by hand; the round trips with the
+front's encoders are in test_openai_round_trip.py."""
 
 from __future__ import annotations
 
@@ -8,25 +9,17 @@ from typing import Any
 import pytest
 
 from loadgen.errors import Overloaded, ProtocolError, ServerError
-from loadgen.transports.sse import (
+from loadgen.types import Usage
+from loadgen.wire.openai import (
     ChatChunk,
     ContentChunkShape,
-    LineSplitter,
-    SSEEvent,
-    SSEParser,
     decode_event,
     error_from_body,
     parse_chat_chunk,
     parse_chat_completion,
     server_message,
 )
-from loadgen.types import Usage
-
-
-def feed(lines: list[str]) -> list[SSEEvent]:
-    parser = SSEParser()
-    events = [parser.feed_line(line) for line in lines]
-    return [e for e in events if e is not None]
+from loadgen.wire.sse import SSEEvent, SSEParser
 
 
 def chunk_json(content: str | None = None, finish: str | None = None, **extra: Any) -> str:
@@ -38,71 +31,6 @@ def chunk_json(content: str | None = None, finish: str | None = None, **extra: A
         **extra,
     }
     return json.dumps(obj)
-
-
-# -- SSEParser ----------------------------------------------------------------------------------------------------
-
-
-def test_event_is_dispatched_on_the_blank_line_only() -> None:
-    parser = SSEParser()
-    assert parser.feed_line("data: hello") is None
-    assert parser.pending
-    event = parser.feed_line("")
-    assert event == SSEEvent(data="hello", event="message")
-    assert not parser.pending
-    assert parser.feed_line("") is None  # a second blank line dispatches nothing
-
-
-def test_multi_line_data_is_joined_with_newlines() -> None:
-    assert feed(["data: first", "data: second", "data:", "data: fourth", ""]) == [
-        SSEEvent(data="first\nsecond\n\nfourth")
-    ]
-
-
-def test_line_endings_are_stripped_crlf_lf_and_cr() -> None:
-    assert feed(["data: a\r\n", "\r\n", "data: b\n", "\n", "data: c\r", "\r"]) == [
-        SSEEvent("a"),
-        SSEEvent("b"),
-        SSEEvent("c"),
-    ]
-
-
-def test_only_one_space_after_the_colon_is_removed() -> None:
-    assert feed(["data:no-space", "", "data:  two spaces", ""]) == [SSEEvent("no-space"), SSEEvent(" two spaces")]
-
-
-def test_comments_and_unknown_fields_are_ignored() -> None:
-    assert feed([": keep-alive", "", ":another", "foo: bar", "data: x", ": inside", ""]) == [SSEEvent("x")]
-
-
-def test_event_name_id_and_retry() -> None:
-    events = feed(["event: error", "id: 7", "retry: 1500", "data: boom", "", "data: next", ""])
-    assert events[0] == SSEEvent(data="boom", event="error", id="7", retry_ms=1500)
-    # the event name resets after dispatch; the last id and retry persist, as the standard says
-    assert events[1] == SSEEvent(data="next", event="message", id="7", retry_ms=1500)
-
-
-def test_bad_retry_and_id_with_nul_are_ignored() -> None:
-    assert feed(["retry: soon", "id: a\0b", "data: x", ""]) == [SSEEvent("x")]
-
-
-def test_field_without_colon_and_event_without_data() -> None:
-    # "data" alone is an empty data line; an event: line with no data dispatches nothing
-    assert feed(["event: ping", "", "data", ""]) == [SSEEvent("")]
-
-
-def test_byte_order_mark_on_the_first_line_is_dropped() -> None:
-    assert feed(["\ufeffdata: x", ""]) == [SSEEvent("x")]
-
-
-def test_unfinished_event_at_the_end_is_not_dispatched() -> None:
-    parser = SSEParser()
-    assert parser.feed_line('data: {"choices": [') is None
-    assert parser.pending
-
-
-def test_data_containing_colons_is_kept_whole() -> None:
-    assert feed(['data: {"a": "b:c"}', ""]) == [SSEEvent('{"a": "b:c"}')]
 
 
 # -- parse_chat_chunk ---------------------------------------------------------------------------------------------
@@ -368,46 +296,3 @@ def test_shape_learned_from_non_ascii_bytes_reads_them_back() -> None:
     shape = ContentChunkShape.learn(data.encode(), parse_chat_chunk(data))
     assert shape is not None
     assert shape.content(data.replace('"é"', '"日本"').encode()) == "日本"
-
-
-# --- LineSplitter: the byte stream cut into lines wherever the pieces split ----------------------------------
-
-
-def _split(pieces: list[bytes]) -> list[bytes]:
-    splitter = LineSplitter()
-    return [line for piece in pieces for line in splitter.feed(piece)]
-
-
-@pytest.mark.parametrize(
-    "pieces",
-    [
-        [b"data: a\n\ndata: b\n\n"],
-        [b"data: a\r\n\r\ndata: b\r\n\r\n"],
-        [b"data: a\r\rdata: b\r\r"],
-        [b"da", b"ta: a\n", b"\n", b"data: b\n\n"],
-        [b"data: a\r", b"\n\r", b"\ndata: b\r\n", b"\r\n"],  # \r\n cut between \r and \n
-        [bytes([c]) for c in b"data: a\r\n\r\ndata: b\n\n"],  # one byte at a time
-    ],
-)
-def test_line_splitter_gives_the_same_lines_however_the_bytes_are_cut(pieces: list[bytes]) -> None:
-    assert _split(pieces) == [b"data: a", b"", b"data: b", b""]
-
-
-def test_line_splitter_holds_an_unfinished_line() -> None:
-    splitter = LineSplitter()
-    assert splitter.feed(b"data: [DO") == []
-    assert splitter.feed(b"NE]") == []
-    assert splitter.feed(b"\n") == [b"data: [DONE]"]
-
-
-def test_line_splitter_keeps_a_multibyte_character_cut_in_two() -> None:
-    text = "data: 日本\n\n".encode()
-    assert _split([text[:8], text[8:]]) == ["data: 日本".encode(), b""]
-
-
-def test_line_splitter_refuses_a_line_without_end() -> None:
-    splitter = LineSplitter()
-    splitter.feed(b"data: " + b"x" * 1000)
-    with pytest.raises(ProtocolError, match="ran past"):
-        for _ in range(LineSplitter.MAX_LINE_BYTES // (1 << 20) + 2):
-            splitter.feed(b"y" * (1 << 20))

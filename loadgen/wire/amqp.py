@@ -1,4 +1,4 @@
-"""The AMQP wire format of chat-loadgen, shared by the client transport and the reference server's front.
+"""The AMQP wire format of chat-loadgen, shared by the client transport and the reference server's front (no I/O).
 
 Request/reply over RabbitMQ (the pattern of ``aio_pika/patterns/rpc.py``):
 
@@ -8,7 +8,7 @@ Request/reply over RabbitMQ (the pattern of ``aio_pika/patterns/rpc.py``):
   turn's timeout, in ms: an unserved request dies in the queue), ``content_type`` ``application/json``,
   ``type`` :data:`REQUEST_TYPE`, and headers :data:`SENT_AT_HEADER` (the client's wall clock when it published,
   epoch ms, so a server can tell a request that expired while prefetched) and, with an API key,
-  :data:`AUTH_HEADER` = ``"Bearer <key>"``. Body (JSON, UTF-8)::
+  :data:`AUTH_HEADER` = ``"Bearer <key>"`` (:mod:`loadgen.wire.auth`: the rule of every transport). Body::
 
       {"v": 1, "model": "loadgen-sim", "messages": [{"role": "user", "content": "Hi"}],
        "max_tokens": 64, "stream": true, "session_id": null}
@@ -25,11 +25,13 @@ Request/reply over RabbitMQ (the pattern of ``aio_pika/patterns/rpc.py``):
       {"seq": 7, "text": "", "tokens": 0, "final": true, "finish_reason": "stop",
        "usage": {"prompt_tokens": 12, "completion_tokens": 7}}
 
-- A failure is a ``final`` message carrying ``error`` (``code`` one of :data:`ERROR_CODES`, a human
-  ``message``), sent in place of the next chunk, e.g.
+- A failure is a ``final`` message carrying ``error`` (``code`` one of :data:`ERROR_CODES`, the AMQP column of
+  :mod:`loadgen.wire.status`, and a human ``message``), sent in place of the next chunk, e.g.
   ``{"seq": 0, "final": true, "error": {"code": "overloaded", "message": "engine queue full"}}``.
 
-Chunk timing on the client is taken when a message reaches its consumer, before this module decodes it.
+Chunk timing on the client is taken when a message reaches its consumer, before this module decodes it. Also
+here, for both sides: the broker URL helpers (the ``?queue=`` parameter, ``reconnect_interval``, ``host:port``)
+and a failed connection to the broker, in words.
 """
 
 from __future__ import annotations
@@ -45,7 +47,11 @@ from typing import Any, Final
 
 import aiormq.exceptions as amqp_exc
 
+from loadgen.errors import WireError, cause_of
 from loadgen.types import ChatMessage, ChatRequest, Usage
+from loadgen.wire.auth import AUTH_HEADER
+from loadgen.wire.status import AMQP_CODES, STATUS, Failure
+from loadgen.wire.text import short
 
 #: The version this module writes (``"v"`` of a request); a reader accepts a request without one as version 1.
 WIRE_VERSION: Final = 1
@@ -53,25 +59,25 @@ DEFAULT_QUEUE: Final = "loadgen.chat.requests"
 CONTENT_TYPE: Final = "application/json"
 REQUEST_TYPE: Final = "loadgen.chat.request"
 CHUNK_TYPE: Final = "loadgen.chat.chunk"
-#: Request header carrying the API key as ``Bearer <key>`` (the same form as REST and gRPC).
-AUTH_HEADER: Final = "authorization"
 #: Request header: the client's ``time.time()`` in integer ms when it published (with ``expiration``, the
 #: server can skip a request whose client has given up).
 SENT_AT_HEADER: Final = "x-loadgen-sent-at-ms"
 
-#: Error codes a server may reply with.
-BAD_REQUEST: Final = "bad_request"
-UNAUTHORIZED: Final = "unauthorized"
-OVERLOADED: Final = "overloaded"
-INTERNAL: Final = "internal"
-ERROR_CODES: Final = frozenset({BAD_REQUEST, UNAUTHORIZED, OVERLOADED, INTERNAL})
+#: Error codes a server may reply with (the AMQP column of :data:`loadgen.wire.status.STATUS`).
+BAD_REQUEST: Final = STATUS[Failure.BAD_REQUEST].amqp
+UNAUTHORIZED: Final = STATUS[Failure.UNAUTHORIZED].amqp
+OVERLOADED: Final = STATUS[Failure.OVERLOADED].amqp
+ENGINE_STOPPED: Final = STATUS[Failure.ENGINE_STOPPED].amqp
+INTERNAL: Final = STATUS[Failure.INTERNAL].amqp
+ERROR_CODES: Final = AMQP_CODES
 
 #: AMQP short strings (queue names) are at most 255 bytes.
 MAX_QUEUE_NAME_BYTES: Final = 255
-
-
-class WireError(ValueError):
-    """A message that does not follow this format. The text says what is wrong and is safe to show."""
+#: The broker's port when a URL names none.
+DEFAULT_PORTS: Final = {"amqp": 5672, "amqps": 5671}
+#: Seconds between reconnection attempts after a lost connection (aio-pika's default is 5); a URL's own
+#: ``reconnect_interval`` parameter wins.
+RECONNECT_INTERVAL_S: Final = 1.0
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -181,6 +187,11 @@ def error_chunk(seq: int, code: str, message: str) -> Chunk:
     return Chunk(seq=seq, final=True, error=ErrorBody(code=code, message=message))
 
 
+def failure_chunk(seq: int, failure: Failure, message: str) -> Chunk:
+    """The error reply a front answers ``failure`` with."""
+    return error_chunk(seq, STATUS[failure].amqp, message)
+
+
 def decode_chunk(body: bytes) -> Chunk:
     """The :class:`Chunk` of a reply body; :class:`WireError` names the first problem."""
     data = _json_object(body, "reply")
@@ -266,16 +277,12 @@ def connect_failure_reason(exc: BaseException, *, where: str, user: str, timeout
         return f"connect timeout to the broker at {where} after {timeout_s:g}s"
     if isinstance(exc, amqp_exc.ProbableAuthenticationError | amqp_exc.AuthenticationError):
         return f"the broker at {where} refused the login of user {user!r} (wrong password?)"
-    cause: BaseException | None = exc
-    seen = 0
-    while cause is not None and seen < 8:
-        if isinstance(cause, ssl.SSLCertVerificationError):
-            return f"TLS certificate of the broker at {where} not trusted: {cause.verify_message}"
-        if isinstance(cause, ssl.SSLError):
-            return f"TLS handshake with the broker at {where} failed: {cause.reason or cause}"
-        cause = cause.__cause__ or cause.__context__
-        seen += 1
-    text = " ".join(str(exc).split())
+    cause = cause_of(exc, ssl.SSLError)
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        return f"TLS certificate of the broker at {where} not trusted: {cause.verify_message}"
+    if isinstance(cause, ssl.SSLError):
+        return f"TLS handshake with the broker at {where} failed: {cause.reason or cause}"
+    text = short(str(exc))
     lower = text.lower()
     code = exc.errno if isinstance(exc, OSError) else None
     if code == errno.ECONNREFUSED or "connection refused" in lower or "connect call failed" in lower:
@@ -287,8 +294,6 @@ def connect_failure_reason(exc: BaseException, *, where: str, user: str, timeout
         return f"cannot resolve the host of the broker at {where}"
     if "vhost" in lower or "not_allowed" in lower or "connection.close" in lower.replace(" ", ""):
         return f"the broker at {where} refused the connection (unknown vhost, or no access to it)"
-    if len(text) > 160:
-        text = text[:159] + "…"
     return f"cannot connect to the broker at {where}: {type(exc).__name__}: {text}"
 
 
@@ -313,10 +318,35 @@ def split_target(url: str) -> tuple[str, str]:
 def with_queue(url: str, queue: str) -> str:
     """``url`` with its ``queue`` parameter set to ``queue`` (any other parameter kept)."""
     check_queue_name(queue)
+    return set_query(url, "queue", queue)
+
+
+def broker_where(url: str) -> str:
+    """``host:port`` of a broker URL (the scheme's default port when it names none): safe to show."""
     parts = urllib.parse.urlsplit(url)
-    pairs = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True) if k != "queue"]
-    pairs.append(("queue", queue))
+    host = parts.hostname or ""
+    port = parts.port or DEFAULT_PORTS.get(parts.scheme.lower(), DEFAULT_PORTS["amqp"])
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def broker_user(url: str) -> str:
+    """The login of a broker URL (aio-pika's ``guest`` when it names none)."""
+    return urllib.parse.unquote(urllib.parse.urlsplit(url).username or "guest")
+
+
+def set_query(url: str, key: str, value: str) -> str:
+    """``url`` with the query parameter ``key`` set to ``value`` (every other parameter kept)."""
+    parts = urllib.parse.urlsplit(url)
+    pairs = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True) if k != key]
+    pairs.append((key, value))
     return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(pairs)))
+
+
+def with_reconnect_interval(url: str) -> str:
+    """``url`` reconnecting every :data:`RECONNECT_INTERVAL_S` seconds, unless it sets its own interval."""
+    if "reconnect_interval" in urllib.parse.parse_qs(urllib.parse.urlsplit(url).query):
+        return url
+    return set_query(url, "reconnect_interval", f"{RECONNECT_INTERVAL_S:g}")
 
 
 def check_queue_name(name: str) -> None:
@@ -331,10 +361,13 @@ __all__ = [
     "BAD_REQUEST",
     "CHUNK_TYPE",
     "CONTENT_TYPE",
+    "DEFAULT_PORTS",
     "DEFAULT_QUEUE",
+    "ENGINE_STOPPED",
     "ERROR_CODES",
     "INTERNAL",
     "OVERLOADED",
+    "RECONNECT_INTERVAL_S",
     "REQUEST_TYPE",
     "SENT_AT_HEADER",
     "UNAUTHORIZED",
@@ -343,6 +376,8 @@ __all__ = [
     "Chunk",
     "ErrorBody",
     "WireError",
+    "broker_user",
+    "broker_where",
     "check_queue_name",
     "connect_failure_reason",
     "decode_chunk",
@@ -350,7 +385,10 @@ __all__ = [
     "encode_chunk",
     "encode_request",
     "error_chunk",
+    "failure_chunk",
     "quiet_frame_logs",
+    "set_query",
     "split_target",
     "with_queue",
+    "with_reconnect_interval",
 ]

@@ -1,145 +1,108 @@
-"""Server-Sent Events, fed line by line, and the OpenAI chat-completion JSON they carry.
+"""OpenAI chat-completion replies: chunks and whole completions, encoded by the REST front and decoded by the
+REST transport, each side with its per-token shortcut.
 
-:class:`SSEParser` follows the WHATWG event-stream rules: ``field: value`` lines, one optional space after the
-colon, ``data:`` lines joined with ``\\n``, ``:`` comments ignored, an event dispatched on a blank line, an
-unfinished event at the end of the stream dropped. It keeps no timing of its own: the caller stamps each line
-when it arrives, before any parsing.
+A stream (``text/event-stream``, framed by :mod:`loadgen.wire.sse`) is: a first chunk with ``delta.role``, one
+``chat.completion.chunk`` per token, a chunk with ``finish_reason``, a usage chunk (``choices: []``) when the
+request asked for usage, then ``data: [DONE]``. A whole reply is one ``chat.completion`` with usage.
 
-:class:`LineSplitter` cuts the raw bytes into those lines (``\n``, ``\r\n`` or ``\r``, split anywhere).
+Encoding (:class:`ChunkEncoder`, one per stream): every chunk but the content is written once; a content chunk is
+pre-encoded byte pieces around the JSON-escaped token text, no dict and no ``json.dumps`` per token.
 
-:func:`parse_chat_chunk` reads one ``chat.completion.chunk`` (``[DONE]`` ends the stream),
-:func:`parse_chat_completion` a whole non-streamed ``chat.completion``; both raise
-:class:`~loadgen.errors.ProtocolError` for malformed JSON or a wrong shape and
-:class:`~loadgen.errors.ServerError` for an error object sent in place of a chunk. :class:`ContentChunkShape`
-is the per-token shortcut: learned from one content chunk of a stream, it reads later chunks of the same
-shape by decoding only their content string (exactly what the full parse gives, or ``None``).
+Decoding: :func:`parse_chat_chunk` reads one chunk (``[DONE]`` ends the stream), :func:`parse_chat_completion` a
+whole completion; both raise :class:`~loadgen.errors.ProtocolError` for malformed JSON or a wrong shape and
+:class:`~loadgen.errors.ServerError` (by :mod:`loadgen.wire.status`) for an error object sent in place of a
+chunk. :class:`ContentChunkShape` is the per-token shortcut: learned from one content chunk of a stream, it reads
+later chunks of the same shape by decoding only their content string (exactly what the full parse gives, or
+``None``). A round-trip test holds the encoder's content chunk to the shape the decoder learns.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any, NamedTuple
+from json.encoder import encode_basestring_ascii
+from typing import Any, Final, NamedTuple
 
 import orjson
 
-from loadgen.errors import Overloaded, ProtocolError, ServerError
+from loadgen.errors import ProtocolError, ServerError
 from loadgen.types import Usage
+from loadgen.wire.openai.error import error_from_body
+from loadgen.wire.sse import SSEEvent
+from loadgen.wire.text import short
 
-DONE = "[DONE]"
-_CHUNK_KIND = "chat.completion.chunk"
+DONE: Final = "[DONE]"
+CHUNK_OBJECT: Final = "chat.completion.chunk"
+COMPLETION_OBJECT: Final = "chat.completion"
 _RAW_DECODER = json.JSONDecoder()
-#: Server messages put into error reasons are cut to about this many characters.
-MESSAGE_LIMIT = 200
-#: Status codes (HTTP, or an error object's "code") that mean "no capacity now".
-OVERLOADED_CODES = frozenset({429, 503})
+
+# ---------------------------------------------------------------------------------------------------------------
+# encoding (the REST front)
 
 
-class SSEEvent(NamedTuple):
-    """One dispatched event. ``event`` is ``"message"`` when the stream named none."""
+class ChunkEncoder:
+    """The chunks of one stream as bytes, each between ``frame`` (``sse.DATA_FRAME`` on the wire; none: the JSON
+    alone). Everything but a content chunk's text is encoded once, here."""
 
-    data: str
-    event: str = "message"
-    id: str | None = None
-    retry_ms: int | None = None
+    __slots__ = ("_after", "_before", "_delta", "_head", "content_prefix", "content_suffix")
 
+    def __init__(self, request_id: str, model: str, created: int, frame: tuple[bytes, bytes] = (b"", b"")) -> None:
+        self._before, self._after = frame
+        self._head = (
+            f'{{"id":{encode_basestring_ascii(request_id)},"object":"{CHUNK_OBJECT}","created":{created},'
+            f'"model":{encode_basestring_ascii(model)},'
+        ).encode()
+        self._delta = self._before + self._head + b'"choices":[{"index":0,"delta":'
+        #: a content chunk is ``content_prefix + <the text as a JSON string> + content_suffix``
+        self.content_prefix = self._delta + b'{"content":'
+        self.content_suffix = b'},"finish_reason":null}]}' + self._after
 
-class LineSplitter:
-    """Cuts a byte stream into lines at ``\\n``, ``\\r\\n`` or ``\\r`` (the event-stream line ends), across
-    pieces that split anywhere, even between a ``\\r`` and its ``\\n``. Lines come out without their ends."""
+    def content(self, text: str) -> bytes:
+        """A chunk carrying ``text`` (the hot path: one per token)."""
+        return self.content_prefix + encode_basestring_ascii(text).encode() + self.content_suffix
 
-    __slots__ = ("_after_cr", "_partial")
+    def role(self) -> bytes:
+        """The first chunk: the assistant's role and empty content."""
+        return self._delta + b'{"role":"assistant","content":""' + self.content_suffix
 
-    #: A line longer than this (no line end in sight) is a protocol error, not a reason to grow without end.
-    MAX_LINE_BYTES = 16 * 1024 * 1024
+    def finish(self, finish_reason: str) -> bytes:
+        """The chunk with the finish reason and an empty delta."""
+        reason = encode_basestring_ascii(finish_reason).encode()
+        return self._delta + b'{},"finish_reason":' + reason + b"}]}" + self._after
 
-    def __init__(self) -> None:
-        self._partial = b""
-        self._after_cr = False
+    def usage(self, prompt_tokens: int, completion_tokens: int) -> bytes:
+        """The usage chunk (no choices)."""
+        total = prompt_tokens + completion_tokens
+        counts = f'"prompt_tokens":{prompt_tokens},"completion_tokens":{completion_tokens},"total_tokens":{total}'
+        return self._before + self._head + b'"choices":[],"usage":{' + counts.encode() + b"}}" + self._after
 
-    def feed(self, piece: bytes) -> list[bytes]:
-        if self._after_cr:
-            self._after_cr = False
-            if piece.startswith(b"\n"):
-                piece = piece[1:]  # the \n of a \r\n cut in two
-        if not piece:
-            return []
-        data = self._partial + piece if self._partial else piece
-        lines = data.splitlines()  # bytes split at \n, \r\n and \r only
-        last = data[-1]
-        if last == 10:  # \n
-            self._partial = b""
-        elif last == 13:  # \r: its \n may open the next piece
-            self._partial = b""
-            self._after_cr = True
-        else:
-            self._partial = lines.pop()
-            if len(self._partial) > self.MAX_LINE_BYTES:
-                raise ProtocolError(f"an event-stream line ran past {self.MAX_LINE_BYTES // (1024 * 1024)} MiB")
-        return lines
+    def done(self) -> bytes:
+        """The sentinel that ends the stream."""
+        return self._before + DONE.encode() + self._after
 
 
-class SSEParser:
-    """Incremental event-stream parser: feed it one line at a time (with or without its line ending)."""
+def encode_completion(
+    request_id: str,
+    model: str,
+    created: int,
+    text: str,
+    finish_reason: str,
+    usage: Usage,
+) -> bytes:
+    """A whole ``chat.completion`` with usage."""
+    p, c = usage.prompt_tokens, usage.completion_tokens
+    body = {
+        "id": request_id,
+        "object": COMPLETION_OBJECT,
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish_reason}],
+        "usage": {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c},
+    }
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
 
-    __slots__ = ("_data", "_event", "_last_id", "_retry_ms", "_started")
 
-    def __init__(self) -> None:
-        self._data: list[str] = []
-        self._event = ""
-        self._last_id: str | None = None
-        self._retry_ms: int | None = None
-        self._started = False
-
-    @property
-    def idle(self) -> bool:
-        """True between events once the stream has started: no data, no event name held."""
-        return self._started and not self._data and not self._event
-
-    @property
-    def pending(self) -> bool:
-        """True while an event has data lines but no blank line has dispatched it yet."""
-        return bool(self._data)
-
-    def feed_line(self, line: str) -> SSEEvent | None:
-        """Take one line; return the event it completes (a blank line after data), else ``None``."""
-        if line.startswith("data: ") and self._started and not line.endswith(("\n", "\r")):
-            self._data.append(line[6:])  # the hot path: one per streamed token
-            return None
-        if line.endswith("\n"):
-            line = line[:-1]
-        if line.endswith("\r"):
-            line = line[:-1]
-        if not self._started:
-            self._started = True
-            if line.startswith("\ufeff"):
-                line = line[1:]
-        if not line:
-            return self._dispatch()
-        if line.startswith(":"):
-            return None  # a comment (keep-alive)
-        name, colon, value = line.partition(":")
-        if colon and value.startswith(" "):
-            value = value[1:]
-        if name == "data":
-            self._data.append(value)
-        elif name == "event":
-            self._event = value
-        elif name == "id" and "\0" not in value:
-            self._last_id = value
-        elif name == "retry" and value.isascii() and value.isdigit():
-            self._retry_ms = int(value)
-        # any other field name is ignored, as the standard says
-        return None
-
-    def _dispatch(self) -> SSEEvent | None:
-        if not self._data:
-            self._event = ""
-            return None
-        data = self._data[0] if len(self._data) == 1 else "\n".join(self._data)
-        event = SSEEvent(data, self._event or "message", self._last_id, self._retry_ms)
-        self._data = []
-        self._event = ""
-        return event
+# ---------------------------------------------------------------------------------------------------------------
+# decoding (the REST transport)
 
 
 class ChatChunk(NamedTuple):
@@ -177,7 +140,7 @@ def parse_chat_chunk(data: str) -> ChatChunk:
     except orjson.JSONDecodeError:
         obj = None  # the checked path below parses with json (NaN, huge integers) or says what is wrong
     # the hot path (one per token): a well-formed chunk, checked with no helper calls
-    if type(obj) is dict and obj.get("error") is None and obj.get("object", _CHUNK_KIND) == _CHUNK_KIND:
+    if type(obj) is dict and obj.get("error") is None and obj.get("object", CHUNK_OBJECT) == CHUNK_OBJECT:
         choices = obj.get("choices")
         usage = obj.get("usage")
         usage_counts: Usage | None = None
@@ -204,7 +167,7 @@ def parse_chat_chunk(data: str) -> ChatChunk:
 def _parse_chat_chunk_checked(data: str) -> ChatChunk:
     """Every check of a chunk, with a reason for each way it can be wrong."""
     obj = _load_object(data, "chunk")
-    _check_object_kind(obj, "chat.completion.chunk")
+    _check_object_kind(obj, CHUNK_OBJECT)
     choice = _first_choice(obj, "chunk")
     content: str | None = None
     finish_reason: str | None = None
@@ -278,7 +241,7 @@ class ContentChunkShape:
 def parse_chat_completion(data: str) -> ChatChunk:
     """Parse a whole non-streamed ``chat.completion`` body into one chunk (``message`` instead of ``delta``)."""
     obj = _load_object(data, "response")
-    _check_object_kind(obj, "chat.completion")
+    _check_object_kind(obj, COMPLETION_OBJECT)
     choice = _first_choice(obj, "response")
     if choice is None:
         raise ProtocolError("response has no choices")
@@ -290,52 +253,6 @@ def parse_chat_completion(data: str) -> ChatChunk:
         finish_reason=_optional_str(choice.get("finish_reason"), "response 'finish_reason'"),
         usage=_usage(obj),
     )
-
-
-def server_message(body: str, limit: int = MESSAGE_LIMIT) -> tuple[str, str | int | None]:
-    """The human message and the code in an error body: OpenAI ``{"error": {"message", "code"}}``,
-    ``{"detail": ...}`` (Starlette/FastAPI), ``{"message": ...}``, or plain text. Whitespace is folded and
-    the message cut to about ``limit`` characters."""
-    code: str | int | None = None
-    message: str | None = None
-    try:
-        obj: Any = json.loads(body)
-    except ValueError:
-        obj = None
-    if isinstance(obj, dict):
-        err = obj.get("error", obj)
-        if isinstance(err, dict):
-            raw_code = err.get("code", err.get("type"))
-            if isinstance(raw_code, str | int) and not isinstance(raw_code, bool):
-                code = raw_code
-            for key in ("message", "detail", "error"):
-                value = err.get(key)
-                if value is not None:
-                    message = value if isinstance(value, str) else json.dumps(value)
-                    break
-        elif err is not None:
-            message = err if isinstance(err, str) else json.dumps(err)
-    if message is None:
-        message = body
-    message = " ".join(message.split()) or "(no message)"
-    if len(message) > limit:
-        message = message[: limit - 1].rstrip() + "…"
-    return message, code
-
-
-def error_from_body(body: str, *, prefix: str, status: int | None = None) -> ServerError:
-    """A :class:`ServerError` (or :class:`Overloaded`) built from an error body; ``status`` wins over any code
-    in the body."""
-    message, body_code = server_message(body)
-    code: str | int | None = status if status is not None else body_code
-    cls = Overloaded if _is_overloaded(code) else ServerError
-    return cls(f"{prefix}: {message}", code=code)
-
-
-def _is_overloaded(code: str | int | None) -> bool:
-    if isinstance(code, str):
-        return code.strip().isdigit() and int(code) in OVERLOADED_CODES
-    return code in OVERLOADED_CODES
 
 
 def _load_object(data: str, what: str) -> dict[str, Any]:
@@ -354,7 +271,7 @@ def _load_object(data: str, what: str) -> dict[str, Any]:
 def _check_object_kind(obj: dict[str, Any], expected: str) -> None:
     kind = obj.get("object")
     if kind is not None and kind != expected:
-        raise ProtocolError(f"expected object {expected!r}, got {_snippet(str(kind), 40)!r}")
+        raise ProtocolError(f"expected object {expected!r}, got {short(str(kind), 40)!r}")
 
 
 def _first_choice(obj: dict[str, Any], what: str) -> dict[str, Any] | None:
@@ -383,7 +300,7 @@ def _usage(obj: dict[str, Any]) -> Usage | None:
     for key in ("prompt_tokens", "completion_tokens"):
         value = usage.get(key, 0)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise ProtocolError(f"usage {key!r} is {_snippet(json.dumps(value), 40)}, not a count")
+            raise ProtocolError(f"usage {key!r} is {short(json.dumps(value), 40)}, not a count")
         counts.append(value)
     return Usage(prompt_tokens=counts[0], completion_tokens=counts[1])
 
@@ -400,21 +317,15 @@ def _kind(value: Any) -> str:
     return {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}.get(type(value), "a number")
 
 
-def _snippet(text: str, limit: int = 60) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 __all__ = [
+    "CHUNK_OBJECT",
+    "COMPLETION_OBJECT",
     "DONE",
     "ChatChunk",
+    "ChunkEncoder",
     "ContentChunkShape",
-    "LineSplitter",
-    "SSEEvent",
-    "SSEParser",
     "decode_event",
-    "error_from_body",
+    "encode_completion",
     "parse_chat_chunk",
     "parse_chat_completion",
-    "server_message",
 ]

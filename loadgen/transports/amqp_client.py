@@ -1,0 +1,344 @@
+"""The asyncio side of the AMQP transport: one broker connection per process and the replies of each turn.
+
+Everything here runs in the process's asyncio loop (:mod:`loadgen.transports.bridge`); :mod:`loadgen.transports.amqp`
+keeps one :class:`AmqpClient` per broker URL and process and hands it turns from the greenlets. The shape is the
+RPC pattern of ``aio_pika/patterns/rpc.py``:
+
+- one robust connection (``aio_pika.RobustConnection``: it reconnects by itself after a lost connection) and
+  one channel with publisher confirms;
+- ONE exclusive, auto-delete reply queue (``loadgen.reply.<hex>``), consumed with ``no_ack``; a map
+  ``correlation_id -> turn`` routes every reply message to the :class:`Turn` that waits for it.
+
+A turn publishes one request (``mandatory``: a queue nobody declared fails at once as :class:`Unroutable`
+instead of waiting out the timeout; ``expiration`` = the turn timeout; the API key in a header) and waits for
+its replies. Each reply message is stamped with ``time.perf_counter()`` the moment it reaches the consumer
+callback, before its JSON is decoded (:func:`loadgen.wire.amqp.decode_chunk`); ``t_sent`` just before the
+publish. An error reply is the failure kind :mod:`loadgen.wire.status` gives its code (:func:`reply_error`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import aio_pika
+import aiormq.exceptions as amqp_exc
+from aio_pika.abc import (
+    AbstractIncomingMessage,
+    AbstractRobustChannel,
+    AbstractRobustConnection,
+    AbstractRobustQueue,
+)
+from yarl import URL
+
+from loadgen import __version__
+from loadgen.errors import ConnectError, ProtocolError, ServerError, TransportError, TurnTimeout, Unroutable, WireError
+from loadgen.transports.bridge import AsyncBridge
+from loadgen.transports.replies import streamed_reply
+from loadgen.types import Reply, Usage
+from loadgen.wire.amqp import (
+    CONTENT_TYPE,
+    REQUEST_TYPE,
+    SENT_AT_HEADER,
+    Chunk,
+    connect_failure_reason,
+    decode_chunk,
+    quiet_frame_logs,
+)
+from loadgen.wire.status import amqp_kind, amqp_label
+from loadgen.wire.text import short
+
+log = logging.getLogger(__name__)
+
+#: How long closing the process's connection may take (last close, process exit).
+CLOSE_TIMEOUT_S = 5.0
+REPLY_QUEUE_PREFIX = "loadgen.reply."
+
+
+@dataclass(frozen=True, slots=True)
+class AmqpTarget:
+    broker_url: str = field(repr=False)  # with credentials: only ever given to aio-pika
+    queue: str
+    where: str  # host:port, safe to show
+    user: str
+    tls: bool
+    shown: str  # the target as given, password hidden: safe to log
+    password: str | None = field(default=None, repr=False)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# library errors -> loadgen.errors
+
+
+def connect_error(exc: BaseException, target: AmqpTarget, timeout_s: float) -> ConnectError:
+    """The :class:`ConnectError` for a failed first connect (the caller chains ``exc``)."""
+    return ConnectError(connect_failure_reason(exc, where=target.where, user=target.user, timeout_s=timeout_s))
+
+
+def reply_error(code: str, message: str) -> ServerError:
+    """The failure for an error reply of the server: the kind the status table gives its code."""
+    return amqp_kind(code)(f"{amqp_label(code)}: {short(message) or code}", code=code)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# one turn, seen from the asyncio loop
+
+
+class Turn:
+    """The replies of one request, fed by the consumer callback (loop thread only)."""
+
+    __slots__ = (
+        "chunk_times",
+        "chunk_tokens",
+        "done",
+        "finish_reason",
+        "next_seq",
+        "parts",
+        "stream",
+        "t_first_byte",
+        "usage",
+    )
+
+    def __init__(self, stream: bool, done: asyncio.Future[None]) -> None:
+        self.stream = stream
+        self.done = done
+        self.next_seq = 0
+        self.parts: list[str] = []
+        self.chunk_times: list[float] = []
+        self.chunk_tokens: list[float] = []
+        self.t_first_byte: float | None = None
+        self.usage: Usage | None = None
+        self.finish_reason: str | None = None
+
+    def fail(self, error: TransportError) -> None:
+        if not self.done.done():
+            self.done.set_exception(error)
+
+    def feed(self, at: float, body: bytes) -> None:
+        if self.done.done():
+            return  # a chunk after the end (or after a failure): ignored
+        if self.t_first_byte is None:
+            self.t_first_byte = at
+        try:
+            chunk = decode_chunk(body)
+        except WireError as exc:
+            self.fail(ProtocolError(f"malformed reply chunk: {exc}"))
+            return
+        if chunk.seq != self.next_seq:
+            if chunk.seq > self.next_seq:
+                missing = f"chunk {self.next_seq} missing (got {chunk.seq})"
+            else:
+                missing = f"chunk {chunk.seq} out of order or repeated (expected {self.next_seq})"
+            self.fail(ProtocolError(f"reply stream broken: {missing}"))
+            return
+        self.next_seq += 1
+        if chunk.error is not None:
+            self.fail(reply_error(chunk.error.code, chunk.error.message))
+            return
+        self._add(at, chunk)
+        if chunk.final:
+            self.usage = chunk.usage
+            self.finish_reason = chunk.finish_reason
+            self.done.set_result(None)
+
+    def _add(self, at: float, chunk: Chunk) -> None:
+        if not chunk.text:
+            return
+        self.parts.append(chunk.text)
+        self.chunk_times.append(at)
+        tokens = float(chunk.tokens)
+        if tokens <= 0 and chunk.final and chunk.usage is not None and not self.stream:
+            tokens = float(chunk.usage.completion_tokens)
+        self.chunk_tokens.append(tokens if tokens > 0 else 0.0)
+
+    def reply(self, t_sent: float, t_done: float) -> Reply:
+        return streamed_reply(
+            list(self.parts),
+            list(self.chunk_times),
+            list(self.chunk_tokens),
+            self.usage,
+            t_sent=t_sent,
+            t_first_byte=self.t_first_byte,
+            t_done=t_done,
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the process's connection (lives in the bridge's loop)
+
+
+class AmqpClient:
+    """One robust connection, channel and reply queue; shared by every transport of the process that uses the
+    same broker URL. Every ``async`` method runs in the bridge's loop thread."""
+
+    def __init__(self, target: AmqpTarget, bridge: AsyncBridge) -> None:
+        self.target = target
+        self.bridge = bridge
+        self.pid = os.getpid()
+        self.users = 0  # transports holding it (changed from greenlets/threads, under _registry_lock)
+        self._connection: AbstractRobustConnection | None = None
+        self._channel: AbstractRobustChannel | None = None
+        self._reply_queue: AbstractRobustQueue | None = None
+        self._connecting: asyncio.Future[None] | None = None
+        self._turns: dict[str, Turn] = {}
+        self._lost = False  # the connection dropped and has not come back yet
+        self._closed = False
+
+    # -- connecting --------------------------------------------------------------------------------------------
+
+    async def ready(self, connect_timeout: float) -> None:
+        """Connected (connecting first if needed, one attempt shared by every turn that waits for it)."""
+        if self._closed:
+            raise ConnectError("the AMQP transport was closed")
+        if self._channel is not None:
+            if self._lost or self._connection is None or not self._connection.connected.is_set():
+                raise ConnectError(
+                    f"not connected: the connection to the broker at {self.target.where} was lost and is "
+                    "reconnecting by itself"
+                )
+            return
+        if self._connecting is None:
+            self._connecting = asyncio.ensure_future(self._connect(connect_timeout))
+        attempt = self._connecting
+        try:
+            await asyncio.shield(attempt)
+        except ConnectError as shared:  # every waiter raises an error of its own (they end up in other threads)
+            raise ConnectError(shared.reason) from shared.__cause__
+        finally:
+            if attempt.done() and self._connecting is attempt and self._channel is None:
+                self._connecting = None  # failed: the next turn tries again
+                if not attempt.cancelled():
+                    attempt.exception()  # retrieved (each waiter got it already)
+
+    async def _connect(self, timeout: float) -> None:
+        target = self.target
+        quiet_frame_logs()
+        connection = aio_pika.RobustConnection(
+            URL(target.broker_url),
+            client_properties={"connection_name": f"chat-loadgen {__version__} pid {os.getpid()}"},
+        )
+        try:
+            async with asyncio.timeout(timeout):
+                await connection.connect(timeout=timeout)
+                channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+                queue = await channel.declare_queue(
+                    f"{REPLY_QUEUE_PREFIX}{uuid.uuid4().hex}", exclusive=True, auto_delete=True, durable=False
+                )
+                await queue.consume(self._on_reply, no_ack=True, exclusive=True)
+        except BaseException as exc:
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(connection.close(), CLOSE_TIMEOUT_S)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            raise connect_error(exc, target, timeout) from exc
+        connection.close_callbacks.add(self._on_connection_lost)
+        connection.reconnect_callbacks.add(self._on_reconnected)
+        self._connection, self._channel, self._reply_queue = connection, channel, queue
+        log.info("AMQP transport connected to %s (reply queue %s)", target.shown, queue.name)
+
+    def _on_connection_lost(self, _sender: Any, exc: BaseException | None = None) -> None:
+        if self._closed:
+            return
+        if not self._lost:
+            log.warning("AMQP: connection to the broker at %s lost; reconnecting", self.target.where)
+        self._lost = True
+        reason = f"connection to broker lost during the turn ({self.target.where}): {_describe(exc)}"
+        for turn in list(self._turns.values()):
+            turn.fail(ConnectError(reason))
+
+    def _on_reconnected(self, _sender: Any) -> None:
+        if self._lost:
+            log.warning("AMQP: reconnected to the broker at %s", self.target.where)
+        self._lost = False
+
+    # -- turns ---------------------------------------------------------------------------------------------
+
+    async def _on_reply(self, message: AbstractIncomingMessage) -> None:
+        at = time.perf_counter()  # first thing: the moment the chunk reached us, before any decoding
+        turn = self._turns.get(message.correlation_id or "")
+        if turn is not None:
+            turn.feed(at, message.body)
+
+    async def turn(
+        self,
+        body: bytes,
+        *,
+        stream: bool,
+        queue: str,
+        headers: dict[str, Any],
+        timeout: float,
+        connect_timeout: float,
+    ) -> Reply:
+        await self.ready(connect_timeout)
+        channel, reply_queue = self._channel, self._reply_queue
+        assert channel is not None and reply_queue is not None
+        loop = asyncio.get_running_loop()
+        correlation_id = uuid.uuid4().hex
+        turn = Turn(stream, loop.create_future())
+        self._turns[correlation_id] = turn
+        message = aio_pika.Message(
+            body,
+            content_type=CONTENT_TYPE,
+            correlation_id=correlation_id,
+            reply_to=reply_queue.name,
+            expiration=timeout,
+            type=REQUEST_TYPE,
+            headers={**headers, SENT_AT_HEADER: int(time.time() * 1000)},
+            delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT,
+        )
+        t_sent = time.perf_counter()
+        try:
+            async with asyncio.timeout(timeout):
+                try:
+                    await channel.default_exchange.publish(message, routing_key=queue, mandatory=True)
+                except amqp_exc.PublishError as exc:
+                    raise Unroutable(
+                        f"no queue named {queue!r} is bound on the broker at {self.target.where}: is the server "
+                        "running? (start it with `loadgen serve --amqp-url ...`, or set ?queue= in the target)"
+                    ) from exc
+                except amqp_exc.DeliveryError as exc:
+                    raise ServerError(f"the broker refused the request (nack): {short(str(exc))}") from exc
+                except (amqp_exc.ChannelInvalidStateError, amqp_exc.AMQPError, ConnectionError) as exc:
+                    raise ConnectError(
+                        f"connection to broker lost while sending the request ({self.target.where}): {_describe(exc)}"
+                    ) from exc
+                await turn.done
+            t_done = time.perf_counter()
+        except TimeoutError as exc:
+            when = "while streaming the reply" if turn.chunk_times else "before the reply started"
+            raise TurnTimeout(f"turn exceeded its timeout ({timeout:g}s) {when}") from exc
+        finally:
+            self._turns.pop(correlation_id, None)
+        return turn.reply(t_sent, t_done)
+
+    # -- closing -------------------------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        self._closed = True
+        for turn in list(self._turns.values()):
+            turn.fail(ConnectError("the AMQP transport was closed"))
+        connecting, self._connecting = self._connecting, None
+        if connecting is not None and not connecting.done():
+            connecting.cancel()
+            with contextlib.suppress(BaseException):
+                await connecting
+        connection, self._connection = self._connection, None
+        self._channel = self._reply_queue = None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                await connection.close()
+
+
+def _describe(exc: BaseException | None) -> str:
+    if exc is None:
+        return "closed"
+    return short(str(exc)) or type(exc).__name__
+
+
+__all__ = ["CLOSE_TIMEOUT_S", "REPLY_QUEUE_PREFIX", "AmqpClient", "AmqpTarget", "Turn", "connect_error", "reply_error"]
