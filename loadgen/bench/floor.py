@@ -26,30 +26,28 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from loadgen.types import ChatMessage, ChatRequest
+from loadgen.wire import openai as openai_wire
+from loadgen.wire import sse
+
 #: What one timed turn asks for.
 PROMPT = "Say something for the timing floor."
 #: Every call of the floor gives up after this long.
 CALL_TIMEOUT_S = 10.0
 
 
-def _rest_body(max_tokens: int) -> bytes:
-    body = {
-        "model": "loadgen-floor",
-        "messages": [{"role": "user", "content": PROMPT}],
-        "max_tokens": max_tokens,
-        "stream": True,
-    }
-    return json.dumps(body).encode()
+def _request(max_tokens: int) -> ChatRequest:
+    return ChatRequest(messages=(ChatMessage("user", PROMPT),), max_tokens=max_tokens, model="loadgen-floor")
 
 
 def rest_ttft(url: str, max_tokens: int) -> float:
     """One streamed chat completion over a fresh blocking socket; seconds from send to the first content."""
     parts = urllib.parse.urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    body = _rest_body(max_tokens)
+    body = openai_wire.encode_request(_request(max_tokens))
     head = (
-        f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
-        f"Accept: text/event-stream\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        f"POST {openai_wire.CHAT_PATH} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+        f"Accept: {sse.CONTENT_TYPE}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
     ).encode()
     with socket.create_connection((host, port), timeout=CALL_TIMEOUT_S) as sock:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -88,22 +86,18 @@ def grpc_timer(url: str) -> Callable[[int], float]:
     import grpc
 
     from loadgen.grpc_gen.chat.v1 import chat_pb2
+    from loadgen.wire import grpc as grpc_wire
 
-    service = chat_pb2.DESCRIPTOR.services_by_name["ChatService"].full_name
     address = url.split("://", 1)[1].rstrip("/")
     channel = grpc.insecure_channel(address)
     chat = channel.unary_stream(
-        f"/{service}/Chat",
+        grpc_wire.CHAT_METHOD,
         request_serializer=chat_pb2.ChatRequest.SerializeToString,
         response_deserializer=chat_pb2.ChatChunk.FromString,
     )
 
     def one(max_tokens: int) -> float:
-        request = chat_pb2.ChatRequest(
-            model="loadgen-floor",
-            messages=[chat_pb2.ChatMessage(role="user", content=PROMPT)],
-            max_tokens=max_tokens,
-        )
+        request = grpc_wire.encode_request(_request(max_tokens))
         t_sent = time.perf_counter()
         first: float | None = None
         for chunk in chat(request, timeout=CALL_TIMEOUT_S):
@@ -138,14 +132,10 @@ async def amqp_samples(url: str, max_tokens: int, deadline: float) -> tuple[list
     """Streamed turns through the broker with plain aio-pika until ``deadline`` (perf_counter)."""
     import aio_pika
 
-    parts = urllib.parse.urlsplit(url)
-    query = dict(urllib.parse.parse_qsl(parts.query))
-    queue = query.pop("queue", "loadgen.chat.requests")
-    broker = urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
-    body = json.dumps(
-        {"v": 1, "model": "loadgen-floor", "messages": [{"role": "user", "content": PROMPT}],
-         "max_tokens": max_tokens, "stream": True}
-    ).encode()  # fmt: skip
+    from loadgen.wire import amqp as amqp_wire
+
+    broker, queue = amqp_wire.split_target(url)
+    body = amqp_wire.encode_request(_request(max_tokens))
     samples: list[float] = []
     failures = 0
     turns: dict[str, _AmqpTurn] = {}
