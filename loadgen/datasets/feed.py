@@ -20,6 +20,7 @@ so several load-generator processes replay disjoint parts of one dataset.
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 from array import array
@@ -64,7 +65,7 @@ class _FileIndex:
 
 
 def open_dataset(
-    paths: Sequence[str],
+    paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     *,
     min_user_turns: int = DEFAULT_MIN_USER_TURNS,
     skip_bad: bool = False,
@@ -74,16 +75,16 @@ def open_dataset(
 ) -> ConversationFeed:
     """Read ``paths`` once (validating every line) and return the feed. Raises :class:`DatasetError` (one line,
     ``FILE:LINE: problem``) for a malformed line (unless ``skip_bad``), an unreadable file, or no usable
-    conversation in this shard."""
-    paths = [str(p) for p in paths]
-    _check_settings(paths, min_user_turns, order, shard)
-    compressed = [p for p in paths if is_gzip(p)]
+    conversation in this shard. ``paths`` is one path or a list of them."""
+    names = [os.fspath(paths)] if isinstance(paths, str | os.PathLike) else [os.fspath(p) for p in paths]
+    _check_settings(names, min_user_turns, order, shard)
+    compressed = [p for p in names if is_gzip(p)]
     if order == "shuffled" and compressed:
         raise DatasetError(compressed[0], 0, "is gzip-compressed: a shuffled order needs uncompressed files")
     counts: list[FileCounts] = []
     indexes: list[_FileIndex] = []
     total = 0
-    for path in paths:
+    for path in names:
         file_counts = FileCounts(path)
         index = _FileIndex(path, total)
         for entry in iter_entries(
@@ -96,7 +97,7 @@ def open_dataset(
         total += file_counts.usable
     feed = ConversationFeed(counts, None if compressed else indexes, min_user_turns, skip_bad, shard)
     if len(feed) == 0:
-        raise DatasetError(", ".join(paths), 0, _nothing_usable(counts, min_user_turns, shard))
+        raise DatasetError(", ".join(names), 0, _nothing_usable(counts, min_user_turns, shard))
     if order == "shuffled":
         feed._shuffle(seed)
     return feed

@@ -26,7 +26,7 @@ class DatasetError(ConfigError):
     def __init__(self, path: str, line: int, problem: str) -> None:
         self.path = path
         self.line = line
-        self.problem = problem
+        self.problem = problem = " ".join(problem.split())  # one line, whatever a library's message held
         super().__init__(f"{path}:{line}: {problem}" if line else f"{path}: {problem}")
 
 

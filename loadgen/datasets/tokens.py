@@ -46,7 +46,8 @@ class TokenizerFile:
         try:
             self._tokenizer: Any = tokenizers.Tokenizer.from_file(path)
         except Exception as exc:  # tokenizers raises plain Exception for a missing or malformed file
-            raise ConfigError(f"{path}: not a readable tokenizer file (tokenizer.json): {exc}") from None
+            reason = " ".join(str(exc).split())
+            raise ConfigError(f"{path}: not a readable tokenizer file (tokenizer.json): {reason}") from None
         self.name = f"tokenizer {path}"
 
     def count(self, text: str) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from collections import Counter
 from pathlib import Path
@@ -9,7 +11,33 @@ from pathlib import Path
 import pytest
 
 from loadgen.datasets import DatasetError, Shard, open_dataset
+from tests.conftest import REPO_ROOT
 from tests.datasets.helpers import openai_line, sharegpt_line, write_lines
+
+GREENLETS = """
+import sys
+from gevent import monkey
+
+monkey.patch_all()  # as under Locust
+from collections import Counter
+
+import gevent
+
+from loadgen.datasets import open_dataset
+
+feed = open_dataset(sys.argv[1:], skip_bad=True)
+taken = []
+
+
+def user():
+    for _ in range(35):
+        taken.append(feed.next().index)
+        gevent.sleep(0)
+
+
+gevent.joinall([gevent.spawn(user) for _ in range(40)], timeout=60)
+print(sorted(Counter(taken).items()), feed.handed_out)
+"""
 
 
 def dataset(tmp_path: Path, *, gz: bool = False, name: str = "d") -> list[str]:
@@ -62,6 +90,11 @@ def test_a_malformed_line_stops_the_open(tmp_path: Path) -> None:
     assert str(caught.value) == (
         f"{paths[1]}:2: not valid JSON (unexpected character, expected a JSON value at column 1)"
     )
+
+
+def test_one_path_or_several(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "one.jsonl", [openai_line(5), openai_line(6)])
+    assert len(open_dataset(str(path))) == len(open_dataset(path)) == len(open_dataset([path, str(path)])) / 2 == 2
 
 
 def test_random_access_by_number(tmp_path: Path) -> None:
@@ -150,6 +183,19 @@ def test_many_threads_share_one_feed(tmp_path: Path, gz: bool) -> None:
     assert feed.handed_out == 8 * per_thread
     assert Counter(i for r in results for i in r) == dict.fromkeys(range(7), 8 * per_thread // 7)
     feed.close()
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_many_greenlets_share_one_feed(tmp_path: Path, gz: bool) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", GREENLETS, *dataset(tmp_path, gz=gz)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO_ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"{[(i, 200) for i in range(7)]} 1400"
 
 
 def test_a_file_that_changes_during_a_run_is_an_error(tmp_path: Path) -> None:

@@ -136,3 +136,9 @@ def test_recorded_messages(tmp_path: Path) -> None:
     ]
     with pytest.raises(IndexError):
         conversation.recorded_messages(5)
+
+
+def test_a_dataset_error_is_one_line() -> None:
+    error = DatasetError("data.jsonl", 3, "a library's message\n  over two lines")
+    assert str(error) == "data.jsonl:3: a library's message over two lines"
+    assert str(DatasetError("data.jsonl", 0, "no such file")) == "data.jsonl: no such file"
