@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 from loadgen.errors import ConfigError
-from loadgen.metrics.histograms import Metric
+from loadgen.metrics.keys import Count, Metric, Total
 from loadgen.report.rundata import LATENCY_METRICS, RunData
 from loadgen.transports import TRANSPORTS
 
@@ -330,29 +330,31 @@ def _observe(data: RunData, t: Threshold, transport: str | None) -> tuple[float 
         q = t.quantile()
         assert q is not None
         return float(hist.quantiles([q])[q]), name
-    count = data.counter("count", transport, t.dialogue, t.turn)
+
+    def counter(name: Count | Total) -> float:
+        return data.counter(name, transport, t.dialogue, t.turn)
+
+    count = counter(Count.TURNS)
     if t.metric == "retention":
-        checked = data.counter("retention.checked", transport, t.dialogue, t.turn)
+        checked = counter(Count.RETENTION_CHECKED)
         if not checked:
             return None, "no turn in scope probed a planted fact"
-        return data.counter("retention.passed", transport, t.dialogue, t.turn) / checked, "retention"
+        return counter(Count.RETENTION_PASSED) / checked, "retention"
     if t.metric in ("errors", "transport_errors"):
         if not count:
             return None, "no turns"
-        failures = data.counter(
-            "failures" if t.metric == "errors" else "failures.transport", transport, t.dialogue, t.turn
-        )
+        failures = counter(Count.FAILURES if t.metric == "errors" else Count.TRANSPORT_FAILURES)
         return failures / count, t.metric
     if t.metric == "turns":
         return count, "turns"
     if t.metric == "failures":
-        return data.counter("failures", transport, t.dialogue, t.turn), "failures"
+        return counter(Count.FAILURES), "failures"
     duration = data.duration_s
     if duration <= 0:
         return None, "the run has no duration"
     if t.metric == "turns_per_s":
         return count / duration, "turns/s"
-    return data.counter("output_tokens", transport, t.dialogue, t.turn) / duration, "output tokens/s"
+    return counter(Total.OUTPUT_TOKENS) / duration, "output tokens/s"
 
 
 def evaluate(data: RunData, thresholds: Sequence[Threshold]) -> list[Result]:

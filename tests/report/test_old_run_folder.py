@@ -32,7 +32,7 @@ def test_an_old_run_folder_reports_as_it_did(old_run: Path, capsys: pytest.Captu
     assert run_command(cli, [str(old_run), "--no-html"]) == 0
     printed = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("wrote ")]
     assert printed == (EXPECTED / "table.txt").read_text(encoding="utf-8").splitlines()
-    for expected in sorted(EXPECTED.glob("*.hlog")) + [EXPECTED / "turns.csv"]:
+    for expected in [*sorted(EXPECTED.glob("*.hlog")), EXPECTED / "turns.csv"]:
         assert (old_run / expected.name).read_bytes() == expected.read_bytes(), expected.name
 
 
