@@ -20,11 +20,11 @@ from loadgen.errors import ConfigError
 from loadgen.metrics.rundir import check_run_id
 from loadgen.option_table import Option, add_options, at_least, between, read_options
 from loadgen.report.thresholds import THRESHOLD_OPTIONS
+from loadgen.server.config import LOCAL_AMQP_URL
 from loadgen.transports import TRANSPORTS
 from loadgen.transports.base import TransportConfig
 from loadgen.types import HistoryMode
 
-DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 RUN_GROUP = "chat-loadgen"
 REPORT_GROUP = "chat-loadgen reports"
 GROUPS: dict[str, str | None] = {
@@ -93,7 +93,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("--seed", "seed for dialogue choice and faker slots (reproducible conversations)", type=int),
     Option("--locale", "faker locale (default %(default)s)", DEFAULT_LOCALE),
     Option("--tls-insecure", "do not verify the target's TLS certificate", False, type=None),
-    Option("--amqp-url", "broker for the embedded server's AMQP front when --host is not given", DEFAULT_AMQP_URL),
+    Option("--amqp-url", "broker for the embedded server's AMQP front when --host is not given", LOCAL_AMQP_URL),
     Option("--embedded-server-args", "extra `loadgen serve` arguments for the embedded reference server (no --host), "
            "e.g. '--fixed --fixed-ttft-ms 50' or '--engine torch --torch-model tiny'", "", validate=_server_args),
     Option("--reports-dir", "where run folders are written (default %(default)s)", "reports"),

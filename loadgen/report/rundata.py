@@ -15,7 +15,7 @@ from typing import Any
 from loadgen.errors import ConfigError
 from loadgen.metrics.batch import MetricsBatch
 from loadgen.metrics.histograms import Metric, TrackedHistogram
-from loadgen.metrics.keys import ALL, CONTEXT_BUCKET_ORDER, Count, SeriesKey, Total
+from loadgen.metrics.keys import ALL, CONTEXT_BUCKET_ORDER, Count, SeriesKey, Total, is_total
 from loadgen.metrics.rundir import HISTOGRAMS_FILE, INTERVALS_FILE, SUMMARY_FILE
 
 __all__ = ["CONTEXT_BUCKET_ORDER", "LATENCY_METRICS", "Interval", "RunData", "load_batch", "load_run"]
@@ -108,7 +108,7 @@ class RunData:
     def counter(
         self, name: Count | Total, transport: str | None = None, dialogue: str | None = None, turn: int | None = None
     ) -> float:
-        counters = self.batch.totals if isinstance(name, Total) else self.batch.counts
+        counters = self.batch.totals if is_total(name) else self.batch.counts
         keys = self._matching(counters, name, transport, dialogue, turn)
         return float(sum(counters[k] for k in keys))
 
