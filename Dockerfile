@@ -3,7 +3,7 @@
 #   docker build -t chat-loadgen:0.1.0 .
 #   docker run --rm -p 8089:8089 chat-loadgen:0.1.0                     # web UI, embedded reference server
 #   docker run --rm chat-loadgen:0.1.0 locust -f scenarios/multiturn.py --headless -u 50 -r 10 -t 60s
-#   docker run --rm -p 8000:8000 chat-loadgen:0.1.0 loadgen serve --rest-port 8000 --host 0.0.0.0
+#   docker run --rm -p 8000:8000 chat-loadgen:0.1.0 loadgen serve --rest-port 8000 --bind 0.0.0.0
 #
 # deploy/compose.yaml and deploy/k8s/ run it as a master and workers (README: "Running distributed from files").
 FROM python:3.11-slim

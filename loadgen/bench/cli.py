@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from loadgen.server.config import LOCAL_AMQP_URL
+
 if TYPE_CHECKING:
     from loadgen.locust_plugin.embedded import EmbeddedServer
 
@@ -63,7 +65,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="pace the server: its time per token after the first (default: 0 for a transport; 20 for `capacity`)",
     )
-    parser.add_argument("--amqp-url", default="amqp://guest:guest@127.0.0.1:5672/")
+    parser.add_argument(
+        "--amqp-url", default=LOCAL_AMQP_URL, help="broker of the server's AMQP front (default %(default)s)"
+    )
     parser.add_argument("--scenario", default="scenarios/multiturn.py", help="the ConversationUser locustfile")
 
 
@@ -207,6 +211,14 @@ def bench_transport(args: argparse.Namespace) -> int:
                     our_runs.append(_locust(our_args, args.seconds, args.users, work, host, pid))
     finally:
         server.stop()
+    return _print_transport_bench(args, bare_runs, our_runs)
+
+
+def _print_transport_bench(
+    args: argparse.Namespace, bare_runs: list[dict[str, Any]], our_runs: list[dict[str, Any]]
+) -> int:
+    """The table of a transport bench, the ratio over the sums and per round; 1 when an arm did not run."""
+    transport = args.what
     bare, ours = _sum_arms(bare_runs), _sum_arms(our_runs)
     ratio = _per_cpu(ours["turns"], ours["cpu_s"]) / _per_cpu(bare["turns"], bare["cpu_s"]) if bare["turns"] else 0.0
     rounds = [

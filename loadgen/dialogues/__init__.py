@@ -6,6 +6,13 @@
     factory = ConversationFactory(dialogues, seed=7, locale="en_US")
     conversation = factory.new(user_index=0)
 
+Modules: ``model`` (the frozen :class:`Dialogue`, its turns and slots), ``loader`` with ``yaml_nodes``,
+``slot_checks`` and ``turn_checks`` (reading and validating files, every problem with its line), ``text``
+(templates, normalisation, which values a probe can rely on), ``fakers`` (Faker per locale), ``history`` (what
+each turn sends in client and server history mode), ``conversation`` (one run through a dialogue:
+``request(turn)`` builds the :class:`~loadgen.types.ChatRequest`, ``record(turn, reply, error)`` checks
+retention and updates the history, returning a :class:`TurnResult`).
+
 ``DEFAULT_DIALOGUES_DIR`` is ``scenarios/dialogues`` under the current working directory when that folder
 exists (running from a checkout, or a project of your own that keeps its dialogues there), else the
 repository's own ``scenarios/dialogues`` next to the installed ``loadgen`` package (an editable install). It is
@@ -16,7 +23,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from loadgen.dialogues.conversation import Conversation, ConversationFactory, RetentionVerdict
+from loadgen.dialogues.conversation import Conversation, ConversationFactory, RetentionVerdict, TurnResult
+from loadgen.dialogues.history import RequestSettings
 from loadgen.dialogues.loader import load_dialogue, load_dialogues
 from loadgen.dialogues.model import Dialogue, DialogueError, Problem, SlotSpec, ThinkTime, Turn
 
@@ -40,10 +48,12 @@ __all__ = [
     "Dialogue",
     "DialogueError",
     "Problem",
+    "RequestSettings",
     "RetentionVerdict",
     "SlotSpec",
     "ThinkTime",
     "Turn",
+    "TurnResult",
     "default_dialogues_dir",
     "load_dialogue",
     "load_dialogues",

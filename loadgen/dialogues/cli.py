@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from loadgen.dialogues.conversation import DEFAULT_LOCALE, ConversationFactory
+from loadgen.dialogues.conversation import ConversationFactory
+from loadgen.dialogues.fakers import DEFAULT_LOCALE
 from loadgen.dialogues.loader import load_dialogues
 from loadgen.dialogues.model import DialogueError
 from loadgen.errors import ConfigError

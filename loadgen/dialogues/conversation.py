@@ -1,9 +1,15 @@
-"""One conversation = one run through a dialogue, with its slots filled by Faker, and the retention checks.
+"""One conversation = one run through a dialogue: its slots filled by Faker, its history, its retention checks.
 
 :class:`ConversationFactory` is built once per Locust process and hands each user a fresh
 :class:`Conversation` per conversation (``new(user_index)``). It holds one Faker instance (they cost ~30 ms
 to build) and reseeds it per conversation: with a ``seed``, the same (seed, user index, conversation number)
 always gives the same dialogue and the same slot values; without one every conversation differs.
+
+A turn is two calls: :meth:`Conversation.request` builds its :class:`~loadgen.types.ChatRequest` (what goes
+with it depends on the history mode, see :mod:`loadgen.dialogues.history`), and :meth:`Conversation.record`
+takes what came back (a reply, or the transport's error) and returns a :class:`TurnResult`: the retention
+verdict is taken, the turn's planted facts count from then on and the reply joins the history. A failed turn
+plants nothing and adds nothing to the history.
 
 Retention: a turn that ``probe`` s a slot passes when the reply contains the value planted earlier
 (case-insensitive substring, whitespace and Unicode compatibility forms normalised). A substring check can
@@ -15,260 +21,40 @@ value: "Will", "May" or "Ann" (in "planning") would pass a probe by accident.
 from __future__ import annotations
 
 import bisect
-import datetime as _dt
-import decimal
 import itertools
 import random
-import re
-import string
-import unicodedata
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
-from faker import Faker
-from faker.config import AVAILABLE_LOCALES
-
+from loadgen.dialogues.fakers import DEFAULT_LOCALE, check_slot_spec, make_faker, normalize_locale
+from loadgen.dialogues.history import History, RequestSettings
 from loadgen.dialogues.model import Dialogue, DialogueError, Problem, SlotSpec, Turn
-from loadgen.errors import ConfigError
+from loadgen.dialogues.text import (
+    COMMON_WORDS,
+    clean_value,
+    dialogue_wording,
+    normalize_text,
+    probe_value_problem,
+    render_template,
+)
+from loadgen.errors import ConfigError, TransportError
+from loadgen.types import ChatRequest, Reply
 
-DEFAULT_LOCALE = "en_US"
+__all__ = [
+    "COMMON_WORDS",
+    "MAX_REDRAWS",
+    "Conversation",
+    "ConversationFactory",
+    "RequestSettings",
+    "RetentionVerdict",
+    "TurnResult",
+]
+
 #: Draws of a probed slot before the last value is kept anyway (the loader rejects slots that rarely pass).
 MAX_REDRAWS = 20
-#: Shortest value a probe can rely on (ASCII); values with other characters (e.g. CJK names) need two.
-MIN_PROBE_CHARS = 3
-
-# ---------------------------------------------------------------------------------------------- text helpers
-
-
-def normalize_text(text: str) -> str:
-    """What retention matching compares: NFKC, case-folded, whitespace runs collapsed to one space."""
-    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
-
-
-def clean_value(value: object) -> str:
-    """A slot value as it appears in a message: text on one line (Faker addresses contain newlines)."""
-    return " ".join(str(value).split())
-
-
-#: A template is compiled into (literal, slot name or None) pieces.
-TemplatePart = tuple[str, str | None]
-
-
-class TemplateError(ValueError):
-    """A user/system template that cannot be filled; the message says what to write instead."""
-
-
-_SLOT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-@lru_cache(maxsize=4096)
-def compile_template(text: str) -> tuple[TemplatePart, ...]:
-    """Split ``text`` into literal pieces and ``{slot}`` fields; ``{{`` and ``}}`` are literal braces.
-
-    Raises :class:`TemplateError` for anything but a plain ``{name}`` field.
-    """
-    parts: list[TemplatePart] = []
-    try:
-        parsed = list(string.Formatter().parse(text))
-    except ValueError as exc:
-        raise TemplateError(f"{exc}; write {{{{ and }}}} for literal braces") from exc
-    for literal, field_name, spec, conversion in parsed:
-        if field_name is None:
-            parts.append((literal, None))
-            continue
-        if not field_name:
-            raise TemplateError("empty field `{}`; expected a slot name such as {name}")
-        if spec or conversion:
-            raise TemplateError(f"field `{{{field_name}...}}` has a format spec or conversion; expected plain {{name}}")
-        if not _SLOT_NAME.match(field_name):
-            raise TemplateError(f"field `{{{field_name}}}` is not a slot name; expected letters, digits and _ only")
-        parts.append((literal, field_name))
-    return tuple(parts)
-
-
-def template_slots(text: str) -> tuple[str, ...]:
-    """Slot names a template uses, in order of first use."""
-    return tuple(dict.fromkeys(name for _, name in compile_template(text) if name is not None))
-
-
-def template_literal(text: str) -> str:
-    """The fixed wording of a template (fields removed)."""
-    return " ".join(literal for literal, _ in compile_template(text))
-
-
-def render_template(text: str, values: Mapping[str, str]) -> str:
-    out: list[str] = []
-    for literal, name in compile_template(text):
-        out.append(literal)
-        if name is not None:
-            out.append(values[name])
-    return "".join(out)
-
-
-# Words a reply (from a model or the reference server) is likely to contain whatever it was asked. A probed
-# value found inside any of them (e.g. "Ann" in "planning", "Will", "May") could pass a probe by accident.
-_COMMON_WORDS_TEXT = """
-a about above according account actually add added address after afternoon again against ago agent ahead all
-allow almost alone along already also although always am among an and announce another answer any anyone
-anything anyway anywhere appointment are area around arrival arrive as ask asked assist assistance assistant
-at available away back bad bag baggage be because been before begin being below best better between big bit
-book booked booking both bring build bug but by call called can cannot care case certainly change check
-city close code come command common company complete computer confirm confirmation connection consider
-contact context could course create current customer date day days dear decide definitely delay department
-depart departure describe detail details device did different do does doing done down during each earlier
-early easy either else email end enjoy enough error even evening ever every everything example except
-expect experience explain family far feel few file find fine first fix flight fly following for forget form
-found free friend from function get give glad go going good great had happen happy has have having he hello
-help here hi him his hold home hope hotel hour hours how however i idea if important in include information
-instead into is issue it its itself just keep kind know last later learn least leave left less let like
-likely line list little local long look lot love made make man many may maybe me mean memory mention
-message might mind minute minutes moment more morning most much must my name need never new next nice night
-no none not note nothing now number of off offer often oh ok okay on once one only open option or order
-other our out over own page part particular password people perhaps person phone place plan planning please
-point possible possibly power probably problem program project provide put question quite rather read ready
-really reason recall recommend remember remind reply request reservation reset restart result return right
-room run said same saw say second see seem send service set several she should show simple since sir so
-some someone something sometimes soon sorry sound speak special start still stop such suggest support sure
-system take talk team tell than thank thanks that the their them then there these they thing things think
-this those though through ticket time to today together told too travel trip true try turn type under
-understand unfortunately until up update us use used user using usually very visit wait want was way we
-weather week well went were what when where whether which while who why will wish with within without
-wonderful word work working world would write wrong year yes yet you your yourself
-"""
-COMMON_WORDS: tuple[str, ...] = tuple(_COMMON_WORDS_TEXT.split())
-
-_COMMON_TEXT = " " + " ".join(COMMON_WORDS) + " "
-_COMMON_SET = frozenset(COMMON_WORDS)
-_PUNCTUATION = ".,;:!?'\"()-"
-
-
-def probe_value_problem(value: str, avoid: str = "", others: Iterable[str] = ()) -> str | None:
-    """Why ``value`` cannot serve as a probed fact (a probe for it could pass by accident), or None if it can.
-
-    ``avoid`` is normalised text the reply may contain anyway (the dialogue's own wording); ``others`` are the
-    other slots' values in the same conversation (normalised; an equal value counts as an overlap).
-    """
-    norm = normalize_text(value)
-    if not norm:
-        return "it is empty"
-    min_chars = MIN_PROBE_CHARS if norm.isascii() else 2
-    if len(norm) < min_chars:
-        return f"{value!r} is shorter than {min_chars} characters"
-    if norm in _COMMON_TEXT:
-        return f"{value!r} occurs in common words"
-    if all(word.strip(_PUNCTUATION) in _COMMON_SET for word in norm.split()):
-        return f"{value!r} is made of common words"
-    if avoid and norm in avoid:
-        return f"{value!r} occurs in the dialogue's own wording"
-    for other in others:
-        if other and (norm in other or other in norm):
-            return f"{value!r} overlaps another slot's value {other!r}"
-    return None
-
-
-def dialogue_wording(dialogue: Dialogue) -> str:
-    """The dialogue's fixed wording (templates without their fields), normalised, for :func:`probe_value_problem`."""
-    texts = [turn.user for turn in dialogue.turns]
-    if dialogue.system:
-        texts.append(dialogue.system)
-    pieces: list[str] = []
-    for text in texts:
-        try:
-            pieces.append(template_literal(text))
-        except TemplateError:
-            pieces.append(text)
-    return " | ".join(normalize_text(piece) for piece in pieces)
-
-
-# ---------------------------------------------------------------------------------------------- faker helpers
-
-_LOCALES_BY_LOWER = {name.lower(): name for name in AVAILABLE_LOCALES}
-#: Types a provider may return; str() of them is the slot value.
-_TEXT_LIKE = (str, int, float, decimal.Decimal, _dt.date, _dt.time, _dt.timedelta, uuid.UUID)
-
-
-def normalize_locale(locale: str) -> str:
-    """Faker's spelling of ``locale`` (``en-us`` -> ``en_US``); :class:`ConfigError` for an unknown one."""
-    cleaned = str(locale).strip().replace("-", "_")
-    found = _LOCALES_BY_LOWER.get(cleaned.lower())
-    if found is not None:
-        return found
-    import difflib
-
-    close = difflib.get_close_matches(cleaned, AVAILABLE_LOCALES, n=3, cutoff=0.6)
-    hint = f"; did you mean {', '.join(close)}?" if close else ""
-    raise ConfigError(
-        f"unknown Faker locale {locale!r}{hint} Expected one of Faker's {len(AVAILABLE_LOCALES)} locales "
-        "such as en_US, en_GB, de_DE, fr_FR, ja_JP"
-    )
-
-
-def make_faker(locale: str = DEFAULT_LOCALE) -> Faker:
-    """A single-locale Faker instance with its own random generator (never Faker's shared one)."""
-    fake = Faker(normalize_locale(locale))
-    fake.seed_instance(0)
-    return fake
-
-
-@lru_cache(maxsize=16)
-def _provider_names_for(locale: str) -> frozenset[str]:
-    fake = Faker(locale)
-    names: set[str] = set()
-    for provider in fake.providers:
-        for name in dir(provider):
-            if not name.startswith("_") and callable(getattr(provider, name, None)):
-                names.add(name)
-    return frozenset(names)
-
-
-def provider_names(locale: str = DEFAULT_LOCALE) -> frozenset[str]:
-    """Names of the Faker providers (methods such as ``first_name``, ``city``, ``bothify``) for ``locale``."""
-    return _provider_names_for(normalize_locale(locale))
-
-
-@lru_cache(maxsize=16)
-def validation_faker(locale: str = DEFAULT_LOCALE) -> Faker:
-    """A Faker instance shared by validation code (reseeded before each use)."""
-    return make_faker(locale)
-
-
-def call_provider(fake: Faker, spec: SlotSpec) -> str:
-    """One value from ``spec``'s provider; :class:`TypeError`/:class:`ValueError` for unusable results."""
-    assert spec.provider is not None
-    value = getattr(fake, spec.provider)(**dict(spec.args))
-    if not isinstance(value, _TEXT_LIKE) or isinstance(value, bool):
-        raise TypeError(f"it returned {type(value).__name__}, not text")
-    return clean_value(value)
-
-
-def check_slot_spec(fake: Faker, spec: SlotSpec, locale: str) -> str | None:
-    """Why ``spec`` cannot produce values under ``fake`` (of ``locale``), or None."""
-    if spec.provider is None:
-        return None
-    if spec.provider not in provider_names(locale):
-        import difflib
-
-        close = difflib.get_close_matches(spec.provider, sorted(provider_names(locale)), n=3, cutoff=0.7)
-        hint = f"; did you mean {', '.join(f'`{c}`' for c in close)}?" if close else ""
-        return (
-            f"`{spec.provider}` is not a Faker provider for locale {locale}{hint} "
-            "Expected a Faker method name such as first_name, city, company, bothify"
-        )
-    fake.seed_instance(0)
-    try:
-        value = call_provider(fake, spec)
-    except Exception as exc:  # any provider/argument error is the file's problem, reported with its line
-        args = ", ".join(f"{k}={v!r}" for k, v in spec.args.items())
-        return f"calling Faker `{spec.provider}({args})` failed: {type(exc).__name__}: {exc}; check `args`"
-    if not value:
-        return f"Faker `{spec.provider}` gave an empty value; expected a provider that returns text"
-    return None
-
-
-# ---------------------------------------------------------------------------------------------- conversation
+_DEFAULT_SETTINGS = RequestSettings()
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,19 +76,73 @@ class RetentionVerdict:
         return f"turn {self.turn} remembered {self.checked} {facts}"
 
 
+@dataclass(frozen=True, slots=True)
+class TurnResult:
+    """What one turn came to: the reply (None when the transport failed), the error, the retention verdict."""
+
+    conversation_id: str
+    dialogue: str
+    turn: int  # 1-based
+    reply: Reply | None
+    error: TransportError | None
+    retention: RetentionVerdict | None  # None: the turn probed nothing, or got no reply
+
+    @property
+    def retention_miss(self) -> str | None:
+        """What the reply forgot (the verdict's reason) when it missed a probe, else None."""
+        verdict = self.retention
+        return None if verdict is None or verdict.passed else verdict.reason()
+
+
 class Conversation:
-    """One user's run through one dialogue: the slot values, what has been planted, the retention checks."""
+    """One user's run through one dialogue: the slot values, the history, what has been planted, the checks."""
 
-    __slots__ = ("conversation_id", "dialogue", "planted", "slots")
+    __slots__ = ("_asked", "conversation_id", "dialogue", "history", "planted", "settings", "slots")
 
-    def __init__(self, dialogue: Dialogue, slots: dict[str, str], conversation_id: str | None = None) -> None:
+    def __init__(
+        self,
+        dialogue: Dialogue,
+        slots: dict[str, str],
+        conversation_id: str | None = None,
+        settings: RequestSettings = _DEFAULT_SETTINGS,
+    ) -> None:
         self.conversation_id: str = conversation_id or uuid.uuid4().hex
         self.dialogue = dialogue
         self.slots = slots
+        self.settings = settings
         self.planted: dict[str, tuple[str, int]] = {}
+        self.history = History(settings.history, self.conversation_id, self.system_prompt())
+        self._asked: tuple[Turn, str] | None = None  # the turn last asked, and its user message
 
     def __repr__(self) -> str:
         return f"Conversation({self.dialogue.name!r}, id={self.conversation_id}, slots={self.slots!r})"
+
+    def request(self, turn: Turn) -> ChatRequest:
+        """The request that asks ``turn``: its user message, with what the history mode sends before it."""
+        text = self.render(turn)
+        self._asked = (turn, text)
+        return ChatRequest(
+            messages=self.history.messages_for(text),
+            max_tokens=self.settings.max_tokens or self.dialogue.max_tokens_for(turn),
+            stream=self.settings.stream,
+            model=self.settings.model,
+            session_id=self.history.session_id,
+        )
+
+    def record(self, turn: Turn, reply: Reply | None, error: TransportError | None = None) -> TurnResult:
+        """What came of ``turn`` (asked by :meth:`request`): a reply is checked for retention, then its planted
+        facts count and it joins the history; a failed turn (``reply`` None) adds nothing."""
+        asked = self._asked
+        text = asked[1] if asked is not None and asked[0] is turn else self.render(turn)
+        self._asked = None
+        verdict = None
+        if reply is None:
+            self.history.failed()
+        else:
+            verdict = self.check_retention(turn, reply.text)
+            self.mark_sent(turn)
+            self.history.replied(text, reply.text)
+        return TurnResult(self.conversation_id, self.dialogue.name, turn.index, reply, error, verdict)
 
     def render(self, turn: Turn) -> str:
         """The user message of ``turn`` with its slots filled."""
@@ -357,12 +197,20 @@ class ConversationFactory:
     thread-safe (Locust users are greenlets of one thread; ``new`` never yields).
     """
 
-    def __init__(self, dialogues: Sequence[Dialogue], *, seed: int | None = None, locale: str = DEFAULT_LOCALE) -> None:
+    def __init__(
+        self,
+        dialogues: Sequence[Dialogue],
+        *,
+        seed: int | None = None,
+        locale: str = DEFAULT_LOCALE,
+        settings: RequestSettings = _DEFAULT_SETTINGS,
+    ) -> None:
         if not dialogues:
             raise ConfigError("no dialogues to choose from: give dialogue files or folders (--dialogues)")
         self.dialogues: tuple[Dialogue, ...] = tuple(dialogues)
         self.seed = seed
         self.locale = normalize_locale(locale)
+        self.settings = settings
         self._faker = make_faker(self.locale)
         self._check_providers()
         self._cum_weights = list(itertools.accumulate(d.weight for d in self.dialogues))
@@ -399,7 +247,7 @@ class ConversationFactory:
         position = bisect.bisect_right(self._cum_weights, rng.random() * total)
         plan = self._plans[min(position, len(self._plans) - 1)]
         self._faker.seed_instance(rng.getrandbits(64))
-        return Conversation(plan.dialogue, self._fill(plan))
+        return Conversation(plan.dialogue, self._fill(plan), settings=self.settings)
 
     def _value(self, spec: SlotSpec) -> str:
         if spec.choices is not None:

@@ -6,6 +6,18 @@ Importing this package registers its event listeners; a locustfile only needs::
 
     class Chat(ConversationUser):
         pass
+
+- ``options``: every chat-loadgen option in one table (:data:`~loadgen.locust_plugin.options.OPTIONS`), which
+  registers them on Locust's parser and builds :class:`~loadgen.locust_plugin.options.LoadgenOptions`.
+- ``user``: :class:`ConversationUser`, the Locust glue only: a transport per user, think time, one
+  ``runtime.report(...)`` per turn; the conversation (:mod:`loadgen.dialogues.conversation`) builds each request
+  and keeps the history.
+- ``runtime``: the process's state; ``report`` fires one Locust request event per turn and records the same turn
+  in our histograms in one greenlet step; the turn listeners (e.g. ``--turn-log``) run after it.
+- ``listeners``: listener lists with Locust's isolation (one that raises does not stop the others).
+- ``events``: start-up checks (bad options exit 2 with one line), the embedded server, metrics shipping from
+  workers, the run folder; ``report_hooks``: report files, CI gates and the web UI tab, as summary listeners.
+- ``embedded``: the reference server started when no ``--host`` is given.
 """
 
 from loadgen.locust_plugin import events as _events  # noqa: F401 - registers listeners

@@ -1,12 +1,15 @@
 """Locust event listeners: options, start-up checks, the embedded server, metrics shipping, the run folder.
 
-- ``init``: validate options and dialogues before any user starts (exit 2 with a clear message on bad
-  input); start the embedded reference server when no ``--host`` is given (master/local only).
+- ``init_command_line_parser``: every chat-loadgen option (:data:`loadgen.locust_plugin.options.OPTIONS`).
+- ``init``: validate options (``--run-id`` included) and dialogues before any user starts (exit 2 with one line
+  on bad input, before the run folder is named); start the embedded reference server when no ``--host`` is
+  given (master/local only).
 - workers: ``report_to_master`` ships this process's figures (HDR encoded) and resets them.
 - master: ``worker_report`` merges them exactly.
 - local: a greenlet merges its own figures every second.
 - ``quitting`` and ``quit``: write ``reports/<run-id>/`` and print the per-turn table; nothing measured is
-  lost on Ctrl-C (the folder is rewritten after the last worker report arrives).
+  lost on Ctrl-C (the folder is rewritten after the last worker report arrives). Then the
+  :data:`summary_listeners` run (report files, CI gates), each isolated from the others.
 """
 
 from __future__ import annotations
@@ -26,10 +29,11 @@ from loadgen import __version__
 from loadgen.errors import ConfigError
 from loadgen.locust_plugin import options as opts
 from loadgen.locust_plugin.embedded import EmbeddedServer, start_embedded_server
+from loadgen.locust_plugin.listeners import Listeners
 from loadgen.locust_plugin.runtime import LoadgenRuntime, build_runtime, get_runtime, runner_role
 from loadgen.metrics.console import format_table
 from loadgen.metrics.lag import LagProbe
-from loadgen.metrics.rundir import check_run_id, new_run_id, write_run
+from loadgen.metrics.rundir import new_run_id, write_run
 from loadgen.transports import redact_url, transport_class
 
 logger = logging.getLogger("loadgen")
@@ -39,7 +43,7 @@ CHECKPOINT_S = 30.0
 
 #: Called with (environment, summary dict, run folder) each time the run folder is written at the end.
 #: Report generation and CI gates hook in here.
-summary_listeners: list[Any] = []
+summary_listeners: Listeners[[Any, dict[str, Any], Path]] = Listeners("summary")
 
 
 class _State:
@@ -70,7 +74,7 @@ def _on_init(environment: Any, runner: Any = None, **_: Any) -> None:
     if parsed is None:  # used as a library (tests building an Environment by hand)
         return
     try:
-        rt = build_runtime(parsed, role)
+        rt = build_runtime(parsed, role, environment.events.request)
         # import the transport's libraries now: the first user's import would freeze the hub ~150 ms
         transport_class(rt.options.transport)
         if role != "worker":
@@ -88,7 +92,7 @@ def _on_init(environment: Any, runner: Any = None, **_: Any) -> None:
 
 def _prepare_run(environment: Any, rt: LoadgenRuntime) -> None:
     o = rt.options
-    run_id = check_run_id(o.run_id) if o.run_id else new_run_id(o.transport)
+    run_id = o.run_id or new_run_id(o.transport)  # validated with the options
     state.run_dir = Path(o.reports_dir) / run_id
     if not environment.host:
         server = start_embedded_server(o.transport, o.amqp_url, o.embedded_server_args)
@@ -211,15 +215,12 @@ def _finish(environment: Any) -> None:
     state.stopping.set()
     state.greenlets.clear()
     summary = _write(environment, rt, final=True)
-    if summary is None:
+    run_dir = state.run_dir
+    if summary is None or run_dir is None:
         return
     sys.stderr.write("\n" + format_table(summary) + "\n")
-    sys.stderr.write(f"chat-loadgen run folder: {state.run_dir}\n")
-    for listener in summary_listeners:
-        try:
-            listener(environment, summary, state.run_dir)
-        except Exception:
-            logger.exception("summary listener %r failed", listener)
+    sys.stderr.write(f"chat-loadgen run folder: {run_dir}\n")
+    summary_listeners.fire(environment, summary, run_dir)
 
 
 def _on_quitting(environment: Any, **_: Any) -> None:

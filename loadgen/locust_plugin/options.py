@@ -1,140 +1,127 @@
-"""Command-line options (through Locust's own parser) and their validated form."""
+"""chat-loadgen's options to Locust, stated once in :data:`OPTIONS`, and their validated form :class:`LoadgenOptions`.
+
+Each option is also an environment variable ``LOADGEN_<NAME>`` (``--think-min`` -> ``LOADGEN_THINK_MIN``), except
+``--threshold``. Defaults come from where the values are used (the request defaults of
+:class:`~loadgen.dialogues.history.RequestSettings`, the time-outs of
+:class:`~loadgen.transports.base.TransportConfig`) or are written here, once. Bad values stop the run before any
+user starts, with one line naming the option (a :class:`ConfigError`; Locust's process exits with code 2).
+"""
 
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from loadgen.dialogues.fakers import DEFAULT_LOCALE
+from loadgen.dialogues.history import RequestSettings
+from loadgen.dialogues.model import MAX_TOKENS_LIMIT, ThinkTime
 from loadgen.errors import ConfigError
+from loadgen.metrics.rundir import check_run_id
+from loadgen.option_table import Option, add_options, at_least, between, read_options
+from loadgen.report.thresholds import THRESHOLD_OPTIONS
+from loadgen.server.config import LOCAL_AMQP_URL
 from loadgen.transports import TRANSPORTS
+from loadgen.transports.base import TransportConfig
 from loadgen.types import HistoryMode
 
-DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+RUN_GROUP = "chat-loadgen"
+REPORT_GROUP = "chat-loadgen reports"
+GROUPS: dict[str, str | None] = {
+    RUN_GROUP: "Conversational load: dialogues, transport, metrics",
+    REPORT_GROUP: "Report files, CI gates and the per-turn log",
+}
+
+_REQUEST = RequestSettings()
+_TRANSPORT_DEFAULTS = {f.name: f.default for f in fields(TransportConfig)}
+
+
+def _dialogue_paths(value: str, flag: str) -> tuple[str, ...]:
+    paths = tuple(p.strip() for p in str(value).split(",") if p.strip())
+    if not paths:
+        raise ConfigError(f"{flag} is empty: give dialogue files or folders, comma-separated")
+    return paths
+
+
+def _server_args(value: str, flag: str) -> tuple[str, ...]:
+    try:
+        return tuple(shlex.split(value or ""))
+    except ValueError as exc:
+        raise ConfigError(f"{flag}: cannot split {exc}") from exc
+
+
+def _run_id(value: str | None, flag: str) -> str | None:
+    return None if not value else check_run_id(value, what=flag)
+
+
+def _not(value: bool, flag: str) -> bool:
+    return not value
+
+
+_SECONDS = at_least(0, unit=" seconds")
+_POSITIVE_SECONDS = at_least(0, strict=True, unit=" seconds")
+
+
+def _grouped(group: str, *options: Option) -> tuple[Option, ...]:
+    return tuple(replace(o, group=group) for o in options)
+
+
+#: Every option, in the order ``--help`` lists them.
+OPTIONS: tuple[Option, ...] = (
+    *_grouped(
+    RUN_GROUP,
+    Option("--transport", "wire protocol to the chat service (default %(default)s)", "rest",
+           choices=tuple(sorted(TRANSPORTS))),
+    Option("--dialogues", "dialogue scripts: files or folders, comma-separated (default %(default)s)",
+           "scenarios/dialogues", attr="dialogue_paths", validate=_dialogue_paths),
+    Option("--history", "client: send the whole history every turn; server: session id + new message only "
+           "(default %(default)s)", _REQUEST.history.value, choices=tuple(m.value for m in HistoryMode),
+           validate=lambda value, _: HistoryMode(value)),
+    Option("--think-min", "override every dialogue's minimum think time between turns (s)", type=float,
+           validate=_SECONDS),
+    Option("--think-max", "override every dialogue's maximum think time between turns (s)", type=float,
+           validate=_SECONDS),
+    Option("--no-stream", "ask for whole replies instead of streamed tokens (no TTFT/ITL then)", not _REQUEST.stream,
+           type=None, attr="stream", validate=_not),
+    Option("--max-tokens", "override the reply length asked for in every turn", _REQUEST.max_tokens, type=int,
+           validate=between(1, MAX_TOKENS_LIMIT)),
+    Option("--model", "model name sent with each request (default %(default)s)", _REQUEST.model),
+    Option("--turn-timeout", "seconds one turn may take before it fails as a timeout (default %(default)s)",
+           _TRANSPORT_DEFAULTS["timeout_s"], type=float, validate=_POSITIVE_SECONDS),
+    Option("--connect-timeout", "seconds to establish a connection (default %(default)s)",
+           _TRANSPORT_DEFAULTS["connect_timeout_s"], type=float, validate=_POSITIVE_SECONDS),
+    Option("--seed", "seed for dialogue choice and faker slots (reproducible conversations)", type=int),
+    Option("--locale", "faker locale (default %(default)s)", DEFAULT_LOCALE),
+    Option("--tls-insecure", "do not verify the target's TLS certificate", False, type=None),
+    Option("--amqp-url", "broker for the embedded server's AMQP front when --host is not given", LOCAL_AMQP_URL),
+    Option("--embedded-server-args", "extra `loadgen serve` arguments for the embedded reference server (no --host), "
+           "e.g. '--fixed --fixed-ttft-ms 50' or '--engine torch --torch-model tiny'", "", validate=_server_args),
+    Option("--reports-dir", "where run folders are written (default %(default)s)", "reports"),
+    Option("--run-id", "name of this run's folder: letters, digits, '.', '_' and '-' (default: time stamp + "
+           "transport)", validate=_run_id),
+    Option("--interval", "seconds per interval histogram (latency over time, .hlog) (default %(default)s)", 5.0,
+           type=float, attr="interval_s", validate=_POSITIVE_SECONDS),
+    ),
+    *_grouped(
+    REPORT_GROUP,
+    *THRESHOLD_OPTIONS,
+    Option("--turn-log", "write one JSON line per turn (conversation id, turn, timings, verdict); workers write PATH "
+           "with their pid inserted, e.g. turns.12345.jsonl", metavar="PATH"),
+    Option("--no-html", "do not write report.html into the run folder (turns.csv and .hlog files are still written)",
+           False, type=None, attr="html", validate=_not),
+    ),
+)  # fmt: skip
 
 
 def add_arguments(parser: Any) -> None:
-    """Register our options on Locust's parser (``init_command_line_parser``)."""
-    group = parser.add_argument_group("chat-loadgen", "Conversational load: dialogues, transport, metrics")
-    group.add_argument(
-        "--transport",
-        choices=sorted(TRANSPORTS),
-        default="rest",
-        env_var="LOADGEN_TRANSPORT",
-        help="wire protocol to the chat service (default rest)",
-    )
-    group.add_argument(
-        "--dialogues",
-        default="scenarios/dialogues",
-        env_var="LOADGEN_DIALOGUES",
-        help="dialogue scripts: files or folders, comma-separated (default scenarios/dialogues)",
-    )
-    group.add_argument(
-        "--history",
-        choices=[m.value for m in HistoryMode],
-        default="client",
-        env_var="LOADGEN_HISTORY",
-        help="client: send the whole history every turn; server: session id + new message only",
-    )
-    group.add_argument(
-        "--think-min",
-        type=float,
-        default=None,
-        env_var="LOADGEN_THINK_MIN",
-        help="override every dialogue's minimum think time between turns (s)",
-    )
-    group.add_argument(
-        "--think-max",
-        type=float,
-        default=None,
-        env_var="LOADGEN_THINK_MAX",
-        help="override every dialogue's maximum think time between turns (s)",
-    )
-    group.add_argument(
-        "--no-stream",
-        action="store_true",
-        default=False,
-        env_var="LOADGEN_NO_STREAM",
-        help="ask for whole replies instead of streamed tokens (no TTFT/ITL then)",
-    )
-    group.add_argument(
-        "--max-tokens",
-        type=int,
-        default=None,
-        env_var="LOADGEN_MAX_TOKENS",
-        help="override the reply length asked for in every turn",
-    )
-    group.add_argument(
-        "--model",
-        default="loadgen-sim",
-        env_var="LOADGEN_MODEL",
-        help="model name sent with each request (default loadgen-sim)",
-    )
-    group.add_argument(
-        "--turn-timeout",
-        type=float,
-        default=60.0,
-        env_var="LOADGEN_TURN_TIMEOUT",
-        help="seconds one turn may take before it fails as a timeout (default 60)",
-    )
-    group.add_argument(
-        "--connect-timeout",
-        type=float,
-        default=10.0,
-        env_var="LOADGEN_CONNECT_TIMEOUT",
-        help="seconds to establish a connection (default 10)",
-    )
-    group.add_argument(
-        "--seed",
-        type=int,
-        default=None,
-        env_var="LOADGEN_SEED",
-        help="seed for dialogue choice and faker slots (reproducible conversations)",
-    )
-    group.add_argument("--locale", default="en_US", env_var="LOADGEN_LOCALE", help="faker locale (default en_US)")
-    group.add_argument(
-        "--tls-insecure",
-        action="store_true",
-        default=False,
-        env_var="LOADGEN_TLS_INSECURE",
-        help="do not verify the target's TLS certificate",
-    )
-    group.add_argument(
-        "--amqp-url",
-        default=DEFAULT_AMQP_URL,
-        env_var="LOADGEN_AMQP_URL",
-        help="broker for the embedded server's AMQP front when --host is not given",
-    )
-    group.add_argument(
-        "--embedded-server-args",
-        default="",
-        env_var="LOADGEN_EMBEDDED_SERVER_ARGS",
-        help="extra `loadgen serve` arguments for the embedded reference server (no --host), "
-        "e.g. '--fixed --fixed-ttft-ms 50' or '--engine torch --model tiny'",
-    )
-    group.add_argument(
-        "--reports-dir",
-        default="reports",
-        env_var="LOADGEN_REPORTS_DIR",
-        help="where run folders are written (default reports)",
-    )
-    group.add_argument(
-        "--run-id",
-        default=None,
-        env_var="LOADGEN_RUN_ID",
-        help="name of this run's folder (default: time stamp + transport)",
-    )
-    group.add_argument(
-        "--interval",
-        type=float,
-        default=5.0,
-        env_var="LOADGEN_INTERVAL",
-        help="seconds per interval histogram (latency over time, .hlog) (default 5)",
-    )
+    """Register every option on Locust's parser (``init_command_line_parser``)."""
+    add_options(parser, OPTIONS, GROUPS, env_vars=True)
 
 
 @dataclass(frozen=True)
 class LoadgenOptions:
+    """The options of a run, validated; one field per entry of :data:`OPTIONS` (same name or its ``attr``)."""
+
     transport: str
     dialogue_paths: tuple[str, ...]
     history: HistoryMode
@@ -153,55 +140,29 @@ class LoadgenOptions:
     reports_dir: str
     run_id: str | None
     interval_s: float
-    extra: dict[str, Any] = field(default_factory=dict)
+    thresholds: list[str]
+    thresholds_files: list[str]
+    turn_log: str | None
+    html: bool
 
     @staticmethod
     def from_parsed(parsed: Any) -> LoadgenOptions:
-        def get(name: str, default: Any = None) -> Any:
-            return getattr(parsed, name, default)
+        """The options ``parsed`` holds (an option it lacks takes its default); :class:`ConfigError` if bad."""
+        options = LoadgenOptions(**read_options(parsed, OPTIONS))
+        low, high = options.think_min, options.think_max
+        if low is not None and high is not None and low > high:
+            raise ConfigError(f"--think-min {low} is larger than --think-max {high}")
+        return options
 
-        think_min, think_max = get("think_min"), get("think_max")
-        for name, value in (("--think-min", think_min), ("--think-max", think_max)):
-            if value is not None and value < 0:
-                raise ConfigError(f"{name} {value}: must be >= 0 seconds")
-        if think_min is not None and think_max is not None and think_min > think_max:
-            raise ConfigError(f"--think-min {think_min} is larger than --think-max {think_max}")
-        timeout = float(get("turn_timeout", 60.0))
-        if timeout <= 0:
-            raise ConfigError(f"--turn-timeout {timeout}: must be > 0 seconds")
-        max_tokens = get("max_tokens")
-        if max_tokens is not None and not 1 <= max_tokens <= 4096:
-            raise ConfigError(f"--max-tokens {max_tokens}: must be between 1 and 4096")
-        interval = float(get("interval", 5.0))
-        if interval <= 0:
-            raise ConfigError(f"--interval {interval}: must be > 0 seconds")
-        try:
-            server_args = tuple(shlex.split(get("embedded_server_args", "") or ""))
-        except ValueError as exc:
-            raise ConfigError(f"--embedded-server-args: cannot split {exc}") from exc
-        paths = tuple(p.strip() for p in str(get("dialogues", "scenarios/dialogues")).split(",") if p.strip())
-        if not paths:
-            raise ConfigError("--dialogues is empty: give dialogue files or folders, comma-separated")
-        return LoadgenOptions(
-            transport=str(get("transport", "rest")),
-            dialogue_paths=paths,
-            history=HistoryMode(get("history", "client")),
-            think_min=think_min,
-            think_max=think_max,
-            stream=not get("no_stream", False),
-            max_tokens=max_tokens,
-            model=str(get("model", "loadgen-sim")),
-            turn_timeout=timeout,
-            connect_timeout=float(get("connect_timeout", 10.0)),
-            seed=get("seed"),
-            locale=str(get("locale", "en_US")),
-            tls_insecure=bool(get("tls_insecure", False)),
-            amqp_url=str(get("amqp_url", DEFAULT_AMQP_URL)),
-            embedded_server_args=server_args,
-            reports_dir=str(get("reports_dir", "reports")),
-            run_id=get("run_id"),
-            interval_s=interval,
-        )
+    def request_settings(self) -> RequestSettings:
+        """What every request of the run asks for besides its messages."""
+        return RequestSettings(history=self.history, stream=self.stream, model=self.model, max_tokens=self.max_tokens)
+
+    def think_range(self, think: ThinkTime) -> tuple[float, float]:
+        """The think time to draw from before a turn: the dialogue's, where --think-min/--think-max do not say."""
+        low = think.min_s if self.think_min is None else self.think_min
+        high = think.max_s if self.think_max is None else self.think_max
+        return low, max(low, high)
 
 
 def drop_inherited_json_file(parsed: Any) -> None:

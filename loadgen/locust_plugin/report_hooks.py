@@ -1,8 +1,8 @@
 """Report hooks for Locust runs: report files, CI gates, the per-turn JSONL log and the web UI tab.
 
-Options (group "chat-loadgen reports"):
+Options (group "chat-loadgen reports", declared with the others in :mod:`loadgen.locust_plugin.options`):
 
-- ``--threshold EXPR`` (repeatable) and ``--thresholds-file FILE``: CI gates checked at the end of the run;
+- ``--threshold EXPR`` and ``--thresholds-file FILE`` (both repeatable): CI gates checked at the end of the run;
   a broken one makes the process exit with code 3 (Locust uses 1 for failed requests, 2 for errors).
   Bad expressions stop the run before any user starts (exit 2) with a message that shows the grammar.
 - ``--turn-log PATH``: one JSON line per turn, written by each process that runs users (workers insert their
@@ -56,62 +56,25 @@ class _State:
 state = _State()
 
 
-def _add_options(parser: Any, **_: Any) -> None:
-    group = parser.add_argument_group("chat-loadgen reports", "Report files, CI gates and the per-turn log")
-    group.add_argument(
-        "--threshold",
-        action="append",
-        default=[],
-        metavar="EXPR",
-        help="CI gate checked at the end, e.g. 'turn5.ttft.p99 < 800ms', 'errors < 1%%', 'retention >= 99%%' "
-        "(repeatable); a broken threshold exits with code 3",
-    )
-    group.add_argument(
-        "--thresholds-file",
-        default=None,
-        env_var="LOADGEN_THRESHOLDS_FILE",
-        metavar="FILE",
-        help="YAML list of threshold expressions",
-    )
-    group.add_argument(
-        "--turn-log",
-        default=None,
-        env_var="LOADGEN_TURN_LOG",
-        metavar="PATH",
-        help="write one JSON line per turn (conversation id, turn, timings, verdict); workers write PATH with "
-        "their pid inserted, e.g. turns.12345.jsonl",
-    )
-    group.add_argument(
-        "--no-html",
-        action="store_true",
-        default=False,
-        env_var="LOADGEN_NO_HTML",
-        help="do not write report.html into the run folder (turns.csv and .hlog files are still written)",
-    )
-
-
 def _on_init(environment: Any, runner: Any = None, web_ui: Any = None, **_: Any) -> None:
-    parsed = environment.parsed_options
-    if parsed is None:
+    if environment.parsed_options is None:
+        return
+    try:
+        rt = get_runtime()  # built (its options validated) by the first init listener
+    except RuntimeError:
         return
     role = runner_role(runner)
-    state.html = not getattr(parsed, "no_html", False)
+    o = rt.options
+    state.html = o.html
     if role != "worker":
         try:
-            state.thresholds = collect_thresholds(
-                getattr(parsed, "threshold", None) or [], getattr(parsed, "thresholds_file", None)
-            )
+            state.thresholds = collect_thresholds(o.thresholds, o.thresholds_files)
         except ConfigError as exc:
             sys.stderr.write(f"chat-loadgen: {exc}\n")
             sys.exit(2)
-    turn_log_path = getattr(parsed, "turn_log", None)
-    if turn_log_path and role != "master":
-        try:
-            rt = get_runtime()
-        except RuntimeError:
-            return
-        state.turn_log = TurnLog(turn_log_path, per_process=role == "worker")
-        rt.turn_listeners.append(state.turn_log)
+    if o.turn_log and role != "master":
+        state.turn_log = TurnLog(o.turn_log, per_process=role == "worker")
+        rt.turn_listeners.add(state.turn_log)
     if web_ui is not None and role != "worker":
         install_web_tab(web_ui)
 
@@ -167,11 +130,10 @@ def on_summary(environment: Any, summary: dict[str, Any], run_dir: Path) -> None
 
 # explicit registration: Locust's add_listener is untyped (as a decorator it would untype these functions)
 _locust_events: Any = events
-_locust_events.init_command_line_parser.add_listener(_add_options)
 _locust_events.init.add_listener(_on_init)
 _locust_events.test_stop.add_listener(_on_test_stop)
 _locust_events.quit.add_listener(_on_quit)
-loadgen_events.summary_listeners.append(on_summary)
+loadgen_events.summary_listeners.add(on_summary)
 
 
 # --- web UI tab -----------------------------------------------------------------------------------------------

@@ -1,16 +1,24 @@
 """Per-process state of a chat-loadgen run: options, dialogues, the recorder and (where reports are
-written) the aggregator. Built once in Locust's ``init`` event, after any ``--processes`` fork."""
+written) the aggregator. Built once in Locust's ``init`` event, after any ``--processes`` fork.
+
+:meth:`LoadgenRuntime.report` is the one call a user makes per finished turn: it fires exactly one Locust
+``request`` event (request_type = transport, name = ``<dialogue>:turn<k>``, the exception a
+:class:`~loadgen.errors.TransportError` or a :class:`~loadgen.errors.RetentionFailure`) and records the same turn
+in our histograms, with no greenlet switch in between, so Locust's counts and ours always agree; then the turn
+listeners run, each isolated from the others (:class:`~loadgen.locust_plugin.listeners.Listeners`).
+"""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from loadgen.dialogues import ConversationFactory, load_dialogues
+from loadgen.dialogues.conversation import TurnResult
 from loadgen.dialogues.model import Dialogue
-from loadgen.errors import ConfigError
+from loadgen.errors import ConfigError, RetentionFailure
+from loadgen.locust_plugin.listeners import Listeners
 from loadgen.locust_plugin.options import LoadgenOptions
 from loadgen.metrics.aggregator import RunAggregator
 from loadgen.metrics.batch import MetricsBatch, Pause
@@ -19,10 +27,13 @@ from loadgen.metrics.keys import ALL, SeriesKey
 from loadgen.metrics.turns import TurnOutcome, record_turn
 from loadgen.transports.base import TransportConfig
 
-#: Called for every finished turn in the process that ran it (e.g. a per-turn JSONL log).
-TurnListener = Callable[[TurnOutcome, str], None]
-
 _GENERATOR_LAG_KEY = SeriesKey(ALL, ALL, 0, Metric.GENERATOR_LAG)
+
+
+class RequestEvent(Protocol):
+    """Locust's ``request`` event hook (``environment.events.request``)."""
+
+    def fire(self, *, reverse: bool = False, **kwargs: Any) -> None: ...
 
 
 @dataclass
@@ -31,10 +42,12 @@ class LoadgenRuntime:
     dialogues: list[Dialogue]
     factory: ConversationFactory
     role: str  # "local" | "master" | "worker"
+    request_event: RequestEvent
     pending: MetricsBatch = field(default_factory=MetricsBatch)  # what turns are recorded into now
     _spare: MetricsBatch = field(default_factory=MetricsBatch)  # the other of the two, swapped at each flush
     aggregator: RunAggregator | None = None
-    turn_listeners: list[TurnListener] = field(default_factory=list)
+    #: Called with (outcome, conversation id) for every finished turn in the process that ran it.
+    turn_listeners: Listeners[[TurnOutcome, str]] = field(default_factory=lambda: Listeners("turn"))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def transport_config(self, host: str | None) -> TransportConfig:
@@ -49,10 +62,35 @@ class LoadgenRuntime:
             model=self.options.model,
         )
 
+    def report(self, result: TurnResult, *, schedule_lag_s: float, elapsed_s: float) -> TurnOutcome:
+        """One finished turn: one Locust request event and our own record (see the module doc). ``elapsed_s`` is
+        Locust's response time of a turn with no reply (a reply's is its end-to-end time)."""
+        retention, reply, miss = result.retention, result.reply, result.retention_miss
+        outcome = TurnOutcome(
+            transport=self.options.transport,
+            dialogue=result.dialogue,
+            turn=result.turn,
+            reply=reply,
+            error=result.error,
+            retention_checked=retention.checked if retention is not None else 0,
+            retention_passed=miss is None,
+            retention_reason=miss,
+            schedule_lag_s=max(0.0, schedule_lag_s),
+        )
+        self.request_event.fire(
+            request_type=outcome.transport,
+            name=f"{outcome.dialogue}:turn{outcome.turn}",
+            response_time=(reply.e2e_s() if reply is not None else elapsed_s) * 1000.0,
+            response_length=len(reply.text) if reply is not None else 0,
+            exception=result.error if miss is None else RetentionFailure(miss),
+            context={"conversation_id": result.conversation_id},
+        )
+        self.record(outcome, result.conversation_id)
+        return outcome
+
     def record(self, outcome: TurnOutcome, conversation_id: str) -> None:
         record_turn(self.pending, outcome)
-        for listener in self.turn_listeners:
-            listener(outcome, conversation_id)
+        self.turn_listeners.fire(outcome, conversation_id)
 
     def record_generator_lag(self, lag_us: int) -> None:
         self.pending.record(_GENERATOR_LAG_KEY, lag_us)
@@ -103,13 +141,23 @@ def runner_role(runner: Any) -> str:
 _runtime: LoadgenRuntime | None = None
 
 
-def build_runtime(parsed_options: Any, role: str) -> LoadgenRuntime:
+def build_runtime(parsed_options: Any, role: str, request_event: RequestEvent) -> LoadgenRuntime:
+    """The process's runtime (options validated, dialogues loaded: :class:`ConfigError` if either is bad)."""
     global _runtime
     options = LoadgenOptions.from_parsed(parsed_options)
     dialogues = load_dialogues(options.dialogue_paths, locale=options.locale)
-    factory = ConversationFactory(dialogues, seed=options.seed, locale=options.locale)
+    factory = ConversationFactory(
+        dialogues, seed=options.seed, locale=options.locale, settings=options.request_settings()
+    )
     aggregator = RunAggregator(interval_s=options.interval_s) if role != "worker" else None
-    _runtime = LoadgenRuntime(options=options, dialogues=dialogues, factory=factory, role=role, aggregator=aggregator)
+    _runtime = LoadgenRuntime(
+        options=options,
+        dialogues=dialogues,
+        factory=factory,
+        role=role,
+        request_event=request_event,
+        aggregator=aggregator,
+    )
     return _runtime
 
 

@@ -1,8 +1,15 @@
 """Metrics: the only package that touches hdrhistogram.
 
-Values are integer microseconds. A :class:`MetricsBatch` is a set of histograms and counters keyed by
-:class:`SeriesKey` (transport x dialogue x turn x metric); batches merge exactly (HDR encode/decode), which
-is how Locust workers ship their figures to the master.
+Values are integer microseconds. A :class:`MetricsBatch` is a set of histograms, integer counts and
+fractional totals keyed by :class:`SeriesKey` (transport x dialogue x turn x metric); batches merge exactly
+(HDR encode/decode), which is how Locust workers ship their figures to the master.
+
+- ``keys``: the vocabulary of series names (:class:`Metric`, ``Count``, ``Total``, ``FailureReason``
+  ``reason:<kind>:<text>``, ``ContextMetric`` ``<metric>@ctx<bucket>``), built and parsed there only;
+- ``histograms``: HDR histograms with a range per metric; ``batch``: the unit of recording and shipping;
+- ``turns``: one finished turn into histograms and counters; ``aggregator``: the run's totals and intervals;
+- ``summary``, ``rundir``, ``console``: ``summary.json``, the run folder, the end-of-run table; ``lag``: the
+  generator's own lag.
 """
 
 from loadgen.metrics.batch import MetricsBatch

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from loadgen.metrics.batch import MetricsBatch, Pause
-from loadgen.metrics.keys import ALL
+from loadgen.metrics.keys import ALL, SeriesKey
 
 
 @dataclass
@@ -58,8 +58,8 @@ class RunAggregator:
             self.total.merge_wire(data)
             aggregate_only = {
                 "v": data["v"],
-                "h": {k: v for k, v in data["h"].items() if k.split("|", 2)[1] == ALL},
-                "c": {k: v for k, v in data["c"].items() if k.split("|", 2)[1] == ALL},
+                "h": {k: v for k, v in data["h"].items() if SeriesKey.decode(k).dialogue == ALL},
+                "c": {k: v for k, v in data["c"].items() if SeriesKey.decode(k).dialogue == ALL},
             }
             self._interval.merge_wire(aggregate_only)
             self.updates += 1

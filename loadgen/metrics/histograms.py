@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import enum
 import sys
 from bisect import bisect_left
 from collections import Counter
@@ -14,15 +13,9 @@ from typing import Any, overload
 
 from hdrh.histogram import HdrHistogram
 
+from loadgen.metrics.keys import Metric, histogram_metric
 
-class Metric(enum.StrEnum):
-    E2E = "e2e"  # end-to-end latency of a turn (sent -> last byte)
-    TTFT = "ttft"  # time to first token
-    ITL = "itl"  # inter-token latency, per token, excluding the time to first token
-    SCHEDULE_LAG = "schedule_lag"  # when a turn started minus when it was meant to start
-    GENERATOR_LAG = "generator_lag"  # lateness of a 10 ms ticking greenlet: the load generator's own lag
-    PROMPT_TOKENS = "prompt_tokens"  # a count, not microseconds
-    OUTPUT_TOKENS = "output_tokens"  # a count, not microseconds
+__all__ = ["METRIC_RANGES", "HistogramRange", "Metric", "TrackedHistogram", "range_for", "record_gaps_in_all"]
 
 
 @dataclass(frozen=True)
@@ -36,7 +29,7 @@ _HOUR_US = 3_600_000_000
 _MINUTE_US = 60_000_000
 
 #: Ranges per metric (integer microseconds, or tokens for the token metrics).
-METRIC_RANGES: dict[str, HistogramRange] = {
+METRIC_RANGES: dict[Metric, HistogramRange] = {
     Metric.E2E: HistogramRange(1, _HOUR_US, 3),
     Metric.TTFT: HistogramRange(1, _HOUR_US, 3),
     Metric.ITL: HistogramRange(1, _MINUTE_US, 3),
@@ -49,8 +42,9 @@ _DEFAULT_RANGE = HistogramRange(1, _HOUR_US, 3)
 
 
 def range_for(metric: str) -> HistogramRange:
-    base = metric.split("@", 1)[0]  # "e2e@ctx<512" shares e2e's range
-    return METRIC_RANGES.get(base, _DEFAULT_RANGE)
+    """The range of a histogram named ``metric``: a context metric (``e2e@ctx<512``) shares its metric's."""
+    measured = histogram_metric(metric)
+    return _DEFAULT_RANGE if measured is None else METRIC_RANGES[measured]
 
 
 class _Drained:

@@ -1,11 +1,150 @@
-"""Names of series: what a histogram or a counter is about."""
+"""The names of series, built and parsed in this one place: what a histogram or a counter is about.
+
+A series is a :class:`SeriesKey`: transport x dialogue x turn x metric name. On the wire and in a run folder
+(``histograms.json``, ``intervals.json``) it is written ``transport|dialogue|turn|metric``; ``*`` (:data:`ALL`)
+stands for all transports or all dialogues, turn 0 for all turns. A metric name is one of:
+
+- a histogram :class:`Metric`: ``e2e``, ``ttft``, ``itl``, ``schedule_lag``, ``generator_lag`` (microseconds),
+  ``prompt_tokens``, ``output_tokens`` (tokens);
+- a :class:`ContextMetric`, a latency histogram of one prompt-length bucket: ``<metric>@ctx<bucket>``, e.g.
+  ``e2e@ctx<512`` (buckets :data:`CONTEXT_BUCKETS`, of the per-transport aggregate series only);
+- a :class:`Count`, an integer counter: ``count`` (turns), ``failures`` (all failed turns, equal to Locust's
+  failures), ``failures.transport``, ``failures.retention``, ``retention.checked``, ``retention.passed``,
+  ``prompt_tokens``;
+- a :class:`Total`, a sum that may hold fractions: ``output_tokens`` (a reply's tokens may be estimated);
+- a :class:`FailureReason`, an integer counter per reason a turn failed: ``reason:<kind>:<text>``, the kind being
+  the error's class name (``TurnTimeout``, ``ServerError``, ..., ``RetentionFailure``), the text cut at
+  :data:`REASON_CHARS` characters.
+
+Counts and totals share the wire's counter map; :func:`is_total` says which of the two a counter name is.
+"""
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
+from typing import ClassVar
 
 #: Stands for "all dialogues" / "all transports" in a key (run-level and per-transport aggregates).
 ALL = "*"
+#: Longest reason text kept in a :class:`FailureReason` counter name.
+REASON_CHARS = 200
+
+
+class Metric(enum.StrEnum):
+    """What a histogram holds."""
+
+    E2E = "e2e"  # end-to-end latency of a turn (sent -> last byte)
+    TTFT = "ttft"  # time to first token
+    ITL = "itl"  # inter-token latency, per token, excluding the time to first token
+    SCHEDULE_LAG = "schedule_lag"  # when a turn started minus when it was meant to start
+    GENERATOR_LAG = "generator_lag"  # lateness of a 10 ms ticking greenlet: the load generator's own lag
+    PROMPT_TOKENS = "prompt_tokens"  # a count, not microseconds
+    OUTPUT_TOKENS = "output_tokens"  # a count, not microseconds
+
+
+class Count(enum.StrEnum):
+    """Integer counters of a series."""
+
+    TURNS = "count"
+    FAILURES = "failures"  # transport failures and retention misses: Locust's failures
+    TRANSPORT_FAILURES = "failures.transport"
+    RETENTION_FAILURES = "failures.retention"
+    RETENTION_CHECKED = "retention.checked"  # turns that probed a planted fact
+    RETENTION_PASSED = "retention.passed"
+    PROMPT_TOKENS = "prompt_tokens"
+
+
+class Total(enum.StrEnum):
+    """Counters that sum fractions."""
+
+    OUTPUT_TOKENS = "output_tokens"
+
+
+#: Prompt-length buckets for "latency by context length": (upper limit in tokens, label), then the last label.
+CONTEXT_BUCKETS: tuple[tuple[int, str], ...] = ((512, "<512"), (2048, "512-2k"), (4096, "2k-4k"))
+LAST_CONTEXT_BUCKET = ">4k"
+#: Bucket labels in display order.
+CONTEXT_BUCKET_ORDER: tuple[str, ...] = (*(label for _, label in CONTEXT_BUCKETS), LAST_CONTEXT_BUCKET)
+
+
+def context_bucket(prompt_tokens: int) -> str:
+    """The label of the bucket ``prompt_tokens`` falls in."""
+    for limit, label in CONTEXT_BUCKETS:
+        if prompt_tokens < limit:
+            return label
+    return LAST_CONTEXT_BUCKET
+
+
+@dataclass(frozen=True, slots=True)
+class ContextMetric:
+    """A latency histogram of the turns whose prompt fell in one bucket: ``<metric>@ctx<bucket>``."""
+
+    metric: Metric
+    bucket: str
+
+    SEPARATOR: ClassVar[str] = "@ctx"
+
+    def __str__(self) -> str:
+        return f"{self.metric}{self.SEPARATOR}{self.bucket}"
+
+    @classmethod
+    def parse(cls, name: str) -> ContextMetric | None:
+        """The context metric ``name`` spells, or None when it is no such name."""
+        metric, sep, bucket = name.partition(cls.SEPARATOR)
+        if not sep or metric not in _METRICS:
+            return None
+        return cls(Metric(metric), bucket)
+
+
+@dataclass(frozen=True, slots=True)
+class FailureReason:
+    """A counter of the turns that failed for one reason: ``reason:<kind>:<text>``."""
+
+    kind: str  # the error's class name, e.g. TurnTimeout, ServerError, RetentionFailure
+    text: str
+
+    PREFIX: ClassVar[str] = "reason:"
+
+    @classmethod
+    def of(cls, kind: str, text: str) -> FailureReason:
+        """The reason as counted: its text cut at :data:`REASON_CHARS` characters."""
+        return cls(kind, text[:REASON_CHARS])
+
+    def __str__(self) -> str:
+        return f"{self.PREFIX}{self.kind}:{self.text}"
+
+    def label(self) -> str:
+        """How a report shows it: ``Kind: text``."""
+        return f"{self.kind}: {self.text}"
+
+    @classmethod
+    def parse(cls, name: str) -> FailureReason | None:
+        """The reason ``name`` spells, or None when it is no reason counter's name."""
+        if not name.startswith(cls.PREFIX):
+            return None
+        kind, _, text = name[len(cls.PREFIX) :].partition(":")
+        return cls(kind, text)
+
+
+#: Every kind of metric name a key can carry.
+MetricName = Metric | ContextMetric | Count | Total | FailureReason
+
+_METRICS = frozenset(m.value for m in Metric)
+_TOTALS = frozenset(t.value for t in Total)
+
+
+def histogram_metric(name: str) -> Metric | None:
+    """The :class:`Metric` a histogram of ``name`` measures (a context metric's own), or None if unknown."""
+    if name in _METRICS:
+        return Metric(name)
+    context = ContextMetric.parse(name)
+    return None if context is None else context.metric
+
+
+def is_total(name: str) -> bool:
+    """Whether the counter ``name`` is a :class:`Total` (a float sum) rather than an integer count."""
+    return name in _TOTALS
 
 
 @dataclass(frozen=True, order=True, slots=True)
@@ -13,7 +152,7 @@ class SeriesKey:
     transport: str
     dialogue: str
     turn: int  # 1-based turn index; 0 for aggregates over all turns
-    metric: str
+    metric: str  # a metric name, as str(MetricName) spells it
 
     def encode(self) -> str:
         return f"{self.transport}|{self.dialogue}|{self.turn}|{self.metric}"
@@ -26,5 +165,10 @@ class SeriesKey:
     def turn_key(self) -> tuple[str, str, int]:
         return (self.transport, self.dialogue, self.turn)
 
-    def with_metric(self, metric: str) -> SeriesKey:
-        return SeriesKey(self.transport, self.dialogue, self.turn, metric)
+    def with_metric(self, metric: MetricName) -> SeriesKey:
+        return SeriesKey(self.transport, self.dialogue, self.turn, str(metric))
+
+    @staticmethod
+    def series(transport: str, dialogue: str = ALL, turn: int = 0) -> SeriesKey:
+        """The key of a series with no metric yet (``with_metric`` names one): by default a transport's aggregate."""
+        return SeriesKey(transport, dialogue, turn, "")

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from loadgen.errors import ConfigError
 from loadgen.metrics.aggregator import RunAggregator
 from loadgen.metrics.batch import Pause
 from loadgen.metrics.summary import build_summary
@@ -32,9 +33,10 @@ def new_run_id(label: str = "") -> str:
     return f"{stamp}-{label}-{suffix}" if label else f"{stamp}-{suffix}"
 
 
-def check_run_id(run_id: str) -> str:
+def check_run_id(run_id: str, *, what: str = "run id") -> str:
+    """``run_id`` if it can name a folder; :class:`ConfigError` (naming ``what``, e.g. the option) if not."""
     if not _RUN_ID_OK.match(run_id):
-        raise ValueError(f"run id {run_id!r}: use letters, digits, '.', '_' and '-' only")
+        raise ConfigError(f"{what} {run_id!r}: use letters, digits, '.', '_' and '-' only")
     return run_id
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from loadgen.metrics.batch import MetricsBatch, Pause
 from loadgen.metrics.histograms import Metric, TrackedHistogram
-from loadgen.metrics.keys import ALL, SeriesKey
+from loadgen.metrics.keys import ALL, ContextMetric, Count, FailureReason, SeriesKey, Total
 
 SCHEMA_VERSION = 1
 QUANTILES: dict[str, float] = {"p50": 0.50, "p95": 0.95, "p99": 0.99}
@@ -44,31 +44,27 @@ def latency_block(hist: TrackedHistogram | None) -> dict[str, float | int]:
 
 
 def _figures(batch: MetricsBatch, base: SeriesKey, duration_s: float) -> dict[str, Any]:
-    c = batch.counters
+    def counter(name: Count | Total) -> float:
+        return batch.counter(base.with_metric(name))
 
-    def counter(name: str) -> float:
-        return float(c.get(base.with_metric(name), 0))
-
-    def hist(metric: str) -> TrackedHistogram | None:
+    def hist(metric: Metric) -> TrackedHistogram | None:
         return batch.histograms.get(base.with_metric(metric))
 
     reasons: dict[str, int] = {}
-    prefix = "reason:"
-    for key, value in c.items():
-        if key.turn_key() == base.turn_key() and key.metric.startswith(prefix):
-            kind, _, text = key.metric[len(prefix) :].partition(":")
-            reasons[f"{kind}: {text}"] = int(value)
-    checked = int(counter("retention.checked"))
-    passed = int(counter("retention.passed"))
-    output_tokens = counter("output_tokens")
+    for key, value in batch.counts.items():
+        if key.turn_key() == base.turn_key() and (reason := FailureReason.parse(key.metric)) is not None:
+            reasons[reason.label()] = int(value)
+    checked = int(counter(Count.RETENTION_CHECKED))
+    passed = int(counter(Count.RETENTION_PASSED))
+    output_tokens = counter(Total.OUTPUT_TOKENS)
     e2e = hist(Metric.E2E)
     busy_s = (e2e.mean() * e2e.count / 1e6) if e2e is not None and e2e.count else 0.0
     return {
-        "count": int(counter("count")),
-        "failures": int(counter("failures")),
+        "count": int(counter(Count.TURNS)),
+        "failures": int(counter(Count.FAILURES)),
         "failures_by_kind": {
-            "transport": int(counter("failures.transport")),
-            "retention": int(counter("failures.retention")),
+            "transport": int(counter(Count.TRANSPORT_FAILURES)),
+            "retention": int(counter(Count.RETENTION_FAILURES)),
         },
         "failure_reasons": dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
         "e2e_ms": latency_block(e2e),
@@ -77,12 +73,12 @@ def _figures(batch: MetricsBatch, base: SeriesKey, duration_s: float) -> dict[st
         "schedule_lag_ms": latency_block(hist(Metric.SCHEDULE_LAG)),
         "retention": {"checked": checked, "passed": passed, "rate": (passed / checked) if checked else None},
         "output_tokens": round(output_tokens, 1),
-        "prompt_tokens": int(counter("prompt_tokens")),
+        "prompt_tokens": int(counter(Count.PROMPT_TOKENS)),
         # tokens per second of one conversation while its reply streams (per user) ...
         "output_tokens_per_s_per_user": round(output_tokens / busy_s, 2) if busy_s else 0.0,
         # ... and over the whole run (all users together)
         "output_tokens_per_s": round(output_tokens / duration_s, 2) if duration_s > 0 else 0.0,
-        "turns_per_s": round(counter("count") / duration_s, 3) if duration_s > 0 else 0.0,
+        "turns_per_s": round(counter(Count.TURNS) / duration_s, 3) if duration_s > 0 else 0.0,
     }
 
 
@@ -92,13 +88,13 @@ def build_summary(
     """The summary of ``batch``; ``pause`` (e.g. ``gevent.sleep(0)``) is called after each series' figures,
     so that a checkpoint written while users run never holds them up for the whole of it."""
     duration_s = float(run.get("duration_s") or 0.0)
-    turn_keys = sorted({k.turn_key() for k in (*batch.counters, *batch.histograms)})
+    turn_keys = sorted({k.turn_key() for k in batch.series_keys()})
     turns = []
     transports: dict[str, Any] = {}
     for transport, dialogue, turn in turn_keys:
         if transport == ALL:
             continue
-        base = SeriesKey(transport, dialogue, turn, "")
+        base = SeriesKey.series(transport, dialogue, turn)
         if dialogue == ALL:
             transports[transport] = _figures(batch, base, duration_s)
             continue
@@ -109,9 +105,9 @@ def build_summary(
             pause()
     buckets: dict[str, dict[str, Any]] = defaultdict(dict)
     for key, hist in sorted(batch.histograms.items()):
-        if key.dialogue == ALL and "@ctx" in key.metric and key.transport != ALL:
-            metric, _, bucket = key.metric.partition("@ctx")
-            buckets[key.transport].setdefault(bucket, {})[f"{metric}_ms"] = latency_block(hist)
+        context = ContextMetric.parse(key.metric)
+        if key.dialogue == ALL and context is not None and key.transport != ALL:
+            buckets[key.transport].setdefault(context.bucket, {})[f"{context.metric}_ms"] = latency_block(hist)
     lag = latency_block(batch.histograms.get(SeriesKey(ALL, ALL, 0, Metric.GENERATOR_LAG)))
     all_warnings = list(warnings or [])
     if lag["count"] and float(lag["p99"]) > GENERATOR_LAG_WARN_MS:

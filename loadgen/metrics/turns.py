@@ -1,25 +1,36 @@
-"""Turning one finished turn into histogram values and counters."""
+"""Turning one finished turn into histogram values and counters (names in :mod:`loadgen.metrics.keys`).
+
+A turn is recorded twice: in its own series (transport x dialogue x turn) and in its transport's aggregate
+(dialogue ``*``, turn 0). A failed transport call counts ``count``, ``failures``, ``failures.transport`` and
+``reason:<ErrorClass>:<reason>``, and records only the schedule lag; a retention miss counts ``failures``,
+``failures.retention`` and ``reason:RetentionFailure:<what was forgotten>`` beside the reply's latencies.
+"""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from itertools import pairwise
 
-from loadgen.errors import TransportError
+from loadgen.errors import RetentionFailure, TransportError
 from loadgen.metrics.batch import MetricsBatch
 from loadgen.metrics.histograms import Metric, record_gaps_in_all
-from loadgen.metrics.keys import ALL, SeriesKey
+from loadgen.metrics.keys import (
+    ALL,
+    CONTEXT_BUCKETS,
+    ContextMetric,
+    Count,
+    FailureReason,
+    SeriesKey,
+    Total,
+    context_bucket,
+)
 from loadgen.types import Reply
 
-#: Prompt-length buckets (tokens) for "latency by context length".
-CONTEXT_BUCKETS: tuple[tuple[int, str], ...] = ((512, "<512"), (2048, "512-2k"), (4096, "2k-4k"))
+__all__ = ["CONTEXT_BUCKETS", "TurnOutcome", "context_bucket", "record_turn", "to_us"]
 
-
-def context_bucket(prompt_tokens: int) -> str:
-    for limit, label in CONTEXT_BUCKETS:
-        if prompt_tokens < limit:
-            return label
-    return ">4k"
+#: The kind a retention miss is counted under (what Locust shows it as).
+RETENTION_KIND = RetentionFailure.__name__
 
 
 def to_us(seconds: float) -> int:
@@ -51,14 +62,14 @@ class _Series:
 
     def __init__(self, batch: MetricsBatch, key: SeriesKey) -> None:
         self.key = key
-        self.count = key.with_metric("count")
-        self.failures = key.with_metric("failures")
-        self.failures_transport = key.with_metric("failures.transport")
-        self.failures_retention = key.with_metric("failures.retention")
-        self.retention_checked = key.with_metric("retention.checked")
-        self.retention_passed = key.with_metric("retention.passed")
-        self.output_tokens = key.with_metric("output_tokens")
-        self.prompt_tokens = key.with_metric("prompt_tokens")
+        self.count = key.with_metric(Count.TURNS)
+        self.failures = key.with_metric(Count.FAILURES)
+        self.failures_transport = key.with_metric(Count.TRANSPORT_FAILURES)
+        self.failures_retention = key.with_metric(Count.RETENTION_FAILURES)
+        self.retention_checked = key.with_metric(Count.RETENTION_CHECKED)
+        self.retention_passed = key.with_metric(Count.RETENTION_PASSED)
+        self.output_tokens = key.with_metric(Total.OUTPUT_TOKENS)
+        self.prompt_tokens = key.with_metric(Count.PROMPT_TOKENS)
         self.e2e = batch.histogram(key.with_metric(Metric.E2E))
         self.ttft = batch.histogram(key.with_metric(Metric.TTFT))
         self.itl = batch.histogram(key.with_metric(Metric.ITL))
@@ -71,7 +82,7 @@ def _series(batch: MetricsBatch, transport: str, dialogue: str, turn: int) -> _S
     handle_key = ("turn-series", transport, dialogue, turn)
     series: _Series | None = batch.handles.get(handle_key)
     if series is None:
-        series = batch.handles[handle_key] = _Series(batch, SeriesKey(transport, dialogue, turn, ""))
+        series = batch.handles[handle_key] = _Series(batch, SeriesKey.series(transport, dialogue, turn))
     return series
 
 
@@ -91,24 +102,37 @@ def _record_inter_token(both: tuple[_Series, _Series], reply: Reply) -> None:
         record_gaps_in_all([s.itl for s in both], times, tokens)
 
 
+def _record_retention(counts: Counter[SeriesKey], both: tuple[_Series, _Series], outcome: TurnOutcome) -> None:
+    missed = None if outcome.retention_passed else FailureReason.of(RETENTION_KIND, outcome.retention_reason or "")
+    for s in both:
+        counts[s.retention_checked] += 1
+        if missed is None:
+            counts[s.retention_passed] += 1
+        else:
+            counts[s.failures] += 1
+            counts[s.failures_retention] += 1
+            counts[s.key.with_metric(missed)] += 1
+
+
 def record_turn(batch: MetricsBatch, outcome: TurnOutcome) -> None:
     """Record one turn. Keys: the turn itself and the transport-wide aggregate (dialogue ``*``, turn 0)."""
     both = (
         _series(batch, outcome.transport, outcome.dialogue, outcome.turn),
         _series(batch, outcome.transport, ALL, 0),
     )
-    counters = batch.counters
+    counts, totals = batch.counts, batch.totals
     lag_us = to_us(outcome.schedule_lag_s)
     for s in both:
-        counters[s.count] += 1
+        counts[s.count] += 1
         s.schedule_lag.record(lag_us)
     if outcome.error is not None or outcome.reply is None:
         reason = outcome.error.reason if outcome.error is not None else "no reply"
         kind = type(outcome.error).__name__ if outcome.error is not None else "TransportError"
+        failure = FailureReason.of(kind, reason)
         for s in both:
-            counters[s.failures] += 1
-            counters[s.failures_transport] += 1
-            counters[s.key.with_metric(f"reason:{kind}:{reason[:200]}")] += 1
+            counts[s.failures] += 1
+            counts[s.failures_transport] += 1
+            counts[s.key.with_metric(failure)] += 1
         return
     reply = outcome.reply
     e2e = to_us(reply.e2e_s())
@@ -121,23 +145,17 @@ def record_turn(batch: MetricsBatch, outcome: TurnOutcome) -> None:
         s.e2e.record(e2e)
         if ttft is not None:
             s.ttft.record(ttft)
-        counters[s.output_tokens] += output_tokens  # type: ignore[assignment]
+        totals[s.output_tokens] += output_tokens
         if output_tokens:
             s.output_tokens_hist.record(round(output_tokens))
         if prompt_tokens is not None:
-            counters[s.prompt_tokens] += prompt_tokens
+            counts[s.prompt_tokens] += prompt_tokens
             s.prompt_tokens_hist.record(prompt_tokens)
-        if outcome.retention_checked:
-            counters[s.retention_checked] += 1
-            if outcome.retention_passed:
-                counters[s.retention_passed] += 1
-            else:
-                counters[s.failures] += 1
-                counters[s.failures_retention] += 1
-                counters[s.key.with_metric(f"reason:RetentionFailure:{(outcome.retention_reason or '')[:200]}")] += 1
+    if outcome.retention_checked:
+        _record_retention(counts, both, outcome)
     if prompt_tokens is not None:
         agg_key = both[1].key
         bucket = context_bucket(prompt_tokens)
-        batch.record(agg_key.with_metric(f"{Metric.E2E}@ctx{bucket}"), e2e)
+        batch.record(agg_key.with_metric(ContextMetric(Metric.E2E, bucket)), e2e)
         if ttft is not None:
-            batch.record(agg_key.with_metric(f"{Metric.TTFT}@ctx{bucket}"), ttft)
+            batch.record(agg_key.with_metric(ContextMetric(Metric.TTFT, bucket)), ttft)

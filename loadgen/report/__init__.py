@@ -3,6 +3,11 @@
 Everything here reads the saved run data (``summary.json``, ``histograms.json``, ``intervals.json``) and
 can run offline (``loadgen report RUN_DIR``); the Locust hooks in :mod:`loadgen.locust_plugin.report_hooks`
 call the same functions at the end of a run. See ``SCHEMA.md`` next to this file for the formats.
+
+Series are read by their typed names (:mod:`loadgen.metrics.keys`), never by parsing key strings here. The
+threshold options (``--threshold``, ``--thresholds-file``) are one definition
+(:data:`loadgen.report.thresholds.THRESHOLD_OPTIONS`) shared by a Locust run, ``loadgen report`` and
+``loadgen compare``.
 """
 
 from __future__ import annotations

@@ -15,27 +15,16 @@ from pathlib import Path
 from loadgen.errors import ConfigError
 from loadgen.metrics.console import format_table
 from loadgen.metrics.rundir import HISTOGRAMS_FILE, INTERVALS_FILE, SUMMARY_FILE
+from loadgen.option_table import add_options
 from loadgen.report import EXIT_BAD_INPUT, EXIT_THRESHOLD_VIOLATED
 from loadgen.report.files import write_reports
 from loadgen.report.rundata import load_run
-from loadgen.report.thresholds import collect_thresholds, evaluate, format_results
+from loadgen.report.thresholds import THRESHOLD_OPTIONS, collect_thresholds, evaluate, format_results
 
 
 def add_threshold_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--threshold",
-        action="append",
-        default=[],
-        metavar="EXPR",
-        help="a CI gate such as 'turn5.ttft.p99 < 800ms' or 'errors < 1%%' (repeatable); exit 3 when broken",
-    )
-    parser.add_argument(
-        "--thresholds-file",
-        action="append",
-        default=[],
-        metavar="FILE",
-        help="a YAML list of threshold expressions (repeatable)",
-    )
+    """``--threshold`` and ``--thresholds-file``, as every command that checks thresholds takes them."""
+    add_options(parser, THRESHOLD_OPTIONS)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 from loadgen.metrics.batch import MetricsBatch
 from loadgen.metrics.histograms import Metric, TrackedHistogram
-from loadgen.metrics.keys import ALL, SeriesKey
+from loadgen.metrics.keys import ALL, Count, SeriesKey
 
 _QS = (0.5, 0.95, 0.99)
 
@@ -51,24 +51,24 @@ def _percentiles(hist: TrackedHistogram | None, prefix: str, row: dict[str, Any]
 
 def build_rows(batch: MetricsBatch) -> list[dict[str, Any]]:
     """Rows per (transport, dialogue, turn), each transport's '(all)' row after its turns."""
-    counters = batch.counters
+    counts = batch.counts
     turn_keys = sorted(
-        {k.turn_key() for k in (*counters, *batch.histograms) if k.transport != ALL},
+        {k.turn_key() for k in batch.series_keys() if k.transport != ALL},
         key=lambda tk: (tk[0], tk[1] == ALL, tk[1], tk[2]),
     )
     rows = []
     for transport, dialogue, turn in turn_keys:
-        base = SeriesKey(transport, dialogue, turn, "")
-        count = int(counters.get(base.with_metric("count"), 0))
+        base = SeriesKey.series(transport, dialogue, turn)
+        count = counts.get(base.with_metric(Count.TURNS), 0)
         if not count:
             continue
-        checked = counters.get(base.with_metric("retention.checked"), 0)
-        passed = counters.get(base.with_metric("retention.passed"), 0)
+        checked = counts.get(base.with_metric(Count.RETENTION_CHECKED), 0)
+        passed = counts.get(base.with_metric(Count.RETENTION_PASSED), 0)
         row: dict[str, Any] = {
             "transport": transport,
             "name": "(all)" if dialogue == ALL else f"{dialogue}:turn{turn}",
             "count": count,
-            "failures": int(counters.get(base.with_metric("failures"), 0)),
+            "failures": counts.get(base.with_metric(Count.FAILURES), 0),
         }
         _percentiles(batch.histograms.get(base.with_metric(Metric.E2E)), "e2e", row, _QS)
         _percentiles(batch.histograms.get(base.with_metric(Metric.TTFT)), "ttft", row, _QS)

@@ -13,8 +13,8 @@ from typing import Any
 import plotly.graph_objects as go
 
 from loadgen.metrics.histograms import Metric, TrackedHistogram
-from loadgen.metrics.keys import ALL, SeriesKey
-from loadgen.report.rundata import CONTEXT_BUCKET_ORDER, RunData
+from loadgen.metrics.keys import ALL, CONTEXT_BUCKET_ORDER, ContextMetric, Count, SeriesKey, Total
+from loadgen.report.rundata import RunData
 
 #: The HDR "percentile distribution" x axis: 1/(1-p), log scale, out to 99.999%.
 PERCENTILE_TICKS: tuple[tuple[float, str], ...] = (
@@ -180,9 +180,9 @@ def throughput_over_time(data: RunData) -> go.Figure | None:
         tokens = []
         for interval in data.intervals:
             length = interval.length_s or 1.0
-            c = interval.batch.counters
-            turns.append(round(c.get(SeriesKey(transport, ALL, 0, "count"), 0) / length, 3))
-            tokens.append(round(c.get(SeriesKey(transport, ALL, 0, "output_tokens"), 0) / length, 3))
+            aggregate = SeriesKey.series(transport)
+            turns.append(round(interval.batch.counter(aggregate.with_metric(Count.TURNS)) / length, 3))
+            tokens.append(round(interval.batch.counter(aggregate.with_metric(Total.OUTPUT_TOKENS)) / length, 3))
         traces.append(go.Scatter(x=xs, y=turns, mode="lines+markers", name=f"{transport} turns/s"))
         traces.append(go.Scatter(x=xs, y=tokens, mode="lines+markers", name=f"{transport} output tokens/s", yaxis="y2"))
     return go.Figure(
@@ -224,8 +224,9 @@ def failures_over_time(data: RunData) -> go.Figure | None:
     xs = _offsets(data)
     traces = []
     for transport in data.transports():
-        for kind in ("transport", "retention"):
-            ys = [i.batch.counters.get(SeriesKey(transport, ALL, 0, f"failures.{kind}"), 0) for i in data.intervals]
+        for kind, count in (("transport", Count.TRANSPORT_FAILURES), ("retention", Count.RETENTION_FAILURES)):
+            key = SeriesKey.series(transport).with_metric(count)
+            ys = [i.batch.counts.get(key, 0) for i in data.intervals]
             if any(ys):
                 traces.append(go.Bar(x=xs, y=ys, name=f"{transport} {kind} failures"))
     if not traces:
@@ -280,7 +281,8 @@ def latency_by_context(data: RunData) -> go.Figure | None:
             for q, stat in ((0.5, "p50"), (0.99, "p99")):
                 xs, ys, counts = [], [], []
                 for bucket in CONTEXT_BUCKET_ORDER:
-                    hist = data.batch.histograms.get(SeriesKey(transport, ALL, 0, f"{metric}@ctx{bucket}"))
+                    key = SeriesKey.series(transport).with_metric(ContextMetric(metric, bucket))
+                    hist = data.batch.histograms.get(key)
                     if hist is None or hist.count == 0:
                         continue
                     xs.append(bucket)

@@ -7,6 +7,7 @@ for a *scope* (transport x dialogue x turn, each optional), merged exactly from 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,11 +15,10 @@ from typing import Any
 from loadgen.errors import ConfigError
 from loadgen.metrics.batch import MetricsBatch
 from loadgen.metrics.histograms import Metric, TrackedHistogram
-from loadgen.metrics.keys import ALL, SeriesKey
+from loadgen.metrics.keys import ALL, CONTEXT_BUCKET_ORDER, Count, SeriesKey, Total, is_total
 from loadgen.metrics.rundir import HISTOGRAMS_FILE, INTERVALS_FILE, SUMMARY_FILE
 
-#: Context-length buckets in display order (labels as in :mod:`loadgen.metrics.turns`).
-CONTEXT_BUCKET_ORDER: tuple[str, ...] = ("<512", "512-2k", "2k-4k", ">4k")
+__all__ = ["CONTEXT_BUCKET_ORDER", "LATENCY_METRICS", "Interval", "RunData", "load_batch", "load_run"]
 #: The latency metrics (microsecond histograms) a report and a threshold can name.
 LATENCY_METRICS: tuple[str, ...] = (Metric.E2E, Metric.TTFT, Metric.ITL, Metric.SCHEDULE_LAG)
 
@@ -52,18 +52,18 @@ class RunData:
 
     def transports(self) -> list[str]:
         """Transports with data, in a stable order."""
-        names = {k.transport for k in (*self.batch.histograms, *self.batch.counters) if k.transport != ALL}
+        names = {k.transport for k in self.batch.series_keys() if k.transport != ALL}
         names.update(self.summary.get("transports", {}))
         return sorted(names)
 
     def turn_keys(self) -> list[tuple[str, str, int]]:
         """(transport, dialogue, turn) of every per-turn series, sorted."""
-        keys = {k.turn_key() for k in (*self.batch.histograms, *self.batch.counters)}
+        keys = {k.turn_key() for k in self.batch.series_keys()}
         return sorted(k for k in keys if k[0] != ALL and k[1] != ALL)
 
     # --- scopes -----------------------------------------------------------------------------------------
     def _matching(
-        self, keys: Any, metric: str, transport: str | None, dialogue: str | None, turn: int | None
+        self, keys: Iterable[SeriesKey], metric: str, transport: str | None, dialogue: str | None, turn: int | None
     ) -> list[SeriesKey]:
         out = []
         aggregate = dialogue is None and turn is None
@@ -106,13 +106,14 @@ class RunData:
         return out
 
     def counter(
-        self, name: str, transport: str | None = None, dialogue: str | None = None, turn: int | None = None
+        self, name: Count | Total, transport: str | None = None, dialogue: str | None = None, turn: int | None = None
     ) -> float:
-        keys = self._matching(self.batch.counters, name, transport, dialogue, turn)
-        return float(sum(self.batch.counters[k] for k in keys))
+        counters = self.batch.totals if is_total(name) else self.batch.counts
+        keys = self._matching(counters, name, transport, dialogue, turn)
+        return float(sum(counters[k] for k in keys))
 
     def has_scope(self, transport: str | None, dialogue: str | None, turn: int | None) -> bool:
-        return bool(self._matching(self.batch.counters, "count", transport, dialogue, turn))
+        return bool(self._matching(self.batch.counts, Count.TURNS, transport, dialogue, turn))
 
 
 def _read_json(path: Path) -> Any:

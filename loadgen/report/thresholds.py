@@ -24,7 +24,8 @@ from typing import Any
 import yaml
 
 from loadgen.errors import ConfigError
-from loadgen.metrics.histograms import Metric
+from loadgen.metrics.keys import Count, Metric, Total
+from loadgen.option_table import Option
 from loadgen.report.rundata import LATENCY_METRICS, RunData
 from loadgen.transports import TRANSPORTS
 
@@ -61,6 +62,28 @@ _EXPR = re.compile(
 )
 _STAT = re.compile(r"^(p(?P<pct>\d{1,6})|max|mean|avg)$")
 _TURN = re.compile(r"^turn(?P<n>\d+)$")
+
+
+#: The options that give thresholds, the same for a Locust run, ``loadgen report`` and ``loadgen compare``.
+THRESHOLD_OPTIONS: tuple[Option, ...] = (
+    Option(
+        "--threshold",
+        "a CI gate checked at the end, e.g. 'turn5.ttft.p99 < 800ms', 'errors < 1%%', 'retention >= 99%%' "
+        "(repeatable); a broken threshold exits with code 3",
+        repeat=True,
+        metavar="EXPR",
+        attr="thresholds",
+        env=False,
+    ),
+    Option(
+        "--thresholds-file",
+        "a YAML list of threshold expressions, or a mapping with a `thresholds:` list (repeatable; in a Locust run "
+        "also the environment variable LOADGEN_THRESHOLDS_FILE)",
+        repeat=True,
+        metavar="FILE",
+        attr="thresholds_files",
+    ),
+)
 
 
 class ThresholdError(ConfigError):
@@ -134,14 +157,30 @@ def parse_threshold(expression: str, *, where: str = "") -> Threshold:
     if op not in OPERATORS:
         raise ThresholdError(expression, f"operator {op!r} is not supported; use one of < <= > >=", where)
     value = float(m.group("value"))
+    metric, prefix, stat = _metric(expression, lhs, where)
+    transport, dialogue, turn = _scope(expression, metric, prefix, where)
+    return Threshold(
+        text=text,
+        transport=transport,
+        dialogue=dialogue,
+        turn=turn,
+        metric=metric,
+        stat=stat,
+        op=op,
+        value=_scaled(expression, metric, stat, op, value, unit, where),
+        unit=unit,
+    )
+
+
+def _metric(expression: str, lhs: str, where: str) -> tuple[str, list[str], str | None]:
+    """(metric, the scope parts before it, the statistic of a latency metric) of a threshold's left side."""
     parts = lhs.split(".")
     if any(p == "" for p in parts):
         raise ThresholdError(expression, f"empty name between dots in {lhs!r}", where)
-    stat: str | None = None
     if parts[-1] in RATE_METRICS or parts[-1] in COUNT_METRICS:
-        metric, prefix = parts[-1], parts[:-1]
-    elif len(parts) >= 2 and (parts[-2] in LATENCY_METRICS or parts[-2] == Metric.GENERATOR_LAG):
-        metric, prefix = parts[-2], parts[:-2]
+        return parts[-1], parts[:-1], None
+    if len(parts) >= 2 and (parts[-2] in LATENCY_METRICS or parts[-2] == Metric.GENERATOR_LAG):
+        metric = parts[-2]
         stat = _stat_ok(parts[-1])
         if stat is None:
             raise ThresholdError(
@@ -149,18 +188,20 @@ def parse_threshold(expression: str, *, where: str = "") -> Threshold:
                 f"unknown statistic {parts[-1]!r} for {metric}; use p50, p90, p95, p99, p999, p9999, max or mean",
                 where,
             )
-    elif parts[-1] in LATENCY_METRICS or parts[-1] == Metric.GENERATOR_LAG:
+        return metric, parts[:-2], stat
+    if parts[-1] in LATENCY_METRICS or parts[-1] == Metric.GENERATOR_LAG:
         raise ThresholdError(expression, f"{parts[-1]} needs a statistic, e.g. {'.'.join(parts)}.p99", where)
+    known = [*LATENCY_METRICS, Metric.GENERATOR_LAG, *RATE_METRICS, *COUNT_METRICS]
+    if len(parts) >= 2 and parts[-1].isdigit() and re.match(r"^p\d+$", parts[-2]):
+        problem = f"write a percentile without a dot: {parts[-2]}.{parts[-1]} is {parts[-2]}{parts[-1]}"
     else:
-        known = [*LATENCY_METRICS, Metric.GENERATOR_LAG, *RATE_METRICS, *COUNT_METRICS]
-        if len(parts) >= 2 and parts[-1].isdigit() and re.match(r"^p\d+$", parts[-2]):
-            problem = f"write a percentile without a dot: {parts[-2]}.{parts[-1]} is {parts[-2]}{parts[-1]}"
-        else:
-            name = parts[-2] if len(parts) >= 2 and _STAT.match(parts[-1]) else parts[-1]
-            problem = f"unknown metric {name!r}; expected one of {', '.join(known)}"
-        raise ThresholdError(expression, problem, where)
-    transport, dialogue, turn = _scope(expression, metric, prefix, where)
-    # units
+        name = parts[-2] if len(parts) >= 2 and _STAT.match(parts[-1]) else parts[-1]
+        problem = f"unknown metric {name!r}; expected one of {', '.join(known)}"
+    raise ThresholdError(expression, problem, where)
+
+
+def _scaled(expression: str, metric: str, stat: str | None, op: str, value: float, unit: str, where: str) -> float:
+    """The limit in the metric's canonical unit: a fraction for a rate, microseconds for a latency."""
     if metric in RATE_METRICS:
         if unit != "%":
             raise ThresholdError(
@@ -170,33 +211,21 @@ def parse_threshold(expression: str, *, where: str = "") -> Threshold:
             )
         if not 0 <= value <= 100:
             raise ThresholdError(expression, f"{value:g}% is not between 0% and 100%", where)
-        scaled = value / 100.0
-    elif metric in COUNT_METRICS:
+        return value / 100.0
+    if metric in COUNT_METRICS:
         if unit not in ("", "/s") or (unit == "/s" and not metric.endswith("_per_s")):
             raise ThresholdError(expression, f"{metric} is a plain number: drop the unit {unit!r}", where)
-        scaled = value
-    else:
-        if unit not in TIME_UNITS_US:
-            problem = (
-                f"{metric}.{stat} needs a time unit (us, ms or s), e.g. {value:g}ms"
-                if not unit
-                else f"unknown time unit {unit!r}; use us, ms or s"
-            )
-            raise ThresholdError(expression, problem, where)
-        if value < 0:
-            raise ThresholdError(expression, "a latency cannot be negative", where)
-        scaled = value * TIME_UNITS_US[unit]
-    return Threshold(
-        text=text,
-        transport=transport,
-        dialogue=dialogue,
-        turn=turn,
-        metric=metric,
-        stat=stat,
-        op=op,
-        value=scaled,
-        unit=unit,
-    )
+        return value
+    if unit not in TIME_UNITS_US:
+        problem = (
+            f"{metric}.{stat} needs a time unit (us, ms or s), e.g. {value:g}ms"
+            if not unit
+            else f"unknown time unit {unit!r}; use us, ms or s"
+        )
+        raise ThresholdError(expression, problem, where)
+    if value < 0:
+        raise ThresholdError(expression, "a latency cannot be negative", where)
+    return value * TIME_UNITS_US[unit]
 
 
 def _scope(expression: str, metric: str, prefix: list[str], where: str) -> tuple[str | None, str | None, int | None]:
@@ -330,29 +359,31 @@ def _observe(data: RunData, t: Threshold, transport: str | None) -> tuple[float 
         q = t.quantile()
         assert q is not None
         return float(hist.quantiles([q])[q]), name
-    count = data.counter("count", transport, t.dialogue, t.turn)
+
+    def counter(name: Count | Total) -> float:
+        return data.counter(name, transport, t.dialogue, t.turn)
+
+    count = counter(Count.TURNS)
     if t.metric == "retention":
-        checked = data.counter("retention.checked", transport, t.dialogue, t.turn)
+        checked = counter(Count.RETENTION_CHECKED)
         if not checked:
             return None, "no turn in scope probed a planted fact"
-        return data.counter("retention.passed", transport, t.dialogue, t.turn) / checked, "retention"
+        return counter(Count.RETENTION_PASSED) / checked, "retention"
     if t.metric in ("errors", "transport_errors"):
         if not count:
             return None, "no turns"
-        failures = data.counter(
-            "failures" if t.metric == "errors" else "failures.transport", transport, t.dialogue, t.turn
-        )
+        failures = counter(Count.FAILURES if t.metric == "errors" else Count.TRANSPORT_FAILURES)
         return failures / count, t.metric
     if t.metric == "turns":
         return count, "turns"
     if t.metric == "failures":
-        return data.counter("failures", transport, t.dialogue, t.turn), "failures"
+        return counter(Count.FAILURES), "failures"
     duration = data.duration_s
     if duration <= 0:
         return None, "the run has no duration"
     if t.metric == "turns_per_s":
         return count / duration, "turns/s"
-    return data.counter("output_tokens", transport, t.dialogue, t.turn) / duration, "output tokens/s"
+    return counter(Total.OUTPUT_TOKENS) / duration, "output tokens/s"
 
 
 def evaluate(data: RunData, thresholds: Sequence[Threshold]) -> list[Result]:

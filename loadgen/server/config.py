@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+#: The local RabbitMQ (guest/guest) an embedded or benchmarked reference server uses for its AMQP front.
+LOCAL_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+
 
 @dataclass
 class SimEngineConfig:

@@ -45,7 +45,7 @@ class EmbeddedServer:
 
 
 def server_command(transport: str, amqp_url: str, extra_args: Sequence[str]) -> list[str]:
-    cmd = [sys.executable, "-m", "loadgen", "serve", "--host", "127.0.0.1"]
+    cmd = [sys.executable, "-m", "loadgen", "serve", "--bind", "127.0.0.1"]
     if transport == "rest":
         cmd += ["--rest-port", "0"]
     else:

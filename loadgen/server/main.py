@@ -2,6 +2,12 @@
 
 Prints ``loadgen-ready {"rest": "http://127.0.0.1:8000", ...}`` on stdout (one line, flushed) once every
 front accepts requests; logs go to stderr. SIGTERM or SIGINT stops it cleanly (exit code 0).
+
+Options are one table (:data:`OPTIONS`). Where Locust gives a flag another meaning, the server's has its own
+name: ``--bind`` (the address the fronts listen on; Locust's ``--host`` is the target), ``--torch-model`` (the
+torch engine's size; Locust's ``--model`` is the model name a request asks for) and ``--weight-seed`` (Locust's
+``--seed`` seeds the conversations). The old spellings ``--host``, ``--model`` and ``--seed`` are refused with
+one line naming the new one (exit 2).
 """
 
 from __future__ import annotations
@@ -15,34 +21,86 @@ import sys
 from typing import Any
 
 from loadgen.errors import ConfigError
+from loadgen.option_table import Option, add_options, non_negative, port, positive_int
 from loadgen.server.config import ServerConfig, SimEngineConfig, TorchEngineConfig
 from loadgen.server.fronts import READY_PREFIX
 
 AMQP_URL_ENV = "LOADGEN_AMQP_URL"
-_DEFAULTS = ServerConfig(sim=SimEngineConfig(), torch=TorchEngineConfig())
+_DEFAULTS = ServerConfig()
 _SIM = SimEngineConfig()
 _TORCH = TorchEngineConfig()
 
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _port(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"a port is 0..65535 (0: any free port), got {value}")
-    return value
+GROUPS: dict[str, str | None] = dict.fromkeys(
+    (
+        "fronts",
+        "conversation",
+        "engine",
+        "sim engine (a cost model with a batching step loop)",
+        "torch engine (a real Llama-style decoder; pip install 'chat-loadgen[gpu]')",
+        "process",
+    )
+)
+_FRONTS, _CONVERSATION, _ENGINE, _SIM_ENGINE, _TORCH_ENGINE, _PROCESS = GROUPS
 
 
-def _non_negative(text: str) -> float:
-    value = float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
-    return value
+def _opt(group: str, flag: str, help: str, default: Any = None, **kwargs: Any) -> Option:
+    return Option(flag, help, default, group=group, env=False, **kwargs)
+
+
+#: Every option of ``loadgen serve``, in the order ``--help`` lists them; defaults from :mod:`loadgen.server.config`.
+#: Flags whose names Locust gives another meaning are spelled apart (``--bind``, ``--torch-model``, ``--weight-seed``).
+OPTIONS: tuple[Option, ...] = (
+    _opt(_FRONTS, "--bind", "address every front binds (default %(default)s)", _DEFAULTS.host, metavar="ADDRESS",
+         renamed_from="--host"),
+    _opt(_FRONTS, "--rest-port", "REST port, 0 for any free one (default %(default)s)", _DEFAULTS.rest_port, type=port),
+    _opt(_FRONTS, "--no-rest", "no REST front", False, type=None),
+    _opt(_FRONTS, "--grpc-port", "serve gRPC on this port (0: any free one); off by default", type=port),
+    _opt(_FRONTS, "--amqp-url", f"serve over AMQP: consume chat requests from this broker (default: the environment "
+         f"variable {AMQP_URL_ENV}); off by default"),
+    _opt(_FRONTS, "--amqp-queue", "request queue name (default %(default)s)", _DEFAULTS.amqp_queue),
+    _opt(_FRONTS, "--amqp-prefetch", "unacknowledged requests taken at once (default %(default)s)",
+         _DEFAULTS.amqp_prefetch, type=positive_int),
+    _opt(_FRONTS, "--api-key-env", "require the API key held in environment variable NAME on every front (the key "
+         "is never printed)", metavar="NAME"),
+    _opt(_CONVERSATION, "--session-capacity", "server-side sessions kept (LRU); an evicted session loses its history "
+         "(default %(default)s)", _DEFAULTS.session_capacity, type=positive_int),
+    _opt(_CONVERSATION, "--session-ttl", "seconds an idle session is kept (default %(default)s)",
+         _DEFAULTS.session_ttl_s, type=float),
+    _opt(_CONVERSATION, "--context-window", "tokens of context per request; the oldest turns are dropped to fit "
+         "(default %(default)s)", _DEFAULTS.context_window, type=positive_int),
+    _opt(_CONVERSATION, "--default-max-tokens", "reply length when a request gives no max_tokens (default %(default)s)",
+         _DEFAULTS.default_max_tokens, type=positive_int),
+    _opt(_ENGINE, "--engine", "default %(default)s", _DEFAULTS.engine, choices=("sim", "torch")),
+    _opt(_ENGINE, "--max-batch", f"sequences decoded together per step (default sim {_SIM.max_batch}, torch "
+         f"{_TORCH.max_batch})", type=positive_int),
+    _opt(_ENGINE, "--queue-limit", f"waiting requests before new ones get 429 (default sim {_SIM.queue_limit}, torch "
+         f"{_TORCH.queue_limit})", type=int),
+    _opt(_SIM_ENGINE, "--prefill-us-per-token", "prefill cost per prompt token, µs (default %(default)s)",
+         _SIM.prefill_us_per_token, type=non_negative),
+    _opt(_SIM_ENGINE, "--step-base-us", "decode step time at batch 1, µs (default %(default)s)", _SIM.step_base_us,
+         type=non_negative),
+    _opt(_SIM_ENGINE, "--step-per-seq-us", "step time added per sequence in the batch, µs (default %(default)s)",
+         _SIM.step_per_seq_us, type=non_negative),
+    _opt(_SIM_ENGINE, "--fixed", "exact timing instead: first token --fixed-ttft-ms after the front received the "
+         "request, then one every --fixed-itl-ms, no batching", _SIM.fixed, type=None),
+    _opt(_SIM_ENGINE, "--fixed-ttft-ms", "default %(default)s", _SIM.fixed_ttft_ms, type=non_negative),
+    _opt(_SIM_ENGINE, "--fixed-itl-ms", "default %(default)s", _SIM.fixed_itl_ms, type=non_negative),
+    _opt(_TORCH_ENGINE, "--device", "cpu | cuda (default %(default)s)", _TORCH.device),
+    _opt(_TORCH_ENGINE, "--torch-model", "the torch engine's model size: tiny | 1b (default %(default)s)", _TORCH.model,
+         renamed_from="--model"),
+    _opt(_TORCH_ENGINE, "--batching", "default %(default)s", _TORCH.batching, choices=("continuous", "static")),
+    _opt(_TORCH_ENGINE, "--window", "sliding-window attention in tokens (default: full attention)", _TORCH.window,
+         type=positive_int),
+    _opt(_TORCH_ENGINE, "--kv-tokens", "KV cache budget in tokens across running sequences (default %(default)s)",
+         _TORCH.kv_tokens, type=positive_int),
+    _opt(_TORCH_ENGINE, "--static-batch-timeout-ms", "static batching: longest wait for a full batch (default "
+         "%(default)s)", _TORCH.static_batch_timeout_ms, type=non_negative),
+    _opt(_TORCH_ENGINE, "--weight-seed", "seed the torch model's weights are drawn from (default %(default)s)",
+         _TORCH.seed, type=int, renamed_from="--seed"),
+    _opt(_PROCESS, "--loop", "event loop implementation (default %(default)s; uvloop is faster, asyncio times sleeps "
+         "more finely)", "asyncio", choices=("asyncio", "uvloop")),
+    _opt(_PROCESS, "--log-level", "default %(default)s", "info", choices=("debug", "info", "warning", "error")),
+)  # fmt: skip
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -50,140 +108,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         f"Once every front accepts requests, one stdout line '{READY_PREFIX}{{\"rest\": URL, ...}}' says where; "
         "logs go to stderr. SIGTERM/SIGINT stop it (exit 0)."
     )
-    g = parser.add_argument_group("fronts")
-    g.add_argument("--host", default=_DEFAULTS.host, help="address every front binds (default %(default)s)")
-    g.add_argument(
-        "--rest-port",
-        type=_port,
-        default=_DEFAULTS.rest_port,
-        help="REST port, 0 for any free one (default %(default)s)",
-    )
-    g.add_argument("--no-rest", action="store_true", help="no REST front")
-    g.add_argument(
-        "--grpc-port", type=_port, default=None, help="serve gRPC on this port (0: any free one); off by default"
-    )
-    g.add_argument(
-        "--amqp-url",
-        default=os.environ.get(AMQP_URL_ENV) or None,
-        help=f"serve over AMQP: consume chat requests from this broker (env {AMQP_URL_ENV}); off by default",
-    )
-    g.add_argument("--amqp-queue", default=_DEFAULTS.amqp_queue, help="request queue name (default %(default)s)")
-    g.add_argument(
-        "--amqp-prefetch",
-        type=_positive_int,
-        default=_DEFAULTS.amqp_prefetch,
-        help="unacknowledged requests taken at once (default %(default)s)",
-    )
-    g.add_argument(
-        "--api-key-env",
-        metavar="NAME",
-        default=None,
-        help="require the API key held in environment variable NAME on every front (the key is never printed)",
-    )
-
-    g = parser.add_argument_group("conversation")
-    g.add_argument(
-        "--session-capacity",
-        type=_positive_int,
-        default=_DEFAULTS.session_capacity,
-        help="server-side sessions kept (LRU); an evicted session loses its history (default %(default)s)",
-    )
-    g.add_argument(
-        "--session-ttl",
-        type=float,
-        default=_DEFAULTS.session_ttl_s,
-        help="seconds an idle session is kept (default %(default)s)",
-    )
-    g.add_argument(
-        "--context-window",
-        type=_positive_int,
-        default=_DEFAULTS.context_window,
-        help="tokens of context per request; the oldest turns are dropped to fit (default %(default)s)",
-    )
-    g.add_argument(
-        "--default-max-tokens",
-        type=_positive_int,
-        default=_DEFAULTS.default_max_tokens,
-        help="reply length when a request gives no max_tokens (default %(default)s)",
-    )
-
-    g = parser.add_argument_group("engine")
-    g.add_argument("--engine", choices=("sim", "torch"), default=_DEFAULTS.engine, help="default %(default)s")
-    g.add_argument(
-        "--max-batch",
-        type=_positive_int,
-        default=None,
-        help=f"sequences decoded together per step (default sim {_SIM.max_batch}, torch {_TORCH.max_batch})",
-    )
-    g.add_argument(
-        "--queue-limit",
-        type=int,
-        default=None,
-        help=f"waiting requests before new ones get 429 (default sim {_SIM.queue_limit}, torch {_TORCH.queue_limit})",
-    )
-
-    g = parser.add_argument_group("sim engine (a cost model with a batching step loop)")
-    g.add_argument(
-        "--prefill-us-per-token",
-        type=_non_negative,
-        default=_SIM.prefill_us_per_token,
-        help="prefill cost per prompt token, µs (default %(default)s)",
-    )
-    g.add_argument(
-        "--step-base-us",
-        type=_non_negative,
-        default=_SIM.step_base_us,
-        help="decode step time at batch 1, µs (default %(default)s)",
-    )
-    g.add_argument(
-        "--step-per-seq-us",
-        type=_non_negative,
-        default=_SIM.step_per_seq_us,
-        help="step time added per sequence in the batch, µs (default %(default)s)",
-    )
-    g.add_argument(
-        "--fixed",
-        action="store_true",
-        help="exact timing instead: first token --fixed-ttft-ms after the front received the request, then one "
-        "every --fixed-itl-ms, no batching",
-    )
-    g.add_argument("--fixed-ttft-ms", type=_non_negative, default=_SIM.fixed_ttft_ms, help="default %(default)s")
-    g.add_argument("--fixed-itl-ms", type=_non_negative, default=_SIM.fixed_itl_ms, help="default %(default)s")
-
-    g = parser.add_argument_group("torch engine (a real Llama-style decoder; pip install 'chat-loadgen[gpu]')")
-    g.add_argument("--device", default=_TORCH.device, help="cpu | cuda (default %(default)s)")
-    g.add_argument("--model", default=_TORCH.model, help="tiny | 1b (default %(default)s)")
-    g.add_argument("--batching", choices=("continuous", "static"), default=_TORCH.batching, help="default %(default)s")
-    g.add_argument(
-        "--window",
-        type=_positive_int,
-        default=_TORCH.window,
-        help="sliding-window attention in tokens (default: full attention)",
-    )
-    g.add_argument(
-        "--kv-tokens",
-        type=_positive_int,
-        default=_TORCH.kv_tokens,
-        help="KV cache budget in tokens across running sequences (default %(default)s)",
-    )
-    g.add_argument(
-        "--static-batch-timeout-ms",
-        type=_non_negative,
-        default=_TORCH.static_batch_timeout_ms,
-        help="static batching: longest wait for a full batch (default %(default)s)",
-    )
-    g.add_argument("--seed", type=int, default=_TORCH.seed, help="weight seed (default %(default)s)")
-
-    g = parser.add_argument_group("process")
-    g.add_argument(
-        "--loop",
-        choices=("asyncio", "uvloop"),
-        default="asyncio",
-        help="event loop implementation (default %(default)s; uvloop is faster, asyncio times sleeps more finely)",
-    )
-    g.add_argument(
-        "--log-level", default="info", choices=("debug", "info", "warning", "error"), help="default %(default)s"
-    )
+    add_options(parser, OPTIONS, GROUPS)
 
 
 def build_config(args: argparse.Namespace) -> ServerConfig:
@@ -210,20 +135,20 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
     )
     torch = TorchEngineConfig(
         device=args.device,
-        model=args.model,
+        model=args.torch_model,
         batching=args.batching,
         max_batch=args.max_batch or _TORCH.max_batch,
         kv_tokens=args.kv_tokens,
         queue_limit=_TORCH.queue_limit if queue_limit is None else queue_limit,
         static_batch_timeout_ms=args.static_batch_timeout_ms,
         window=args.window,
-        seed=args.seed,
+        seed=args.weight_seed,
     )
     return ServerConfig(
-        host=args.host,
+        host=args.bind,
         rest_port=None if args.no_rest else args.rest_port,
         grpc_port=args.grpc_port,
-        amqp_url=args.amqp_url or None,
+        amqp_url=args.amqp_url or os.environ.get(AMQP_URL_ENV) or None,
         amqp_queue=args.amqp_queue,
         amqp_prefetch=args.amqp_prefetch,
         engine=args.engine,

@@ -165,7 +165,7 @@ def test_workers_take_the_target_from_the_master() -> None:
     service = reference[("Service", "reference-server")]
     assert service["spec"]["ports"][0]["port"] == 8000
     assert container_argv(reference[("Deployment", "reference-server")]) == [
-        "loadgen", "serve", "--rest-port", "8000", "--host", "0.0.0.0",
+        "loadgen", "serve", "--rest-port", "8000", "--bind", "0.0.0.0",
     ]  # fmt: skip
 
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from loadgen.dialogues import Conversation, ConversationFactory, DialogueError, RetentionVerdict, load_dialogue
-from loadgen.dialogues.conversation import (
+from loadgen.dialogues.fakers import normalize_locale
+from loadgen.dialogues.text import (
     COMMON_WORDS,
     compile_template,
     dialogue_wording,
-    normalize_locale,
     normalize_text,
     probe_value_problem,
 )

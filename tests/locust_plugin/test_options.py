@@ -1,31 +1,34 @@
-"""Locust option handling. Importing ``loadgen.locust_plugin`` imports Locust, which monkey-patches the process
-with gevent, so each check runs in a Python of its own."""
+"""Bad options stop a real Locust run before any user starts: exit code 2, one line of ours, no traceback, no run
+folder. (The option table itself is unit-tested in ``gevent_cases.py``.)"""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 from tests.conftest import REPO_ROOT
 
-
-def _json_file_after_drop(processes: str, json_file: str) -> str:
-    code = (
-        "from argparse import Namespace\n"
-        "from loadgen.locust_plugin.options import drop_inherited_json_file\n"
-        f"parsed = Namespace(processes={processes}, json_file={json_file!r})\n"
-        "drop_inherited_json_file(parsed)\n"
-        "print(parsed.json_file)\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
+LOCUSTFILE = REPO_ROOT / "scenarios" / "multiturn.py"
 
 
-def test_forked_worker_drops_the_masters_json_file() -> None:
-    # a --processes worker would overwrite the master's merged stats with its own, near-empty ones
-    assert _json_file_after_drop("2", "out/stats") == "None"
-
-
-def test_standalone_worker_keeps_its_json_file() -> None:
-    assert _json_file_after_drop("None", "out/stats") == "out/stats"
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["--run-id", "nightly/1"], "chat-loadgen: --run-id 'nightly/1': use letters, digits, '.', '_' and '-' only"),
+        (["--think-min", "2", "--think-max", "1"], "chat-loadgen: --think-min 2.0 is larger than --think-max 1.0"),
+    ],
+)
+def test_a_bad_option_exits_2_with_one_line_and_no_run_folder(tmp_path: Path, args: list[str], line: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "-u", "1", "-r", "1", "-t", "5s",
+         "--dialogues", str(REPO_ROOT / "scenarios" / "dialogues"), "--reports-dir", str(tmp_path / "reports"), *args],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    ours = [text for text in done.stderr.splitlines() if "chat-loadgen" in text]
+    assert ours == [line]
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "reports").exists()

@@ -36,16 +36,16 @@ def test_record_turn_counts_latencies_and_retention() -> None:
     )
     record_turn(batch, TurnOutcome("rest", "travel", 2, None, error=ConnectError("refused")))
     k = SeriesKey("rest", "travel", 2, "")
-    assert batch.counters[k.with_metric("count")] == 2
-    assert batch.counters[k.with_metric("failures")] == 2
-    assert batch.counters[k.with_metric("failures.transport")] == 1
-    assert batch.counters[k.with_metric("failures.retention")] == 1
+    assert batch.counts[k.with_metric("count")] == 2
+    assert batch.counts[k.with_metric("failures")] == 2
+    assert batch.counts[k.with_metric("failures.transport")] == 1
+    assert batch.counts[k.with_metric("failures.retention")] == 1
     assert batch.histograms[k.with_metric("e2e")].count == 1  # failed transport turns have no latency
     itl = batch.histograms[k.with_metric("itl")]
     assert itl.count == 9  # the first (3-token) chunk is TTFT, not ITL
     assert abs(itl.quantiles([0.5])[0.5] - 10_000) <= 10
     agg = SeriesKey("rest", ALL, 0, "count")
-    assert batch.counters[agg] == 2
+    assert batch.counts[agg] == 2
     assert SeriesKey("rest", ALL, 0, "e2e@ctx512-2k") in batch.histograms
 
 
@@ -69,7 +69,7 @@ def test_worker_batches_merge_exactly_into_the_aggregator() -> None:
         assert w.is_empty()
     key = SeriesKey("grpc", "coding", 1, "ttft")
     assert agg.total.histograms[key].count == 60
-    assert agg.total.counters[key.with_metric("count")] == 60
+    assert agg.total.counts[key.with_metric("count")] == 60
     assert agg.total.histograms[key].quantiles([0.5, 0.99]) == reference.histograms[key].quantiles([0.5, 0.99])
     agg.maybe_roll(force=True)
     assert len(agg.intervals) == 1
@@ -92,8 +92,9 @@ def test_in_place_flush_keeps_recording_exact_across_reports() -> None:
         assert agg.total.histograms[key].count == hist.count, key
         assert list(agg.total.histograms[key].hist.counts) == list(hist.hist.counts), key
         assert agg.total.histograms[key].value_sum == hist.value_sum, key
-    assert agg.total.counters == wire_total.counters
-    assert agg.total.counters[SeriesKey("rest", "travel", 1, "count")] == 18
+    assert agg.total.counts == wire_total.counts
+    assert agg.total.totals == wire_total.totals
+    assert agg.total.counts[SeriesKey("rest", "travel", 1, "count")] == 18
     agg.maybe_roll(force=True)
     assert all(k.split("|")[1] == ALL for k in agg.intervals[0].wire["h"])
 

@@ -136,3 +136,22 @@ def test_turn_scope_merges_dialogues_exactly(synthetic_run: Path) -> None:
     assert data.counter("count", "rest", None, 2) == sum(
         r["count"] for r in data.summary["turns"] if r["transport"] == "rest" and r["turn"] == 2
     )
+
+
+@pytest.mark.parametrize("command", ["report", "compare"])
+def test_thresholds_files_repeat_and_mean_the_same_in_report_and_compare(
+    synthetic_run: Path, tmp_path: Path, command: str
+) -> None:
+    from report_helpers import run_command
+
+    from loadgen.report import cli, compare_cli
+
+    passing, breaking = tmp_path / "pass.yaml", tmp_path / "break.yaml"
+    passing.write_text("- turns >= 1\n")
+    breaking.write_text("thresholds:\n  - turns >= 100000000\n")
+    module, runs = (cli, [str(synthetic_run), "--no-html", "-q"]) if command == "report" else (
+        compare_cli, [str(synthetic_run), str(synthetic_run)]
+    )  # fmt: skip
+    assert run_command(module, [*runs, "--thresholds-file", str(passing)]) == 0
+    both = [*runs, "--thresholds-file", str(passing), "--thresholds-file", str(breaking), "--threshold", "errors < 50%"]
+    assert run_command(module, both) == 3

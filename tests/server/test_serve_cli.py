@@ -20,7 +20,7 @@ from tests.conftest import REPO_ROOT
 
 def start(*args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], dict[str, str]]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "loadgen", "serve", "--host", "127.0.0.1", *args],
+        [sys.executable, "-m", "loadgen", "serve", "--bind", "127.0.0.1", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -124,11 +124,11 @@ def test_every_option_maps_onto_the_config() -> None:
     configure(parser)
     args = parser.parse_args(
         shlex.split(
-            "--host 0.0.0.0 --rest-port 9000 --grpc-port 0 --amqp-url amqp://x --amqp-queue q --amqp-prefetch 7 "
+            "--bind 0.0.0.0 --rest-port 9000 --grpc-port 0 --amqp-url amqp://x --amqp-queue q --amqp-prefetch 7 "
             "--engine torch --max-batch 8 --queue-limit 5 --prefill-us-per-token 1 --step-base-us 2 "
             "--step-per-seq-us 3 --fixed --fixed-ttft-ms 4 --fixed-itl-ms 5 --session-capacity 6 --session-ttl 7 "
-            "--context-window 800 --default-max-tokens 9 --device cuda --model 1b --batching static --window 10 "
-            "--kv-tokens 11 --static-batch-timeout-ms 12 --seed 13"
+            "--context-window 800 --default-max-tokens 9 --device cuda --torch-model 1b --batching static "
+            "--window 10 --kv-tokens 11 --static-batch-timeout-ms 12 --weight-seed 13"
         )
     )
     c = build_config(args)
@@ -148,3 +148,39 @@ def test_every_option_maps_onto_the_config() -> None:
     assert build_config(parser.parse_args(["--no-rest"])).rest_port is None
     defaults = build_config(parser.parse_args([]))
     assert defaults.rest_port == 8000 and defaults.grpc_port is None and defaults.host == "127.0.0.1"
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("--host 0.0.0.0", "--bind"),
+        ("--model 1b", "--torch-model"),
+        ("--seed=3", "--weight-seed"),
+        ("--seed", "--weight-seed"),
+    ],
+)
+def test_old_spellings_of_renamed_flags_are_refused_with_one_line(old: str, new: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "loadgen", "serve", "--rest-port", "0", *shlex.split(old)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO_ROOT,
+    )
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"loadgen serve: {old.split()[0].split('=')[0]} was renamed: use {new} (")
+
+
+def test_the_amqp_url_comes_from_the_environment_when_not_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    monkeypatch.setenv("LOADGEN_AMQP_URL", "amqp://from-env")
+    assert build_config(parser.parse_args([])).amqp_url == "amqp://from-env"
+    assert build_config(parser.parse_args(["--amqp-url", "amqp://given"])).amqp_url == "amqp://given"
+    monkeypatch.delenv("LOADGEN_AMQP_URL")
+    assert build_config(parser.parse_args([])).amqp_url is None

@@ -288,7 +288,7 @@ def test_bad_settings_are_config_errors() -> None:
             TorchEngine(replace(TINY, device="cuda"))
     with pytest.raises(ConfigError, match="--device"):
         TorchEngine(replace(TINY, device="tpu"))
-    with pytest.raises(ConfigError, match="--model"):
+    with pytest.raises(ConfigError, match="--torch-model"):
         TorchEngine(replace(TINY, model="huge"))
     with pytest.raises(ConfigError, match="--batching"):
         TorchEngine(replace(TINY, batching="dynamic"))

@@ -111,7 +111,7 @@ def test_sizes() -> None:
             assert sum(p.numel() for p in build().parameters()) == cfg.n_params()
     assert MODELS["tiny"].n_params() < 2_000_000
     assert 1.2e9 < MODELS["1b"].n_params() < 1.3e9  # Llama 3.2 1B: 1.24B
-    with pytest.raises(ConfigError, match="unknown --model"):
+    with pytest.raises(ConfigError, match="unknown --torch-model"):
         model_config("70b")
     with pytest.raises(ConfigError, match="window"):
         model_config("tiny", window=0)

@@ -82,5 +82,5 @@ def model_config(name: str, window: int | None = None) -> ModelConfig:
     try:
         base = MODELS[name]
     except KeyError:
-        raise ConfigError(f"unknown --model {name!r}: choose one of {', '.join(MODELS)}") from None
+        raise ConfigError(f"unknown --torch-model {name!r}: choose one of {', '.join(MODELS)}") from None
     return replace(base, window=window)

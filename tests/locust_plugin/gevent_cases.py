@@ -1,0 +1,380 @@
+"""Unit tests of the Locust plugin's pieces (user, runtime, listeners, events, report hooks, options), driven in
+process: a ConversationUser runs its conversation in the test's own greenlet over a scripted transport.
+
+Importing Locust monkey-patches the process with gevent, so these run in a Python of their own, started by
+``test_plugin.py`` (which imports Locust before pytest); they are not collected by the main test session.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import configargparse
+import gevent
+import pytest
+from locust.env import Environment
+from locust.event import Events
+
+from loadgen.errors import ConfigError, ConnectError, RetentionFailure
+from loadgen.locust_plugin import ConversationUser, options, report_hooks, runtime
+from loadgen.locust_plugin import events as plugin_events
+from loadgen.locust_plugin.listeners import Listeners
+from loadgen.metrics.keys import Count, FailureReason, SeriesKey, Total
+from loadgen.report.thresholds import parse_thresholds
+from loadgen.transports.base import Transport, TransportConfig
+from loadgen.types import ChatMessage, ChatRequest, HistoryMode, Reply, Usage
+
+DIALOGUE = """\
+name: plan
+system: "You help {name}."
+slots:
+  name: {choice: [Zephyrine]}
+  code: {choice: [QX-7781]}
+turns:
+  - user: "Hi, I am {name}."
+    plant: [name]
+  - user: "My code is {code}."
+    plant: [code]
+  - user: "Any news?"
+  - user: "What was my code?"
+    probe: [code]
+  - user: "And my name?"
+    probe: [name]
+"""
+SYSTEM = ChatMessage("system", "You help Zephyrine.")
+U = {
+    1: ChatMessage("user", "Hi, I am Zephyrine."),
+    2: ChatMessage("user", "My code is QX-7781."),
+    3: ChatMessage("user", "Any news?"),
+    4: ChatMessage("user", "What was my code?"),
+    5: ChatMessage("user", "And my name?"),
+}
+
+
+class ScriptedTransport(Transport):
+    """Replies with every message it was sent (so a fact in the history is "remembered"); raises ConnectError at
+    the turns in ``fail_at`` and forgets everything at the turns in ``forget_at`` (1-based, counted per send)."""
+
+    name = "rest"
+    schemes = ("http",)
+
+    def __init__(self, fail_at: tuple[int, ...] = (), forget_at: tuple[int, ...] = ()) -> None:
+        super().__init__(TransportConfig(target="http://scripted"))
+        self.fail_at, self.forget_at = fail_at, forget_at
+        self.requests: list[ChatRequest] = []
+
+    def _send(self, request: ChatRequest, turn_timeout: float) -> Reply:
+        self.requests.append(request)
+        k = len(self.requests)
+        if k in self.fail_at:
+            raise ConnectError(f"refused at send {k}")
+        text = "no idea" if k in self.forget_at else " | ".join(m.content for m in request.messages)
+        now = time.perf_counter()
+        return Reply(text, t_sent=now, t_done=now + 0.002, chunk_times=[now + 0.001], chunk_tokens=[3.0],
+                     usage=Usage(40, 3))  # fmt: skip
+
+
+class ChatUser(ConversationUser):
+    pass
+
+
+def _parsed(tmp_path: Path, *args: str) -> argparse.Namespace:
+    (tmp_path / "plan.yaml").write_text(DIALOGUE, encoding="utf-8")
+    parser = configargparse.ArgumentParser()
+    options.add_arguments(parser)
+    argv = ["--dialogues", str(tmp_path / "plan.yaml"), "--think-min", "0", "--think-max", "0", "--seed", "1"]
+    return parser.parse_args([*argv, *args])
+
+
+@pytest.fixture
+def env() -> Iterator[Environment]:
+    environment = Environment(user_classes=[ChatUser], events=Events(), host="http://scripted")
+    environment.create_local_runner()  # Locust's stats listen to the request event
+    yield environment
+    runtime.reset_runtime()
+
+
+def _converse(env: Environment, tmp_path: Path, transport: ScriptedTransport, *args: str) -> runtime.LoadgenRuntime:
+    rt = runtime.build_runtime(_parsed(tmp_path, *args), "local", env.events.request)
+    user = ChatUser(env)
+    user.transport = transport
+    user.converse()
+    return rt
+
+
+def _counter(rt: runtime.LoadgenRuntime, metric: Any, turn: int | None = None) -> float:
+    key = SeriesKey.series("rest") if turn is None else SeriesKey.series("rest", "plan", turn)
+    return rt.pending.counter(key.with_metric(metric))
+
+
+def _locust(env: Environment, turn: int) -> tuple[int, int]:
+    entry = env.stats.get(f"plan:turn{turn}", "rest")
+    return entry.num_requests, entry.num_failures
+
+
+# --- the user --------------------------------------------------------------------------------------------------
+def test_a_failed_turn_is_left_out_of_the_next_request_and_counted_once(env: Environment, tmp_path: Path) -> None:
+    transport = ScriptedTransport(fail_at=(2,))
+    rt = _converse(env, tmp_path, transport)
+    sent = [r.messages for r in transport.requests]
+    assert sent[1] == (SYSTEM, U[1], ChatMessage("assistant", "You help Zephyrine. | Hi, I am Zephyrine."), U[2])
+    assert sent[2] == (*sent[1][:-1], U[3])  # turn 2's message is gone
+    assert len(sent) == 5 and all(r.session_id is None for r in transport.requests)
+    assert [_locust(env, k) for k in range(1, 6)] == [(1, 0), (1, 1), (1, 0), (1, 0), (1, 0)]
+    assert (_counter(rt, Count.TURNS), _counter(rt, Count.FAILURES), _counter(rt, Count.TRANSPORT_FAILURES)) == (
+        5,
+        1,
+        1,
+    )
+    assert _counter(rt, FailureReason("ConnectError", "refused at send 2"), turn=2) == 1
+    assert _counter(rt, Count.FAILURES, turn=2) == 1 and _counter(rt, Count.FAILURES, turn=3) == 0
+    # turn 4 probes a code that was never planted (its turn failed): skipped, not checked; turn 5 checks the name
+    assert (_counter(rt, Count.RETENTION_CHECKED, turn=4), _counter(rt, Count.RETENTION_CHECKED, turn=5)) == (0, 1)
+    assert _counter(rt, Total.OUTPUT_TOKENS) == 12.0
+    assert env.stats.total.num_requests == _counter(rt, Count.TURNS)
+    assert env.stats.total.num_failures == _counter(rt, Count.FAILURES)
+
+
+def test_server_mode_sends_the_session_and_only_the_new_message(env: Environment, tmp_path: Path) -> None:
+    transport = ScriptedTransport(fail_at=(1,))
+    rt = _converse(env, tmp_path, transport, "--history", "server")
+    assert rt.options.history is HistoryMode.SERVER
+    assert [r.messages for r in transport.requests] == [(SYSTEM, U[1]), (U[2],), (U[3],), (U[4],), (U[5],)]
+    ids = {r.session_id for r in transport.requests}
+    assert len(ids) == 1 and None not in ids
+    # the name was never planted (turn 1 failed): skipped; the code was, and this scripted server keeps no history
+    assert (_counter(rt, Count.RETENTION_CHECKED), _counter(rt, Count.RETENTION_FAILURES)) == (1, 1)
+    assert (_counter(rt, Count.FAILURES), _counter(rt, Count.TRANSPORT_FAILURES)) == (2, 1)
+
+
+def test_a_retention_miss_is_a_locust_failure_and_a_retention_failure_of_ours(env: Environment, tmp_path: Path) -> None:
+    seen: list[Any] = []
+    env.events.request.add_listener(lambda exception=None, **_: seen.append(exception))
+    rt = _converse(env, tmp_path, ScriptedTransport(forget_at=(4,)))
+    assert [type(e).__name__ for e in seen] == ["NoneType"] * 3 + ["RetentionFailure", "NoneType"]
+    assert isinstance(seen[3], RetentionFailure)
+    assert str(seen[3]) == "turn 4 forgot code='QX-7781' planted at turn 2"
+    assert _locust(env, 4) == (1, 1)
+    counted = (Count.FAILURES, Count.RETENTION_FAILURES, Count.RETENTION_CHECKED, Count.RETENTION_PASSED)
+    assert [_counter(rt, c) for c in counted] == [1, 1, 2, 1]
+    assert _counter(rt, FailureReason("RetentionFailure", str(seen[3])), turn=4) == 1
+
+
+def test_each_turn_is_one_event_recorded_in_the_same_greenlet_step(env: Environment, tmp_path: Path) -> None:
+    steps: list[str] = []
+    ticking = True
+
+    def ticker() -> None:
+        while ticking:
+            steps.append("tick")
+            gevent.sleep(0)
+
+    env.events.request.add_listener(lambda **_: steps.append("event"))
+    runtime.build_runtime(_parsed(tmp_path), "local", env.events.request)
+    ticks = gevent.spawn(ticker)
+    rt = runtime.get_runtime()
+    rt.turn_listeners.add(lambda outcome, _: steps.append(f"recorded {outcome.turn}"))
+    user = ChatUser(env)
+    user.transport = ScriptedTransport(fail_at=(3,))
+    user.converse()
+    ticking = False
+    ticks.join()
+    assert "tick" in steps  # the think times (0 s) and the ticker did take turns
+    events = [i for i, step in enumerate(steps) if step == "event"]
+    assert len(events) == 5
+    assert [steps[i + 1] for i in events] == [f"recorded {k}" for k in range(1, 6)]
+
+
+def test_a_failing_turn_listener_does_not_stop_the_others(
+    env: Environment, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    calls: list[int] = []
+
+    def broken(outcome: Any, conversation_id: str) -> None:
+        raise OSError("disk full")
+
+    runtime.build_runtime(_parsed(tmp_path), "local", env.events.request)
+    rt = runtime.get_runtime()
+    rt.turn_listeners.add(broken)
+    rt.turn_listeners.add(lambda outcome, _: calls.append(outcome.turn))
+    user = ChatUser(env)
+    user.transport = ScriptedTransport()
+    with caplog.at_level(logging.ERROR, logger="loadgen"):
+        user.converse()
+    assert calls == [1, 2, 3, 4, 5]
+    assert rt.turn_listeners.failures(broken) == 5
+    assert [r.message for r in caplog.records].count(
+        f"turn listener {broken!r} failed (its later failures are counted, not logged)"
+    ) == 1
+    assert _counter(rt, Count.TURNS) == 5
+
+
+def test_listeners_run_in_order_and_each_failure_is_isolated() -> None:
+    order: list[str] = []
+    listeners: Listeners[[str]] = Listeners("test")
+
+    def first(x: str) -> None:
+        order.append(f"first {x}")
+        raise ValueError(x)
+
+    listeners.add(first)
+    listeners.add(lambda x: order.append(f"second {x}"))
+    listeners.fire("a")
+    listeners.fire("b")
+    assert order == ["first a", "second a", "first b", "second b"]
+    assert listeners.failures(first) == 2 and len(listeners) == 2
+
+
+# --- events -------------------------------------------------------------------------------------------------------
+def _init_environment(parsed: argparse.Namespace) -> Any:
+    return SimpleNamespace(parsed_options=parsed, events=Events(), host="http://scripted", runner=None)
+
+
+def test_a_bad_run_id_stops_the_run_with_one_line_before_a_folder_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plugin_events.state.run_dir = None
+    with pytest.raises(SystemExit) as stopped:
+        plugin_events._on_init(_init_environment(_parsed(tmp_path, "--run-id", "nightly/2026")), runner=None)
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err == (
+        "chat-loadgen: --run-id 'nightly/2026': use letters, digits, '.', '_' and '-' only\n"
+    )
+    assert plugin_events.state.run_dir is None
+
+
+def test_a_good_run_id_names_the_run_folder(tmp_path: Path) -> None:
+    parsed = _parsed(tmp_path, "--run-id", "nightly-2026.1", "--reports-dir", str(tmp_path / "reports"))
+    plugin_events._on_init(_init_environment(parsed), runner=None)
+    assert plugin_events.state.run_dir == tmp_path / "reports" / "nightly-2026.1"
+    assert plugin_events.state.run_meta["id"] == "nightly-2026.1"
+    runtime.reset_runtime()
+
+
+def test_a_failing_summary_listener_does_not_stop_the_report_or_the_gates(tmp_path: Path) -> None:
+    calls: list[Path] = []
+
+    def broken(environment: Any, summary: dict[str, Any], run_dir: Path) -> None:
+        raise RuntimeError("broken plug-in")
+
+    plugin_events.summary_listeners.add(broken)
+    plugin_events.summary_listeners.add(lambda environment, summary, run_dir: calls.append(run_dir))
+    try:
+        plugin_events.summary_listeners.fire(SimpleNamespace(), {}, tmp_path)
+    finally:
+        plugin_events.summary_listeners.remove(broken)
+    assert calls == [tmp_path]
+    assert plugin_events.summary_listeners.failures(broken) == 1
+
+
+# --- report hooks ------------------------------------------------------------------------------------------------
+def _synthetic_run(tmp_path: Path) -> Path:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "report"))
+    from report_helpers import make_run
+
+    return make_run(tmp_path / "reports", transports=("rest",), intervals=1)
+
+
+@pytest.mark.parametrize(("expression", "exit_code"), [("turns >= 1", 0), ("turns >= 1000000", 3)])
+def test_on_summary_writes_the_report_and_sets_exit_code_3_on_a_broken_gate(
+    tmp_path: Path, expression: str, exit_code: int
+) -> None:
+    run_dir = _synthetic_run(tmp_path)
+    environment = SimpleNamespace(process_exit_code=0)
+    report_hooks.state.thresholds = parse_thresholds([expression])
+    report_hooks.state.html = False
+    try:
+        report_hooks.on_summary(environment, {}, run_dir)
+    finally:
+        report_hooks.state.thresholds = []
+    assert environment.process_exit_code == exit_code
+    assert (run_dir / "turns.csv").exists() and (run_dir / "thresholds.json").exists()
+
+
+# --- options -----------------------------------------------------------------------------------------------------
+def test_every_option_has_its_field_and_one_default() -> None:
+    names = [o.name for o in options.OPTIONS]
+    assert sorted(names) == sorted(f for f in options.LoadgenOptions.__dataclass_fields__)
+    parser = configargparse.ArgumentParser()
+    options.add_arguments(parser)
+    from_parser = options.LoadgenOptions.from_parsed(parser.parse_args([]))
+    assert from_parser == options.LoadgenOptions.from_parsed(argparse.Namespace())
+    assert (from_parser.transport, from_parser.dialogue_paths, from_parser.history, from_parser.stream) == (
+        "rest", ("scenarios/dialogues",), HistoryMode.CLIENT, True,
+    )  # fmt: skip
+    assert (from_parser.model, from_parser.turn_timeout, from_parser.connect_timeout, from_parser.locale) == (
+        "loadgen-sim", 60.0, 10.0, "en_US",
+    )  # fmt: skip
+    assert (from_parser.interval_s, from_parser.reports_dir, from_parser.run_id, from_parser.html) == (
+        5.0, "reports", None, True,
+    )  # fmt: skip
+    assert (from_parser.thresholds, from_parser.thresholds_files, from_parser.max_tokens) == ([], [], None)
+
+
+def test_environment_variables_and_repeatable_thresholds_files(monkeypatch: pytest.MonkeyPatch) -> None:
+    parser = configargparse.ArgumentParser()
+    options.add_arguments(parser)
+    assert {o.flag: o.env_var for o in options.OPTIONS}["--think-min"] == "LOADGEN_THINK_MIN"
+    monkeypatch.setenv("LOADGEN_THINK_MAX", "2.5")
+    monkeypatch.setenv("LOADGEN_NO_STREAM", "true")
+    monkeypatch.setenv("LOADGEN_THRESHOLDS_FILE", "gates.yaml")
+    o = options.LoadgenOptions.from_parsed(parser.parse_args(["--threshold", "errors < 1%"]))
+    assert (o.think_max, o.stream, o.thresholds, o.thresholds_files) == (2.5, False, ["errors < 1%"], ["gates.yaml"])
+    monkeypatch.setenv("LOADGEN_THRESHOLDS_FILE", "[a.yaml, b.yaml]")
+    assert options.LoadgenOptions.from_parsed(parser.parse_args([])).thresholds_files == ["a.yaml", "b.yaml"]
+    given = parser.parse_args(["--thresholds-file", "c.yaml", "--thresholds-file", "d.yaml"])  # the command line wins
+    assert options.LoadgenOptions.from_parsed(given).thresholds_files == ["c.yaml", "d.yaml"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--think-min", "-1"], "--think-min -1.0: must be >= 0 seconds"),
+        (["--think-min", "3", "--think-max", "2"], "--think-min 3.0 is larger than --think-max 2.0"),
+        (["--turn-timeout", "0"], "--turn-timeout 0.0: must be > 0 seconds"),
+        (["--max-tokens", "5000"], "--max-tokens 5000: must be between 1 and 4096"),
+        (["--dialogues", " , "], "--dialogues is empty: give dialogue files or folders, comma-separated"),
+        (["--embedded-server-args", "'--fixed"], "--embedded-server-args: cannot split No closing quotation"),
+        (["--run-id", "a b"], "--run-id 'a b': use letters, digits, '.', '_' and '-' only"),
+    ],
+)
+def test_bad_options_are_one_config_error_naming_the_option(argv: list[str], message: str) -> None:
+    parser = configargparse.ArgumentParser()
+    options.add_arguments(parser)
+    with pytest.raises(ConfigError) as bad:
+        options.LoadgenOptions.from_parsed(parser.parse_args(argv))
+    assert str(bad.value) == message
+
+
+def test_think_overrides_and_request_settings(tmp_path: Path) -> None:
+    from loadgen.dialogues import ThinkTime
+
+    o = options.LoadgenOptions.from_parsed(_parsed(tmp_path, "--max-tokens", "9", "--model", "m", "--no-stream"))
+    assert o.think_range(ThinkTime(1.0, 3.0)) == (0.0, 0.0)
+    partial = options.LoadgenOptions.from_parsed(argparse.Namespace(think_min=2.0))
+    assert partial.think_range(ThinkTime(1.0, 3.0)) == (2.0, 3.0)
+    assert partial.think_range(ThinkTime(1.0, 1.5)) == (2.0, 2.0)
+    settings = o.request_settings()
+    assert (settings.max_tokens, settings.model, settings.stream, settings.history) == (
+        9,
+        "m",
+        False,
+        HistoryMode.CLIENT,
+    )
+
+
+def test_a_forked_worker_drops_the_masters_json_file_and_a_standalone_one_keeps_it() -> None:
+    forked = argparse.Namespace(processes=2, json_file="out/stats")
+    options.drop_inherited_json_file(forked)
+    assert forked.json_file is None
+    standalone = argparse.Namespace(processes=None, json_file="out/stats")
+    options.drop_inherited_json_file(standalone)
+    assert standalone.json_file == "out/stats"

@@ -1,0 +1,53 @@
+"""A run folder written by an earlier version (``data/run-v1``: one dialogue over REST, transport failures of three
+kinds with their reasons, retention misses, context buckets, fractional output tokens) still loads in
+``loadgen report``, gives the same table, CSV and hlog files as that version did (``data/run-v1-expected``), and
+its histograms rebuild the summary it was written with."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from report_helpers import run_command
+
+from loadgen.metrics.summary import build_summary
+from loadgen.report import cli
+from loadgen.report.rundata import load_run
+
+DATA = Path(__file__).resolve().parent / "data"
+OLD_RUN = DATA / "run-v1"
+EXPECTED = DATA / "run-v1-expected"
+
+
+@pytest.fixture
+def old_run(tmp_path: Path) -> Path:
+    target = tmp_path / "run-v1"
+    shutil.copytree(OLD_RUN, target)
+    return target
+
+
+def test_an_old_run_folder_reports_as_it_did(old_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_command(cli, [str(old_run), "--no-html"]) == 0
+    printed = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("wrote ")]
+    assert printed == (EXPECTED / "table.txt").read_text(encoding="utf-8").splitlines()
+    for expected in [*sorted(EXPECTED.glob("*.hlog")), EXPECTED / "turns.csv"]:
+        assert (old_run / expected.name).read_bytes() == expected.read_bytes(), expected.name
+
+
+def test_an_old_run_folders_histograms_rebuild_its_summary(old_run: Path) -> None:
+    data = load_run(old_run)
+    saved = json.loads((old_run / "summary.json").read_text(encoding="utf-8"))
+    rebuilt = build_summary(data.batch, saved["run"])
+    for part in ("turns", "transports", "context_buckets", "generator_lag_ms"):
+        assert rebuilt[part] == saved[part], part
+    reasons = saved["transports"]["rest"]["failure_reasons"]
+    assert reasons == {
+        "RetentionFailure: turn 3 forgot code='AB1234' planted at turn 1": 3,
+        "TurnTimeout: turn timed out after 60 s": 1,
+        "ServerError: HTTP 503": 2,
+        "ConnectError: refused": 2,
+    }
+    assert set(saved["context_buckets"]["rest"]) == {"<512", "512-2k", "2k-4k", ">4k"}
+    assert saved["transports"]["rest"]["output_tokens"] == 170.0
