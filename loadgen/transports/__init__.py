@@ -46,4 +46,27 @@ def make_transport(name: str, config: TransportConfig) -> Transport:
     return transport_class(name)(config)
 
 
-__all__ = ["TRANSPORTS", "Transport", "TransportConfig", "make_transport", "redact_url", "transport_class"]
+#: How long :func:`preflight` waits for a broker to accept a connection.
+PREFLIGHT_TIMEOUT_S = 5.0
+
+
+def preflight(name: str, config: TransportConfig, timeout_s: float = PREFLIGHT_TIMEOUT_S) -> None:
+    """Before any user starts: a target that does not suit the transport, is malformed, or (AMQP) whose broker
+    does not accept connections is a :class:`ConfigError` with one line that says what to do."""
+    transport = make_transport(name, config)
+    try:
+        transport.preflight(timeout_s)
+    finally:
+        transport.close()
+
+
+__all__ = [
+    "PREFLIGHT_TIMEOUT_S",
+    "TRANSPORTS",
+    "Transport",
+    "TransportConfig",
+    "make_transport",
+    "preflight",
+    "redact_url",
+    "transport_class",
+]

@@ -35,6 +35,7 @@ import atexit
 import contextlib
 import logging
 import os
+import socket
 import threading
 import urllib.parse
 from typing import Any, ClassVar
@@ -191,6 +192,15 @@ class AmqpTransport(Transport):
     @property
     def queue(self) -> str:
         return self._target.queue
+
+    def preflight(self, timeout_s: float) -> None:
+        """The broker must accept a TCP connection: without one no turn can even be sent."""
+        host, _, port = self._target.where.rpartition(":")
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+        except OSError as exc:
+            reason = connect_error(exc, self._target, timeout_s).reason
+            raise ConfigError(f"target {self._target.shown!r}: {reason}") from None
 
     def _send(self, request: ChatRequest, turn_timeout: float) -> Reply:
         if self._closed:

@@ -76,6 +76,11 @@ class Transport(abc.ABC):
         """Values that must never appear in an error reason (API key, broker password)."""
         return (self.config.api_key,)
 
+    def preflight(self, timeout_s: float) -> None:  # noqa: B027 - optional hook
+        """Check, before any load starts, what must hold for any turn to succeed and that a user can fix (e.g. a
+        broker that accepts connections); raise :class:`ConfigError` with one line saying what to do. A target that
+        merely does not answer is NOT refused here: a failing target gets counted failures."""
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections. Safe to call twice."""
 
