@@ -4,6 +4,7 @@ uses (no server needed), and running one ``loadgen`` sub-command in-process."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import time
@@ -59,13 +60,17 @@ def make_run(
     seed: int = 7,
     scale: float = 1.0,
     failure_every: int = 17,
+    retention_miss_every: int = 11,
     intervals: int = 4,
+    users: int = 8,
+    dialogues: dict[str, int] | None = None,
 ) -> Path:
-    """Write ``reports/<run_id>/`` with two dialogues of 3 and 5 turns over the given transports."""
+    """Write ``reports/<run_id>/`` with two dialogues of 3 and 5 turns over the given transports (every
+    ``failure_every``-th turn fails on the wire, every ``retention_miss_every``-th probe misses: 1 = all)."""
     rng = random.Random(seed)
     clock = FakeClock()
     agg = RunAggregator(interval_s=5.0, clock=clock)
-    dialogues = {"travel_booking": 5, "coding_help": 3}
+    dialogues = dialogues or {"travel_booking": 5, "coding_help": 3}
     n = 0
     for _ in range(intervals):
         batch = MetricsBatch()
@@ -86,8 +91,10 @@ def make_run(
                                 turn,
                                 _reply(rng, scale * (1.5 if transport == "grpc" else 1.0), prompt),
                                 retention_checked=1 if probe else 0,
-                                retention_passed=not (probe and n % 11 == 0),
-                                retention_reason="booking code missing" if probe and n % 11 == 0 else None,
+                                retention_passed=not (probe and n % retention_miss_every == 0),
+                                retention_reason=(
+                                    "booking code missing" if probe and n % retention_miss_every == 0 else None
+                                ),
                                 schedule_lag_s=rng.uniform(0, 0.002),
                             )
                         record_turn(batch, outcome)
@@ -107,7 +114,7 @@ def make_run(
         "started_at": T0,
         "ended_at": clock.now,
         "duration_s": clock.now - T0,
-        "users": 8,
+        "users": users,
         "processes": 1,
         "complete": True,
         "command": "locust -f scenarios/multiturn.py",
@@ -115,6 +122,18 @@ def make_run(
     run_dir = reports / run_id
     write_run(run_dir, agg, run)
     return run_dir
+
+
+def update_summary(run_dir: Path, **fields: Any) -> dict[str, Any]:
+    """Set top-level fields of a run folder's summary.json (``run=...`` updates the run block); the summary."""
+    path = run_dir / "summary.json"
+    summary: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    run = fields.pop("run", None)
+    if run is not None:
+        summary["run"].update(run)
+    summary.update(fields)
+    path.write_text(json.dumps(summary, indent=1), encoding="utf-8")
+    return summary
 
 
 def run_command(module: ModuleType, argv: list[str]) -> int:
