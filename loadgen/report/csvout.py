@@ -83,7 +83,7 @@ def turn_row(row: dict[str, Any], transport: str, dialogue: str, turn: int) -> l
             round(rate, 6) if rate is not None else None,
             row.get("output_tokens"),
             row.get("prompt_tokens"),
-            row.get("output_tokens_per_s_per_user"),
+            row.get("output_tokens_per_s_per_user") if (row.get("e2e_ms") or {}).get("count") else None,
             row.get("output_tokens_per_s"),
             row.get("turns_per_s"),
         ]

@@ -97,7 +97,7 @@ def _meta(summary: dict[str, Any]) -> str:
         ("transports", ", ".join(run.get("transports", []) or [])),
         ("users", run.get("users")),
         ("processes", run.get("processes")),
-        ("workers", f"{workers.get('reported')} reported of {workers.get('expected')}" if workers else None),
+        ("workers", _workers(workers)),
         ("duration", f"{run.get('duration_s', 0)} s"),
         ("history mode", run.get("history_mode")),
         ("streaming", run.get("stream")),
@@ -110,6 +110,15 @@ def _meta(summary: dict[str, Any]) -> str:
         fields.append(("generator lag", f"p50 {lag['p50']} ms, p99 {lag['p99']} ms, max {lag['max']} ms"))
     items = "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in fields if v not in (None, ""))
     return f'<dl class="meta">{items}</dl>'
+
+
+def _workers(workers: dict[str, Any]) -> str | None:
+    if not workers:
+        return None
+    expected = workers.get("expected")
+    text = f"{workers.get('reported')} reported" + (f" of {expected} expected" if expected is not None else "")
+    lost = workers.get("lost") or []
+    return text + (f"; LOST: {', '.join(str(w) for w in lost)}" if lost else "")
 
 
 def _grid(items: Sequence[str]) -> str:
@@ -207,6 +216,7 @@ def render_report(data: RunData) -> str:
             ]
         )
     )
+    body.append(figure_div(plots.output_tokens_by_turn(data), "output-tokens-by-turn", "no output tokens"))
     body.append("<h2>Context retention by turn</h2>")
     body.append(figure_div(plots.retention_by_turn(data), "retention-by-turn", "no turn probed a planted fact"))
     body.append(

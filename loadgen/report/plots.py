@@ -43,7 +43,7 @@ _LAYOUT: dict[str, Any] = {
     "template": "plotly_white",
     "height": 440,
     "margin": {"l": 60, "r": 30, "t": 78, "b": 40},
-    "legend": {"orientation": "h", "x": 0, "xanchor": "left", "y": -0.16, "yanchor": "top"},
+    "legend": {"orientation": "h", "x": 0, "xanchor": "left", "y": 0, "yref": "container", "yanchor": "bottom"},
 }
 
 
@@ -235,39 +235,47 @@ def latency_by_context(data: RunData) -> go.Figure | None:
 
 
 def output_tokens_rate(data: RunData) -> go.Figure | None:
+    """Per transport: a conversation's rate while its reply streams, and all users' together."""
     transports = sorted(data.summary.get("transports", {}).items())
-    if not transports:
-        return None
     names = [t for t, _ in transports]
-    per_user = [agg.get("output_tokens_per_s_per_user", 0.0) for _, agg in transports]
-    total = [agg.get("output_tokens_per_s", 0.0) for _, agg in transports]
+    per_user = [agg.get("output_tokens_per_s_per_user") or None for _, agg in transports]
+    total = [agg.get("output_tokens_per_s") or None for _, agg in transports]
     if not any(per_user) and not any(total):
         return None
-    turns = [r for r in data.summary.get("turns", []) if r.get("output_tokens_per_s_per_user")]
     traces = [
-        go.Bar(x=names, y=per_user, name="per user, while a reply streams (tokens/s)"),
-        go.Bar(x=names, y=total, name="in total, all users (tokens/s)"),
+        go.Bar(x=names, y=per_user, name="per user, while a reply streams"),
+        go.Bar(x=names, y=total, name="in total, all users"),
     ]
-    if turns:
-        traces.append(
-            go.Scatter(
-                x=[f"{r['transport']} {r['dialogue']}:turn{r['turn']}" for r in turns],
-                y=[r["output_tokens_per_s_per_user"] for r in turns],
-                mode="markers",
-                name="per user, by turn (tokens/s)",
-                xaxis="x2",
-            )
-        )
-    spec = layout(
-        "Output tokens per second",
-        barmode="group",
-        yaxis={"title": {"text": "tokens/s"}},
-        xaxis={"domain": [0, 0.3] if turns else [0, 1]},
-    )
-    if turns:
-        spec["xaxis2"] = {"domain": [0.38, 1], "anchor": "y", "tickangle": -45, "automargin": True}
-        spec["height"] = 480
-    return go.Figure(data=traces, layout=spec)
+    return go.Figure(data=traces, layout=layout("Output tokens per second", barmode="group",
+                                                yaxis={"title": {"text": "tokens/s"}}))  # fmt: skip
+
+
+def output_tokens_by_turn(data: RunData) -> go.Figure | None:
+    """Per dialogue and turn: one conversation's output rate while its reply streams (one trace per transport)."""
+    traces = []
+    for transport in data.transports():
+        rows = [
+            r for r in data.summary.get("turns", [])
+            if r["transport"] == transport and r.get("output_tokens_per_s_per_user")
+        ]  # fmt: skip
+        if rows:
+            traces.append(
+                go.Bar(x=[f"{r['dialogue']}:turn{r['turn']}" for r in rows],
+                       y=[r["output_tokens_per_s_per_user"] for r in rows], name=transport)
+            )  # fmt: skip
+    if not traces:
+        return None
+    return go.Figure(
+        data=traces,
+        layout=layout("Output tokens per second per user, by turn", barmode="group",
+                      yaxis={"title": {"text": "tokens/s"}}, xaxis={"tickangle": -30}, **_side_legend(traces)),
+    )  # fmt: skip
+
+
+def _side_legend(traces: Sequence[Any]) -> dict[str, Any]:
+    """A vertical legend right of the plot: category labels along x (rotated, long) stay clear of it."""
+    return {"legend": {"orientation": "v", "x": 1.02, "xanchor": "left", "y": 1, "yanchor": "top"},
+            "showlegend": len(traces) > 1}  # fmt: skip
 
 
 def retention_by_turn(data: RunData) -> go.Figure | None:
@@ -299,5 +307,6 @@ def retention_by_turn(data: RunData) -> go.Figure | None:
             barmode="group",
             yaxis={"title": {"text": "retained (%)"}, "range": [0, 115], "tickvals": [0, 20, 40, 60, 80, 100]},
             xaxis={"tickangle": -30},
+            **_side_legend(traces),
         ),
     )

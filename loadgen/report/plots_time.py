@@ -5,8 +5,9 @@ consecutive intervals are grouped into buckets, each drawn at its last interval'
 and a band from the bucket's lowest to its highest interval, so the worst interval of a night is still on the page
 (failures are summed per bucket instead). A run no longer than the budget keeps every interval and draws no band.
 
-Outages (``summary.json`` ``outages``: when the clients saw a transport fail and come back) and the server's
-injected faults (``faults``) are shaded on every over-time plot, behind the data.
+Outages (``summary.json`` ``outages``: when the clients saw a transport fail and come back; one still open at the
+end runs to the end of the run) and the server's injected faults (``faults``; an instant one, with no end, is a
+dotted line) are shaded on every over-time plot, behind the data.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def line_traces(
     yaxis: str | None = None,
 ) -> list[go.Scatter]:
     """A downsampled line, with its min..max band (when a bucket holds more than one interval)."""
-    buckets = buckets_of(x, values, pick)
+    buckets = buckets_of(x, values, pick) if values else []
     if not buckets:
         return []
     xs = [b.end for b in buckets]
@@ -120,7 +121,17 @@ def event_shapes(data: RunData, transports: Sequence[str] | None = None) -> list
         if transports is None or outage.get("transport") in transports:
             span(outage.get("start_s"), outage.get("end_s"), OUTAGE_FILL, f"outage ({outage.get('transport')})")
     for fault in summary.get("faults") or []:
-        span(fault.get("start_s"), fault.get("end_s"), FAULT_FILL, f"server fault: {fault.get('kind')}")
+        name = f"server fault: {fault.get('kind')}"
+        if fault.get("end_s") is None and fault.get("start_s") is not None:  # an instant fault: a line
+            x = float(fault["start_s"])
+            shapes.append(
+                {"type": "line", "xref": "x", "yref": "paper", "x0": x, "x1": x, "y0": 0, "y1": 1, "layer": "below",
+                 "line": {"width": 2, "dash": "dot", "color": "rgba(90, 90, 90, 0.8)"}, "name": name,
+                 "legendgroup": name, "showlegend": name not in named}
+            )  # fmt: skip
+            named.add(name)
+            continue
+        span(fault.get("start_s"), fault.get("end_s"), FAULT_FILL, name)
     return shapes
 
 

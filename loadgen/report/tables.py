@@ -82,7 +82,8 @@ def _turn_cells(row: dict[str, Any], transport: str, dialogue: str, turn: str) -
     for field, digits in (("e2e_ms", None), ("ttft_ms", None), ("itl_ms", 2)):
         block = row.get(field)
         cells.extend(latency(block, s, digits) for s in ("p50", "p95", "p99", "max"))
-    cells.append(num(row.get("output_tokens_per_s_per_user"), 1))
+    streamed = bool((row.get("e2e_ms") or {}).get("count"))  # no reply, no rate while one streams
+    cells.append(num(row.get("output_tokens_per_s_per_user") if streamed else None, 1))
     cells.append(num(row.get("output_tokens_per_s"), 1))
     cells.append(esc(retention_cell(row)))
     return cells

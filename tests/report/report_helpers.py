@@ -220,3 +220,61 @@ def read_hlog(path: Path) -> tuple[int, int]:
         total += hist.get_total_count()
     reader.close()
     return intervals, total
+
+
+def soak_fields(
+    duration_s: float,
+    transports: tuple[str, ...] = ("rest",),
+    *,
+    outages: list[dict[str, Any]] | None = None,
+    faults: list[dict[str, Any]] | None = None,
+    windows: int = 8,
+    ttft_creep_ms_per_window: float = 2.0,
+) -> dict[str, Any]:
+    """The summary.json fields of a soak run (``outages``, ``faults``, ``recovery``, ``windows``, ``drift``,
+    ``workers``), written by hand as the run folder contract states them, for tests of how they are shown."""
+    outages = outages or []
+    width = duration_s / windows
+    rows = []
+    for w in range(windows):
+        figures = {
+            t: {"turns": 100 + w, "failures": w % 3, "error_rate": (w % 3) / (100 + w),
+                "ttft_ms": {"p50": 40.0 + w, "p99": 80.0 + ttft_creep_ms_per_window * w},
+                "e2e_ms": {"p50": 90.0 + w, "p99": 150.0 + w}, "retention_rate": 1.0 - 0.001 * w}
+            for t in transports
+        }  # fmt: skip
+        rows.append({"start_s": w * width, "end_s": (w + 1) * width, "transports": figures,
+                     "generator_lag_ms": {"p99": 1.5}})  # fmt: skip
+    hours = width / 3600.0
+    drift = {
+        t: {"ttft_p99": {"windows": windows, "first": 80.0, "per_hour": ttft_creep_ms_per_window / hours,
+                         "pct_per_hour": 100.0 * ttft_creep_ms_per_window / hours / 80.0},
+            "e2e_p99": {"windows": windows, "first": 150.0, "per_hour": 1.0 / hours,
+                        "pct_per_hour": 100.0 / hours / 150.0},
+            "error_rate": {"windows": windows, "first": 0.0, "per_hour": 0.0, "pct_per_hour": None},
+            "retention_rate": {"windows": windows, "first": 1.0, "per_hour": -0.001 / hours,
+                               "pct_per_hour": -0.1 / hours}}
+        for t in transports
+    }  # fmt: skip
+    recovery: dict[str, Any] = {}
+    for t in transports:
+        mine = [o["recovery_s"] for o in outages if o["transport"] == t and o.get("recovery_s") is not None]
+        n = sum(1 for o in outages if o["transport"] == t)
+        mine.sort()
+        middle = mine[len(mine) // 2] if mine else None
+        recovery[t] = {"outages": n, "max_s": mine[-1] if mine else None, "p50_s": middle}
+    return {
+        "schema_version": 2,
+        "outages": outages,
+        "faults": faults or [],
+        "recovery": recovery,
+        "windows": {"window_s": width, "rows": rows},
+        "drift": drift,
+        "workers": {"expected": None, "reported": 1, "lost": []},
+    }
+
+
+def outage(transport: str, start_s: float, end_s: float | None, recovery_s: float | None = 0.5) -> dict[str, Any]:
+    return {"transport": transport, "start_s": start_s, "end_s": end_s,
+            "duration_s": None if end_s is None else end_s - start_s, "failed_turns": 12, "users": 4,
+            "recovery_s": None if end_s is None else recovery_s}  # fmt: skip
