@@ -56,8 +56,8 @@ def run_health(summary: dict[str, Any]) -> RunHealth:
         problems.append(dead)
     lost = lost_workers(summary)
     if lost:
-        problems.append(f"{len(lost)} worker process(es) lost during the run ({', '.join(lost)}): their last figures "
-                        "are missing")  # fmt: skip
+        problems.append(f"{len(lost)} worker process(es) lost during the run ({', '.join(lost)}): figures after their "
+                        "last report are missing")  # fmt: skip
     if run.get("complete") is False:
         problems.append("incomplete: this folder is a checkpoint written while the run was going (or it crashed)")
     open_outages = sorted({o.get("transport", "?") for o in summary.get("outages") or [] if o.get("end_s") is None})

@@ -278,3 +278,27 @@ def outage(transport: str, start_s: float, end_s: float | None, recovery_s: floa
     return {"transport": transport, "start_s": start_s, "end_s": end_s,
             "duration_s": None if end_s is None else end_s - start_s, "failed_turns": 12, "users": 4,
             "recovery_s": None if end_s is None else recovery_s}  # fmt: skip
+
+
+def make_long_run(
+    reports: Path, run_id: str, *, duration_s: float, interval_s: float = 5.0, spike_at_s: float | None = None
+) -> Path:
+    """A run folder of ``duration_s`` seconds with one ``intervals.jsonl`` line per ``interval_s`` (the run
+    folder contract's format), the per-interval figures cycled from a short synthetic run; with ``spike_at_s``,
+    the interval holding that second has one 30 s turn."""
+    run_dir = make_run(reports, run_id, transports=("rest",), intervals=4)
+    legacy = json.loads((run_dir / "intervals.json").read_text(encoding="utf-8"))
+    (run_dir / "intervals.json").unlink()
+    wires = [{k: item[k] for k in ("v", "h", "c")} for item in legacy["intervals"]]
+    spike = MetricsBatch()
+    spike.merge_wire(wires[0])
+    spike.record(SeriesKey("rest", ALL, 0, Metric.E2E), 30_000_000, count=5)
+    count = round(duration_s / interval_s)
+    with (run_dir / "intervals.jsonl").open("w", encoding="utf-8") as fh:
+        for i in range(count):
+            start = T0 + i * interval_s
+            at_spike = spike_at_s is not None and i * interval_s <= spike_at_s < (i + 1) * interval_s
+            wire = spike.to_wire() if at_spike else wires[i % len(wires)]
+            fh.write(json.dumps({"start": start, "end": start + interval_s, **wire}) + "\n")
+    update_summary(run_dir, run={"duration_s": duration_s, "ended_at": T0 + duration_s}, **soak_fields(duration_s))
+    return run_dir
