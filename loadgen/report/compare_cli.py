@@ -71,6 +71,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=0.0,
         help="ignore latency regressions smaller than this many ms (noise floor; default 0)",
     )
+    _add_rate_limits(parser)
+    parser.add_argument(
+        "--format", choices=("text", "markdown", "csv", "json"), default="text", help="output format (default text)"
+    )
+    add_threshold_arguments(parser)
+    parser.epilog = "Thresholds (--threshold, --thresholds-file) are checked against CURRENT_DIR."
+
+
+def _add_rate_limits(parser: argparse.ArgumentParser) -> None:
+    """The limits judged with defaults: error rate and retention per row, gone rows, the runs' shape."""
     parser.add_argument(
         "--max-error-increase",
         metavar="PP",
@@ -96,11 +106,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="fail when the runs differ in shape (users, duration, transports, target, dialogues, history mode, "
         "streaming, processes); without it they only warn",
     )
-    parser.add_argument(
-        "--format", choices=("text", "markdown", "csv", "json"), default="text", help="output format (default text)"
-    )
-    add_threshold_arguments(parser)
-    parser.epilog = "Thresholds (--threshold, --thresholds-file) are checked against CURRENT_DIR."
 
 
 def _rules(args: argparse.Namespace) -> RegressionRules:
