@@ -187,17 +187,8 @@ def parse_threshold(expression: str, *, where: str = "") -> Threshold:
         return _run_figure(expression, text, parts, op, value, unit, where)
     metric, prefix, stat = _metric(expression, parts, where)
     transport, dialogue, turn = _scope(expression, metric, prefix, where)
-    return Threshold(
-        text=text,
-        transport=transport,
-        dialogue=dialogue,
-        turn=turn,
-        metric=metric,
-        stat=stat,
-        op=op,
-        value=_scaled(expression, metric, stat, op, value, unit, where),
-        unit=unit,
-    )
+    limit = _scaled(expression, metric, stat, op, value, unit, where)
+    return Threshold(text, transport, dialogue, turn, metric, stat, op, limit, unit)
 
 
 def _run_figure(
