@@ -4,7 +4,9 @@
     locust -f scenarios/multiturn.py --host http://127.0.0.1:8000            # a running OpenAI-compatible service
     locust -f scenarios/multiturn.py --transport grpc                        # same dialogues over gRPC
 
-All chat-loadgen options are in ``locust -f scenarios/multiturn.py --help`` under "chat-loadgen".
+chat-loadgen's options (``--transport``, ``--dialogues``, ``--history``, ``--threshold``, ...) are listed with their
+environment variables in README.md ("Options") and declared in loadgen/locust_plugin/options.py. Locust's own
+``--help`` does not show them: it prints before this file is loaded.
 """
 
 from loadgen.locust_plugin import ConversationUser

@@ -7,6 +7,11 @@ Reports turns/s, client CPU per turn (each process's own CPU time in a steady-st
 ours/bare in turns per CPU-second, and the server's CPU per turn. ``capacity``: live conversations one
 generator process holds at 1-3 s think time, against a server paced like a model (fixed time to first token
 and per token), step by step, with the generator's own lag at each step (its p99 should stay under 5 ms).
+
+An arm that recorded nothing (its process failed, its probe never reached the end of its measured window, no
+turn in the window, or every turn failed) never becomes a ratio: :func:`arm_problem` says why, the round is run
+again (up to :data:`TRIES` times), and a round that never measures both arms fails the bench with that reason
+(exit 1), with no ratio printed.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,6 +40,10 @@ PROBE_FILE = Path(__file__).with_name("probe.py")
 WARMUP_S = 3
 CAPACITY_WARMUP_S = 10  # think time bunches the first turns of users that all started together
 BARE_CLASSES = {"rest": "BareRestUser", "grpc": "BareGrpcUser", "amqp": "BareAmqpUser"}
+#: Seconds a run goes on past warm-up + measured window (+ spawning): the probe's window must close before it.
+RUN_MARGIN_S = 5
+#: Tries of a round whose arms did not both measure something.
+TRIES = 3
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -104,7 +114,7 @@ def _start_locust(
     probe_out = workdir / f"probe-{stamp}.json"
     stderr_file = workdir / f"stderr-{stamp}.txt"
     files = f"{args[1]},{PROBE_FILE}"
-    run_time = warmup_s + seconds + 2 + users // (spawn_rate or users)
+    run_time = warmup_s + seconds + RUN_MARGIN_S + users // (spawn_rate or users)
     cmd = [
         sys.executable, "-m", "locust", "-f", files, *args[2:], "--headless", "--only-summary", "--host", host,
         "-u", str(users), "-r", str(spawn_rate or users), "-t", f"{run_time}s", "--stop-timeout", "5",
@@ -133,6 +143,7 @@ def _finish_locust(arm: _Arm) -> dict[str, Any]:
     stats = json.loads(written.read_text()) if written.exists() else []
     window = json.loads(arm.probe_out.read_text()) if arm.probe_out.exists() else {}
     return {
+        "window": bool(window.get("wall_s")),
         "turns": window.get("requests", 0),
         "failures": window.get("failures", 0),
         "cpu_s": window.get("cpu_s", 0.0),
@@ -144,6 +155,47 @@ def _finish_locust(arm: _Arm) -> dict[str, Any]:
         "rc": arm.proc.returncode,
         "tail": arm.stderr_file.read_text(errors="replace")[-1500:],
     }
+
+
+def arm_problem(r: dict[str, Any]) -> str | None:
+    """Why an arm's figures cannot make a ratio, or None when they can."""
+    if r.get("rc") not in (0, 1):
+        return f"its Locust process exited with code {r.get('rc')}"
+    if not r.get("window"):
+        return (
+            "its probe recorded no steady-state window: the run ended before warm-up plus the measured seconds had "
+            "passed after the users spawned (a slow start on a busy machine?)"
+        )
+    if not r.get("turns"):
+        return "no turn finished in its measured window"
+    if r.get("failures", 0) >= r["turns"]:
+        return f"every one of its {r['turns']} turns in the window failed"
+    if not r.get("cpu_s"):
+        return "no CPU time was measured in its window"
+    return None
+
+
+def measure_rounds(
+    rounds: int, run_round: Callable[[], tuple[dict[str, Any], dict[str, Any]]], tries: int = TRIES
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str | None]:
+    """(bare runs, our runs, None), or the reason the bench failed: a round is run again while an arm recorded
+    nothing, up to ``tries`` times; each retry is said on stderr."""
+    bare_runs: list[dict[str, Any]] = []
+    our_runs: list[dict[str, Any]] = []
+    for n in range(1, rounds + 1):
+        for attempt in range(1, tries + 1):
+            bare, ours = run_round()
+            problems = [f"{name} arm: {p}" for name, r in (("bare", bare), ("ours", ours)) if (p := arm_problem(r))]
+            if not problems:
+                bare_runs.append(bare)
+                our_runs.append(ours)
+                break
+            sys.stderr.write(f"round {n}, try {attempt} of {tries}: {'; '.join(problems)}\n")
+            if attempt == tries:
+                tail = (bare if arm_problem(bare) else ours)["tail"]
+                why = "; ".join(problems)
+                return bare_runs, our_runs, f"round {n} measured nothing in {tries} tries: {why}\n{tail}"
+    return bare_runs, our_runs, None
 
 
 def _locust(*args: Any, **kwargs: Any) -> dict[str, Any]:
@@ -191,8 +243,6 @@ def bench_transport(args: argparse.Namespace) -> int:
     server = _server(transport, args, _pacing(args, 0.0, 0.0))
     host = server.urls[transport]
     pid = server.proc.pid
-    bare_runs: list[dict[str, Any]] = []
-    our_runs: list[dict[str, Any]] = []
     try:
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
@@ -201,35 +251,37 @@ def bench_transport(args: argparse.Namespace) -> int:
                 "-f", args.scenario, "--transport", transport, "--think-min", "0", "--think-max", "0",
                 "--max-tokens", str(args.max_tokens), "--reports-dir", str(work / "reports"),
             ]  # fmt: skip
-            for _ in range(args.rounds):
+
+            def run_round() -> tuple[dict[str, Any], dict[str, Any]]:
                 if not args.apart:  # both arms at once: whatever else runs on the machine hits both alike
                     arms = [_start_locust(a, args.seconds, args.users, work, host, pid) for a in (bare_args, our_args)]
-                    bare_runs.append(_finish_locust(arms[0]))
-                    our_runs.append(_finish_locust(arms[1]))
-                else:
-                    bare_runs.append(_locust(bare_args, args.seconds, args.users, work, host, pid))
-                    our_runs.append(_locust(our_args, args.seconds, args.users, work, host, pid))
+                    return _finish_locust(arms[0]), _finish_locust(arms[1])
+                bare = _locust(bare_args, args.seconds, args.users, work, host, pid)
+                return bare, _locust(our_args, args.seconds, args.users, work, host, pid)
+
+            bare_runs, our_runs, failure = measure_rounds(args.rounds, run_round)
     finally:
         server.stop()
+    if failure is not None:
+        print(f"bench {transport}: FAILED, no ratio: {failure}", file=sys.stderr)
+        return 1
     return _print_transport_bench(args, bare_runs, our_runs)
 
 
 def _print_transport_bench(
     args: argparse.Namespace, bare_runs: list[dict[str, Any]], our_runs: list[dict[str, Any]]
 ) -> int:
-    """The table of a transport bench, the ratio over the sums and per round; 1 when an arm did not run."""
+    """The table of a transport bench, the ratio over the sums and per round (every arm measured something:
+    :func:`measure_rounds`)."""
     transport = args.what
     bare, ours = _sum_arms(bare_runs), _sum_arms(our_runs)
-    ratio = _per_cpu(ours["turns"], ours["cpu_s"]) / _per_cpu(bare["turns"], bare["cpu_s"]) if bare["turns"] else 0.0
+    ratio = _per_cpu(ours["turns"], ours["cpu_s"]) / _per_cpu(bare["turns"], bare["cpu_s"])
     rounds = [
-        _per_cpu(o["turns"], o["cpu_s"]) / _per_cpu(b["turns"], b["cpu_s"]) if b["turns"] and b["cpu_s"] else 0.0
+        _per_cpu(o["turns"], o["cpu_s"]) / _per_cpu(b["turns"], b["cpu_s"])
         for b, o in zip(bare_runs, our_runs, strict=True)
     ]
-    whole = (
-        _per_cpu(ours["whole_turns"], ours["whole_cpu_s"]) / _per_cpu(bare["whole_turns"], bare["whole_cpu_s"])
-        if bare["whole_turns"] and bare["whole_cpu_s"]
-        else 0.0
-    )
+    rates = [_per_cpu(r["whole_turns"], r["whole_cpu_s"]) for r in (bare, ours)]
+    whole = f"{rates[1] / rates[0]:.2f}x" if all(rates) else "not measured (a process wrote no stats file)"
     how = "bare then ours" if args.apart else "bare and ours at the same time"
     paced = (
         f"paced {args.ttft_ms:g} ms to the first token then {args.itl_ms:g} ms per token"
@@ -250,11 +302,7 @@ def _print_transport_bench(
     print(_arm_row(f"ConversationUser ({transport})", ours, both))
     print(f"\nratio (ConversationUser / bare, turns per client CPU-second, steady state): **{ratio:.2f}x**")
     print("per round: " + ", ".join(f"{r:.2f}x" for r in rounds))
-    print(f"whole processes (start-up and end-of-run reports included): {whole:.2f}x")
-    for name, r in (("bare", bare), ("ours", ours)):
-        if r["rc"] not in (0, 1) or not r["turns"]:
-            print(f"\n{name} arm exited {r['rc']}:\n{r['tail']}", file=sys.stderr)
-            return 1
+    print(f"whole processes (start-up and end-of-run reports included): {whole}")
     return 0
 
 

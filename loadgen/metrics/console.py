@@ -1,4 +1,8 @@
-"""The end-of-run console table: one row per dialogue and turn."""
+"""The end-of-run console table: one row per dialogue and turn, then the run's outages, recovery and drift.
+
+A latency with no sample (a block with ``count`` 0, or a null statistic) is shown as "-", never 0.0. The lines
+after the table come from ``summary.json``'s ``outages``, ``recovery`` and ``drift`` when the run has them.
+"""
 
 from __future__ import annotations
 
@@ -19,26 +23,79 @@ _COLUMNS = (
     ("itl p99", 8, ".2f"),
     ("retained", 9, "s"),
 )
+_LATENCIES = (("e2e_ms", "p50"), ("e2e_ms", "p95"), ("e2e_ms", "p99"), ("ttft_ms", "p50"), ("ttft_ms", "p99"),
+              ("itl_ms", "p50"), ("itl_ms", "p99"))  # fmt: skip
+
+
+def _stat(row: dict[str, Any], field: str, stat: str) -> float | None:
+    block = row.get(field) or {}
+    if not block.get("count"):
+        return None
+    value = block.get(stat)
+    return None if value is None else float(value)
 
 
 def _row_values(row: dict[str, Any]) -> list[Any]:
-    r = row["retention"]
-    retained = f"{100.0 * r['passed'] / r['checked']:.1f}%" if r["checked"] else "-"
+    r = row.get("retention") or {}
+    retained = f"{100.0 * r['passed'] / r['checked']:.1f}%" if r.get("checked") else "-"
     return [
         row.get("transport", ""),
         row.get("dialogue", "(all)"),
         row.get("turn", 0),
         row["count"],
         row["failures"],
-        row["e2e_ms"]["p50"],
-        row["e2e_ms"]["p95"],
-        row["e2e_ms"]["p99"],
-        row["ttft_ms"]["p50"],
-        row["ttft_ms"]["p99"],
-        row["itl_ms"]["p50"],
-        row["itl_ms"]["p99"],
+        *(_stat(row, field, stat) for field, stat in _LATENCIES),
         retained,
     ]
+
+
+def _lag_line(lag: dict[str, Any]) -> str:
+    if not lag.get("count") or lag.get("p50") is None:
+        return "generator lag: - (no samples)"
+    return f"generator lag: p50 {lag['p50']} ms, p99 {lag['p99']} ms, max {lag['max']} ms"
+
+
+def _seconds(value: Any) -> str:
+    return "-" if value is None else f"{float(value):.2f} s"
+
+
+def event_lines(summary: dict[str, Any]) -> list[str]:
+    """Outages per transport (from ``recovery`` and ``outages``), then each fault the server injected."""
+    lines = []
+    outages = summary.get("outages") or []
+    for transport, r in sorted((summary.get("recovery") or {}).items()):
+        mine = [o for o in outages if o.get("transport") == transport]
+        n = int(r.get("outages") or len(mine))
+        if not n:
+            lines.append(f"outages {transport}: none")
+            continue
+        still = sum(1 for o in mine if o.get("end_s") is None)
+        longest = max((float(o["duration_s"]) for o in mine if o.get("duration_s") is not None), default=None)
+        failed = sum(int(o.get("failed_turns") or 0) for o in mine)
+        text = (
+            f"outages {transport}: {n} ({failed} failed turns, longest {_seconds(longest)}), "
+            f"recovery max {_seconds(r.get('max_s'))}, p50 {_seconds(r.get('p50_s'))}"
+        )
+        if still:
+            text += f"; {still} still out at the end"
+        lines.append(text)
+    for fault in summary.get("faults") or []:
+        end = fault.get("end_s")
+        span = f"{float(fault['start_s']):.1f}-{float(end):.1f} s" if end is not None else f"{fault['start_s']} s"
+        lines.append(f"server fault: {fault.get('fault', fault.get('kind'))} at {span}")
+    return lines
+
+
+def drift_lines(summary: dict[str, Any]) -> list[str]:
+    """One line per transport: the p99 TTFT and error-rate trend per hour (``-`` without enough windows)."""
+    lines = []
+    for transport, d in sorted((summary.get("drift") or {}).items()):
+        ttft = (d.get("ttft_p99") or {}).get("pct_per_hour")
+        errors = (d.get("error_rate") or {}).get("per_hour")
+        ttft_text = "-" if ttft is None else f"{float(ttft):+.2f}%/h"
+        errors_text = "-" if errors is None else f"{100.0 * float(errors):+.3f}pp/h"
+        lines.append(f"drift {transport}: TTFT p99 {ttft_text}, error rate {errors_text}")
+    return lines
 
 
 def format_table(summary: dict[str, Any]) -> str:
@@ -48,14 +105,15 @@ def format_table(summary: dict[str, Any]) -> str:
     by_transport: dict[str, list[dict[str, Any]]] = {}
     for row in summary["turns"]:
         by_transport.setdefault(row["transport"], []).append(row)
-    for transport, rows in by_transport.items():
-        for row in rows:
+    for transport in sorted(set(by_transport) | set(summary["transports"])):
+        for row in by_transport.get(transport, []):
             lines.append(_format(_row_values(row)))
         agg = summary["transports"].get(transport)
         if agg is not None:
             lines.append(_format(_row_values({**agg, "transport": transport, "dialogue": "(all)", "turn": 0})))
-    lag = summary["generator_lag_ms"]
-    lines.append(f"generator lag: p50 {lag['p50']} ms, p99 {lag['p99']} ms, max {lag['max']} ms")
+    lines.append(_lag_line(summary.get("generator_lag_ms") or {}))
+    lines.extend(event_lines(summary))
+    lines.extend(drift_lines(summary))
     lines.extend(f"WARNING: {w}" for w in summary.get("warnings", []))
     return "\n".join(lines)
 
@@ -65,6 +123,8 @@ def _format(values: list[Any]) -> str:
     for (_, width, fmt), value in zip(_COLUMNS, values, strict=True):
         if fmt == "s":
             out.append(f"{str(value)[:width]:<{width}}")
+        elif value is None:
+            out.append(f"{'-':>{width}}")
         else:
             out.append(f"{value:>{width}{fmt}}")
     return " ".join(out)

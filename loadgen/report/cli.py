@@ -2,6 +2,8 @@
 
 Writes ``turns.csv``, one ``.hlog`` per transport x latency metric and ``report.html`` into the run folder
 (or ``--out DIR``), prints the per-turn table, and checks thresholds when given (exit 3 on a violation).
+``--check`` fails (exit 3) a run that is unfit to judge: no turn sent, no successful turn, a worker lost, or a
+folder that is only a checkpoint (:func:`loadgen.report.status.run_health`).
 The table and CSV are byte-identical to the ones written at the end of the run.
 """
 
@@ -14,11 +16,12 @@ from pathlib import Path
 
 from loadgen.errors import ConfigError
 from loadgen.metrics.console import format_table
-from loadgen.metrics.rundir import HISTOGRAMS_FILE, INTERVALS_FILE, SUMMARY_FILE
+from loadgen.metrics.rundir import HISTOGRAMS_FILE, SUMMARY_FILE
 from loadgen.option_table import add_options
 from loadgen.report import EXIT_BAD_INPUT, EXIT_THRESHOLD_VIOLATED
 from loadgen.report.files import write_reports
-from loadgen.report.rundata import load_run
+from loadgen.report.rundata import INTERVAL_FILES, load_run
+from loadgen.report.status import run_health
 from loadgen.report.thresholds import THRESHOLD_OPTIONS, collect_thresholds, evaluate, format_results
 
 
@@ -36,6 +39,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="write the report files into DIR (a copy of the run's JSON files goes there too) instead of RUN_DIR",
     )
     parser.add_argument("--quiet", "-q", action="store_true", help="do not print the per-turn table")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 3 when the run is unfit to judge: no turn sent, no successful turn, a worker process lost, "
+        "or the folder is a checkpoint of a run that did not finish",
+    )
     add_threshold_arguments(parser)
 
 
@@ -47,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         if args.out:
             out = Path(args.out)
             out.mkdir(parents=True, exist_ok=True)
-            for name in (SUMMARY_FILE, HISTOGRAMS_FILE, INTERVALS_FILE):
+            for name in (SUMMARY_FILE, HISTOGRAMS_FILE, *INTERVAL_FILES):
                 if (run_dir / name).exists() and (run_dir / name).resolve() != (out / name).resolve():
                     shutil.copyfile(run_dir / name, out / name)
             data.run_dir = out
@@ -58,9 +67,15 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         sys.stdout.write(format_table(data.summary) + "\n")
     sys.stdout.write("wrote " + " ".join(sorted(p.name for p in written)) + f" in {data.run_dir}\n")
+    failed = False
+    if args.check:
+        health = run_health(data.summary)
+        for problem in health.problems:
+            sys.stdout.write(f"check: FAIL {problem}\n")
+        sys.stdout.write(f"check: {'FAILED' if health.problems else 'passed'} ({health.headline})\n")
+        failed = bool(health.problems)
     if thresholds:
         results = evaluate(data, thresholds)
         sys.stdout.write(format_results(results) + "\n")
-        if not all(r.passed for r in results):
-            return EXIT_THRESHOLD_VIOLATED
-    return 0
+        failed = failed or not all(r.passed for r in results)
+    return EXIT_THRESHOLD_VIOLATED if failed else 0

@@ -1,9 +1,15 @@
-"""``loadgen compare BASELINE_DIR CURRENT_DIR``: per-turn deltas between two runs; exit 3 past thresholds.
+"""``loadgen compare BASELINE_DIR CURRENT_DIR``: per-turn deltas between two runs; exit 3 past the limits.
 
 The night-over-night check of a soak job::
 
     loadgen compare reports/nightly-2026-11-01 reports/nightly-2026-11-02 --max-regression 10% \\
-        --threshold 'retention >= 99%' --threshold 'errors < 1%'
+        --threshold 'retention >= 99%' --threshold 'drift.ttft.p99 < 10%/h'
+
+With no option at all it already fails (exit 3) when the current run has no successful turn, when a row of
+the baseline is gone, when a row's error rate rose by more than 1 percentage point or its retention fell by more
+than 1 (:mod:`loadgen.report.compare`); each limit can be loosened (``--max-error-increase 5%``, ``off``). Runs
+that differ in shape (users, duration, transports, target, dialogues, history mode, streaming, processes) get a
+loud warning, and fail with ``--strict-shape``.
 
 Exit codes: 0 no regression, 3 a regression or a broken threshold, 2 bad input (missing folder, bad option).
 """
@@ -19,16 +25,17 @@ from loadgen.errors import ConfigError
 from loadgen.report import EXIT_BAD_INPUT, EXIT_THRESHOLD_VIOLATED
 from loadgen.report.cli import add_threshold_arguments
 from loadgen.report.compare import (
+    DEFAULT_MAX_ERROR_INCREASE,
+    DEFAULT_MAX_RETENTION_DROP,
+    DEFAULT_MIN_COUNT,
     RegressionRules,
     compare_summaries,
     comparison_stats,
+    parse_limit,
     parse_percent,
-    to_csv,
-    to_json,
-    to_markdown,
-    to_text,
     verdict_lines,
 )
+from loadgen.report.compare_out import to_csv, to_json, to_markdown, to_text
 from loadgen.report.rundata import load_run
 from loadgen.report.thresholds import collect_thresholds, evaluate, format_results, results_json
 
@@ -55,8 +62,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--min-count",
         type=int,
-        default=20,
-        help="rows with fewer turns than this in either run are shown but not judged (default 20)",
+        default=DEFAULT_MIN_COUNT,
+        help="rows with fewer turns than this in either run are shown but not judged (default %(default)s)",
     )
     parser.add_argument(
         "--min-delta-ms",
@@ -64,21 +71,41 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=0.0,
         help="ignore latency regressions smaller than this many ms (noise floor; default 0)",
     )
-    parser.add_argument(
-        "--max-error-increase",
-        metavar="PP",
-        help="fail when a row's error rate rises by more than PP percentage points, e.g. 1%%",
-    )
-    parser.add_argument(
-        "--max-retention-drop",
-        metavar="PP",
-        help="fail when a row's retention rate falls by more than PP percentage points, e.g. 1%%",
-    )
+    _add_rate_limits(parser)
     parser.add_argument(
         "--format", choices=("text", "markdown", "csv", "json"), default="text", help="output format (default text)"
     )
     add_threshold_arguments(parser)
     parser.epilog = "Thresholds (--threshold, --thresholds-file) are checked against CURRENT_DIR."
+
+
+def _add_rate_limits(parser: argparse.ArgumentParser) -> None:
+    """The limits judged with defaults: error rate and retention per row, gone rows, the runs' shape."""
+    parser.add_argument(
+        "--max-error-increase",
+        metavar="PP",
+        default=f"{100 * DEFAULT_MAX_ERROR_INCREASE:g}%",
+        help="fail when a row's error rate rises by more than PP percentage points (default %(default)s; "
+        "'off' does not judge it)",
+    )
+    parser.add_argument(
+        "--max-retention-drop",
+        metavar="PP",
+        default=f"{100 * DEFAULT_MAX_RETENTION_DROP:g}%",
+        help="fail when a row's retention rate falls by more than PP percentage points (default %(default)s; "
+        "'off' does not judge it)",
+    )
+    parser.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="a row of the baseline that is gone from the current run is a note, not a regression",
+    )
+    parser.add_argument(
+        "--strict-shape",
+        action="store_true",
+        help="fail when the runs differ in shape (users, duration, transports, target, dialogues, history mode, "
+        "streaming, processes); without it they only warn",
+    )
 
 
 def _rules(args: argparse.Namespace) -> RegressionRules:
@@ -92,12 +119,10 @@ def _rules(args: argparse.Namespace) -> RegressionRules:
         metrics=metrics,
         min_count=max(0, int(args.min_count)),
         min_delta_ms=float(args.min_delta_ms),
-        max_error_increase=(
-            parse_percent(args.max_error_increase, "--max-error-increase") if args.max_error_increase else None
-        ),
-        max_retention_drop=(
-            parse_percent(args.max_retention_drop, "--max-retention-drop") if args.max_retention_drop else None
-        ),
+        max_error_increase=parse_limit(str(args.max_error_increase), "--max-error-increase"),
+        max_retention_drop=parse_limit(str(args.max_retention_drop), "--max-retention-drop"),
+        allow_missing=bool(args.allow_missing),
+        strict_shape=bool(args.strict_shape),
     )
 
 

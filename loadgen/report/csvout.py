@@ -1,5 +1,6 @@
 """``turns.csv``: one row per (transport, dialogue, turn) plus one aggregate row per transport.
 
+A statistic with no data (a latency with no sample, a rate of nothing) is an empty cell, never 0.
 Deterministic: rows sorted, fixed columns, numbers formatted the same way every time, so regenerating the
 file from the same ``summary.json`` gives identical bytes.
 """
@@ -69,10 +70,11 @@ def turn_row(row: dict[str, Any], transport: str, dialogue: str, turn: int) -> l
         round(failures / count, 6) if count else None,
     ]
     for field in _LATENCY_FIELDS:
-        block = row.get(field, {})
-        cells.extend(block.get(stat) for stat in _LATENCY_STATS)
+        block = row.get(field) or {}
+        # no samples: empty cells, also for an old folder that wrote 0.0 there
+        cells.extend(block.get(stat) if block.get("count") else None for stat in _LATENCY_STATS)
     for field in ("e2e_ms", "ttft_ms", "itl_ms"):
-        cells.append(row.get(field, {}).get("out_of_range", 0))
+        cells.append((row.get(field) or {}).get("out_of_range", 0))
     rate = retention.get("rate")
     cells.extend(
         [
@@ -81,7 +83,7 @@ def turn_row(row: dict[str, Any], transport: str, dialogue: str, turn: int) -> l
             round(rate, 6) if rate is not None else None,
             row.get("output_tokens"),
             row.get("prompt_tokens"),
-            row.get("output_tokens_per_s_per_user"),
+            row.get("output_tokens_per_s_per_user") if (row.get("e2e_ms") or {}).get("count") else None,
             row.get("output_tokens_per_s"),
             row.get("turns_per_s"),
         ]

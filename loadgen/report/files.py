@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from loadgen.report.csvout import turns_csv
-from loadgen.report.hlog import hlog_series, render_hlog
+from loadgen.report.hlog import hlog_series, render_hlogs
 from loadgen.report.html import render_report
 from loadgen.report.rundata import RunData, load_run
 
@@ -28,9 +28,10 @@ def write_reports(run_dir: Path | str, *, html: bool = True, data: RunData | Non
     data = data or load_run(run_dir)
     out = data.run_dir
     written = [write_text(out / TURNS_CSV, turns_csv(data.summary))]
-    if data.intervals:
-        for name, key in hlog_series(data):
-            written.append(write_text(out / name, render_hlog(data, key)))
+    if data.has_intervals():
+        series = hlog_series(data)
+        for (name, _), text in zip(series, render_hlogs(data, [key for _, key in series]), strict=True):
+            written.append(write_text(out / name, text))
     if html:
         written.append(write_text(out / REPORT_HTML, render_report(data)))
     return written

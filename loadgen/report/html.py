@@ -1,12 +1,14 @@
 """``report.html``: one self-contained page per run (plotly's JavaScript inlined, readable offline).
 
 The page is deterministic for a given run folder: figure ids are fixed and nothing depends on the time
-the report was generated.
+the report was generated. Its size does not grow with the run's length: the over-time plots are downsampled
+to a fixed budget of points (:mod:`loadgen.report.plots_time`) and the per-window table has one row per window.
+The header says how the run went first (:func:`loadgen.report.status.run_health`): a run whose users never
+sent a turn, or whose every turn failed, says so in red.
 """
 
 from __future__ import annotations
 
-import html
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -16,31 +18,38 @@ import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
 from loadgen.metrics.histograms import Metric
-from loadgen.report import plots
+from loadgen.report import plots, plots_time
 from loadgen.report.rundata import RunData
+from loadgen.report.status import run_health
+from loadgen.report.tables import drift_table, esc, outages_table, recovery_line, turns_table, windows_table
+from loadgen.report.timeline import build_timeline
+
+__all__ = ["esc", "figure_div", "page", "render_report"]
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 1.5em; color: #222; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 2em; border-bottom: 1px solid #ddd; }
-table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0; }
-th, td { border: 1px solid #ddd; padding: 3px 6px; text-align: right; white-space: nowrap; }
-th { background: #f4f4f4; position: sticky; top: 0; }
+table { border-collapse: collapse; font-size: 0.8em; margin: 0.5em 0; }
+th, td { border: 1px solid #ddd; padding: 2px 5px; text-align: right; }
+td { white-space: nowrap; }
+th { background: #f4f4f4; position: sticky; top: 0; vertical-align: bottom; max-width: 6.5em; }
 td.l, th.l { text-align: left; }
 tr.agg td { font-weight: 600; background: #fafafa; }
+tr.bad td { background: #fdecea; } tr.fault td { color: #555; font-style: italic; }
 .warn { background: #fff4e5; border-left: 4px solid #f0a020; padding: 0.5em 1em; margin: 0.5em 0; }
-.grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(420px, 1fr)); gap: 1em; }
+.status { padding: 0.6em 1em; margin: 0.5em 0 1em; font-weight: 600; border-left: 6px solid; }
+.status.ok { background: #eaf6ec; border-color: #2e9e44; }
+.status.warn { background: #fff4e5; border-color: #f0a020; }
+.status.bad { background: #fdecea; border-color: #d62728; color: #8a1010; }
+.grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(560px, 1fr)); gap: 1em; }
 .grid > div { min-width: 0; }
 .scroll { overflow-x: auto; max-width: 100%; }
 .empty { color: #888; font-style: italic; padding: 1em; border: 1px dashed #ccc; }
 dl.meta { display: grid; grid-template-columns: max-content auto; gap: 2px 1em; font-size: 0.9em; }
-dl.meta dt { font-weight: 600; } dl.meta dd { margin: 0; }
+dl.meta dt { font-weight: 600; } dl.meta dd { margin: 0; overflow-wrap: anywhere; }
 """
 
 _PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
-
-
-def esc(value: Any) -> str:
-    return html.escape(str(value), quote=True)
 
 
 def figure_div(fig: go.Figure | None, div_id: str, empty_text: str) -> str:
@@ -79,76 +88,16 @@ def page(title: str, body: Sequence[str]) -> str:
     )
 
 
-def _lat(block: dict[str, Any], stat: str, small: bool = False) -> str:
-    if not block or not block.get("count"):
-        return "-"
-    value = float(block.get(stat, 0.0))
-    return f"{value:.2f}" if small or value < 10 else f"{value:.1f}"
-
-
-def _retention(row: dict[str, Any]) -> str:
-    r = row.get("retention", {})
-    if not r.get("checked"):
-        return "-"
-    return f"{100.0 * r['passed'] / r['checked']:.1f}% ({r['passed']}/{r['checked']})"
-
-
-_TURN_HEADER = (
-    ["transport", "dialogue", "turn", "count", "failures"]
-    + [f"{m} {s}" for m in ("e2e", "TTFT", "ITL") for s in ("p50", "p95", "p99", "max")]
-    + ["out tok/s per user", "out tok/s total", "retention"]
-)
-
-
-def _turn_cells(row: dict[str, Any], transport: str, dialogue: str, turn: str) -> list[str]:
-    cells = [esc(transport), esc(dialogue), esc(turn), str(row.get("count", 0))]
-    failures = int(row.get("failures", 0))
-    kinds = row.get("failures_by_kind", {})
-    cells.append(
-        f"{failures} ({kinds.get('transport', 0)} transport, {kinds.get('retention', 0)} retention)"
-        if failures
-        else "0"
-    )
-    for field, small in (("e2e_ms", False), ("ttft_ms", False), ("itl_ms", True)):
-        block = row.get(field, {})
-        cells.extend(_lat(block, s, small) for s in ("p50", "p95", "p99", "max"))
-    cells.append(f"{float(row.get('output_tokens_per_s_per_user', 0.0)):.1f}")
-    cells.append(f"{float(row.get('output_tokens_per_s', 0.0)):.1f}")
-    cells.append(esc(_retention(row)))
-    return cells
-
-
-def turns_table(summary: dict[str, Any]) -> str:
-    lines = ['<div class="scroll"><table id="turns-table">', "<thead><tr>"]
-    lines.extend(f'<th class="{"l" if i < 2 else ""}">{esc(h)}</th>' for i, h in enumerate(_TURN_HEADER))
-    lines.append("</tr></thead><tbody>")
-    by_transport: dict[str, list[dict[str, Any]]] = {}
-    for row in summary.get("turns", []):
-        by_transport.setdefault(row["transport"], []).append(row)
-    for transport in sorted(set(by_transport) | set(summary.get("transports", {}))):
-        for row in by_transport.get(transport, []):
-            cells = _turn_cells(row, transport, row["dialogue"], str(row["turn"]))
-            lines.append("<tr>" + "".join(_td(i, c) for i, c in enumerate(cells)) + "</tr>")
-        agg = summary.get("transports", {}).get(transport)
-        if agg is not None:
-            cells = _turn_cells(agg, transport, "(all dialogues)", "all")
-            lines.append('<tr class="agg">' + "".join(_td(i, c) for i, c in enumerate(cells)) + "</tr>")
-    lines.append("</tbody></table></div>")
-    return "\n".join(lines)
-
-
-def _td(i: int, cell: str) -> str:
-    return f'<td class="l">{cell}</td>' if i < 2 else f"<td>{cell}</td>"
-
-
 def _meta(summary: dict[str, Any]) -> str:
     run = summary.get("run", {})
+    workers = summary.get("workers") or {}
     fields = [
         ("run id", run.get("id")),
         ("target", run.get("target")),
         ("transports", ", ".join(run.get("transports", []) or [])),
         ("users", run.get("users")),
         ("processes", run.get("processes")),
+        ("workers", _workers(workers)),
         ("duration", f"{run.get('duration_s', 0)} s"),
         ("history mode", run.get("history_mode")),
         ("streaming", run.get("stream")),
@@ -163,50 +112,99 @@ def _meta(summary: dict[str, Any]) -> str:
     return f'<dl class="meta">{items}</dl>'
 
 
+def _workers(workers: dict[str, Any]) -> str | None:
+    if not workers:
+        return None
+    expected = workers.get("expected")
+    text = f"{workers.get('reported')} reported" + (f" of {expected} expected" if expected is not None else "")
+    lost = workers.get("lost") or []
+    return text + (f"; LOST: {', '.join(str(w) for w in lost)}" if lost else "")
+
+
 def _grid(items: Sequence[str]) -> str:
     return '<div class="grid">' + "".join(items) + "</div>"
 
 
-def render_report(data: RunData) -> str:
+def _header(data: RunData) -> list[str]:
     summary = data.summary
-    body = [f"<h1>chat-loadgen run {esc(data.run_id)}</h1>", _meta(summary)]
+    health = run_health(summary)
+    body = [
+        f"<h1>chat-loadgen run {esc(data.run_id)}</h1>",
+        f'<div class="status {health.level}" id="run-status">{esc(health.headline)}</div>',
+        _meta(summary),
+    ]
     body.extend(f'<div class="warn">WARNING: {esc(w)}</div>' for w in summary.get("warnings", []))
-    body.append("<h2>Per dialogue and turn</h2>")
-    body.append(
-        "<p>Latencies in milliseconds from the HDR histograms. e2e = sent to last byte; TTFT = sent to first "
-        "content chunk; ITL = gap between content chunks per token. Retention = probed facts the reply still "
-        "knew.</p>"
-    )
-    body.append(turns_table(summary))
+    return body
+
+
+def _distributions(data: RunData) -> list[str]:
     metrics = (Metric.E2E, Metric.TTFT, Metric.ITL)
-    body.append("<h2>Latency percentile distribution (HDR)</h2>")
-    body.append(
+    return [
+        "<h2>Latency percentile distribution (HDR)</h2>",
         _grid(
             [
                 figure_div(plots.distribution_by_transport(data, m), f"dist-transport-{m}", f"no {m} samples")
                 for m in metrics
             ]
-        )
-    )
-    body.append(
-        _grid([figure_div(plots.distribution_by_turn(data, m), f"dist-turn-{m}", f"no {m} samples") for m in metrics])
-    )
-    body.append("<h2>Over time</h2>")
-    body.append(
-        "<p>Per interval (x = seconds since the start, at the end of each interval). Generator lag is the lateness "
-        "of a 10 ms ticker in each load-generating process: past 5 ms p99 the generator, not the service, adds "
-        "latency.</p>"
-    )
-    body.append(
+        ),
+        _grid([figure_div(plots.distribution_by_turn(data, m), f"dist-turn-{m}", f"no {m} samples") for m in metrics]),
+    ]
+
+
+def _over_time(data: RunData) -> list[str]:
+    tl = build_timeline(data)
+    body = [
+        "<h2>Over time</h2>",
+        "<p>x = seconds since the start, at the end of each interval. A long run is drawn with at most "
+        f"{plots_time.DISPLAY_POINTS} points per line: each point is the mean of consecutive intervals, the band "
+        "around it their lowest and highest. Shaded: outages as the clients saw them (red) and the server's "
+        "injected faults (grey). Generator lag is the lateness of a 10 ms ticker in each load-generating process: "
+        "past 5 ms p99 the generator, not the service, adds latency.</p>",
         _grid(
             [
-                figure_div(plots.latency_over_time(data), "latency-over-time", "no interval data"),
-                figure_div(plots.throughput_over_time(data), "throughput-over-time", "no interval data"),
-                figure_div(plots.generator_lag_over_time(data), "generator-lag-over-time", "no generator lag data"),
-                figure_div(plots.failures_over_time(data), "failures-over-time", "no failures"),
+                figure_div(plots_time.latency_over_time(data, tl), "latency-over-time", "no interval data"),
+                figure_div(plots_time.throughput_over_time(data, tl), "throughput-over-time", "no interval data"),
+                figure_div(plots_time.generator_lag_over_time(data, tl), "generator-lag-over-time", "no generator lag"),
+                figure_div(plots_time.failures_over_time(data, tl), "failures-over-time", "no failures"),
             ]
+        ),
+    ]
+    outages = outages_table(data.summary)
+    if outages is not None or data.summary.get("recovery"):
+        body.append("<h2>Outages and recovery</h2>")
+        body.append(
+            "<p>An outage runs from the first failed turn after a success to the first success after it; its "
+            "recovery is how long turns sent after that still failed.</p>"
         )
+        body.extend(f"<p>{esc(line)}</p>" for line in recovery_line(data.summary))
+        if outages is not None:
+            body.append(outages)
+    windows = windows_table(data.summary)
+    if windows is not None:
+        body.extend(["<h2>Per window</h2>", windows])
+    drift = drift_table(data.summary)
+    if drift is not None:
+        body.append("<h2>Drift</h2>")
+        body.append(
+            "<p>The trend of each figure over the windows above: a robust slope (Theil-Sen) per hour, relative to "
+            "the first window. A slow leak shows here while the whole-run percentiles still look fine.</p>"
+        )
+        body.append(drift)
+    return body
+
+
+def render_report(data: RunData) -> str:
+    summary = data.summary
+    body = _header(data)
+    body.append("<h2>Per dialogue and turn</h2>")
+    body.append(
+        "<p>Latencies in milliseconds from the HDR histograms (- = no sample). e2e = sent to last byte; TTFT = sent "
+        "to first content chunk; ITL = gap between content chunks per token. Retention = probed facts the reply "
+        "still knew.</p>"
     )
+    body.append(turns_table(summary))
+    body.extend(_distributions(data))
+    body.extend(_over_time(data))
     body.append("<h2>Failures by reason</h2>")
     body.append(figure_div(plots.failures_by_reason(data), "failures-by-reason", "no failures"))
     body.append("<h2>Context length and output rate</h2>")
@@ -218,6 +216,7 @@ def render_report(data: RunData) -> str:
             ]
         )
     )
+    body.append(figure_div(plots.output_tokens_by_turn(data), "output-tokens-by-turn", "no output tokens"))
     body.append("<h2>Context retention by turn</h2>")
     body.append(figure_div(plots.retention_by_turn(data), "retention-by-turn", "no turn probed a planted fact"))
     body.append(

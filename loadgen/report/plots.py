@@ -1,7 +1,10 @@
-"""Plotly figures drawn from the run's HDR histograms and interval snapshots (no hand-made geometry).
+"""Plotly figures drawn from the run's HDR histograms and summary (no hand-made geometry); the over-time plots
+are in :mod:`loadgen.report.plots_time`.
 
 Each builder returns a :class:`plotly.graph_objects.Figure`, or ``None`` when the run has no data for it
-(the page then says so instead of showing an empty frame).
+(the page then says so instead of showing an empty frame). Every figure shares :func:`layout`: the title sits
+low in a top margin that leaves Plotly's toolbar a row of its own, the legend goes below the plot, and axes
+grow their margins to fit their labels (nothing clipped).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from typing import Any
 import plotly.graph_objects as go
 
 from loadgen.metrics.histograms import Metric, TrackedHistogram
-from loadgen.metrics.keys import ALL, CONTEXT_BUCKET_ORDER, ContextMetric, Count, SeriesKey, Total
+from loadgen.metrics.keys import CONTEXT_BUCKET_ORDER, ContextMetric, SeriesKey
 from loadgen.report.rundata import RunData
 
 #: The HDR "percentile distribution" x axis: 1/(1-p), log scale, out to 99.999%.
@@ -34,16 +37,32 @@ METRIC_TITLES: dict[str, str] = {
     Metric.SCHEDULE_LAG: "schedule lag",
     Metric.GENERATOR_LAG: "generator lag",
 }
+#: Above this many lines, the "by turn" plots merge each turn index over the dialogues (and say so).
+MAX_TURN_CURVES = 12
 _LAYOUT: dict[str, Any] = {
     "template": "plotly_white",
     "height": 440,
-    "margin": {"l": 60, "r": 20, "t": 50, "b": 40},
-    "legend": {"orientation": "h", "y": -0.22, "yanchor": "top"},
+    "margin": {"l": 60, "r": 30, "t": 78, "b": 40},
+    "legend": {"orientation": "h", "x": 0, "xanchor": "left", "y": 0, "yref": "container", "yanchor": "bottom"},
 }
 
 
-def _layout(title: str, **extra: Any) -> dict[str, Any]:
-    return {**_LAYOUT, "title": {"text": title}, **extra}
+def layout(title: str, **extra: Any) -> dict[str, Any]:
+    """The shared layout. The title's baseline is 12 px above the plot area, in a 78 px margin whose top row
+    is the toolbar's: the two never overlap."""
+    axes = {name: {"automargin": True, **extra.pop(name, {})} for name in ("xaxis", "yaxis")}
+    title_spec = {
+        "text": title,
+        "x": 0,
+        "xref": "paper",
+        "xanchor": "left",
+        "y": 1,
+        "yref": "paper",
+        "yanchor": "bottom",
+        "pad": {"b": 12},
+        "font": {"size": 15},
+    }
+    return {**_LAYOUT, "title": title_spec, **axes, **extra}
 
 
 def percentile_curve(hist: TrackedHistogram) -> tuple[list[float], list[float], list[float]]:
@@ -95,7 +114,7 @@ def distribution_figure(title: str, curves: Sequence[tuple[str, TrackedHistogram
         return None
     return go.Figure(
         data=traces,
-        layout=_layout(
+        layout=layout(
             title,
             xaxis={
                 "type": "log",
@@ -112,134 +131,34 @@ def distribution_figure(title: str, curves: Sequence[tuple[str, TrackedHistogram
 
 def distribution_by_transport(data: RunData, metric: str) -> go.Figure | None:
     curves = [(t, data.histogram(metric, transport=t)) for t in data.transports()]
-    return distribution_figure(f"{METRIC_TITLES.get(metric, metric)}: percentile distribution by transport", curves)
+    return distribution_figure(f"{METRIC_TITLES.get(metric, metric)} by transport", curves)
+
+
+def turn_curves(data: RunData) -> tuple[list[tuple[str, str | None, int]], bool]:
+    """The lines of a "by turn" plot: (transport, dialogue, turn) each, and whether turn k of different
+    dialogues is merged (dialogue None). One line per dialogue's turn while that is at most
+    :data:`MAX_TURN_CURVES` lines; more than that merges each turn index over the dialogues."""
+    keys = data.turn_keys()
+    if len(keys) <= MAX_TURN_CURVES:
+        return [(t, d, n) for t, d, n in keys], False
+    dialogues = {d for _, d, _ in keys}
+    return sorted({(t, None, n) for t, _, n in keys}), len(dialogues) > 1
 
 
 def distribution_by_turn(data: RunData, metric: str) -> go.Figure | None:
-    """One line per turn index (all dialogues of that turn merged), per transport."""
+    """One line per dialogue and turn; or, with many, per turn index with the dialogues merged (labelled so)."""
     transports = data.transports()
-    turns = sorted({(t, n) for t, _, n in data.turn_keys()})
+    lines, pooled = turn_curves(data)
     curves = []
-    for transport, turn in turns:
-        label = f"turn {turn}" if len(transports) == 1 else f"{transport} turn {turn}"
-        curves.append((label, data.histogram(metric, transport=transport, turn=turn)))
-    return distribution_figure(f"{METRIC_TITLES.get(metric, metric)}: percentile distribution by turn", curves)
-
-
-def _offsets(data: RunData) -> list[float]:
-    base = data.started_at if data.started_at is not None else (data.intervals[0].start if data.intervals else 0.0)
-    return [round(i.end - base, 3) for i in data.intervals]
-
-
-def _interval_quantile(data: RunData, key: SeriesKey, qs: Sequence[float]) -> dict[float, list[float | None]]:
-    out: dict[float, list[float | None]] = {q: [] for q in qs}
-    for interval in data.intervals:
-        hist = interval.batch.histograms.get(key)
-        if hist is None or hist.count == 0:
-            for q in qs:
-                out[q].append(None)
-            continue
-        values = hist.quantiles(qs)
-        for q in qs:
-            out[q].append(values[q] / 1000.0)
-    return out
-
-
-def latency_over_time(data: RunData) -> go.Figure | None:
-    if not data.intervals:
-        return None
-    xs = _offsets(data)
-    traces = []
-    for transport in data.transports():
-        for metric in (Metric.E2E, Metric.TTFT):
-            series = _interval_quantile(data, SeriesKey(transport, ALL, 0, metric), (0.5, 0.99))
-            for q, name in ((0.5, "p50"), (0.99, "p99")):
-                if any(v is not None for v in series[q]):
-                    traces.append(
-                        go.Scatter(x=xs, y=series[q], mode="lines+markers", name=f"{transport} {metric} {name}")
-                    )
-    if not traces:
-        return None
-    return go.Figure(
-        data=traces,
-        layout=_layout(
-            "Latency over time (per interval)",
-            xaxis={"title": {"text": "seconds since start (interval end)"}},
-            yaxis={"title": {"text": "latency (ms)"}, "rangemode": "tozero"},
-        ),
-    )
-
-
-def throughput_over_time(data: RunData) -> go.Figure | None:
-    if not data.intervals:
-        return None
-    xs = _offsets(data)
-    traces = []
-    for transport in data.transports():
-        turns = []
-        tokens = []
-        for interval in data.intervals:
-            length = interval.length_s or 1.0
-            aggregate = SeriesKey.series(transport)
-            turns.append(round(interval.batch.counter(aggregate.with_metric(Count.TURNS)) / length, 3))
-            tokens.append(round(interval.batch.counter(aggregate.with_metric(Total.OUTPUT_TOKENS)) / length, 3))
-        traces.append(go.Scatter(x=xs, y=turns, mode="lines+markers", name=f"{transport} turns/s"))
-        traces.append(go.Scatter(x=xs, y=tokens, mode="lines+markers", name=f"{transport} output tokens/s", yaxis="y2"))
-    return go.Figure(
-        data=traces,
-        layout=_layout(
-            "Throughput over time",
-            xaxis={"title": {"text": "seconds since start (interval end)"}},
-            yaxis={"title": {"text": "turns/s"}, "rangemode": "tozero"},
-            yaxis2={"title": {"text": "output tokens/s"}, "overlaying": "y", "side": "right", "rangemode": "tozero"},
-        ),
-    )
-
-
-def generator_lag_over_time(data: RunData) -> go.Figure | None:
-    if not data.intervals:
-        return None
-    key = SeriesKey(ALL, ALL, 0, Metric.GENERATOR_LAG)
-    series = _interval_quantile(data, key, (0.5, 0.99, 1.0))
-    if not any(v is not None for v in series[0.5]):
-        return None
-    xs = _offsets(data)
-    traces = [
-        go.Scatter(x=xs, y=series[q], mode="lines+markers", name=name)
-        for q, name in ((0.5, "p50"), (0.99, "p99"), (1.0, "max"))
-    ]
-    return go.Figure(
-        data=traces,
-        layout=_layout(
-            "Load generator lag over time",
-            xaxis={"title": {"text": "seconds since start (interval end)"}},
-            yaxis={"title": {"text": "lag (ms)"}, "rangemode": "tozero"},
-        ),
-    )
-
-
-def failures_over_time(data: RunData) -> go.Figure | None:
-    if not data.intervals:
-        return None
-    xs = _offsets(data)
-    traces = []
-    for transport in data.transports():
-        for kind, count in (("transport", Count.TRANSPORT_FAILURES), ("retention", Count.RETENTION_FAILURES)):
-            key = SeriesKey.series(transport).with_metric(count)
-            ys = [i.batch.counts.get(key, 0) for i in data.intervals]
-            if any(ys):
-                traces.append(go.Bar(x=xs, y=ys, name=f"{transport} {kind} failures"))
-    if not traces:
-        return None
-    return go.Figure(
-        data=traces,
-        layout=_layout(
-            "Failures over time (per interval)",
-            barmode="stack",
-            xaxis={"title": {"text": "seconds since start (interval end)"}},
-            yaxis={"title": {"text": "failed turns"}},
-        ),
-    )
+    for transport, dialogue, turn in lines:
+        label = f"{dialogue}:turn{turn}" if dialogue is not None else f"turn {turn}, all dialogues"
+        if len(transports) > 1:
+            label = f"{transport} {label}"
+        curves.append((label, data.histogram(metric, transport=transport, dialogue=dialogue, turn=turn)))
+    title = f"{METRIC_TITLES.get(metric, metric)} by turn"
+    if pooled:
+        title += " (turn k of every dialogue merged)"
+    return distribution_figure(title, curves)
 
 
 def failures_by_reason(data: RunData) -> go.Figure | None:
@@ -261,7 +180,7 @@ def failures_by_reason(data: RunData) -> go.Figure | None:
         return None
     return go.Figure(
         data=traces,
-        layout=_layout(
+        layout=layout(
             "Failures by reason",
             xaxis={"title": {"text": "failed turns"}},
             yaxis={"automargin": True, "autorange": "reversed"},
@@ -302,7 +221,7 @@ def latency_by_context(data: RunData) -> go.Figure | None:
         return None
     return go.Figure(
         data=traces,
-        layout=_layout(
+        layout=layout(
             "Latency by context length (prompt tokens)",
             barmode="group",
             xaxis={
@@ -316,39 +235,47 @@ def latency_by_context(data: RunData) -> go.Figure | None:
 
 
 def output_tokens_rate(data: RunData) -> go.Figure | None:
+    """Per transport: a conversation's rate while its reply streams, and all users' together."""
     transports = sorted(data.summary.get("transports", {}).items())
-    if not transports:
-        return None
     names = [t for t, _ in transports]
-    per_user = [agg.get("output_tokens_per_s_per_user", 0.0) for _, agg in transports]
-    total = [agg.get("output_tokens_per_s", 0.0) for _, agg in transports]
+    per_user = [agg.get("output_tokens_per_s_per_user") or None for _, agg in transports]
+    total = [agg.get("output_tokens_per_s") or None for _, agg in transports]
     if not any(per_user) and not any(total):
         return None
-    turns = [r for r in data.summary.get("turns", []) if r.get("output_tokens_per_s_per_user")]
     traces = [
-        go.Bar(x=names, y=per_user, name="per user, while a reply streams (tokens/s)"),
-        go.Bar(x=names, y=total, name="in total, all users (tokens/s)"),
+        go.Bar(x=names, y=per_user, name="per user, while a reply streams"),
+        go.Bar(x=names, y=total, name="in total, all users"),
     ]
-    if turns:
-        traces.append(
-            go.Scatter(
-                x=[f"{r['transport']} {r['dialogue']}:turn{r['turn']}" for r in turns],
-                y=[r["output_tokens_per_s_per_user"] for r in turns],
-                mode="markers",
-                name="per user, by turn (tokens/s)",
-                xaxis="x2",
-            )
-        )
-    layout = _layout(
-        "Output tokens per second, per user and in total",
-        barmode="group",
-        yaxis={"title": {"text": "tokens/s"}},
-        xaxis={"domain": [0, 0.3] if turns else [0, 1]},
-    )
-    if turns:
-        layout["xaxis2"] = {"domain": [0.38, 1], "anchor": "y", "tickangle": -45, "automargin": True}
-        layout["height"] = 480
-    return go.Figure(data=traces, layout=layout)
+    return go.Figure(data=traces, layout=layout("Output tokens per second", barmode="group",
+                                                yaxis={"title": {"text": "tokens/s"}}))  # fmt: skip
+
+
+def output_tokens_by_turn(data: RunData) -> go.Figure | None:
+    """Per dialogue and turn: one conversation's output rate while its reply streams (one trace per transport)."""
+    traces = []
+    for transport in data.transports():
+        rows = [
+            r for r in data.summary.get("turns", [])
+            if r["transport"] == transport and r.get("output_tokens_per_s_per_user")
+        ]  # fmt: skip
+        if rows:
+            traces.append(
+                go.Bar(x=[f"{r['dialogue']}:turn{r['turn']}" for r in rows],
+                       y=[r["output_tokens_per_s_per_user"] for r in rows], name=transport)
+            )  # fmt: skip
+    if not traces:
+        return None
+    return go.Figure(
+        data=traces,
+        layout=layout("Output tokens per second per user, by turn", barmode="group",
+                      yaxis={"title": {"text": "tokens/s"}}, xaxis={"tickangle": -30}, **_side_legend(traces)),
+    )  # fmt: skip
+
+
+def _side_legend(traces: Sequence[Any]) -> dict[str, Any]:
+    """A vertical legend right of the plot: category labels along x (rotated, long) stay clear of it."""
+    return {"legend": {"orientation": "v", "x": 1.02, "xanchor": "left", "y": 1, "yanchor": "top"},
+            "showlegend": len(traces) > 1}  # fmt: skip
 
 
 def retention_by_turn(data: RunData) -> go.Figure | None:
@@ -366,7 +293,8 @@ def retention_by_turn(data: RunData) -> go.Figure | None:
                 x=[f"{r['dialogue']}:turn{r['turn']}" for r in rows],
                 y=[round(100.0 * r["retention"]["passed"] / r["retention"]["checked"], 3) for r in rows],
                 text=[f"{r['retention']['passed']}/{r['retention']['checked']}" for r in rows],
-                textposition="auto",
+                textposition="outside",  # a 0% bar has no inside: "0/11" goes above it
+                cliponaxis=False,
                 name=transport,
             )
         )
@@ -374,10 +302,11 @@ def retention_by_turn(data: RunData) -> go.Figure | None:
         return None
     return go.Figure(
         data=traces,
-        layout=_layout(
-            "Context retention rate by turn (turns that probe a planted fact)",
+        layout=layout(
+            "Context retention by turn (turns that probe a fact)",
             barmode="group",
-            yaxis={"title": {"text": "retained (%)"}, "range": [0, 105]},
+            yaxis={"title": {"text": "retained (%)"}, "range": [0, 115], "tickvals": [0, 20, 40, 60, 80, 100]},
             xaxis={"tickangle": -30},
+            **_side_legend(traces),
         ),
     )

@@ -2,12 +2,18 @@
 
 Also the small vocabulary reports share: which transports a run has, and one histogram (or counter sum)
 for a *scope* (transport x dialogue x turn, each optional), merged exactly from the saved histograms.
+
+Interval snapshots are read from ``intervals.jsonl`` (one JSON object per interval, appended as the run goes)
+or, in a folder written by an earlier version, ``intervals.json`` (one document with an ``intervals`` list).
+They are streamed (:meth:`RunData.iter_raw_intervals`), never all decoded at once: an 8-hour run has thousands.
+A last ``intervals.jsonl`` line cut short (a crash in the middle of an append) is left out; a bad line
+anywhere else is a :class:`ConfigError` naming the file and line.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,11 +22,23 @@ from loadgen.errors import ConfigError
 from loadgen.metrics.batch import MetricsBatch
 from loadgen.metrics.histograms import Metric, TrackedHistogram
 from loadgen.metrics.keys import ALL, CONTEXT_BUCKET_ORDER, Count, SeriesKey, Total, is_total
-from loadgen.metrics.rundir import HISTOGRAMS_FILE, INTERVALS_FILE, SUMMARY_FILE
+from loadgen.metrics.rundir import HISTOGRAMS_FILE, SUMMARY_FILE
 
-__all__ = ["CONTEXT_BUCKET_ORDER", "LATENCY_METRICS", "Interval", "RunData", "load_batch", "load_run"]
+__all__ = [
+    "CONTEXT_BUCKET_ORDER",
+    "INTERVAL_FILES",
+    "LATENCY_METRICS",
+    "Interval",
+    "RunData",
+    "load_batch",
+    "load_run",
+]
 #: The latency metrics (microsecond histograms) a report and a threshold can name.
 LATENCY_METRICS: tuple[str, ...] = (Metric.E2E, Metric.TTFT, Metric.ITL, Metric.SCHEDULE_LAG)
+INTERVALS_JSONL = "intervals.jsonl"
+LEGACY_INTERVALS = "intervals.json"
+#: The interval files a run folder may hold, the one read first first.
+INTERVAL_FILES: tuple[str, ...] = (INTERVALS_JSONL, LEGACY_INTERVALS)
 
 
 @dataclass(frozen=True)
@@ -39,8 +57,11 @@ class RunData:
     run_dir: Path
     summary: dict[str, Any]
     batch: MetricsBatch
-    intervals: list[Interval] = field(default_factory=list)
     started_at: float | None = None
+    #: where the interval snapshots are (None: the folder has none); read on demand
+    interval_path: Path | None = None
+    _legacy_items: list[dict[str, Any]] | None = field(default=None, repr=False)
+    _intervals: list[Interval] | None = field(default=None, repr=False)
 
     @property
     def run_id(self) -> str:
@@ -60,6 +81,37 @@ class RunData:
         """(transport, dialogue, turn) of every per-turn series, sorted."""
         keys = {k.turn_key() for k in self.batch.series_keys()}
         return sorted(k for k in keys if k[0] != ALL and k[1] != ALL)
+
+    # --- intervals ----------------------------------------------------------------------------------------
+    def iter_raw_intervals(self) -> Iterator[dict[str, Any]]:
+        """Each interval as saved (``start``, ``end``, ``v``, ``h``, ``c``), in order, one at a time."""
+        if self._legacy_items is not None:
+            yield from self._legacy_items
+        elif self.interval_path is not None:
+            yield from _jsonl_items(self.interval_path)
+
+    def iter_intervals(self) -> Iterator[Interval]:
+        """Each interval decoded whole (every series), one at a time."""
+        where = str(self.interval_path)
+        for i, item in enumerate(self.iter_raw_intervals()):
+            yield decode_interval(item, f"{where} interval {i}")
+
+    @property
+    def intervals(self) -> list[Interval]:
+        """Every interval decoded, kept (a short run's; long runs stream with :meth:`iter_intervals`)."""
+        if self._intervals is None:
+            self._intervals = list(self.iter_intervals())
+        return self._intervals
+
+    def has_intervals(self) -> bool:
+        return next(self.iter_raw_intervals(), None) is not None
+
+    def time_origin(self) -> float:
+        """The run's start (unix seconds): x = 0 of the over-time plots and the hlog base time."""
+        if self.started_at is not None:
+            return float(self.started_at)
+        first = next(self.iter_raw_intervals(), None)
+        return float(first["start"]) if first is not None else 0.0
 
     # --- scopes -----------------------------------------------------------------------------------------
     def _matching(
@@ -126,6 +178,35 @@ def _read_json(path: Path) -> Any:
         raise ConfigError(f"{path}: not valid JSON ({exc})") from exc
 
 
+def _jsonl_items(path: Path) -> Iterator[dict[str, Any]]:
+    """The interval objects of an ``intervals.jsonl`` file; lines without ``start`` (a header) are skipped."""
+    bad: tuple[int, str] | None = None
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            if bad is not None:  # a bad line that was not the last one
+                raise ConfigError(f"{path}, line {bad[0]}: not valid JSON ({bad[1]})")
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError as exc:
+                bad = (lineno, str(exc))
+                continue
+            if isinstance(item, dict) and "start" in item and "end" in item:
+                yield item
+
+
+def _jsonl_header(path: Path) -> dict[str, Any]:
+    """A first line that is not an interval (e.g. ``{"started_at": ...}``), or {}."""
+    with path.open(encoding="utf-8") as fh:
+        first = fh.readline()
+    try:
+        item = json.loads(first) if first.strip() else {}
+    except json.JSONDecodeError:
+        return {}
+    return item if isinstance(item, dict) and "start" not in item else {}
+
+
 def load_batch(wire: dict[str, Any], where: str) -> MetricsBatch:
     batch = MetricsBatch()
     try:
@@ -135,8 +216,14 @@ def load_batch(wire: dict[str, Any], where: str) -> MetricsBatch:
     return batch
 
 
+def decode_interval(item: dict[str, Any], where: str) -> Interval:
+    wire = {"v": item.get("v"), "h": item.get("h", {}), "c": item.get("c", {})}
+    return Interval(float(item["start"]), float(item["end"]), load_batch(wire, where))
+
+
 def load_run(run_dir: Path | str, *, need_intervals: bool = True) -> RunData:
-    """Read ``summary.json``, ``histograms.json`` and (when present) ``intervals.json`` of a run folder."""
+    """Read ``summary.json`` and ``histograms.json`` of a run folder, and find its interval snapshots
+    (``intervals.jsonl``, or ``intervals.json`` in an older folder), which are read when used."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ConfigError(f"{run_dir}: not a folder; give a run folder such as reports/<run-id>")
@@ -145,15 +232,18 @@ def load_run(run_dir: Path | str, *, need_intervals: bool = True) -> RunData:
         raise ConfigError(f"{run_dir / SUMMARY_FILE}: not a chat-loadgen summary (no 'turns')")
     hist_path = run_dir / HISTOGRAMS_FILE
     batch = load_batch(_read_json(hist_path), str(hist_path))
-    intervals: list[Interval] = []
-    started_at: float | None = summary.get("run", {}).get("started_at")
-    int_path = run_dir / INTERVALS_FILE
-    if need_intervals and int_path.exists():
-        data = _read_json(int_path)
-        started_at = data.get("started_at", started_at)
-        for i, item in enumerate(data.get("intervals", [])):
-            wire = {"v": item.get("v"), "h": item.get("h", {}), "c": item.get("c", {})}
-            intervals.append(
-                Interval(float(item["start"]), float(item["end"]), load_batch(wire, f"{int_path} interval {i}"))
-            )
-    return RunData(run_dir=run_dir, summary=summary, batch=batch, intervals=intervals, started_at=started_at)
+    data = RunData(run_dir=run_dir, summary=summary, batch=batch, started_at=summary.get("run", {}).get("started_at"))
+    if not need_intervals:
+        return data
+    jsonl, legacy = run_dir / INTERVALS_JSONL, run_dir / LEGACY_INTERVALS
+    if jsonl.exists():
+        data.interval_path = jsonl
+        header = _jsonl_header(jsonl)
+        if data.started_at is None and header.get("started_at") is not None:
+            data.started_at = float(header["started_at"])
+    elif legacy.exists():
+        old = _read_json(legacy)
+        data.interval_path = legacy
+        data._legacy_items = list(old.get("intervals", []))
+        data.started_at = old.get("started_at", data.started_at)
+    return data

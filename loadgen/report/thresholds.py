@@ -1,319 +1,67 @@
-"""CI gates: threshold expressions checked against a finished run.
-
-Grammar (also in :data:`GRAMMAR`, shown with every parse error)::
-
-    [TRANSPORT.][DIALOGUE.][turnN.]METRIC.STAT  OP  NUMBER UNIT     latency
-    [TRANSPORT.][DIALOGUE.][turnN.]RATE         OP  NUMBER%         rate
-    [TRANSPORT.][DIALOGUE.][turnN.]COUNT        OP  NUMBER          count or throughput
-    generator_lag.STAT                          OP  NUMBER UNIT     the load generator's own lag (run level)
+"""CI gates: threshold expressions (:mod:`loadgen.report.threshold_grammar`) checked against a finished run.
 
 A scope part left out means "all of it": no transport = each transport of the run (every one must pass); no
 dialogue with ``turnN`` = turn N of every dialogue merged; neither dialogue nor turn = all turns. Latency
-statistics are read from the HDR histograms (exact merges), rates and counts from the counters. A threshold
-whose scope has no data fails (a gate that cannot be checked must not pass silently).
+statistics are read from the HDR histograms (exact merges), rates and counts from the counters, recovery and
+drift from ``summary.json`` (``recovery``, ``outages``, ``drift``).
+
+Fail safe: a threshold whose scope has no data fails with "no data" (a gate that cannot be checked must not pass
+silently), and whenever thresholds are given, a run with no successful turn fails one more, implicit, check
+(``successes >= 1``, listed only when it fails): a dead service is never a green light, whatever the expressions
+say. A transport with no
+outage has nothing to recover from: its recovery is 0; an outage still open at the end never recovered (fail).
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import yaml
-
-from loadgen.errors import ConfigError
 from loadgen.metrics.keys import Count, Metric, Total
-from loadgen.option_table import Option
-from loadgen.report.rundata import LATENCY_METRICS, RunData
-from loadgen.transports import TRANSPORTS
-
-GRAMMAR = """\
-threshold grammar:
-  [TRANSPORT.][DIALOGUE.][turnN.]METRIC.STAT OP NUMBER UNIT   METRIC e2e|ttft|itl|schedule_lag
-                                                              STAT p50|p90|p95|p99|p999|p9999|max|mean
-                                                              UNIT us|ms|s
-  [TRANSPORT.][DIALOGUE.][turnN.]RATE OP NUMBER%              RATE errors|transport_errors|retention
-  [TRANSPORT.][DIALOGUE.][turnN.]COUNT OP NUMBER              COUNT turns|failures|turns_per_s|output_tokens_per_s
-  generator_lag.STAT OP NUMBER UNIT                           the load generator's own lag (whole run)
-  OP is one of < <= > >=; TRANSPORT is one of {transports}; a left-out part means all of it.
-  examples: 'turn5.ttft.p99 < 800ms'  'rest.travel_booking.turn3.e2e.p95 <= 2s'  'e2e.p99 < 2s'
-            'retention >= 99%'  'errors < 1%'  'generator_lag.p99 < 5ms'  'turns >= 100'""".format(
-    transports="|".join(sorted(TRANSPORTS))
+from loadgen.report.rundata import RunData
+from loadgen.report.status import no_success_problem
+from loadgen.report.threshold_grammar import (
+    COUNT_METRICS,
+    DRIFT,
+    GRAMMAR,
+    RATE_METRICS,
+    RECOVERY,
+    RECOVERY_STATS,
+    THRESHOLD_OPTIONS,
+    TIME_UNITS_US,
+    Threshold,
+    ThresholdError,
+    collect_thresholds,
+    load_thresholds_file,
+    parse_threshold,
+    parse_thresholds,
 )
 
-RATE_METRICS: dict[str, str] = {
-    "errors": "failed turns (transport errors and retention misses) / turns",
-    "transport_errors": "turns that failed on the wire / turns",
-    "retention": "probed facts still known / probed facts",
-}
-COUNT_METRICS: dict[str, str] = {
-    "turns": "turns sent",
-    "failures": "failed turns",
-    "turns_per_s": "turns per second over the run",
-    "output_tokens_per_s": "output tokens per second over the run, all users",
-}
-TIME_UNITS_US: dict[str, float] = {"us": 1.0, "µs": 1.0, "ms": 1_000.0, "s": 1_000_000.0}
-OPERATORS = ("<=", ">=", "<", ">")
-_EXPR = re.compile(
-    r"^\s*(?P<lhs>[^<>=!\s]+)\s*(?P<op><=|>=|==|!=|=<|=>|<|>|=)\s*(?P<value>[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?)"
-    r"\s*(?P<unit>\S*)\s*$"
-)
-_STAT = re.compile(r"^(p(?P<pct>\d{1,6})|max|mean|avg)$")
-_TURN = re.compile(r"^turn(?P<n>\d+)$")
+__all__ = [
+    "ALWAYS_CHECKED",
+    "COUNT_METRICS",
+    "GRAMMAR",
+    "RATE_METRICS",
+    "THRESHOLD_OPTIONS",
+    "TIME_UNITS_US",
+    "Result",
+    "Threshold",
+    "ThresholdError",
+    "collect_thresholds",
+    "evaluate",
+    "format_results",
+    "load_thresholds_file",
+    "parse_threshold",
+    "parse_thresholds",
+    "results_json",
+]
+
+#: Checked whenever thresholds are: the run has at least one successful turn.
+ALWAYS_CHECKED = Threshold("successes >= 1 (always checked)", None, None, None, "successes", None, ">=", 1.0, "")
+NO_DATA = "no data"
 
 
-#: The options that give thresholds, the same for a Locust run, ``loadgen report`` and ``loadgen compare``.
-THRESHOLD_OPTIONS: tuple[Option, ...] = (
-    Option(
-        "--threshold",
-        "a CI gate checked at the end, e.g. 'turn5.ttft.p99 < 800ms', 'errors < 1%%', 'retention >= 99%%' "
-        "(repeatable); a broken threshold exits with code 3",
-        repeat=True,
-        metavar="EXPR",
-        attr="thresholds",
-        env=False,
-    ),
-    Option(
-        "--thresholds-file",
-        "a YAML list of threshold expressions, or a mapping with a `thresholds:` list (repeatable; in a Locust run "
-        "also the environment variable LOADGEN_THRESHOLDS_FILE)",
-        repeat=True,
-        metavar="FILE",
-        attr="thresholds_files",
-    ),
-)
-
-
-class ThresholdError(ConfigError):
-    """A threshold expression that cannot be parsed. The message says what is wrong and shows the grammar."""
-
-    def __init__(self, expression: str, problem: str, where: str = "") -> None:
-        prefix = f"{where}: " if where else ""
-        super().__init__(f"{prefix}bad threshold {expression!r}: {problem}\n{GRAMMAR}")
-        self.expression = expression
-        self.problem = problem
-
-
-@dataclass(frozen=True)
-class Threshold:
-    text: str
-    transport: str | None
-    dialogue: str | None
-    turn: int | None
-    metric: str  # a latency metric, a rate, a count, or generator_lag
-    stat: str | None  # "p99", "max", "mean" for latency metrics
-    op: str
-    value: float  # microseconds for latency, a fraction 0..1 for rates, as given for counts
-    unit: str
-
-    @property
-    def kind(self) -> str:
-        if self.metric in RATE_METRICS:
-            return "rate"
-        if self.metric in COUNT_METRICS:
-            return "count"
-        return "latency"
-
-    def quantile(self) -> float | None:
-        """The 0..1 quantile of a ``pNN`` statistic: p99 -> 0.99, p999 -> 0.999, p50 -> 0.5."""
-        if self.stat is None or not self.stat.startswith("p"):
-            return None
-        digits = self.stat[1:]
-        return float(f"{digits[:2]}.{digits[2:]}" if len(digits) > 2 else digits) / 100.0
-
-    def scope_label(self, transport: str | None = None) -> str:
-        parts = [transport or self.transport or "all transports"]
-        parts.append(f"dialogue {self.dialogue}" if self.dialogue else "all dialogues")
-        parts.append(f"turn {self.turn}" if self.turn is not None else "all turns")
-        return ", ".join(parts)
-
-
-def _stat_ok(stat: str) -> str | None:
-    m = _STAT.match(stat)
-    if not m:
-        return None
-    if stat == "avg":
-        return "mean"
-    pct = m.group("pct")
-    if pct is not None and (pct.startswith("0") or (len(pct) > 2 and not pct.startswith("99")) or pct == "100"):
-        return None
-    return stat
-
-
-def parse_threshold(expression: str, *, where: str = "") -> Threshold:
-    text = expression.strip()
-    if not text:
-        raise ThresholdError(expression, "it is empty", where)
-    m = _EXPR.match(text)
-    if not m:
-        if not any(op in text for op in ("<", ">", "=")):
-            problem = "no comparison operator; use one of < <= > >="
-        else:
-            problem = "expected LEFT OP NUMBER[UNIT], e.g. 'e2e.p99 < 2s'"
-        raise ThresholdError(expression, problem, where)
-    lhs, op, unit = m.group("lhs"), m.group("op"), m.group("unit")
-    if op not in OPERATORS:
-        raise ThresholdError(expression, f"operator {op!r} is not supported; use one of < <= > >=", where)
-    value = float(m.group("value"))
-    metric, prefix, stat = _metric(expression, lhs, where)
-    transport, dialogue, turn = _scope(expression, metric, prefix, where)
-    return Threshold(
-        text=text,
-        transport=transport,
-        dialogue=dialogue,
-        turn=turn,
-        metric=metric,
-        stat=stat,
-        op=op,
-        value=_scaled(expression, metric, stat, op, value, unit, where),
-        unit=unit,
-    )
-
-
-def _metric(expression: str, lhs: str, where: str) -> tuple[str, list[str], str | None]:
-    """(metric, the scope parts before it, the statistic of a latency metric) of a threshold's left side."""
-    parts = lhs.split(".")
-    if any(p == "" for p in parts):
-        raise ThresholdError(expression, f"empty name between dots in {lhs!r}", where)
-    if parts[-1] in RATE_METRICS or parts[-1] in COUNT_METRICS:
-        return parts[-1], parts[:-1], None
-    if len(parts) >= 2 and (parts[-2] in LATENCY_METRICS or parts[-2] == Metric.GENERATOR_LAG):
-        metric = parts[-2]
-        stat = _stat_ok(parts[-1])
-        if stat is None:
-            raise ThresholdError(
-                expression,
-                f"unknown statistic {parts[-1]!r} for {metric}; use p50, p90, p95, p99, p999, p9999, max or mean",
-                where,
-            )
-        return metric, parts[:-2], stat
-    if parts[-1] in LATENCY_METRICS or parts[-1] == Metric.GENERATOR_LAG:
-        raise ThresholdError(expression, f"{parts[-1]} needs a statistic, e.g. {'.'.join(parts)}.p99", where)
-    known = [*LATENCY_METRICS, Metric.GENERATOR_LAG, *RATE_METRICS, *COUNT_METRICS]
-    if len(parts) >= 2 and parts[-1].isdigit() and re.match(r"^p\d+$", parts[-2]):
-        problem = f"write a percentile without a dot: {parts[-2]}.{parts[-1]} is {parts[-2]}{parts[-1]}"
-    else:
-        name = parts[-2] if len(parts) >= 2 and _STAT.match(parts[-1]) else parts[-1]
-        problem = f"unknown metric {name!r}; expected one of {', '.join(known)}"
-    raise ThresholdError(expression, problem, where)
-
-
-def _scaled(expression: str, metric: str, stat: str | None, op: str, value: float, unit: str, where: str) -> float:
-    """The limit in the metric's canonical unit: a fraction for a rate, microseconds for a latency."""
-    if metric in RATE_METRICS:
-        if unit != "%":
-            raise ThresholdError(
-                expression,
-                f"{metric} is a rate: write the number as a percentage, e.g. {metric} {op} {value:g}%",
-                where,
-            )
-        if not 0 <= value <= 100:
-            raise ThresholdError(expression, f"{value:g}% is not between 0% and 100%", where)
-        return value / 100.0
-    if metric in COUNT_METRICS:
-        if unit not in ("", "/s") or (unit == "/s" and not metric.endswith("_per_s")):
-            raise ThresholdError(expression, f"{metric} is a plain number: drop the unit {unit!r}", where)
-        return value
-    if unit not in TIME_UNITS_US:
-        problem = (
-            f"{metric}.{stat} needs a time unit (us, ms or s), e.g. {value:g}ms"
-            if not unit
-            else f"unknown time unit {unit!r}; use us, ms or s"
-        )
-        raise ThresholdError(expression, problem, where)
-    if value < 0:
-        raise ThresholdError(expression, "a latency cannot be negative", where)
-    return value * TIME_UNITS_US[unit]
-
-
-def _scope(expression: str, metric: str, prefix: list[str], where: str) -> tuple[str | None, str | None, int | None]:
-    if metric == Metric.GENERATOR_LAG:
-        if prefix:
-            raise ThresholdError(
-                expression,
-                "generator_lag is measured for the whole run: write generator_lag.STAT with nothing before it",
-                where,
-            )
-        return None, None, None
-    turn: int | None = None
-    if prefix:
-        tm = _TURN.match(prefix[-1])
-        if tm:
-            turn = int(tm.group("n"))
-            if turn < 1:
-                raise ThresholdError(expression, "turns are numbered from 1 (turn1, turn2, ...)", where)
-            prefix = prefix[:-1]
-        elif prefix[-1].startswith("turn") and prefix[-1][4:].strip():
-            raise ThresholdError(expression, f"{prefix[-1]!r}: write a turn as turnN, e.g. turn3", where)
-    if len(prefix) > 2:
-        raise ThresholdError(
-            expression,
-            f"too many parts before {metric}: at most TRANSPORT.DIALOGUE.turnN (got {'.'.join(prefix)!r})",
-            where,
-        )
-    bad_turn = [p for p in prefix if _TURN.match(p)]
-    if bad_turn:
-        raise ThresholdError(expression, f"{bad_turn[0]!r} must come right before the metric", where)
-    transport: str | None = None
-    dialogue: str | None = None
-    if len(prefix) == 2:
-        transport, dialogue = prefix
-        if transport not in TRANSPORTS:
-            raise ThresholdError(
-                expression, f"unknown transport {transport!r}; use one of {', '.join(sorted(TRANSPORTS))}", where
-            )
-    elif len(prefix) == 1:
-        if prefix[0] in TRANSPORTS:
-            transport = prefix[0]
-        else:
-            dialogue = prefix[0]
-    return transport, dialogue, turn
-
-
-def parse_thresholds(expressions: Iterable[str], *, where: str = "--threshold") -> list[Threshold]:
-    return [parse_threshold(e, where=where) for e in expressions]
-
-
-def load_thresholds_file(path: Path | str) -> list[Threshold]:
-    """A YAML list of expressions (or a mapping with a ``thresholds:`` list)."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"thresholds file {path}: cannot read it ({exc.strerror or exc})") from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"thresholds file {path}: not valid YAML ({exc})") from exc
-    if isinstance(data, dict) and "thresholds" in data:
-        data = data["thresholds"]
-    if data is None:
-        return []
-    if not isinstance(data, list):
-        raise ConfigError(
-            f"thresholds file {path}: expected a YAML list of expressions, e.g.\n"
-            "- 'turn5.ttft.p99 < 800ms'\n- 'retention >= 99%'"
-        )
-    out = []
-    for i, item in enumerate(data, start=1):
-        if not isinstance(item, str):
-            raise ConfigError(f"thresholds file {path}, item {i}: expected a string expression, got {item!r}")
-        out.append(parse_threshold(item, where=f"thresholds file {path}, item {i}"))
-    return out
-
-
-def collect_thresholds(expressions: Sequence[str] | None, files: Sequence[str] | str | None) -> list[Threshold]:
-    out = parse_thresholds(expressions or [])
-    if isinstance(files, str):
-        files = [files]
-    for f in files or []:
-        out.extend(load_thresholds_file(f))
-    return out
-
-
-# --- evaluation --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Result:
     threshold: Threshold
@@ -342,68 +90,131 @@ def _show(threshold: Threshold, value: float) -> str:
         return f"{100.0 * value:.3f}%"
     if threshold.kind == "count":
         return f"{value:g}"
+    if threshold.kind == RECOVERY:
+        return f"{value / 1e6:.3f} s"
+    if threshold.kind == DRIFT:
+        return f"{value:+.3f}{threshold.unit}"
     return f"{value / 1000.0:.3f} ms"
 
 
-def _observe(data: RunData, t: Threshold, transport: str | None) -> tuple[float | None, str]:
-    """(observed value, what it is); None when the scope has no data to judge."""
-    name = f"{t.metric}.{t.stat}" if t.stat else t.metric
-    if t.metric == Metric.GENERATOR_LAG or t.kind == "latency":
-        hist = data.histogram(t.metric, transport=transport, dialogue=t.dialogue, turn=t.turn)
-        if hist.count == 0:
-            return None, f"no {t.metric} samples"
-        if t.stat == "max":
-            return float(hist.max()), name
-        if t.stat == "mean":
-            return hist.mean(), name
-        q = t.quantile()
-        assert q is not None
-        return float(hist.quantiles([q])[q]), name
+def _observe_latency(data: RunData, t: Threshold, transport: str | None) -> tuple[float | None, str]:
+    name = f"{t.metric}.{t.stat}"
+    hist = data.histogram(t.metric, transport=transport, dialogue=t.dialogue, turn=t.turn)
+    if hist.count == 0:
+        return None, f"{NO_DATA}: no {t.metric} samples"
+    if t.stat == "max":
+        return float(hist.max()), name
+    if t.stat == "mean":
+        return hist.mean(), name
+    q = t.quantile()
+    assert q is not None
+    return float(hist.quantiles([q])[q]), name
 
+
+def _observe_counter(data: RunData, t: Threshold, transport: str | None) -> tuple[float | None, str]:
     def counter(name: Count | Total) -> float:
         return data.counter(name, transport, t.dialogue, t.turn)
 
+    if not data.has_scope(transport, t.dialogue, t.turn):
+        return None, f"{NO_DATA}: no turns in scope"
     count = counter(Count.TURNS)
     if t.metric == "retention":
         checked = counter(Count.RETENTION_CHECKED)
         if not checked:
-            return None, "no turn in scope probed a planted fact"
+            return None, f"{NO_DATA}: no turn in scope probed a planted fact"
         return counter(Count.RETENTION_PASSED) / checked, "retention"
     if t.metric in ("errors", "transport_errors"):
         if not count:
-            return None, "no turns"
+            return None, f"{NO_DATA}: no turns"
         failures = counter(Count.FAILURES if t.metric == "errors" else Count.TRANSPORT_FAILURES)
         return failures / count, t.metric
     if t.metric == "turns":
         return count, "turns"
     if t.metric == "failures":
         return counter(Count.FAILURES), "failures"
+    if t.metric == "successes":
+        return count - counter(Count.FAILURES), "successful turns"
     duration = data.duration_s
     if duration <= 0:
-        return None, "the run has no duration"
+        return None, f"{NO_DATA}: the run has no duration"
     if t.metric == "turns_per_s":
         return count / duration, "turns/s"
     return counter(Total.OUTPUT_TOKENS) / duration, "output tokens/s"
 
 
+def _observe_recovery(summary: dict[str, Any], t: Threshold, transport: str | None) -> tuple[float | None, str]:
+    name = f"recovery.{t.stat}"
+    recovery = summary.get("recovery")
+    if recovery is None:
+        return None, f"{NO_DATA}: this run folder has no recovery figures (written before outages were recorded)"
+    r = recovery.get(transport) if transport is not None else None
+    if r is None:
+        return None, f"{NO_DATA}: no recovery figures for {transport}"
+    still = [o for o in summary.get("outages") or [] if o.get("transport") == transport and o.get("end_s") is None]
+    if still:
+        return None, f"an outage from {still[0].get('start_s')} s was still going at the end: it never recovered"
+    if not r.get("outages"):
+        return 0.0, f"{name} (no outage: nothing to recover from)"
+    value = r.get(RECOVERY_STATS[t.stat or "max"])
+    if value is None:
+        return None, f"{NO_DATA}: {r.get('outages')} outage(s) but no recovery time"
+    return float(value) * 1e6, name
+
+
+def _observe_drift(summary: dict[str, Any], t: Threshold, transport: str | None) -> tuple[float | None, str]:
+    drift = (summary.get("drift") or {}).get(transport or "", {})
+    d = drift.get(t.stat or "")
+    name = f"drift of {t.stat}"
+    if d is None:
+        return None, f"{NO_DATA}: no drift figures for {transport} (a run folder from before drift was recorded?)"
+    if t.unit == "%/h":
+        value = d.get("pct_per_hour")
+        if value is None and d.get("per_hour") is not None:
+            return None, f"{NO_DATA}: the first window's {t.stat} is 0, a relative trend is undefined; use ms/h"
+    else:
+        per_hour = d.get("per_hour")
+        value = None if per_hour is None else float(per_hour) * (100.0 if t.unit == "pp/h" else 1.0)
+    if value is None:
+        return None, f"{NO_DATA}: a trend needs at least 3 windows with data (this run had {d.get('windows', 0)})"
+    return float(value), name
+
+
+def _observe(data: RunData, t: Threshold, transport: str | None) -> tuple[float | None, str]:
+    """(observed value, what it is); None when the scope has no data to judge."""
+    if t.kind == RECOVERY:
+        return _observe_recovery(data.summary, t, transport)
+    if t.kind == DRIFT:
+        return _observe_drift(data.summary, t, transport)
+    if t.kind == "latency":
+        return _observe_latency(data, t, transport)
+    return _observe_counter(data, t, transport)
+
+
+def _scopes(data: RunData, t: Threshold) -> list[str | None]:
+    if t.metric == Metric.GENERATOR_LAG:
+        return [None]
+    if t.transport is not None:
+        return [t.transport]
+    return list(data.transports()) or [None]
+
+
 def evaluate(data: RunData, thresholds: Sequence[Threshold]) -> list[Result]:
+    """Every threshold over each of its scopes; when any is given and the run has no successful turn, one more
+    failed result for :data:`ALWAYS_CHECKED` (a healthy run does not list it)."""
     results = []
     for t in thresholds:
-        if t.metric == Metric.GENERATOR_LAG:
-            scopes: list[str | None] = [None]
-        elif t.transport is not None:
-            scopes = [t.transport]
-        else:
-            scopes = list(data.transports()) or [None]
-        for transport in scopes:
+        for transport in _scopes(data, t):
             label = "whole run" if t.metric == Metric.GENERATOR_LAG else t.scope_label(transport)
             observed, what = _observe(data, t, transport)
             if observed is None:
-                results.append(Result(t, label, None, False, f"cannot check: {what}"))
+                results.append(Result(t, label, None, False, what))
                 continue
             ok = _compare(observed, t.op, t.value)
             detail = f"{what} = {_show(t, observed)} (limit {t.op} {_show(t, t.value)})"
             results.append(Result(t, label, observed, ok, detail))
+    problem = no_success_problem(data.summary) if thresholds else None
+    if problem is not None:
+        results.append(Result(ALWAYS_CHECKED, "whole run", None, False, problem))
     return results
 
 

@@ -6,7 +6,12 @@ given per transport (``--target grpc=grpc://host:50051``). Then one table compar
 ``reports/<id>/comparison.{md,csv,html}``.
 
     loadgen compare-transports --transports rest,grpc,amqp -u 20 -t 30s
+    loadgen compare-transports -u 20 -t 3m --embedded-server-args '--faults "60s+10s down; 120s+5s stall"'
     loadgen compare-transports --runs reports/a-rest,reports/a-grpc --id a      # re-tabulate finished runs
+
+Under the same fault schedule (``--embedded-server-args '--faults ...'``, given to every run's embedded server),
+the table is the seed's: per transport, latency, turns/s, error rate and recovery time (``summary.json``
+``recovery``: outages, the longest and the median recovery).
 
 Exit codes: 0 every run produced its folder (failed turns show in the table), 3 a run broke a threshold
 (``--threshold`` passed through to Locust after ``--``), 2 a run produced no folder or bad input.
@@ -55,6 +60,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="use a running service for one transport instead of the embedded server (repeatable)",
     )
     parser.add_argument(
+        "--embedded-server-args",
+        default="",
+        metavar="ARGS",
+        help="`loadgen serve` arguments for every run's embedded reference server, e.g. '--faults \"60s+10s down\"' "
+        "(the same schedule for each transport)",
+    )
+    parser.add_argument(
         "--runs",
         help="comma-separated finished run folders to tabulate instead of running (one per transport)",
     )
@@ -89,6 +101,8 @@ def locust_command(args: argparse.Namespace, transport: str, run_id: str, target
     ]  # fmt: skip
     if target:
         cmd += ["--host", target]
+    elif getattr(args, "embedded_server_args", ""):
+        cmd += ["--embedded-server-args", args.embedded_server_args]
     return cmd + extra
 
 
@@ -156,6 +170,9 @@ def _notes(runs: list[tuple[str, RunData]]) -> list[str]:
             f"{transport}: run {data.run_id}, {run.get('users')} users, {run.get('duration_s')} s, "
             f"target {run.get('target')}"
         )
+        faults = [str(f.get("fault") or f.get("kind")) for f in data.summary.get("faults") or []]
+        if faults:
+            notes.append(f"{transport}: server faults injected: {'; '.join(faults)}")
         notes.extend(f"{transport}: WARNING {w}" for w in data.summary.get("warnings", []))
     return notes
 

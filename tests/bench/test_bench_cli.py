@@ -38,3 +38,65 @@ def test_capacity_bench_reports_lag_per_step() -> None:
     (row,) = [line for line in done.stdout.splitlines() if line.startswith("| 4 |")]
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert float(cells[3]) >= 0 and float(cells[4]) >= float(cells[3])  # lag p50 <= p99, both read
+
+
+# --- an arm that recorded nothing never becomes a ratio (unit tests of the retry piece, no processes) ---------
+def _arm(**overrides: object) -> dict[str, object]:
+    arm: dict[str, object] = {
+        "window": True, "turns": 100, "failures": 0, "cpu_s": 1.0, "wall_s": 5.0, "server_cpu_s": 0.5,
+        "whole_turns": 120, "whole_cpu_s": 2.0, "rc": 0, "tail": "TAIL",
+    }  # fmt: skip
+    arm.update(overrides)
+    return arm
+
+
+@pytest.mark.parametrize(
+    ("overrides", "says"),
+    [({"rc": -9}, "exited with code -9"), ({"window": False, "turns": 0, "cpu_s": 0.0}, "no steady-state window"),
+     ({"turns": 0}, "no turn finished"), ({"failures": 100}, "every one of its 100 turns in the window failed"),
+     ({"cpu_s": 0.0}, "no CPU time")],
+)  # fmt: skip
+def test_arm_problem_says_why(overrides: dict[str, object], says: str) -> None:
+    from loadgen.bench.cli import arm_problem
+
+    assert arm_problem(_arm()) is None
+    problem = arm_problem(_arm(**overrides))
+    assert problem is not None and says in problem
+
+
+def test_a_round_that_measured_nothing_is_run_again(capsys: pytest.CaptureFixture[str]) -> None:
+    from loadgen.bench.cli import measure_rounds
+
+    results = iter([(_arm(window=False, turns=0), _arm()), (_arm(turns=80), _arm(turns=90))])
+    bare, ours, failure = measure_rounds(1, lambda: next(results))
+    assert failure is None and [b["turns"] for b in bare] == [80] and [o["turns"] for o in ours] == [90]
+    assert "round 1, try 1 of 3: bare arm: its probe recorded no steady-state window" in capsys.readouterr().err
+
+
+def test_a_round_that_never_measures_fails_with_the_reason_and_no_ratio(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import argparse
+
+    from loadgen.bench import cli
+
+    calls = []
+
+    def never() -> tuple[dict[str, object], dict[str, object]]:
+        calls.append(1)
+        return _arm(), _arm(turns=0, tail="last lines of its log")
+
+    bare, ours, failure = cli.measure_rounds(2, never)
+    assert len(calls) == 3 and bare == [] and ours == []
+    assert failure is not None and failure.startswith("round 1 measured nothing in 3 tries: ours arm: no turn finished")
+    assert "last lines of its log" in failure
+    # the command prints the reason and no ratio at all
+    server = argparse.Namespace(urls={"rest": "http://x"}, proc=argparse.Namespace(pid=1), stop=lambda: None)
+    monkeypatch.setattr(cli, "_server", lambda *a: server)
+    monkeypatch.setattr(cli, "measure_rounds", lambda rounds, run_round: ([], [], failure))
+    parser = argparse.ArgumentParser()
+    cli.configure(parser)
+    assert cli.bench_transport(parser.parse_args(["rest", "--rounds", "1"])) == 1
+    captured = capsys.readouterr()
+    assert "bench rest: FAILED, no ratio: round 1 measured nothing" in captured.err
+    assert "x**" not in captured.out and "0.00x" not in captured.out + captured.err

@@ -4,6 +4,7 @@ uses (no server needed), and running one ``loadgen`` sub-command in-process."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import time
@@ -59,13 +60,17 @@ def make_run(
     seed: int = 7,
     scale: float = 1.0,
     failure_every: int = 17,
+    retention_miss_every: int = 11,
     intervals: int = 4,
+    users: int = 8,
+    dialogues: dict[str, int] | None = None,
 ) -> Path:
-    """Write ``reports/<run_id>/`` with two dialogues of 3 and 5 turns over the given transports."""
+    """Write ``reports/<run_id>/`` with two dialogues of 3 and 5 turns over the given transports (every
+    ``failure_every``-th turn fails on the wire, every ``retention_miss_every``-th probe misses: 1 = all)."""
     rng = random.Random(seed)
     clock = FakeClock()
     agg = RunAggregator(interval_s=5.0, clock=clock)
-    dialogues = {"travel_booking": 5, "coding_help": 3}
+    dialogues = dialogues or {"travel_booking": 5, "coding_help": 3}
     n = 0
     for _ in range(intervals):
         batch = MetricsBatch()
@@ -86,8 +91,10 @@ def make_run(
                                 turn,
                                 _reply(rng, scale * (1.5 if transport == "grpc" else 1.0), prompt),
                                 retention_checked=1 if probe else 0,
-                                retention_passed=not (probe and n % 11 == 0),
-                                retention_reason="booking code missing" if probe and n % 11 == 0 else None,
+                                retention_passed=not (probe and n % retention_miss_every == 0),
+                                retention_reason=(
+                                    "booking code missing" if probe and n % retention_miss_every == 0 else None
+                                ),
                                 schedule_lag_s=rng.uniform(0, 0.002),
                             )
                         record_turn(batch, outcome)
@@ -107,7 +114,7 @@ def make_run(
         "started_at": T0,
         "ended_at": clock.now,
         "duration_s": clock.now - T0,
-        "users": 8,
+        "users": users,
         "processes": 1,
         "complete": True,
         "command": "locust -f scenarios/multiturn.py",
@@ -115,6 +122,18 @@ def make_run(
     run_dir = reports / run_id
     write_run(run_dir, agg, run)
     return run_dir
+
+
+def update_summary(run_dir: Path, **fields: Any) -> dict[str, Any]:
+    """Set top-level fields of a run folder's summary.json (``run=...`` updates the run block); the summary."""
+    path = run_dir / "summary.json"
+    summary: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    run = fields.pop("run", None)
+    if run is not None:
+        summary["run"].update(run)
+    summary.update(fields)
+    path.write_text(json.dumps(summary, indent=1), encoding="utf-8")
+    return summary
 
 
 def run_command(module: ModuleType, argv: list[str]) -> int:
@@ -201,3 +220,85 @@ def read_hlog(path: Path) -> tuple[int, int]:
         total += hist.get_total_count()
     reader.close()
     return intervals, total
+
+
+def soak_fields(
+    duration_s: float,
+    transports: tuple[str, ...] = ("rest",),
+    *,
+    outages: list[dict[str, Any]] | None = None,
+    faults: list[dict[str, Any]] | None = None,
+    windows: int = 8,
+    ttft_creep_ms_per_window: float = 2.0,
+) -> dict[str, Any]:
+    """The summary.json fields of a soak run (``outages``, ``faults``, ``recovery``, ``windows``, ``drift``,
+    ``workers``), written by hand as the run folder contract states them, for tests of how they are shown."""
+    outages = outages or []
+    width = duration_s / windows
+    rows = []
+    for w in range(windows):
+        figures = {
+            t: {"turns": 100 + w, "failures": w % 3, "error_rate": (w % 3) / (100 + w),
+                "ttft_ms": {"p50": 40.0 + w, "p99": 80.0 + ttft_creep_ms_per_window * w},
+                "e2e_ms": {"p50": 90.0 + w, "p99": 150.0 + w}, "retention_rate": 1.0 - 0.001 * w}
+            for t in transports
+        }  # fmt: skip
+        rows.append({"start_s": w * width, "end_s": (w + 1) * width, "transports": figures,
+                     "generator_lag_ms": {"p99": 1.5}})  # fmt: skip
+    hours = width / 3600.0
+    drift = {
+        t: {"ttft_p99": {"windows": windows, "first": 80.0, "per_hour": ttft_creep_ms_per_window / hours,
+                         "pct_per_hour": 100.0 * ttft_creep_ms_per_window / hours / 80.0},
+            "e2e_p99": {"windows": windows, "first": 150.0, "per_hour": 1.0 / hours,
+                        "pct_per_hour": 100.0 / hours / 150.0},
+            "error_rate": {"windows": windows, "first": 0.0, "per_hour": 0.0, "pct_per_hour": None},
+            "retention_rate": {"windows": windows, "first": 1.0, "per_hour": -0.001 / hours,
+                               "pct_per_hour": -0.1 / hours}}
+        for t in transports
+    }  # fmt: skip
+    recovery: dict[str, Any] = {}
+    for t in transports:
+        mine = [o["recovery_s"] for o in outages if o["transport"] == t and o.get("recovery_s") is not None]
+        n = sum(1 for o in outages if o["transport"] == t)
+        mine.sort()
+        middle = mine[len(mine) // 2] if mine else None
+        recovery[t] = {"outages": n, "max_s": mine[-1] if mine else None, "p50_s": middle}
+    return {
+        "schema_version": 2,
+        "outages": outages,
+        "faults": faults or [],
+        "recovery": recovery,
+        "windows": {"window_s": width, "rows": rows},
+        "drift": drift,
+        "workers": {"expected": None, "reported": 1, "lost": []},
+    }
+
+
+def outage(transport: str, start_s: float, end_s: float | None, recovery_s: float | None = 0.5) -> dict[str, Any]:
+    return {"transport": transport, "start_s": start_s, "end_s": end_s,
+            "duration_s": None if end_s is None else end_s - start_s, "failed_turns": 12, "users": 4,
+            "recovery_s": None if end_s is None else recovery_s}  # fmt: skip
+
+
+def make_long_run(
+    reports: Path, run_id: str, *, duration_s: float, interval_s: float = 5.0, spike_at_s: float | None = None
+) -> Path:
+    """A run folder of ``duration_s`` seconds with one ``intervals.jsonl`` line per ``interval_s`` (the run
+    folder contract's format), the per-interval figures cycled from a short synthetic run; with ``spike_at_s``,
+    the interval holding that second has one 30 s turn."""
+    run_dir = make_run(reports, run_id, transports=("rest",), intervals=4)
+    legacy = json.loads((run_dir / "intervals.json").read_text(encoding="utf-8"))
+    (run_dir / "intervals.json").unlink()
+    wires = [{k: item[k] for k in ("v", "h", "c")} for item in legacy["intervals"]]
+    spike = MetricsBatch()
+    spike.merge_wire(wires[0])
+    spike.record(SeriesKey("rest", ALL, 0, Metric.E2E), 30_000_000, count=5)
+    count = round(duration_s / interval_s)
+    with (run_dir / "intervals.jsonl").open("w", encoding="utf-8") as fh:
+        for i in range(count):
+            start = T0 + i * interval_s
+            at_spike = spike_at_s is not None and i * interval_s <= spike_at_s < (i + 1) * interval_s
+            wire = spike.to_wire() if at_spike else wires[i % len(wires)]
+            fh.write(json.dumps({"start": start, "end": start + interval_s, **wire}) + "\n")
+    update_summary(run_dir, run={"duration_s": duration_s, "ended_at": T0 + duration_s}, **soak_fields(duration_s))
+    return run_dir
