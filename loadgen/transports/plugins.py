@@ -67,8 +67,12 @@ def entry_points() -> dict[str, metadata.EntryPoint]:
 
 def shadowed_entry_points() -> list[metadata.EntryPoint]:
     """Entry points that are never used: a built-in's name, or a name another package declared first."""
-    used = entry_points()
-    return [p for p in metadata.entry_points(group=ENTRY_POINT_GROUP) if used.get(p.name) != p]
+    used = {_key(point) for point in entry_points().values()}
+    return [p for p in metadata.entry_points(group=ENTRY_POINT_GROUP) if _key(p) not in used]
+
+
+def _key(point: metadata.EntryPoint) -> tuple[str, str, str]:
+    return point.name, point.value, _dist_name(point)
 
 
 def registered_names() -> list[str]:
