@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "loadgen.report.compare_cli",
         "per-turn deltas between two runs; non-zero exit past thresholds",
     ),
+    "transports": ("loadgen.transports.list_cli", "list the transports --transport can name: built in and plug-ins"),
     "compare-transports": (
         "loadgen.report.transports_cli",
         "run the same load over each transport in turn and write one comparison table",

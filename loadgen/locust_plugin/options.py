@@ -21,7 +21,7 @@ from loadgen.metrics.rundir import check_run_id
 from loadgen.option_table import Option, add_options, at_least, between, read_options
 from loadgen.report.thresholds import THRESHOLD_OPTIONS
 from loadgen.server.config import LOCAL_AMQP_URL
-from loadgen.transports import TRANSPORTS
+from loadgen.transports import check_name as check_transport
 from loadgen.transports.base import TransportConfig
 from loadgen.types import HistoryMode
 
@@ -70,8 +70,9 @@ def _grouped(group: str, *options: Option) -> tuple[Option, ...]:
 OPTIONS: tuple[Option, ...] = (
     *_grouped(
     RUN_GROUP,
-    Option("--transport", "wire protocol to the chat service (default %(default)s)", "rest",
-           choices=tuple(sorted(TRANSPORTS))),
+    Option("--transport", "wire protocol to the chat service: rest, grpc, amqp, an installed plug-in (`loadgen "
+           "transports` lists them) or package.module:Class (default %(default)s)", "rest", metavar="TRANSPORT",
+           validate=check_transport),
     Option("--dialogues", "dialogue scripts: files or folders, comma-separated (default %(default)s)",
            "scenarios/dialogues", attr="dialogue_paths", validate=_dialogue_paths),
     Option("--history", "client: send the whole history every turn; server: session id + new message only "

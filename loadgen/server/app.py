@@ -34,6 +34,7 @@ FRONTS: dict[str, str] = {
     "rest": "loadgen.server.rest_front:RestFront",
     "grpc": "loadgen.server.grpc_front:GrpcFront",
     "amqp": "loadgen.server.amqp_front:AmqpFront",
+    "websocket": "loadgen.server.ws_front:WsFront",
 }
 
 #: Time a front or the engine gets to stop before we give up on it and go on.
@@ -56,6 +57,8 @@ def enabled_fronts(config: ServerConfig) -> list[str]:
         names.append("grpc")
     if config.amqp_url:
         names.append("amqp")
+    if config.ws_port is not None:
+        names.append("websocket")
     return names
 
 
@@ -75,7 +78,7 @@ async def serve(
     """
     names = enabled_fronts(config)
     if not names:
-        raise ConfigError("no front enabled: give --rest-port, --grpc-port or --amqp-url")
+        raise ConfigError("no front enabled: give --rest-port, --grpc-port, --amqp-url or --ws-port")
     front_classes = [(name, load_front(name)) for name in names]
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()

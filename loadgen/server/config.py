@@ -39,6 +39,7 @@ class ServerConfig:
     rest_port: int | None = 8000  # None: no REST front; 0: pick a free port
     grpc_port: int | None = None  # None: no gRPC front; 0: pick a free port
     amqp_url: str | None = None  # None: no AMQP front
+    ws_port: int | None = None  # None: no WebSocket front; 0: pick a free port
     amqp_queue: str = "loadgen.chat.requests"
     amqp_prefetch: int = 64
     engine: str = "sim"  # "sim" | "torch"

@@ -25,6 +25,8 @@ logger = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 120.0  # a torch engine builds its model first
 STOP_TIMEOUT_S = 10.0
+#: The transports the reference server has a front for (a front's name is its transport's name).
+SERVED_TRANSPORTS = ("rest", "grpc", "amqp", "websocket")
 
 
 class EmbeddedServer:
@@ -52,6 +54,8 @@ def server_command(transport: str, amqp_url: str, extra_args: Sequence[str]) -> 
         cmd += ["--no-rest"]
     if transport == "grpc":
         cmd += ["--grpc-port", "0"]
+    if transport == "websocket":
+        cmd += ["--ws-port", "0"]
     if transport == "amqp":
         # a queue of its own, so concurrent runs on one broker never take each other's requests
         cmd += ["--amqp-url", amqp_url, "--amqp-queue", f"loadgen.chat.requests.{secrets.token_hex(4)}"]
@@ -61,6 +65,11 @@ def server_command(transport: str, amqp_url: str, extra_args: Sequence[str]) -> 
 def start_embedded_server(
     transport: str, amqp_url: str, extra_args: Sequence[str], timeout_s: float = START_TIMEOUT_S
 ) -> EmbeddedServer:
+    if transport not in SERVED_TRANSPORTS:
+        raise ConfigError(
+            f"the reference server has no {transport!r} front, so there is no embedded target for it: "
+            "give --host URL of the service to test"
+        )
     cmd = server_command(transport, amqp_url, extra_args)
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")

@@ -58,6 +58,8 @@ OPTIONS: tuple[Option, ...] = (
     _opt(_FRONTS, "--amqp-url", f"serve over AMQP: consume chat requests from this broker (default: the environment "
          f"variable {AMQP_URL_ENV}); off by default"),
     _opt(_FRONTS, "--amqp-queue", "request queue name (default %(default)s)", _DEFAULTS.amqp_queue),
+    _opt(_FRONTS, "--ws-port", "serve WebSocket chat streaming on this port (0: any free one); off by default",
+         type=port),
     _opt(_FRONTS, "--amqp-prefetch", "unacknowledged requests taken at once (default %(default)s)",
          _DEFAULTS.amqp_prefetch, type=positive_int),
     _opt(_FRONTS, "--api-key-env", "require the API key held in environment variable NAME on every front (the key "
@@ -151,6 +153,7 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
         amqp_url=args.amqp_url or os.environ.get(AMQP_URL_ENV) or None,
         amqp_queue=args.amqp_queue,
         amqp_prefetch=args.amqp_prefetch,
+        ws_port=args.ws_port,
         engine=args.engine,
         sim=sim,
         torch=torch,

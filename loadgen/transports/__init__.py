@@ -5,24 +5,22 @@ the bearer rule, the status table that says which failure kind an error answer i
 part: connections, its exceptions mapped to :mod:`loadgen.errors`, and the timing of each turn.
 :mod:`loadgen.transports.replies` puts a :class:`~loadgen.types.Reply` together the same way for all three.
 
-Transports are imported lazily by name so that, for example, grpcio is not initialised for a REST run.
+Transports are imported lazily by name so that, for example, grpcio is not initialised for a REST run. Besides the
+built-in ones (:data:`TRANSPORTS`), a transport may come from an installed plug-in (entry point group
+:data:`ENTRY_POINT_GROUP`) or be named ``package.module:Class`` (:mod:`loadgen.transports.plugins`). What a transport
+must do is the public transport API, version :data:`API_VERSION`: :mod:`loadgen.transports.base` and
+``docs/TRANSPORT_API.md``.
 """
 
 from __future__ import annotations
 
 from loadgen.errors import ConfigError
-from loadgen.registry import lookup
-from loadgen.transports.base import Transport, TransportConfig
+from loadgen.transports.base import API_VERSION, Transport, TransportConfig
+from loadgen.transports.plugins import ENTRY_POINT_GROUP, TRANSPORTS, check_name, load, registered_names
 from loadgen.wire.text import redact_url
 
-#: transport name -> "module:Class"
-TRANSPORTS: dict[str, str] = {
-    "rest": "loadgen.transports.rest:RestTransport",
-    "grpc": "loadgen.transports.grpc:GrpcTransport",
-    "amqp": "loadgen.transports.amqp:AmqpTransport",
-}
-
-#: The URL scheme of the default target of each transport (used to tell a transport from a --host).
+#: The URL scheme of the default target of each built-in transport (used to tell a transport from a --host); a
+#: plug-in's are its class's ``schemes``.
 DEFAULT_SCHEMES: dict[str, tuple[str, ...]] = {
     "rest": ("http", "https"),
     "grpc": ("grpc", "grpcs"),
@@ -31,19 +29,21 @@ DEFAULT_SCHEMES: dict[str, tuple[str, ...]] = {
 
 
 def transport_class(name: str) -> type[Transport]:
-    cls: type[Transport] = lookup(TRANSPORTS, name, "transport")
-    return cls
+    """The class ``name`` stands for: a built-in, an installed plug-in, or ``package.module:Class``
+    (:mod:`loadgen.transports.plugins`); :class:`ConfigError` with one line if there is none."""
+    return load(name)
 
 
 def make_transport(name: str, config: TransportConfig) -> Transport:
+    cls = transport_class(name)
+    allowed = DEFAULT_SCHEMES.get(name) or cls.schemes
     scheme = config.target.split("://", 1)[0].lower() if "://" in config.target else ""
-    allowed = DEFAULT_SCHEMES.get(name, ())
-    if scheme not in allowed:
+    if allowed and scheme not in allowed:
         raise ConfigError(
             f"target {redact_url(config.target)!r} does not suit transport {name!r}: "
             f"expected a URL starting with {' or '.join(s + '://' for s in allowed)}"
         )
-    return transport_class(name)(config)
+    return cls(config)
 
 
 #: How long :func:`preflight` waits for a broker to accept a connection.
@@ -61,12 +61,17 @@ def preflight(name: str, config: TransportConfig, timeout_s: float = PREFLIGHT_T
 
 
 __all__ = [
+    "API_VERSION",
+    "DEFAULT_SCHEMES",
+    "ENTRY_POINT_GROUP",
     "PREFLIGHT_TIMEOUT_S",
     "TRANSPORTS",
     "Transport",
     "TransportConfig",
+    "check_name",
     "make_transport",
     "preflight",
     "redact_url",
+    "registered_names",
     "transport_class",
 ]
