@@ -20,6 +20,10 @@ TRANSPORTS: dict[str, str] = {
     "rest": "loadgen.transports.rest:RestTransport",
     "grpc": "loadgen.transports.grpc:GrpcTransport",
     "amqp": "loadgen.transports.amqp:AmqpTransport",
+    # declarative adapters (loadgen.adapters), one per protocol: chosen by --adapter FILE|NAME
+    "adapter-rest": "loadgen.transports.adapter_rest:AdapterRestTransport",
+    "adapter-grpc": "loadgen.transports.adapter_grpc:AdapterGrpcTransport",
+    "adapter-amqp": "loadgen.transports.adapter_amqp:AdapterAmqpTransport",
 }
 
 #: The URL scheme of the default target of each transport (used to tell a transport from a --host).
@@ -27,6 +31,10 @@ DEFAULT_SCHEMES: dict[str, tuple[str, ...]] = {
     "rest": ("http", "https"),
     "grpc": ("grpc", "grpcs"),
     "amqp": ("amqp", "amqps"),
+    # declarative adapters: the schemes of their protocols
+    "adapter-rest": ("http", "https"),
+    "adapter-grpc": ("grpc", "grpcs"),
+    "adapter-amqp": ("amqp", "amqps"),
 }
 
 
