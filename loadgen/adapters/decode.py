@@ -4,8 +4,9 @@ and the errors a reply reports. No I/O: transports feed what they read and stamp
 :class:`ReplyCollector` takes decoded JSON values (an NDJSON line, the data of an SSE event, an AMQP message, a
 whole JSON body) and keeps what :class:`~loadgen.adapters.spec.ReplySpec` points at. :func:`stream_reader` gives
 the reader of a REST body format (``ndjson``, ``sse``, ``text``): ``feed(piece, at)`` with the bytes as they came
-and the ``time.perf_counter()`` the transport took when they did, before any parsing; a line or an event is
-stamped with the time of the piece its first line came in (an NDJSON line split across pieces: the first piece).
+and the ``time.perf_counter()`` the transport took when they did, before any parsing. An NDJSON line is stamped
+with the time of the piece that completed it, an SSE event with the time of the piece that completed its first
+line (as the built-in REST transport stamps OpenAI's events): when its text could first be read.
 
 Metrics mean what they mean for every transport: the first piece with non-empty text is the first token (TTFT),
 each later piece one inter-token gap spread over the tokens it carried (its ``tokens`` count, else usage's count
@@ -133,7 +134,8 @@ class ReplyCollector:
             return found
         if type(found) is list and path.many:
             texts = [item for item in found if type(item) is str]
-            self._text_seen = self._text_seen or bool(texts) or not found
+            # nothing found is a reply with no text (a bot that said nothing) only if the list it walks is there
+            self._text_seen = self._text_seen or bool(texts) or (not found and type(path.head().find(value)) is list)
             return self._spec.join.join(texts)
         raise ProtocolError(f"reply field `{path}` holds {type(found).__name__}, not text")
 
@@ -196,24 +198,15 @@ class StreamReader(Protocol):
 class NdjsonReader:
     """One JSON value per line."""
 
-    __slots__ = ("_lines", "_pending_at", "collector")
+    __slots__ = ("_lines", "collector")
 
     def __init__(self, collector: ReplyCollector) -> None:
         self.collector = collector
         self._lines = LineSplitter()
-        self._pending_at: float | None = None  # when the unfinished line began
 
     def feed(self, piece: bytes, at: float) -> bool:
-        if not piece:
-            return False
-        lines = self._lines.feed(piece)
-        first_at = self._pending_at if self._pending_at is not None else at
-        if piece.endswith((b"\n", b"\r")):
-            self._pending_at = None
-        elif lines or self._pending_at is None:
-            self._pending_at = at
-        for i, line in enumerate(lines):
-            if line.strip() and self.collector.take(loads(line, "NDJSON line"), first_at if i == 0 else at):
+        for line in self._lines.feed(piece):
+            if line.strip() and self.collector.take(loads(line, "NDJSON line"), at):
                 return True
         return False
 

@@ -115,7 +115,8 @@ class GrpcChecks(ReplyChecks):
                 self.problem(entries["reflection"][1], "request.reflection", "expected true or false")
             reflection = value is True
         if ("proto" in entries) == reflection:
-            self.problem(request, "request", "give either `proto: FILE` or `reflection: true` (one of them)")
+            where = self._keys.get(id(request), request)
+            self.problem(where, "request", "give either `proto: FILE` or `reflection: true` (one of them)")
         includes: list[FilePath] = []
         if "include" in entries:
             node = entries["include"][1]

@@ -4,7 +4,7 @@ problem at the line of the node it is about (the file's reader: :mod:`loadgen.ad
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import quote
 
@@ -33,6 +33,9 @@ MERGE_TAG: Final = "tag:yaml.org,2002:merge"
 class AdapterNodes(NodeReader):
     """Node checks of adapter files."""
 
+    #: The key node of each mapping value read so far (by the value's id): where "is missing" problems point.
+    _keys: dict[int, Node] = field(default_factory=dict)
+
     def mapping(self, node: Node, path: str, allowed: tuple[str, ...] | None, what: str) -> Entries:
         """As :meth:`NodeReader.mapping`, where a key given beside a merge (``<<: *anchor``) overrides the one the
         merge brought, as YAML says (the check of keys given twice is for a mapping's own keys)."""
@@ -46,12 +49,15 @@ class AdapterNodes(NodeReader):
                 merged = node.value[: len(node.value) - len(own)]
                 own_keys = {key.value for key, _ in own if isinstance(key, ScalarNode)}
                 node.value = [(k, v) for k, v in merged if getattr(k, "value", None) not in own_keys] + own
-        return super().mapping(node, path, allowed, what)
+        entries = super().mapping(node, path, allowed, what)
+        self._keys.update({id(value): key for key, value in entries.values()})
+        return entries
 
     def required(self, parent: Node, entries: Entries, key: str, what: str, path: str = "") -> Node | None:
-        """The value of ``key``, or a problem at the parent's line saying it is missing."""
+        """The value of ``key``, or a problem at the line that names the parent saying it is missing."""
         if key not in entries:
-            self.problem(parent, f"{path}.{key}" if path else key, f"is missing; expected {what}")
+            where = self._keys.get(id(parent), parent)
+            self.problem(where, f"{path}.{key}" if path else key, f"is missing; expected {what}")
             return None
         return entries[key][1]
 

@@ -54,6 +54,12 @@ class Path:
         """True when the path has a ``[*]`` step (it finds a list of values)."""
         return any(step is None for step in self.steps)
 
+    def head(self) -> Path:
+        """The path up to its first ``[*]`` (itself when it has none): where the list it walks should be."""
+        if not self.many:
+            return self
+        return Path(self.source, self.steps[: self.steps.index(None)])
+
     def find(self, value: Any) -> Any:
         """The value at this path in a JSON value (a list of values for a ``[*]`` path), or :data:`MISSING`."""
         if self.many:
@@ -153,8 +159,10 @@ def proto_field_of(path: Path, message: Descriptor) -> FieldDescriptor:
     indexed = True  # whether the current value is one item (not a whole repeated field)
     for step in path.steps:
         if isinstance(step, str):
-            if descriptor is None or not indexed:
-                raise PathError(f"`{path}`: `{step}` follows a value that has no fields; index the list first")
+            if not indexed:
+                raise PathError(f"`{path}`: `{step}` follows a repeated field; pick items with [N] or [*] first")
+            if descriptor is None:
+                raise PathError(f"`{path}`: `{step}` follows a value that has no fields")
             field = descriptor.fields_by_name.get(step)
             if field is None:
                 names = ", ".join(sorted(descriptor.fields_by_name)) or "none"

@@ -70,7 +70,8 @@ class ReplyChecks(AdapterNodes):
         end = self._end(entries, path, "amqp" if protocol is Protocol.AMQP else fmt)
         usage = self._usage(entries, path)
         if protocol is Protocol.AMQP and chunked and end is None and "end" not in entries:
-            self.problem(node, f"{path}.end", "is missing; chunked replies need {field: PATH} marking the last one")
+            where = self._keys.get(id(node), node)
+            self.problem(where, f"{path}.end", "is missing; chunked replies need {field: PATH} marking the last one")
         spec = ReplySpec(
             format=fmt,
             text=text,
@@ -105,7 +106,8 @@ class ReplyChecks(AdapterNodes):
     def _text_path(self, node: Node, entries: dict[str, tuple[Node, Node]], path: str, *, needed: bool) -> Path | None:
         if "text" not in entries:
             if needed:
-                self.problem(node, f"{path}.text", "is missing; expected the path to the reply's text")
+                where = self._keys.get(id(node), node)
+                self.problem(where, f"{path}.text", "is missing; expected the path to the reply's text")
             return None
         return self._path_of(entries, "text", path)
 
@@ -193,6 +195,9 @@ class ReplyChecks(AdapterNodes):
             return {}
         sub = f"{path}.usage"
         fields = self.mapping(entries["usage"][1], sub, USAGE_KEYS, "{prompt_tokens: PATH, completion_tokens: PATH}")
+        if "prompt_tokens" in fields and "completion_tokens" not in fields:
+            self.problem(entries["usage"][1], sub, "prompt_tokens needs completion_tokens (a prompt count alone is "
+                         "not kept)")  # fmt: skip
         return {name: p for name in fields if (p := self._path_of(fields, name, sub)) is not None}
 
 
