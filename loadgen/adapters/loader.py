@@ -116,7 +116,8 @@ def load_adapter(ref: str) -> Adapter:
     finally:
         loader.dispose()
     if reader.problems or adapter is None:
-        raise AdapterError(reader.problems or [Problem(str(path), None, "", "is not a valid adapter")])
+        problems = sorted(reader.problems, key=lambda p: p.line or 0)  # stable: the order found on each line
+        raise AdapterError(problems or [Problem(str(path), None, "", "is not a valid adapter")])
     return adapter
 
 

@@ -11,7 +11,7 @@ each user's transport is made from; :func:`adapter_of` takes it out again in the
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from loadgen.adapters.loader import AdapterError, load_adapter
@@ -29,7 +29,7 @@ DEFAULT_TRANSPORT = "rest"
 class AdapterConfig(TransportConfig):
     """A transport config that also carries the run's adapter."""
 
-    adapter: Adapter | None = None
+    adapter: Adapter | None = field(default=None, repr=False)
 
 
 def adapter_option(value: str | None, flag: str) -> Adapter | None:

@@ -115,23 +115,29 @@ class AdapterGrpcTransport(GrpcTransport):
             raise ConfigError(f"adapter {self._adapter.name!r}: {exc}") from None
 
     def _reflected(self, timeout_s: float) -> GrpcMethod:
+        """The method as the server's reflection describes it (asked once per process), checked against the
+        adapter (each transport)."""
         key = (os.getpid(), self._target.address, self._spec.method)
         found = _reflected.get(key)
-        if found is not None:
-            return found
-        self._ensure_channel()
-        try:
-            found = reflect_method(reflection_asker(self._channel, timeout_s), self._spec.method)
-        except grpc.RpcError as exc:
-            raise _rpc_error(exc, where=self._target.where, phase="send", timeout_s=timeout_s) from exc
-        except ProtoError as exc:
-            raise ProtocolError(f"server reflection: {exc}") from None
+        if found is None:
+            found = _reflected[key] = self._ask_reflection(timeout_s)
         problems = method_problems(found, self._spec.body, self._spec.reply, self._adapter.history)
         if problems:
             where, message = problems[0]
             raise ProtocolError(f"adapter {self._adapter.name!r}, {where}: {short(message)}")
-        _reflected[key] = found
         return found
+
+    def _ask_reflection(self, timeout_s: float) -> GrpcMethod:
+        self._ensure_channel()
+        try:
+            return reflect_method(reflection_asker(self._channel, timeout_s), self._spec.method)
+        except grpc.RpcError as exc:
+            if isinstance(exc, grpc.Call) and exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+                raise ProtocolError(f"the server at {self._target.where} offers no reflection service: give "
+                                    "request.proto in the adapter instead") from None  # fmt: skip
+            raise _rpc_error(exc, where=self._target.where, phase="send", timeout_s=timeout_s) from exc
+        except ProtoError as exc:
+            raise ProtocolError(f"server reflection: {exc}") from None
 
     def preflight(self, timeout_s: float) -> None:
         """With reflection: a server that answers but does not offer the method (or types that do not fit) is

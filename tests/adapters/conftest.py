@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,6 +42,15 @@ def write_adapter(folder: Path, text: str, name: str = "adapter.yaml") -> Path:
     path = folder / name
     path.write_text(textwrap.dedent(text).lstrip("\n"))
     return path
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
 
 
 @pytest.fixture(scope="session")

@@ -245,9 +245,9 @@ def test_cli_check_says_ok_or_lists_problems(tmp_path: Path) -> None:
     assert result.stdout == "ok: openai (rest, POST /v1/chat/completions, sse)\n"
     assert result.stderr.splitlines() == [
         f"{bad}:4: field `request.path`: 'chat' must start with /",
+        f"{bad}:6: field `reply.text`: is missing; expected the path to the reply's text",
         f"{bad}:7: field `reply.txt`: unknown key `txt`; did you mean `text`? expected one of format, text, join, "
         "events, end, error, usage, tokens",
-        f"{bad}:6: field `reply.text`: is missing; expected the path to the reply's text",
         "3 problems in adapter files",
     ]
     assert "Traceback" not in result.stderr
