@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,9 +12,11 @@ import pytest
 from loadgen.adapters import Adapter, load_adapter, with_adapter
 from loadgen.transports import Transport, make_transport
 from loadgen.transports.base import TransportConfig
+from loadgen.types import ChatMessage, ChatRequest, Reply
 from tests.adapters.grpc_example import ExampleGrpcServer
 from tests.adapters.rest_servers import ProfileServer
 from tests.transports.conftest import ScriptServer
+from tests.transports.conftest import free_port as free_port  # a fixture: a loopback port nothing listens on
 
 
 @pytest.fixture(scope="module")
@@ -44,13 +45,31 @@ def write_adapter(folder: Path, text: str, name: str = "adapter.yaml") -> Path:
     return path
 
 
-@pytest.fixture
-def free_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
+def write_variant(folder: Path, text: str, *changes: tuple[str, str]) -> str:
+    """An adapter file: ``text`` with each (old, new) of ``changes`` made (each old must be there)."""
+    for old, new in changes:
+        assert old in text, old
+        text = text.replace(old, new)
+    return str(write_adapter(folder, text))
+
+
+#: The fact a first turn plants, and the question a later turn asks about it.
+FACT = "My booking code is QX4821."
+QUESTION = "What was my booking code again?"
+
+
+def ask(text: str = FACT, **fields: Any) -> ChatRequest:
+    """A turn of one user message asking for 16 tokens."""
+    return ChatRequest(messages=(ChatMessage("user", text),), max_tokens=16, **fields)
+
+
+def assert_sixteen_streamed(reply: Reply) -> None:
+    """The reply of :func:`ask` from the example services: 16 words, one a chunk, counts from the service (its
+    prompt count: the five words of :data:`FACT`)."""
+    assert len(reply.chunk_times) == 16
+    ttft = reply.ttft_s()
+    assert ttft is not None and 0 < ttft < reply.e2e_s()
+    assert reply.usage is not None and (reply.usage.prompt_tokens, reply.usage.completion_tokens) == (5, 16)
 
 
 @pytest.fixture(scope="session")

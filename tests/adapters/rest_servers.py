@@ -145,7 +145,8 @@ class ProfileServer:
             async for piece in self._paced(pieces):
                 yield event("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": piece}})
             yield event("content_block_stop", {"index": 0})
-            yield event("message_delta", {"delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": len(pieces)}})
+            usage = {"output_tokens": len(pieces)}
+            yield event("message_delta", {"delta": {"stop_reason": "end_turn"}, "usage": usage})
             yield event("message_stop", {})
 
         return StreamingResponse(events(), media_type="text/event-stream")

@@ -11,14 +11,12 @@ import pytest
 from loadgen.errors import ConfigError, Overloaded, ProtocolError, TurnTimeout, Unroutable
 from loadgen.types import ChatMessage, ChatRequest
 from tests.adapters.amqp_example import ExampleAmqpService
-from tests.adapters.conftest import adapter_transport, write_adapter
+from tests.adapters.conftest import FACT, QUESTION, adapter_transport, ask, assert_sixteen_streamed, write_variant
 from tests.amqp_broker import BROKER_URL, unique_queue
 from tests.conftest import REPO_ROOT, require_broker
 
 pytestmark = pytest.mark.amqp
 EXAMPLE = (REPO_ROOT / "scenarios" / "adapters" / "example-amqp.yaml").read_text()
-FACT = "My booking code is QX4821."
-QUESTION = "What was my booking code again?"
 KEY = "amqp-key-77"
 
 
@@ -31,15 +29,7 @@ def service() -> Iterator[ExampleAmqpService]:
 
 
 def variant(folder: Path, *changes: tuple[str, str]) -> str:
-    text = EXAMPLE
-    for old, new in changes:
-        assert old in text, old
-        text = text.replace(old, new)
-    return str(write_adapter(folder, text))
-
-
-def ask(text: str = FACT, **fields: object) -> ChatRequest:
-    return ChatRequest(messages=(ChatMessage("user", text),), max_tokens=16, **fields)  # type: ignore[arg-type]
+    return write_variant(folder, EXAMPLE, *changes)
 
 
 def test_the_example_profile_streams_chunks_and_keeps_the_history(service: ExampleAmqpService) -> None:
@@ -47,10 +37,7 @@ def test_the_example_profile_streams_chunks_and_keeps_the_history(service: Examp
     try:
         first = ask()
         reply = transport.send(first)
-        assert len(reply.chunk_times) == 16
-        ttft = reply.ttft_s()
-        assert ttft is not None and 0 < ttft < reply.e2e_s()
-        assert reply.usage is not None and (reply.usage.prompt_tokens, reply.usage.completion_tokens) == (5, 16)
+        assert_sixteen_streamed(reply)
         assert service.requests[-1] == {"text": FACT, "transcript": [], "limit": 16}
         assert service.headers[-1]["x-api-key"] == KEY
         messages = (*first.messages, ChatMessage("assistant", reply.text), ChatMessage("user", QUESTION))
@@ -83,7 +70,9 @@ def test_a_named_exchange(tmp_path: Path) -> None:
         assert len(transport.send(ask()).chunk_times) == 16
         missing = variant(tmp_path, ('exchange: ""', 'exchange: "no.such.exchange"'))
         nowhere = adapter_transport(missing, BROKER_URL)
-        with pytest.raises(Unroutable, match="no exchange named 'no.such.exchange' on the broker at 127.0.0.1:5672"):
+        with pytest.raises(
+            Unroutable, match=r"no exchange named 'no\.such\.exchange' on the broker at 127\.0\.0\.1:5672"
+        ):
             nowhere.send(ask())
         unbound = variant(tmp_path, ('exchange: ""', f"exchange: {exchange}"), ("routing_key: support.chat.requests",
                                                                                  "routing_key: elsewhere"))  # fmt: skip

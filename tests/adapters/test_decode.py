@@ -63,7 +63,7 @@ def test_a_reply_in_which_no_chunk_had_the_text_field_is_a_protocol_error() -> N
     collector = ReplyCollector(NDJSON)
     collector.take({"msg": "Hi"}, 1.0)
     collector.take({"done": True}, 2.0)
-    with pytest.raises(ProtocolError, match="no part of the reply had the text field `message.content`"):
+    with pytest.raises(ProtocolError, match=r"no part of the reply had the text field `message\.content`"):
         collector.reply(t_sent=0.0, t_first_byte=0.5, t_done=2.0)
 
 
@@ -72,8 +72,12 @@ ANTHROPIC = ReplySpec(
     text=parse_path("delta.text"),
     events=frozenset({"content_block_delta"}),
     end=EndSpec(event="message_stop"),
-    error=ErrorSpec(event="error", field=parse_path("error.message"), code=parse_path("error.type"),
-                    kinds=MappingProxyType({"overloaded_error": Failure.OVERLOADED})),  # fmt: skip
+    error=ErrorSpec(
+        event="error",
+        field=parse_path("error.message"),
+        code=parse_path("error.type"),
+        kinds=MappingProxyType({"overloaded_error": Failure.OVERLOADED}),
+    ),
     prompt_tokens=parse_path("message.usage.input_tokens"),
     completion_tokens=parse_path("usage.output_tokens"),
 )

@@ -14,27 +14,17 @@ from loadgen.adapters import load_adapter, with_adapter
 from loadgen.errors import ConfigError, ConnectError, Overloaded, ProtocolError, TurnTimeout
 from loadgen.transports import preflight
 from loadgen.transports.base import TransportConfig
-from loadgen.types import ChatMessage, ChatRequest
-from tests.adapters.conftest import adapter_transport, write_adapter
+from loadgen.types import ChatMessage
+from tests.adapters.conftest import FACT, QUESTION, adapter_transport, ask, assert_sixteen_streamed, write_variant
 from tests.adapters.grpc_example import PROTO, ExampleGrpcServer
 from tests.conftest import REPO_ROOT
 
 EXAMPLE = (REPO_ROOT / "scenarios" / "adapters" / "example-grpc.yaml").read_text()
-FACT = "My booking code is QX4821."
-QUESTION = "What was my booking code again?"
 
 
 def variant(folder: Path, *changes: tuple[str, str]) -> str:
     """The example adapter with ``changes`` made, its proto named by an absolute path."""
-    text = EXAMPLE.replace("proto: example_chat.proto", f"proto: {PROTO}")
-    for old, new in changes:
-        assert old in text, old
-        text = text.replace(old, new)
-    return str(write_adapter(folder, text))
-
-
-def ask(text: str = FACT, **fields: object) -> ChatRequest:
-    return ChatRequest(messages=(ChatMessage("user", text),), max_tokens=16, **fields)  # type: ignore[arg-type]
+    return write_variant(folder, EXAMPLE, ("proto: example_chat.proto", f"proto: {PROTO}"), *changes)
 
 
 def test_the_example_profile_streams_and_keeps_the_context(example_grpc: ExampleGrpcServer) -> None:
@@ -42,10 +32,7 @@ def test_the_example_profile_streams_and_keeps_the_context(example_grpc: Example
     try:
         first = ask()
         reply = transport.send(first)
-        assert len(reply.chunk_times) == 16
-        ttft = reply.ttft_s()
-        assert ttft is not None and 0 < ttft < reply.e2e_s()
-        assert reply.usage is not None and (reply.usage.prompt_tokens, reply.usage.completion_tokens) == (5, 16)
+        assert_sixteen_streamed(reply)
         request = example_grpc.requests[-1]
         assert (request.prompt, request.max_output_tokens, request.conversation_id, len(request.context)) == (
             FACT, 16, "", 0)  # fmt: skip

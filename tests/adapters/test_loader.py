@@ -71,20 +71,32 @@ reply:
         (GOOD.replace("text: answer", "text: answer[x]"), "7: field `reply.text`: `answer[x]`: bad step"),
         (GOOD.replace("text: answer", "txt: answer"), "7: field `reply.txt`: unknown key `txt`; did you mean `text`?"),
         (GOOD.replace("text: answer", "text: answer\n  format: xml"), "8: field `reply.format`: unknown format"),
-        (GOOD.replace("text: answer", "text: answer\n  events: [a]"), "8: field `reply.events`: is not used with "
-                                                                       "format json"),
-        (GOOD.replace("text: answer", "text: a\n  format: ndjson\n  end: {event: stop}"),
-         "9: field `reply.end.event`: unknown key `event`"),
-        (GOOD.replace("text: answer", "text: a\n  format: sse\n  end: {event: stop, data: x}"),
-         "9: field `reply.end`: gives 2 end markers"),
-        (GOOD.replace("text: answer", "text: a\n  error: {field: e, kinds: {x: broken}}"),
-         "8: field `reply.error.kinds.x`: unknown failure 'broken'"),
+        (
+            GOOD.replace("text: answer", "text: answer\n  events: [a]"),
+            "8: field `reply.events`: is not used with format json",
+        ),
+        (
+            GOOD.replace("text: answer", "text: a\n  format: ndjson\n  end: {event: stop}"),
+            "9: field `reply.end.event`: unknown key `event`",
+        ),
+        (
+            GOOD.replace("text: answer", "text: a\n  format: sse\n  end: {event: stop, data: x}"),
+            "9: field `reply.end`: gives 2 end markers",
+        ),
+        (
+            GOOD.replace("text: answer", "text: a\n  error: {field: e, kinds: {x: broken}}"),
+            "8: field `reply.error.kinds.x`: unknown failure 'broken'",
+        ),
         (GOOD.replace("text: answer", "text: a\n  error: {code: e}"), "8: field `reply.error`: needs `field:`"),
-        (GOOD.replace("text: answer", "text: a\n  usage: {prompt_tokens: p}"),
-         "8: field `reply.usage`: prompt_tokens needs completion_tokens"),
+        (
+            GOOD.replace("text: answer", "text: a\n  usage: {prompt_tokens: p}"),
+            "8: field `reply.usage`: prompt_tokens needs completion_tokens",
+        ),
         (GOOD.replace("  body:", "  method: GET\n  body:"), "6: field `request.body`: a GET request has no body"),
-        (GOOD.replace("  body:", "  headers: {'bad header': x}\n  body:"),
-         "5: field `request.headers.bad header`: 'bad header' is not a header name"),
+        (
+            GOOD.replace("  body:", "  headers: {'bad header': x}\n  body:"),
+            "5: field `request.headers.bad header`: 'bad header' is not a header name",
+        ),
         (GOOD + "history: {mode: sometimes}\n", "8: field `history.mode`: 'sometimes': expected client or server"),
         (GOOD + "history: {item: {r: '{rol}'}}\n", "8: field `history.item.r`: unknown placeholder `{rol}`"),
         (GOOD + "reply_whole: {format: json}\n", "8: field `reply_whole.text`: is missing"),
@@ -148,7 +160,8 @@ def test_a_single_reply_needs_no_end_marker(tmp_path: Path) -> None:
 
 
 def test_a_merge_key_can_be_overridden(tmp_path: Path) -> None:
-    text = GOOD.replace('  body: {q: "{message}"}', '  body: &b {q: "{message}", n: 1}\n  body_whole: {<<: *b, n: null}')
+    merged = '  body: &b {q: "{message}", n: 1}\n  body_whole: {<<: *b, n: null}'
+    text = GOOD.replace('  body: {q: "{message}"}', merged)
     adapter = load_adapter(str(write_adapter(tmp_path, text)))
     assert adapter.rest is not None and adapter.rest.body_whole is not None
     assert adapter.rest.body_whole.render({"message": "hi"}) == {"q": "hi"}
@@ -195,14 +208,20 @@ def test_a_grpc_adapter_is_checked_against_its_proto(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("change", "problem"),
     [
-        (("demo.Bot/Talk", "demo.Bot/Walk"), "5: field `request.method`: demo.Bot has no method 'Walk' (its methods: "
-                                              "Talk, Upload)"),
-        (("demo.Bot/Talk", "demo.Robot/Talk"), "5: field `request.method`: no service 'demo.Robot' (services: "
-                                                "demo.Bot)"),
+        (
+            ("demo.Bot/Talk", "demo.Bot/Walk"),
+            "5: field `request.method`: demo.Bot has no method 'Walk' (its methods: Talk, Upload)",
+        ),
+        (
+            ("demo.Bot/Talk", "demo.Robot/Talk"),
+            "5: field `request.method`: no service 'demo.Robot' (services: demo.Bot)",
+        ),
         (("demo.Bot/Talk", "demo.Bot/Upload"), "5: field `request.method`: demo.Bot/Upload streams requests"),
-        (("text: \"{message}\"", "txt: \"{message}\""), "6: field `request.body`: does not fit demo.Ask: Message "
-                                                          "type \"demo.Ask\" has no field named \"txt\""),
-        (("said: \"{content}\"", "say: \"{content}\""), "6: field `request.body`: does not fit demo.Ask"),
+        (
+            ('text: "{message}"', 'txt: "{message}"'),
+            '6: field `request.body`: does not fit demo.Ask: Message type "demo.Ask" has no field named "txt"',
+        ),
+        (('said: "{content}"', 'say: "{content}"'), "6: field `request.body`: does not fit demo.Ask"),
         (("text: answer", "text: answers"), "10: field `reply.text`: `answers`: demo.Answer has no field `answers`"),
         (("text: answer", "text: done"), "10: field `reply.text`: `done` is not a string field of demo.Answer"),
         (("counts.output}", "counts}"), "11: field `reply.usage.completion_tokens`: `counts` is not an integer"),
@@ -258,3 +277,19 @@ def test_cli_list_names_the_profiles() -> None:
                             cwd=REPO_ROOT, timeout=60, check=False)  # fmt: skip
     assert result.returncode == 0
     assert [line.split("\t")[0] for line in result.stdout.splitlines()] == PROFILES
+
+
+def test_without_grpcio_tools_a_proto_adapter_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    from loadgen.adapters import protos
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "grpc_tools" else real(name, *a))
+    protos._compile.cache_clear()
+    problems = _grpc_problems(tmp_path, GRPC)
+    protos._compile.cache_clear()
+    assert problems == ["4: field `request.proto`: compiling chat.proto needs grpcio-tools: pip install "
+                        "'chat-loadgen[adapters]' (grpcio-tools)"]  # fmt: skip

@@ -82,8 +82,12 @@ def test_ollama_profile_streams_ndjson(profile_server: ProfileServer) -> None:
         assert reply.usage is not None and reply.usage.completion_tokens == len(reply.chunk_times)
         seen = profile_server.requests[-1]
         assert seen.path == "/api/chat"
-        assert seen.body == {"model": "llama3.2", "messages": [{"role": "system", "content": "Be brief."},
-                             {"role": "user", "content": FACT}], "stream": True, "options": {"num_predict": 24}}
+        assert seen.body == {
+            "model": "llama3.2",
+            "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": FACT}],
+            "stream": True,
+            "options": {"num_predict": 24},
+        }
         assert "authorization" not in seen.headers  # no key set: no header
         answer = transport.send(second_turn(first, reply))
         assert "QX4821" in answer.text
@@ -107,7 +111,8 @@ def test_anthropic_profile_reads_named_events_and_sends_the_key(profile_server: 
         assert seen.body["system"] == "Be brief."
         assert seen.body["messages"] == [{"role": "user", "content": FACT}]
         assert reply.usage is not None
-        assert (reply.usage.prompt_tokens, reply.usage.completion_tokens) == (7, len(reply.chunk_times))  # words of the system prompt and message
+        # the words of the system prompt and the message, and one token a word
+        assert (reply.usage.prompt_tokens, reply.usage.completion_tokens) == (7, len(reply.chunk_times))
         answer = transport.send(second_turn(first, reply))
         assert "QX4821" in answer.text
         whole_reply = transport.send(dataclasses.replace(first, stream=False))
@@ -202,8 +207,8 @@ def anthropic_event(name: str, data: str) -> bytes:
 @pytest.mark.parametrize(
     ("events", "error", "reason"),
     [
-        ([anthropic_event("error", '{"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}')],
-         Overloaded, "stream error: Overloaded"),
+        ([anthropic_event("error", '{"error": {"type": "overloaded_error", "message": "Overloaded"}}')], Overloaded,
+         "stream error: Overloaded"),
         ([anthropic_event("content_block_delta", '{"delta": {"text": "Hi"}}'),
           anthropic_event("error", '{"type": "error", "error": {"type": "api_error", "message": "Internal"}}')],
          ServerError, "stream error: Internal"),

@@ -111,7 +111,11 @@ def test_history_is_shaped_as_the_adapter_says() -> None:
     assert values["message"] == "U2"
     assert values["previous"] == [{"speaker": "user", "text": "U1"}, {"speaker": "bot", "text": "A1"}]
     assert values["system"] == "S"
-    assert (values["max_tokens"], values["stream"], values["session_id"], values["model"]) == (7, False, "c1",
-                                                                                               "loadgen-sim")
+    assert (values["max_tokens"], values["stream"], values["session_id"], values["model"]) == (
+        7,
+        False,
+        "c1",
+        "loadgen-sim",
+    )
     lines = HistoryShape(text_template("{role}: {content}", ITEM_NAMES), {})
     assert shape_messages(lines, messages[1:3]) == ["user: U1", "assistant: A1"]
