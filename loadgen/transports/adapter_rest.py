@@ -33,12 +33,14 @@ from loadgen.transports.base import TransportConfig
 from loadgen.transports.httpx_errors import READ_FAILURES
 from loadgen.transports.rest import RestTransport
 from loadgen.types import ChatRequest, Reply
+from loadgen.wire import sse
 from loadgen.wire.auth import AUTH_HEADER
+from loadgen.wire.openai import JSON_CONTENT_TYPE
 
 #: What a request of each reply format accepts.
 ACCEPT = {
-    Format.JSON: "application/json",
-    Format.SSE: "text/event-stream",
+    Format.JSON: JSON_CONTENT_TYPE,
+    Format.SSE: sse.CONTENT_TYPE,
     Format.NDJSON: "application/x-ndjson, application/json",
     Format.TEXT: "text/plain, */*",
 }
@@ -77,7 +79,7 @@ class AdapterRestTransport(RestTransport):
                 headers.setdefault("content-type", "text/plain; charset=utf-8")
             else:
                 content = orjson.dumps(body)
-                headers.setdefault("content-type", "application/json")
+                headers.setdefault("content-type", JSON_CONTENT_TYPE)
         headers.setdefault("accept", ACCEPT[self._reply.format])
         return self._client.build_request(
             spec.method,
