@@ -19,10 +19,10 @@ from __future__ import annotations
 
 from loadgen.adapters.loader import AdapterError, adapter_file, load_adapter, shipped_profiles
 from loadgen.adapters.run import AdapterConfig, adapter_of, adapter_option, resolve_transport, with_adapter
-from loadgen.adapters.spec import ADAPTER_TRANSPORTS, Adapter, Format, Protocol
+from loadgen.adapters.spec import PROTOCOL_TRANSPORTS, Adapter, Format, Protocol
 
 __all__ = [
-    "ADAPTER_TRANSPORTS",
+    "PROTOCOL_TRANSPORTS",
     "Adapter",
     "AdapterConfig",
     "AdapterError",

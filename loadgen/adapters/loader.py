@@ -36,7 +36,7 @@ from typing import Any, Final
 
 from yaml.nodes import MappingNode, Node, ScalarNode
 
-from loadgen.adapters.grpc_checks import GrpcChecks
+from loadgen.adapters.grpc_checks import GRPC_KEYS, GrpcChecks
 from loadgen.adapters.spec import Adapter, AmqpRequest, HistoryShape, Protocol, RestRequest
 from loadgen.adapters.template import ITEM_NAMES, TURN_NAMES, mapping_template, text_template
 from loadgen.dialogues.model import Problem
@@ -50,7 +50,7 @@ PROFILES_DIR: Final = Path("scenarios") / "adapters"
 TOP_KEYS: Final = ("name", "description", "protocol", "history", "request", "reply", "reply_whole")
 REQUEST_KEYS: Final = {
     Protocol.REST: ("method", "path", "headers", "body", "body_whole"),
-    Protocol.GRPC: ("method", "proto", "include", "reflection", "metadata", "body"),
+    Protocol.GRPC: GRPC_KEYS,
     Protocol.AMQP: ("exchange", "routing_key", "headers", "body"),
 }
 HISTORY_KEYS: Final = ("mode", "item", "roles")

@@ -16,7 +16,7 @@ from typing import Any
 
 from loadgen.adapters.loader import AdapterError, load_adapter
 from loadgen.adapters.request import secret_values
-from loadgen.adapters.spec import ADAPTER_TRANSPORTS, Adapter, Protocol
+from loadgen.adapters.spec import PROTOCOL_TRANSPORTS, Adapter, Protocol
 from loadgen.errors import ConfigError
 from loadgen.transports.base import TransportConfig
 from loadgen.types import HistoryMode
@@ -44,7 +44,7 @@ def adapter_option(value: str | None, flag: str) -> Adapter | None:
 
 def resolve_transport(adapter: Adapter | None, transport: str, history: HistoryMode, parsed: Any) -> str:
     """The transport of the run (``parsed``: Locust's options, for ``--host`` and whether this is a worker)."""
-    adapter_transports = set(ADAPTER_TRANSPORTS.values())
+    adapter_transports = set(PROTOCOL_TRANSPORTS.values())
     if adapter is None:
         if transport in adapter_transports:
             raise ConfigError(f"--transport {transport} needs --adapter FILE (an adapter file or a shipped profile)")
@@ -82,7 +82,7 @@ def with_adapter(config: TransportConfig, adapter: Adapter | None) -> TransportC
 def adapter_of(config: TransportConfig, protocol: Protocol) -> Adapter:
     """The adapter ``config`` carries for a transport of ``protocol`` (:class:`ConfigError` if none, or another's)."""
     adapter = getattr(config, "adapter", None)
-    name = ADAPTER_TRANSPORTS[protocol]
+    name = PROTOCOL_TRANSPORTS[protocol]
     if not isinstance(adapter, Adapter):
         raise ConfigError(f"the {name} transport needs --adapter FILE (an adapter file or a shipped profile)")
     if adapter.protocol is not protocol:

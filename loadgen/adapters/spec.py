@@ -28,8 +28,8 @@ class Protocol(enum.StrEnum):
     AMQP = "amqp"
 
 
-#: The transport each protocol's adapters run on (the names registered in :data:`loadgen.transports.TRANSPORTS`).
-ADAPTER_TRANSPORTS: Final[Mapping[Protocol, str]] = MappingProxyType(
+#: The transport each protocol's adapters run on (registered in :data:`loadgen.transports.ADAPTER_TRANSPORTS`).
+PROTOCOL_TRANSPORTS: Final[Mapping[Protocol, str]] = MappingProxyType(
     {Protocol.REST: "adapter-rest", Protocol.GRPC: "adapter-grpc", Protocol.AMQP: "adapter-amqp"}
 )
 
@@ -149,7 +149,7 @@ class Adapter:
 
     @property
     def transport(self) -> str:
-        return ADAPTER_TRANSPORTS[self.protocol]
+        return PROTOCOL_TRANSPORTS[self.protocol]
 
     def headers(self) -> tuple[tuple[str, Template], ...]:
         """The header (REST, AMQP) or metadata (gRPC) templates."""
@@ -187,7 +187,7 @@ class Adapter:
 
 
 __all__ = [
-    "ADAPTER_TRANSPORTS",
+    "PROTOCOL_TRANSPORTS",
     "Adapter",
     "AmqpRequest",
     "EndSpec",

@@ -20,7 +20,11 @@ TRANSPORTS: dict[str, str] = {
     "rest": "loadgen.transports.rest:RestTransport",
     "grpc": "loadgen.transports.grpc:GrpcTransport",
     "amqp": "loadgen.transports.amqp:AmqpTransport",
-    # declarative adapters (loadgen.adapters), one per protocol: chosen by --adapter FILE|NAME
+}
+
+#: Declarative adapters (:mod:`loadgen.adapters`), one transport per protocol: selected by ``--adapter FILE|NAME``
+#: (which carries the adapter in the transport's config), never by ``--transport``.
+ADAPTER_TRANSPORTS: dict[str, str] = {
     "adapter-rest": "loadgen.transports.adapter_rest:AdapterRestTransport",
     "adapter-grpc": "loadgen.transports.adapter_grpc:AdapterGrpcTransport",
     "adapter-amqp": "loadgen.transports.adapter_amqp:AdapterAmqpTransport",
@@ -39,7 +43,8 @@ DEFAULT_SCHEMES: dict[str, tuple[str, ...]] = {
 
 
 def transport_class(name: str) -> type[Transport]:
-    cls: type[Transport] = lookup(TRANSPORTS, name, "transport")
+    registry = ADAPTER_TRANSPORTS if name in ADAPTER_TRANSPORTS else TRANSPORTS
+    cls: type[Transport] = lookup(registry, name, "transport")
     return cls
 
 
@@ -69,6 +74,7 @@ def preflight(name: str, config: TransportConfig, timeout_s: float = PREFLIGHT_T
 
 
 __all__ = [
+    "ADAPTER_TRANSPORTS",
     "PREFLIGHT_TIMEOUT_S",
     "TRANSPORTS",
     "Transport",

@@ -30,7 +30,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from loadgen.adapters.grpc_checks import method_problems
-from loadgen.adapters.paths import MISSING
+from loadgen.adapters.paths import MISSING, Path
 from loadgen.adapters.protos import GrpcMethod, ProtoError, compile_proto, find_method, reflect_method, reflection_asker
 from loadgen.adapters.request import TurnWriter
 from loadgen.adapters.run import adapter_of
@@ -54,7 +54,7 @@ def _text_of(reply: ReplySpec, message: Message) -> str:
     return reply.join.join(found) if isinstance(found, list) else str(found)
 
 
-def _count_of(path: Any, message: Message) -> int:
+def _count_of(path: Path | None, message: Message) -> int:
     found = path.find_in_message(message) if path is not None else MISSING
     return found if isinstance(found, int) and found > 0 else 0
 

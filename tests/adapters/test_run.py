@@ -40,7 +40,7 @@ def transport_of(*args: str, host: str | None = "http://127.0.0.1:9", worker: bo
         (("--adapter", "ollama"), "adapter-rest"),
         (("--adapter", "ollama", "--transport", "rest"), "adapter-rest"),
         (("--adapter", "example-amqp", "--transport", "amqp"), "adapter-amqp"),
-        (("--adapter", "example-grpc", "--transport", "adapter-grpc"), "adapter-grpc"),
+        (("--adapter", "example-grpc", "--transport", "grpc"), "adapter-grpc"),
         (("--adapter", "rasa-rest", "--history", "server"), "adapter-rest"),
     ],
 )
@@ -109,3 +109,18 @@ def test_a_bad_adapter_stops_the_run_before_any_user_starts(
     assert ours == [line.format(path=ref)]
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "reports").exists()
+
+
+def test_each_protocol_s_adapter_transport_is_registered_apart_from_transport_s_choices() -> None:
+    from loadgen.adapters import PROTOCOL_TRANSPORTS
+    from loadgen.transports import ADAPTER_TRANSPORTS, TRANSPORTS, transport_class
+
+    assert {str(p): name for p, name in PROTOCOL_TRANSPORTS.items()} == {
+        "rest": "adapter-rest",
+        "grpc": "adapter-grpc",
+        "amqp": "adapter-amqp",
+    }
+    assert sorted(ADAPTER_TRANSPORTS) == ["adapter-amqp", "adapter-grpc", "adapter-rest"]
+    assert not set(ADAPTER_TRANSPORTS) & set(TRANSPORTS)  # --transport offers the built-in ones only
+    for name in ADAPTER_TRANSPORTS:
+        assert transport_class(name).name == name
