@@ -12,6 +12,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("loadgen.server.main", "run the reference model server (REST, gRPC, AMQP fronts)"),
     "dialogues": ("loadgen.dialogues.cli", "validate dialogue scripts: loadgen dialogues check FILE..."),
     "dataset": ("loadgen.datasets.cli", "check conversation datasets (JSONL): loadgen dataset check FILE..."),
+    "adapters": ("loadgen.adapters.cli", "check adapter files for your own chat API: loadgen adapters check FILE..."),
     "bench": ("loadgen.bench.cli", "benchmarks: ConversationUser vs a bare Locust loop, per transport"),
     "report": ("loadgen.report.cli", "regenerate a run's report (HTML, CSV, hlog) offline from its folder"),
     "compare": (

@@ -13,6 +13,7 @@ import shlex
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from loadgen.adapters import Adapter, adapter_option, resolve_transport
 from loadgen.dialogues.fakers import DEFAULT_LOCALE
 from loadgen.dialogues.history import RequestSettings
 from loadgen.dialogues.model import MAX_TOKENS_LIMIT, ThinkTime
@@ -73,6 +74,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("--transport", "wire protocol to the chat service: rest, grpc, amqp, an installed plug-in (`loadgen "
            "transports` lists them) or package.module:Class (default %(default)s)", "rest", metavar="TRANSPORT",
            validate=check_transport),
+    Option("--adapter", "an adapter file describing your own chat API (REST, gRPC or AMQP), or the name of a shipped "
+           "profile (openai, ollama, anthropic, rasa-rest, example-grpc); needs --host", metavar="FILE|NAME",
+           validate=adapter_option),
     Option("--dialogues", "dialogue scripts: files or folders, comma-separated (default %(default)s)",
            "scenarios/dialogues", attr="dialogue_paths", validate=_dialogue_paths),
     Option("--history", "client: send the whole history every turn; server: session id + new message only "
@@ -124,6 +128,7 @@ class LoadgenOptions:
     """The options of a run, validated; one field per entry of :data:`OPTIONS` (same name or its ``attr``)."""
 
     transport: str
+    adapter: Adapter | None
     dialogue_paths: tuple[str, ...]
     history: HistoryMode
     think_min: float | None
@@ -150,6 +155,8 @@ class LoadgenOptions:
     def from_parsed(parsed: Any) -> LoadgenOptions:
         """The options ``parsed`` holds (an option it lacks takes its default); :class:`ConfigError` if bad."""
         options = LoadgenOptions(**read_options(parsed, OPTIONS))
+        options = replace(options, transport=resolve_transport(options.adapter, options.transport, options.history,
+                                                               parsed))  # fmt: skip
         low, high = options.think_min, options.think_max
         if low is not None and high is not None and low > high:
             raise ConfigError(f"--think-min {low} is larger than --think-max {high}")

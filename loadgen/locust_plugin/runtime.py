@@ -14,6 +14,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from loadgen.adapters import with_adapter
 from loadgen.dialogues import ConversationFactory, load_dialogues
 from loadgen.dialogues.conversation import TurnResult
 from loadgen.dialogues.model import Dialogue
@@ -53,7 +54,7 @@ class LoadgenRuntime:
     def transport_config(self, host: str | None) -> TransportConfig:
         if not host:
             raise ConfigError("no target: give --host URL, or leave it out to use the embedded server")
-        return TransportConfig(
+        config = TransportConfig(
             target=host,
             timeout_s=self.options.turn_timeout,
             connect_timeout_s=self.options.connect_timeout,
@@ -61,6 +62,7 @@ class LoadgenRuntime:
             tls_verify=not self.options.tls_insecure,
             model=self.options.model,
         )
+        return with_adapter(config, self.options.adapter)
 
     def report(self, result: TurnResult, *, schedule_lag_s: float, elapsed_s: float) -> TurnOutcome:
         """One finished turn: one Locust request event and our own record (see the module doc). ``elapsed_s`` is

@@ -15,9 +15,18 @@ must do is the public transport API, version :data:`API_VERSION`: :mod:`loadgen.
 from __future__ import annotations
 
 from loadgen.errors import ConfigError
+from loadgen.registry import lookup
 from loadgen.transports.base import API_VERSION, Transport, TransportConfig
 from loadgen.transports.plugins import ENTRY_POINT_GROUP, TRANSPORTS, check_name, load, registered_names
 from loadgen.wire.text import redact_url
+
+#: Declarative adapters (:mod:`loadgen.adapters`), one transport per protocol: selected by ``--adapter FILE|NAME``
+#: (which carries the adapter in the transport's config), never by ``--transport``.
+ADAPTER_TRANSPORTS: dict[str, str] = {
+    "adapter-rest": "loadgen.transports.adapter_rest:AdapterRestTransport",
+    "adapter-grpc": "loadgen.transports.adapter_grpc:AdapterGrpcTransport",
+    "adapter-amqp": "loadgen.transports.adapter_amqp:AdapterAmqpTransport",
+}
 
 #: The URL scheme of the default target of each built-in transport (used to tell a transport from a --host); a
 #: plug-in's are its class's ``schemes``.
@@ -25,12 +34,20 @@ DEFAULT_SCHEMES: dict[str, tuple[str, ...]] = {
     "rest": ("http", "https"),
     "grpc": ("grpc", "grpcs"),
     "amqp": ("amqp", "amqps"),
+    # declarative adapters: the schemes of their protocols
+    "adapter-rest": ("http", "https"),
+    "adapter-grpc": ("grpc", "grpcs"),
+    "adapter-amqp": ("amqp", "amqps"),
 }
 
 
 def transport_class(name: str) -> type[Transport]:
-    """The class ``name`` stands for: a built-in, an installed plug-in, or ``package.module:Class``
-    (:mod:`loadgen.transports.plugins`); :class:`ConfigError` with one line if there is none."""
+    """The class ``name`` stands for: a built-in, an installed plug-in, ``package.module:Class``
+    (:mod:`loadgen.transports.plugins`), or an adapter transport (selected by ``--adapter``); :class:`ConfigError`
+    with one line if there is none."""
+    if name in ADAPTER_TRANSPORTS:
+        cls: type[Transport] = lookup(ADAPTER_TRANSPORTS, name, "transport")
+        return cls
     return load(name)
 
 
@@ -61,6 +78,7 @@ def preflight(name: str, config: TransportConfig, timeout_s: float = PREFLIGHT_T
 
 
 __all__ = [
+    "ADAPTER_TRANSPORTS",
     "API_VERSION",
     "DEFAULT_SCHEMES",
     "ENTRY_POINT_GROUP",

@@ -208,24 +208,22 @@ class AmqpTransport(Transport):
         client = self._client
         if client is None or client.pid != os.getpid() or client.bridge is not AsyncBridge.current():
             client = self._client = _acquire(self._target, self.config.tls_verify)
-        body = encode_request(request, model=self._model)
+        body, options = self._request(request)
         connect_timeout = self.config.connect_timeout_s
         try:
             return client.bridge.run(
-                lambda: client.turn(
-                    body,
-                    stream=request.stream,
-                    queue=self._target.queue,
-                    headers=self._headers,
-                    timeout=turn_timeout,
-                    connect_timeout=connect_timeout,
-                ),
+                lambda: client.turn(body, **options, timeout=turn_timeout, connect_timeout=connect_timeout),
                 timeout=turn_timeout + connect_timeout + BRIDGE_SLACK_S,
             )
         except TimeoutError as exc:
             raise TurnTimeout(f"turn exceeded its timeout ({turn_timeout:g}s): no answer from the AMQP loop") from exc
         except BridgeError as exc:
             raise ConnectError(f"the AMQP transport's event loop is not running: {exc}") from exc
+
+    def _request(self, request: ChatRequest) -> tuple[bytes, dict[str, Any]]:
+        """One turn's request body, and the keywords of :meth:`AmqpClient.turn` that go with it."""
+        body = encode_request(request, model=self._model)
+        return body, {"stream": request.stream, "queue": self._target.queue, "headers": self._headers}
 
     def secrets(self) -> tuple[str | None, ...]:
         return (self._secret, self._target.password)

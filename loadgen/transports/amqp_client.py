@@ -24,12 +24,14 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import aio_pika
 import aiormq.exceptions as amqp_exc
 from aio_pika.abc import (
+    AbstractExchange,
     AbstractIncomingMessage,
     AbstractRobustChannel,
     AbstractRobustConnection,
@@ -169,6 +171,9 @@ class Turn:
         )
 
 
+#: Makes the :class:`Turn` that reads one request's replies: ``(stream, done future) -> Turn``.
+TurnFactory = Callable[[bool, asyncio.Future[None]], Turn]
+
 # ---------------------------------------------------------------------------------------------------------------
 # the process's connection (lives in the bridge's loop)
 
@@ -187,6 +192,7 @@ class AmqpClient:
         self._reply_queue: AbstractRobustQueue | None = None
         self._connecting: asyncio.Future[None] | None = None
         self._turns: dict[str, Turn] = {}
+        self._exchanges: dict[str, AbstractExchange] = {}  # named exchanges checked to exist
         self._lost = False  # the connection dropped and has not come back yet
         self._closed = False
 
@@ -274,13 +280,17 @@ class AmqpClient:
         headers: dict[str, Any],
         timeout: float,
         connect_timeout: float,
+        exchange: str = "",
+        new_turn: TurnFactory = Turn,
     ) -> Reply:
+        """One request (to ``exchange`` with routing key ``queue``; "": the default exchange, i.e. the queue of that
+        name) and its replies, read by the :class:`Turn` that ``new_turn`` makes."""
         await self.ready(connect_timeout)
         channel, reply_queue = self._channel, self._reply_queue
         assert channel is not None and reply_queue is not None
         loop = asyncio.get_running_loop()
         correlation_id = uuid.uuid4().hex
-        turn = Turn(stream, loop.create_future())
+        turn = new_turn(stream, loop.create_future())
         self._turns[correlation_id] = turn
         message = aio_pika.Message(
             body,
@@ -296,8 +306,12 @@ class AmqpClient:
         try:
             async with asyncio.timeout(timeout):
                 try:
-                    await channel.default_exchange.publish(message, routing_key=queue, mandatory=True)
+                    target = await self._exchange(channel, exchange)
+                    await target.publish(message, routing_key=queue, mandatory=True)
                 except amqp_exc.PublishError as exc:
+                    if exchange:
+                        raise Unroutable(f"nothing is bound to routing key {queue!r} on exchange {exchange!r} at "
+                                         f"{self.target.where}: is the service running?") from exc  # fmt: skip
                     raise Unroutable(
                         f"no queue named {queue!r} is bound on the broker at {self.target.where}: is the server "
                         "running? (start it with `loadgen serve --amqp-url ...`, or set ?queue= in the target)"
@@ -316,6 +330,25 @@ class AmqpClient:
         finally:
             self._turns.pop(correlation_id, None)
         return turn.reply(t_sent, t_done)
+
+    async def _exchange(self, channel: AbstractRobustChannel, name: str) -> AbstractExchange:
+        """The exchange to publish to: the default one for "", else a named one, checked to exist once (on a
+        channel of its own: a failed check closes the channel it ran on)."""
+        if not name:
+            return channel.default_exchange
+        exchange = self._exchanges.get(name)
+        if exchange is None:
+            assert self._connection is not None
+            probe = await self._connection.channel()
+            try:
+                await probe.get_exchange(name, ensure=True)
+            except amqp_exc.ChannelClosed as exc:
+                raise Unroutable(f"no exchange named {name!r} on the broker at {self.target.where}") from exc
+            finally:
+                with contextlib.suppress(Exception):
+                    await probe.close()
+            exchange = self._exchanges[name] = await channel.get_exchange(name, ensure=False)
+        return exchange
 
     # -- closing -------------------------------------------------------------------------------------------
 
@@ -341,4 +374,13 @@ def _describe(exc: BaseException | None) -> str:
     return short(str(exc)) or type(exc).__name__
 
 
-__all__ = ["CLOSE_TIMEOUT_S", "REPLY_QUEUE_PREFIX", "AmqpClient", "AmqpTarget", "Turn", "connect_error", "reply_error"]
+__all__ = [
+    "CLOSE_TIMEOUT_S",
+    "REPLY_QUEUE_PREFIX",
+    "AmqpClient",
+    "AmqpTarget",
+    "Turn",
+    "TurnFactory",
+    "connect_error",
+    "reply_error",
+]

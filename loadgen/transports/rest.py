@@ -191,16 +191,7 @@ class RestTransport(Transport):
     # -- one turn ------------------------------------------------------------------------------------------------
 
     def _send(self, request: ChatRequest, turn_timeout: float) -> Reply:
-        http_request = self._client.build_request(
-            "POST",
-            self._url,
-            content=encode_request(request, model=self._model),
-            headers={
-                "Accept": sse.CONTENT_TYPE if request.stream else JSON_CONTENT_TYPE,
-                "Content-Type": JSON_CONTENT_TYPE,
-            },
-            timeout=httpx.Timeout(turn_timeout, connect=min(self.config.connect_timeout_s, turn_timeout)),
-        )
+        http_request = self._build_request(request, turn_timeout)
         t_sent = time.perf_counter()
         try:
             response = self._client.send(http_request, stream=True)
@@ -229,6 +220,19 @@ class RestTransport(Transport):
             # the turn's outcome is already decided; a failed close only loses the connection
             with contextlib.suppress(*HTTPX_EXCEPTIONS):
                 response.close()
+
+    def _build_request(self, request: ChatRequest, turn_timeout: float) -> httpx.Request:
+        """The HTTP request of one turn (what a subclass speaking another API replaces)."""
+        return self._client.build_request(
+            "POST",
+            self._url,
+            content=encode_request(request, model=self._model),
+            headers={
+                "Accept": sse.CONTENT_TYPE if request.stream else JSON_CONTENT_TYPE,
+                "Content-Type": JSON_CONTENT_TYPE,
+            },
+            timeout=httpx.Timeout(turn_timeout, connect=min(self.config.connect_timeout_s, turn_timeout)),
+        )
 
     def _read_stream(self, pieces: Iterable[bytes], t_sent: float, t_first_byte: float) -> Reply:
         # long on purpose: the measured per-token hot path, inlined (reports/BENCHMARKS.md: REST 0.74x -> 0.94x)
