@@ -152,37 +152,83 @@ class Outage:
         }
 
 
+@dataclass(frozen=True)
+class Prefix:
+    """Failures already folded into the first outage of a transport (see :mod:`loadgen.metrics.recovery`): they
+    are in it whatever comes later, so only their number, their users and the first one's time are kept."""
+
+    start: float  # done time of the outage's first failure
+    failed_turns: int
+    users: frozenset[str | None]
+
+
+@dataclass(frozen=True)
+class Found:
+    """An outage as :func:`scan_outages` found it: which of the (sorted) failures it took, and from when nothing
+    that arrives later can change it (``settles_at``: its users all back, and every turn sent before its end
+    done; infinity while one is not)."""
+
+    outage: Outage
+    taken: tuple[int, ...]
+    settles_at: float
+
+
 def find_outages(transport: str, events: TransportEvents) -> list[Outage]:
     """The outages in one transport's merged events, in order of start (see the module docstring)."""
-    failures = sorted(events.failures, key=lambda e: e[1])
+    return [f.outage for f in scan_outages(transport, events)]
+
+
+def scan_outages(
+    transport: str, events: TransportEvents, *, prefix: Prefix | None = None, longest: float = 0.0
+) -> list[Found]:
+    """:func:`find_outages` with what a running tracker needs: ``prefix`` (failures folded into the first
+    outage), ``longest`` (the longest failed turn seen, beyond these events), and per outage what it took.
+    Indexes in ``taken`` are into the failures sorted by their done time (:func:`sorted_failures`)."""
+    failures = sorted_failures(events)
     comebacks = sorted(events.comebacks, key=lambda e: e[1])
     comeback_times = [c[1] for c in comebacks]
-    longest = max((done - sent for sent, done, _ in failures), default=0.0)  # bounds how late a turn sent before
-    taken = [False] * len(failures)  # the comeback can fail
-    outages: list[Outage] = []
-    for i, (_, start, _) in enumerate(failures):
-        if taken[i]:
+    # bounds how late a turn sent before the comeback can fail
+    longest = max([longest, *(done - sent for sent, done, _ in failures)])
+    taken = [False] * len(failures)
+    found: list[Found] = []
+    first = prefix
+    i = 0
+    while i < len(failures) or first is not None:
+        if first is None and taken[i]:
+            i += 1
             continue
+        start = first.start if first is not None else failures[i][1]
+        carried = first if first is not None else Prefix(start, 0, frozenset())
+        first = None
         at = bisect.bisect_right(comeback_times, start)
         end = comeback_times[at] if at < len(comeback_times) else None
         if end is None:  # never back within the run
             rest = [j for j in range(i, len(failures)) if not taken[j]]
-            users = {failures[j][2] for j in rest}
-            outages.append(Outage(transport, start, None, len(rest), len(users), None))
+            users = carried.users | {failures[j][2] for j in rest}
+            outage = Outage(transport, start, None, carried.failed_turns + len(rest), len(users), None)
+            found.append(Found(outage, tuple(rest), float("inf")))
             break
         # its turns: failed by the time the clients saw the service back, or sent before it (a stalled turn that
         # timed out later); then the users it hit are back once each has succeeded since
         window = _failures_until(failures, taken, i, end + longest)
-        hit = {failures[j][2] for j in window if failures[j][1] <= end or failures[j][0] < end}
+        hit = set(carried.users) | {failures[j][2] for j in window if failures[j][1] <= end or failures[j][0] < end}
         all_back = _all_back(comebacks, at, hit)
-        window = _failures_until(failures, taken, i, max(all_back, end + longest))
+        settles_at = max(all_back, end + longest)
+        window = _failures_until(failures, taken, i, settles_at)
         mine = [j for j in window if failures[j][1] <= all_back or failures[j][0] < end]
         stale = [failures[j][1] for j in mine if failures[j][0] >= end]  # sent after it was back, still failed
         for j in mine:
             taken[j] = True
-        users = {failures[j][2] for j in mine}
-        outages.append(Outage(transport, start, end, len(mine), len(users), max(stale, default=end) - end))
-    return outages
+        users = carried.users | {failures[j][2] for j in mine}
+        recovery = max(stale, default=end) - end
+        outage = Outage(transport, start, end, carried.failed_turns + len(mine), len(users), recovery)
+        found.append(Found(outage, tuple(mine), settles_at))
+    return found
+
+
+def sorted_failures(events: TransportEvents) -> list[Event]:
+    """The failures in the order :func:`scan_outages` indexes them (by done time, stable)."""
+    return sorted(events.failures, key=lambda e: e[1])
 
 
 def _failures_until(failures: list[Event], taken: list[bool], first: int, until: float) -> list[int]:
@@ -209,9 +255,13 @@ def _all_back(comebacks: list[Event], first: int, hit: set[str | None]) -> float
 
 __all__ = [
     "MAX_FAILURES_PER_REPORT",
+    "Found",
     "Outage",
     "OutageEvents",
     "OutageRecorder",
+    "Prefix",
     "TransportEvents",
     "find_outages",
+    "scan_outages",
+    "sorted_failures",
 ]

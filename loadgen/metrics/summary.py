@@ -1,19 +1,23 @@
 """``summary.json``: the run's figures per (transport, dialogue, turn), plus run-level ones.
 
-Schema (``schema_version`` 1), documented in README.md ("Reading the report"):
+Schema (``schema_version`` 2; a reader of version 1 folders finds the same fields less the new ones), documented
+in README.md ("Reading the report"):
 {
-  "schema_version": 1,
-  "run": {id, started_at, ended_at, duration_s, target, transports, history_mode, users, ... options},
-  "turns": [ {transport, dialogue, turn, count, failures, failures_by_kind: {transport, retention},
+  "schema_version": 2,
+  "run": {id, started_at, ended_at, duration_s, target, transports, history_mode, users, complete, cut_off_turns,
+          checkpoints, ... options},
+  "turns": [ {transport, dialogue, turn, count, failures, failures_by_kind: {transport, retention, session},
               failure_reasons: {"Kind: reason": n}, e2e_ms, ttft_ms, itl_ms, schedule_lag_ms
               (each {p50, p95, p99, max, mean, count, out_of_range}), retention: {checked, passed, rate},
               output_tokens, prompt_tokens, output_tokens_per_s} ... ],
   "transports": {name: the same figures over all dialogues and turns, plus turns_per_s},
   "context_buckets": {transport: {bucket: {e2e_ms, ttft_ms}}},
   "generator_lag_ms": {p50, p95, p99, max, mean, count},
-  "warnings": [text, ...]
+  "warnings": [text, ...],
+  ... and the sections the run adds (``sections``): windows, drift, outages, recovery, faults, workers
 }
-Percentile fields are milliseconds (floats); quantile names follow the percentile scale (p99 = 0.99).
+Percentile fields are milliseconds (floats); quantile names follow the percentile scale (p99 = 0.99). A latency
+block with no samples has every statistic ``null`` (count 0), never 0.0.
 """
 
 from __future__ import annotations
@@ -25,17 +29,17 @@ from loadgen.metrics.batch import MetricsBatch, Pause
 from loadgen.metrics.histograms import Metric, TrackedHistogram
 from loadgen.metrics.keys import ALL, ContextMetric, Count, FailureReason, SeriesKey, Total
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 QUANTILES: dict[str, float] = {"p50": 0.50, "p95": 0.95, "p99": 0.99}
 GENERATOR_LAG_WARN_MS = 5.0
 
 
-def latency_block(hist: TrackedHistogram | None) -> dict[str, float | int]:
-    """Percentiles of a microsecond histogram, in milliseconds."""
+def latency_block(hist: TrackedHistogram | None) -> dict[str, float | int | None]:
+    """Percentiles of a microsecond histogram, in milliseconds; every statistic None when it has no samples."""
     if hist is None or hist.count == 0:
-        return {"p50": 0.0, "p95": 0.0, "p99": 0.0, "max": 0.0, "mean": 0.0, "count": 0, "out_of_range": 0}
+        return {"p50": None, "p95": None, "p99": None, "max": None, "mean": None, "count": 0, "out_of_range": 0}
     values = hist.quantiles(QUANTILES.values())
-    block: dict[str, float | int] = {name: round(values[q] / 1000.0, 3) for name, q in QUANTILES.items()}
+    block: dict[str, float | int | None] = {name: round(values[q] / 1000.0, 3) for name, q in QUANTILES.items()}
     block["max"] = round(hist.max() / 1000.0, 3)
     block["mean"] = round(hist.mean() / 1000.0, 3)
     block["count"] = hist.count
@@ -65,6 +69,7 @@ def _figures(batch: MetricsBatch, base: SeriesKey, duration_s: float) -> dict[st
         "failures_by_kind": {
             "transport": int(counter(Count.TRANSPORT_FAILURES)),
             "retention": int(counter(Count.RETENTION_FAILURES)),
+            "session": int(counter(Count.SESSION_FAILURES)),
         },
         "failure_reasons": dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
         "e2e_ms": latency_block(e2e),
@@ -83,10 +88,16 @@ def _figures(batch: MetricsBatch, base: SeriesKey, duration_s: float) -> dict[st
 
 
 def build_summary(
-    batch: MetricsBatch, run: dict[str, Any], warnings: list[str] | None = None, *, pause: Pause | None = None
+    batch: MetricsBatch,
+    run: dict[str, Any],
+    warnings: list[str] | None = None,
+    *,
+    pause: Pause | None = None,
+    sections: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The summary of ``batch``; ``pause`` (e.g. ``gevent.sleep(0)``) is called after each series' figures,
-    so that a checkpoint written while users run never holds them up for the whole of it."""
+    so that a checkpoint written while users run never holds them up for the whole of it. ``sections`` (windows,
+    drift, outages, ...) are added as they are, after the figures."""
     duration_s = float(run.get("duration_s") or 0.0)
     turn_keys = sorted({k.turn_key() for k in batch.series_keys()})
     turns = []
@@ -110,7 +121,7 @@ def build_summary(
             buckets[key.transport].setdefault(context.bucket, {})[f"{context.metric}_ms"] = latency_block(hist)
     lag = latency_block(batch.histograms.get(SeriesKey(ALL, ALL, 0, Metric.GENERATOR_LAG)))
     all_warnings = list(warnings or [])
-    if lag["count"] and float(lag["p99"]) > GENERATOR_LAG_WARN_MS:
+    if lag["p99"] is not None and float(lag["p99"]) > GENERATOR_LAG_WARN_MS:
         all_warnings.append(
             f"load generator lag p99 is {lag['p99']} ms (> {GENERATOR_LAG_WARN_MS} ms): the generator was "
             "overloaded and its own delay is inside the latencies; use fewer users per process or --processes N"
@@ -123,4 +134,10 @@ def build_summary(
         "context_buckets": dict(buckets),
         "generator_lag_ms": lag,
         "warnings": all_warnings,
+        **(sections or {}),
     }
+
+
+def cut_off_turns(batch: MetricsBatch) -> int:
+    """Turns in flight when their users were stopped (counted per transport by the processes that ran them)."""
+    return sum(int(v) for k, v in batch.counts.items() if k.metric == Count.CUT_OFF)

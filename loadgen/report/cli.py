@@ -14,7 +14,7 @@ from pathlib import Path
 
 from loadgen.errors import ConfigError
 from loadgen.metrics.console import format_table
-from loadgen.metrics.rundir import HISTOGRAMS_FILE, INTERVALS_FILE, SUMMARY_FILE
+from loadgen.metrics.rundir import HISTOGRAMS_FILE, INTERVALS_FILE, INTERVALS_LOG, SUMMARY_FILE
 from loadgen.option_table import add_options
 from loadgen.report import EXIT_BAD_INPUT, EXIT_THRESHOLD_VIOLATED
 from loadgen.report.files import write_reports
@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         if args.out:
             out = Path(args.out)
             out.mkdir(parents=True, exist_ok=True)
-            for name in (SUMMARY_FILE, HISTOGRAMS_FILE, INTERVALS_FILE):
+            for name in (SUMMARY_FILE, HISTOGRAMS_FILE, INTERVALS_FILE, INTERVALS_LOG):
                 if (run_dir / name).exists() and (run_dir / name).resolve() != (out / name).resolve():
                     shutil.copyfile(run_dir / name, out / name)
             data.run_dir = out

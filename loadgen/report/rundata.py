@@ -16,7 +16,7 @@ from loadgen.errors import ConfigError
 from loadgen.metrics.batch import MetricsBatch
 from loadgen.metrics.histograms import Metric, TrackedHistogram
 from loadgen.metrics.keys import ALL, CONTEXT_BUCKET_ORDER, Count, SeriesKey, Total, is_total
-from loadgen.metrics.rundir import HISTOGRAMS_FILE, INTERVALS_FILE, SUMMARY_FILE
+from loadgen.metrics.rundir import HISTOGRAMS_FILE, INTERVALS_FILE, INTERVALS_LOG, SUMMARY_FILE
 
 __all__ = ["CONTEXT_BUCKET_ORDER", "LATENCY_METRICS", "Interval", "RunData", "load_batch", "load_run"]
 #: The latency metrics (microsecond histograms) a report and a threshold can name.
@@ -126,6 +126,20 @@ def _read_json(path: Path) -> Any:
         raise ConfigError(f"{path}: not valid JSON ({exc})") from exc
 
 
+def _read_lines(path: Path) -> list[dict[str, Any]]:
+    """``intervals.jsonl``: one object a line; a last line cut short (a killed run) is left out."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    out = []
+    for n, line in enumerate(lines, 1):
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            if n == len(lines):
+                break
+            raise ConfigError(f"{path}:{n}: not valid JSON ({exc})") from exc
+    return out
+
+
 def load_batch(wire: dict[str, Any], where: str) -> MetricsBatch:
     batch = MetricsBatch()
     try:
@@ -136,7 +150,8 @@ def load_batch(wire: dict[str, Any], where: str) -> MetricsBatch:
 
 
 def load_run(run_dir: Path | str, *, need_intervals: bool = True) -> RunData:
-    """Read ``summary.json``, ``histograms.json`` and (when present) ``intervals.json`` of a run folder."""
+    """Read ``summary.json``, ``histograms.json`` and (when present) ``intervals.jsonl``, or the ``intervals.json``
+    of an older folder."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ConfigError(f"{run_dir}: not a folder; give a run folder such as reports/<run-id>")
@@ -148,12 +163,17 @@ def load_run(run_dir: Path | str, *, need_intervals: bool = True) -> RunData:
     intervals: list[Interval] = []
     started_at: float | None = summary.get("run", {}).get("started_at")
     int_path = run_dir / INTERVALS_FILE
-    if need_intervals and int_path.exists():
+    log_path = run_dir / INTERVALS_LOG
+    items: list[dict[str, Any]] = []
+    if need_intervals and log_path.exists():
+        items, int_path = _read_lines(log_path), log_path
+    elif need_intervals and int_path.exists():
         data = _read_json(int_path)
         started_at = data.get("started_at", started_at)
-        for i, item in enumerate(data.get("intervals", [])):
-            wire = {"v": item.get("v"), "h": item.get("h", {}), "c": item.get("c", {})}
-            intervals.append(
-                Interval(float(item["start"]), float(item["end"]), load_batch(wire, f"{int_path} interval {i}"))
-            )
+        items = data.get("intervals", [])
+    for i, item in enumerate(items):
+        wire = {"v": item.get("v"), "h": item.get("h", {}), "c": item.get("c", {})}
+        intervals.append(
+            Interval(float(item["start"]), float(item["end"]), load_batch(wire, f"{int_path} interval {i}"))
+        )
     return RunData(run_dir=run_dir, summary=summary, batch=batch, intervals=intervals, started_at=started_at)

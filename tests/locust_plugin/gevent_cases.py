@@ -159,7 +159,7 @@ def test_a_retention_miss_is_a_locust_failure_and_a_retention_failure_of_ours(en
     rt = _converse(env, tmp_path, ScriptedTransport(forget_at=(4,)))
     assert [type(e).__name__ for e in seen] == ["NoneType"] * 3 + ["RetentionFailure", "NoneType"]
     assert isinstance(seen[3], RetentionFailure)
-    assert str(seen[3]) == "turn 4 forgot code='QX-7781' planted at turn 2"
+    assert str(seen[3]) == "plan turn 4 forgot code (planted at turn 2)"  # grouped: no slot value
     assert _locust(env, 4) == (1, 1)
     counted = (Count.FAILURES, Count.RETENTION_FAILURES, Count.RETENTION_CHECKED, Count.RETENTION_PASSED)
     assert [_counter(rt, c) for c in counted] == [1, 1, 2, 1]
@@ -239,21 +239,22 @@ def _init_environment(parsed: argparse.Namespace) -> Any:
 def test_a_bad_run_id_stops_the_run_with_one_line_before_a_folder_is_named(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    plugin_events.state.run_dir = None
+    plugin_events.state.folder = None
     with pytest.raises(SystemExit) as stopped:
         plugin_events._on_init(_init_environment(_parsed(tmp_path, "--run-id", "nightly/2026")), runner=None)
     assert stopped.value.code == 2
     assert capsys.readouterr().err == (
         "chat-loadgen: --run-id 'nightly/2026': use letters, digits, '.', '_' and '-' only\n"
     )
-    assert plugin_events.state.run_dir is None
+    assert plugin_events.state.folder is None
 
 
 def test_a_good_run_id_names_the_run_folder(tmp_path: Path) -> None:
     parsed = _parsed(tmp_path, "--run-id", "nightly-2026.1", "--reports-dir", str(tmp_path / "reports"))
     plugin_events._on_init(_init_environment(parsed), runner=None)
-    assert plugin_events.state.run_dir == tmp_path / "reports" / "nightly-2026.1"
-    assert plugin_events.state.run_meta["id"] == "nightly-2026.1"
+    assert plugin_events.state.folder is not None
+    assert plugin_events.state.folder.run_dir == tmp_path / "reports" / "nightly-2026.1"
+    assert plugin_events.state.folder.meta["id"] == "nightly-2026.1"
     runtime.reset_runtime()
 
 
