@@ -141,6 +141,7 @@ def install_graceful_quit(environment: Any, runner: Any) -> None:
         if runner.state not in (STATE_INIT, STATE_STOPPED):
             told = [c.id for c in runner.clients.all if c.state != STATE_MISSING]
             workers.expect_final(told)
+            runner._users_dispatcher = None  # as Locust's own stop does: a worker quitting is not a reason to rebalance
             for client_id in told:
                 runner.server.send_to_client(Message("quit", None, client_id))  # type: ignore[no-untyped-call]
             wait_for_final_reports(runner, drain_timeout_s(environment))

@@ -5,11 +5,13 @@ when each test stops.
   again from the web UI after a stop is a new run: ``<run-id>-2``, ``-3``, ...
 - ``intervals.jsonl`` is appended as each interval closes (:class:`~loadgen.metrics.rundir.IntervalLog`).
 - Every ``--checkpoint-interval`` seconds the checkpoint greenlet rewrites ``summary.json`` and
-  ``histograms.json`` (``run.complete`` false) with pauses (``gevent.sleep(0)``) between groups of series, so the
-  users run between them; its cost does not grow with the run's length. ``run.checkpoints`` says what they cost:
-  ``{"count", "interval_s", "last_ms", "mean_ms", "max_ms", "max_block_ms"}``, ``max_block_ms`` being the longest
-  stretch without a pause (the most a checkpoint held the users up). A run killed with ``kill -9`` loses at most
-  the seconds since the last checkpoint.
+  ``histograms.json`` (``run.complete`` false) with pauses (``gevent.sleep(0)``) after each histogram read or
+  encoded, so the users run between them; its cost does not grow with the run's length. ``run.checkpoints`` says
+  what they cost: ``{"count", "interval_s", "last_ms", "mean_ms", "max_ms"}`` (wall-clock, the users' turns in the
+  pauses included), ``cpu_last_ms``, ``cpu_mean_ms``, ``cpu_max_ms`` (the checkpoint's own work, this thread's CPU
+  time between pauses) and ``max_block_ms`` (the longest stretch of that work without a pause: the most a
+  checkpoint held the users up, less what other processes took of the core meanwhile). A run killed with
+  ``kill -9`` loses at most the seconds since the last checkpoint.
 - When the test stops, the folder is written whole (``run.complete`` true) and the summary listeners run (report
   files, CI gates).
 
@@ -44,25 +46,30 @@ def pause() -> None:
 
 
 class _Meter:
-    """A pause that also measures the longest stretch of work between two pauses."""
+    """A pause that also measures the work between pauses: its total and its longest stretch (this thread's CPU
+    time, so that another process taking the core meanwhile is not counted as ours)."""
 
     def __init__(self, inner: Callable[[], None] | None) -> None:
         self._inner = inner
-        self._last = time.perf_counter()
+        self._last = time.thread_time()
+        self.busy_s = 0.0
         self.longest_s = 0.0
 
     def __call__(self) -> None:
         self._stretch()
         if self._inner is not None:
             self._inner()
-        self._last = time.perf_counter()
+        self._last = time.thread_time()
 
     def _stretch(self) -> None:
-        self.longest_s = max(self.longest_s, time.perf_counter() - self._last)
+        took = time.thread_time() - self._last
+        self.busy_s += took
+        self.longest_s = max(self.longest_s, took)
 
-    def finish(self) -> float:
+    def finish(self) -> tuple[float, float]:
+        """(the work's total, its longest stretch), in seconds."""
         self._stretch()
-        return self.longest_s
+        return self.busy_s, self.longest_s
 
 
 @dataclass
@@ -72,25 +79,35 @@ class CheckpointStats:
     total_s: float = 0.0
     last_s: float = 0.0
     max_s: float = 0.0
+    cpu_total_s: float = 0.0
+    cpu_last_s: float = 0.0
+    cpu_max_s: float = 0.0
     max_block_s: float = 0.0
 
-    def add(self, took_s: float, block_s: float) -> None:
+    def add(self, took_s: float, cpu_s: float, block_s: float) -> None:
         self.count += 1
         self.total_s += took_s
         self.last_s = took_s
         self.max_s = max(self.max_s, took_s)
+        self.cpu_total_s += cpu_s
+        self.cpu_last_s = cpu_s
+        self.cpu_max_s = max(self.cpu_max_s, cpu_s)
         self.max_block_s = max(self.max_block_s, block_s)
 
     def to_json(self) -> dict[str, Any]:
         def ms(s: float) -> float | None:
             return round(s * 1000.0, 3) if self.count else None
 
+        n = max(self.count, 1)
         return {
             "count": self.count,
             "interval_s": self.interval_s,
             "last_ms": ms(self.last_s),
-            "mean_ms": ms(self.total_s / self.count if self.count else 0.0),
+            "mean_ms": ms(self.total_s / n),
             "max_ms": ms(self.max_s),
+            "cpu_last_ms": ms(self.cpu_last_s),
+            "cpu_mean_ms": ms(self.cpu_total_s / n),
+            "cpu_max_ms": ms(self.cpu_max_s),
             "max_block_ms": ms(self.max_block_s),
         }
 
@@ -177,7 +194,7 @@ class RunFolder:
         run.update(sections.pop("run", {}))
         summary = write_run(self.run_dir, agg, run, warnings, pause=meter, sections=sections)
         if not final:
-            self.stats.add(time.perf_counter() - began, meter.finish())
+            self.stats.add(time.perf_counter() - began, *meter.finish())
         self.written_updates = agg.updates
         self.last_summary = summary
         return summary

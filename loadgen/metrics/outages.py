@@ -4,19 +4,21 @@ Each process that runs users keeps an :class:`OutageRecorder`. It records, per t
 made of (a healthy run records nothing):
 
 - every failed turn: ``(sent, done, user)``;
-- per user, the first success after that user failed: ``(sent, done, user)``;
-- per process, the first success (any user) after any failure in the process: ``(sent, done, None)``.
+- per user, the first success after that user failed (a *comeback*): ``(sent, done, user)``.
 
-Times are wall-clock seconds (``time.time()``), so events of several processes merge by plain concatenation:
-a worker ships :meth:`OutageRecorder.take_wire` in each report and the master adds it with
-:meth:`OutageEvents.merge_wire`; the figures found from the merged events are the same as one process would
-have found.
+Every event is about one user, and a user lives in one process, so the events of several processes merge by
+plain concatenation (times are wall-clock seconds, ``time.time()``): a worker ships
+:meth:`OutageRecorder.take_wire` in each report and the master adds it with :meth:`OutageEvents.merge_wire`; the
+figures found from the merged events are exactly those one process running every user would have found. (A mark
+of "the first success in this process after a failure in this process" would not merge so: the first success
+after a failure in another process is not seen as one.)
 
 :func:`find_outages` reads the merged events of one transport:
 
 - an **outage** starts at the first failed turn after a success and ends, as the clients see it, at the first
-  successful turn after it (``end_s``); ``failed_turns`` and ``users`` count the failed turns and distinct users
-  from its start until the users it hit are back (each has succeeded once since);
+  comeback after it (``end_s``: the first successful turn of a user who was failing); ``failed_turns`` and
+  ``users`` count the failed turns and distinct users from its start until the users it hit are back (each has
+  succeeded once since);
 - its **recovery** (``recovery_s``) is how long after ``end_s`` turns SENT after ``end_s`` still failed: 0 when the
   first turns after the service came back succeeded; the time to the last such failure when stale connections
   (a reconnect backoff, a broker channel) kept failing turns the service would have served. Think time is not in
@@ -36,7 +38,7 @@ from typing import Any
 MAX_FAILURES_PER_REPORT = 20_000
 WIRE_VERSION = 1
 
-#: (sent, done, user) with wall-clock seconds; user None for a process-level mark.
+#: (sent, done, user) with wall-clock seconds (user None: a process-level mark of an earlier version).
 Event = tuple[float, float, str | None]
 
 
@@ -96,24 +98,16 @@ class OutageRecorder:
     def __init__(self) -> None:
         self.pending = OutageEvents()
         self._failing_users: set[tuple[str, str]] = set()
-        self._process_failing: set[str] = set()  # transports with a failure not yet followed by a success
 
     def turn(self, transport: str, user: str, sent: float, done: float, ok: bool) -> None:
         key = (transport, user)
         if ok:
-            if not self._failing_users and not self._process_failing:
-                return  # the healthy path: nothing to keep
-            events = self.pending.of(transport)
-            if transport in self._process_failing:
-                self._process_failing.discard(transport)
-                events.comebacks.append((sent, done, None))
-            if key in self._failing_users:
+            if key in self._failing_users:  # else the healthy path: nothing to keep
                 self._failing_users.discard(key)
-                events.comebacks.append((sent, done, user))
+                self.pending.of(transport).comebacks.append((sent, done, user))
             return
         events = self.pending.of(transport)
         self._failing_users.add(key)
-        self._process_failing.add(transport)
         if len(events.failures) < MAX_FAILURES_PER_REPORT:
             events.failures.append((sent, done, user))
         else:
@@ -129,7 +123,7 @@ class OutageRecorder:
 class Outage:
     transport: str
     start_s: float  # wall-clock
-    end_s: float | None  # the first success after it (None: still out when the run ended)
+    end_s: float | None  # the first comeback after it (None: still out when the run ended)
     failed_turns: int
     users: int
     recovery_s: float | None

@@ -96,14 +96,21 @@ def write_run(
     workers) join the aggregator's own (windows, drift, outages, recovery). Intervals the aggregator kept itself
     (no ``on_interval`` sink: tests, offline use) are written to ``intervals.jsonl`` too."""
     run_dir.mkdir(parents=True, exist_ok=True)
+
+    def step() -> None:
+        if pause is not None:
+            pause()
+
     with aggregator.held():
         own, more_warnings = aggregator.sections()
+        step()
         run = {**run, "cut_off_turns": cut_off_turns(aggregator.total)}
         all_warnings = [*(warnings or []), *more_warnings]
         summary = build_summary(aggregator.total, run, all_warnings, pause=pause, sections={**own, **(sections or {})})
         histograms = {"schema_version": 1, "unit": "us", **aggregator.total.to_wire(pause=pause)}
         kept = [i.to_json() for i in aggregator.intervals]
     _write_json(run_dir / HISTOGRAMS_FILE, histograms, indent=None)
+    step()
     if kept:
         text = "".join(json.dumps(i, separators=(",", ":")) + "\n" for i in kept)
         (run_dir / INTERVALS_LOG).write_text(text, encoding="utf-8")

@@ -47,17 +47,30 @@ def latency_block(hist: TrackedHistogram | None) -> dict[str, float | int | None
     return block
 
 
-def _figures(batch: MetricsBatch, base: SeriesKey, duration_s: float) -> dict[str, Any]:
+def _reasons(batch: MetricsBatch) -> dict[tuple[str, str, int], dict[str, int]]:
+    """Failure reasons per series (one pass over the counters)."""
+    out: dict[tuple[str, str, int], dict[str, int]] = defaultdict(dict)
+    for key, value in batch.counts.items():
+        if (reason := FailureReason.parse(key.metric)) is not None:
+            out[key.turn_key()][reason.label()] = int(value)
+    return out
+
+
+def _figures(
+    batch: MetricsBatch, base: SeriesKey, duration_s: float, reasons: dict[str, int], pause: Pause | None
+) -> dict[str, Any]:
     def counter(name: Count | Total) -> float:
         return batch.counter(base.with_metric(name))
 
     def hist(metric: Metric) -> TrackedHistogram | None:
         return batch.histograms.get(base.with_metric(metric))
 
-    reasons: dict[str, int] = {}
-    for key, value in batch.counts.items():
-        if key.turn_key() == base.turn_key() and (reason := FailureReason.parse(key.metric)) is not None:
-            reasons[reason.label()] = int(value)
+    def block(metric: Metric) -> dict[str, float | int | None]:
+        figures = latency_block(hist(metric))
+        if pause is not None:
+            pause()  # a block reads a histogram's every counter: let the users run after each
+        return figures
+
     checked = int(counter(Count.RETENTION_CHECKED))
     passed = int(counter(Count.RETENTION_PASSED))
     output_tokens = counter(Total.OUTPUT_TOKENS)
@@ -72,10 +85,10 @@ def _figures(batch: MetricsBatch, base: SeriesKey, duration_s: float) -> dict[st
             "session": int(counter(Count.SESSION_FAILURES)),
         },
         "failure_reasons": dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
-        "e2e_ms": latency_block(e2e),
-        "ttft_ms": latency_block(hist(Metric.TTFT)),
-        "itl_ms": latency_block(hist(Metric.ITL)),
-        "schedule_lag_ms": latency_block(hist(Metric.SCHEDULE_LAG)),
+        "e2e_ms": block(Metric.E2E),
+        "ttft_ms": block(Metric.TTFT),
+        "itl_ms": block(Metric.ITL),
+        "schedule_lag_ms": block(Metric.SCHEDULE_LAG),
         "retention": {"checked": checked, "passed": passed, "rate": (passed / checked) if checked else None},
         "output_tokens": round(output_tokens, 1),
         "prompt_tokens": int(counter(Count.PROMPT_TOKENS)),
@@ -95,30 +108,30 @@ def build_summary(
     pause: Pause | None = None,
     sections: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The summary of ``batch``; ``pause`` (e.g. ``gevent.sleep(0)``) is called after each series' figures,
-    so that a checkpoint written while users run never holds them up for the whole of it. ``sections`` (windows,
-    drift, outages, ...) are added as they are, after the figures."""
+    """The summary of ``batch``; ``pause`` (e.g. ``gevent.sleep(0)``) is called after each histogram read, so
+    that a checkpoint written while users run holds them up for one histogram at a time, never the whole of it.
+    ``sections`` (windows, drift, outages, ...) are added as they are, after the figures."""
     duration_s = float(run.get("duration_s") or 0.0)
     turn_keys = sorted({k.turn_key() for k in batch.series_keys()})
+    reasons = _reasons(batch)
     turns = []
     transports: dict[str, Any] = {}
     for transport, dialogue, turn in turn_keys:
         if transport == ALL:
             continue
         base = SeriesKey.series(transport, dialogue, turn)
+        figures = _figures(batch, base, duration_s, reasons.get(base.turn_key(), {}), pause)
         if dialogue == ALL:
-            transports[transport] = _figures(batch, base, duration_s)
+            transports[transport] = figures
             continue
-        row = {"transport": transport, "dialogue": dialogue, "turn": turn}
-        row.update(_figures(batch, base, duration_s))
-        turns.append(row)
-        if pause is not None:
-            pause()
+        turns.append({"transport": transport, "dialogue": dialogue, "turn": turn, **figures})
     buckets: dict[str, dict[str, Any]] = defaultdict(dict)
     for key, hist in sorted(batch.histograms.items()):
         context = ContextMetric.parse(key.metric)
         if key.dialogue == ALL and context is not None and key.transport != ALL:
             buckets[key.transport].setdefault(context.bucket, {})[f"{context.metric}_ms"] = latency_block(hist)
+            if pause is not None:
+                pause()
     lag = latency_block(batch.histograms.get(SeriesKey(ALL, ALL, 0, Metric.GENERATOR_LAG)))
     all_warnings = list(warnings or [])
     if lag["p99"] is not None and float(lag["p99"]) > GENERATOR_LAG_WARN_MS:

@@ -3,9 +3,10 @@ server (``loadgen serve``), a headless master that waits for two workers, and tw
 --master-host``) that take the target from the master. Each worker logs its turns (``--turn-log``: one file
 per worker, its pid in the name); the master's merged histograms (summary.json) and Locust's own merged
 statistics (``--json-file``) must equal the sum of the two logs, turn by turn: counts, failures, retention
-checks, tokens, the exact sums of the latencies and their maxima (to the histograms' precision). The master's
-load shape takes the users away 5 s before the end, so every turn has been reported before the quit (see
-drain_shape.py)."""
+checks, tokens, the exact sums of the latencies and their maxima (to the histograms' precision). The users run
+until the end of ``-t``: the master waits for each worker's final report before it quits, so the turns of a
+worker's last seconds are in (turns in flight when the users were stopped are counted as cut off, in no log).
+Only the workers are given ``--turn-log``: a worker's own options are read before the master's replace them."""
 
 from __future__ import annotations
 
@@ -30,11 +31,10 @@ from tests.conftest import REPO_ROOT
 pytestmark = pytest.mark.e2e
 
 LOCUSTFILE = REPO_ROOT / "scenarios" / "multiturn.py"
-SHAPE = Path(__file__).with_name("drain_shape.py")  # why: see its docstring
 DIALOGUES = REPO_ROOT / "deploy" / "k8s" / "base" / "dialogues"  # what the deployments mount
 READY_PREFIX = "loadgen-ready "
 USERS = 6
-RUN_S = 14  # 9 s of load, then drain_shape.DRAIN_S (5 s) without users
+RUN_S = 10
 THINK = ("--think-min", "0.05", "--think-max", "0.2")
 START_TIMEOUT_S = 60.0
 RUN_TIMEOUT_S = 150.0
@@ -117,19 +117,17 @@ def _wait_ready(proc: subprocess.Popen[bytes], log: Path) -> str:
 def run_master_and_two_workers(folder: Path, master_files: tuple[Path, ...] = ()) -> DistributedRun:
     """``master_files``: more locustfiles for the master only (a test can add a listener that breaks it)."""
     locust = [sys.executable, "-m", "locust"]
-    # --turn-log goes to the master too (it logs nothing itself): Locust copies the master's options over a
-    # worker's when the first spawn message arrives, and that can happen while the worker's init is still
-    # importing the transport (the import yields to the worker's message loop), before the turn log is set up
-    common = ["--dialogues", str(DIALOGUES), *THINK, "--turn-log", "logs/turns.jsonl"]
+    common = ["--dialogues", str(DIALOGUES), *THINK]
     port = str(_free_port())
-    master_f = ",".join(str(p) for p in (LOCUSTFILE, SHAPE, *master_files))
+    master_f = ",".join(str(p) for p in (LOCUSTFILE, *master_files))
     master = [
         *locust, "-f", master_f, "--master", "--headless", "--expect-workers", "2",
         "--expect-workers-max-wait", str(int(START_TIMEOUT_S)), "--master-bind-host", "127.0.0.1",
         "--master-bind-port", port, "-u", str(USERS), "-r", str(USERS), "-t", f"{RUN_S}s",
         *common, "--reports-dir", "reports", "--run-id", "run", "--json-file", "locust-stats", "--only-summary",
     ]  # fmt: skip
-    worker = [*locust, "-f", str(LOCUSTFILE), "--worker", "--master-host", "127.0.0.1", "--master-port", port, *common]
+    worker = [*locust, "-f", str(LOCUSTFILE), "--worker", "--master-host", "127.0.0.1", "--master-port", port, *common,
+              "--turn-log", "logs/turns.jsonl"]  # fmt: skip
     with _processes() as started:
         _start(started, folder, "server", [sys.executable, "-m", "loadgen", "serve", "--rest-port", "0"])
         url = _wait_ready(started[0][1], folder / "server.log")
