@@ -180,7 +180,9 @@ class RunFolder:
         meter = _Meter(None if final else pause)
         rt.flush_local(pause=meter)
         agg.maybe_roll(force=final)
+        meter()
         agg.settle()
+        meter()
         now = time.time()
         started = self.started_at or agg.started_at
         ended = (self.stopped_at or now) if final else now

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from loadgen.errors import ConnectError
@@ -81,7 +83,7 @@ def test_a_run_of_unknown_length_merges_pairs_exactly_and_stays_small() -> None:
     assert series.window_s == 40.0  # doubled up to the cap
     rows = series.rows(now=T0 + 400)
     assert rows[0]["start_s"] == 0.0 and rows[-1]["end_s"] == 400.0
-    assert all(a["end_s"] == b["start_s"] for a, b in zip(rows, rows[1:], strict=False))
+    assert all(a["end_s"] == b["start_s"] for a, b in itertools.pairwise(rows))
     assert sum(r["transports"]["rest"]["turns"] for r in rows) == 800
     # a merged window's percentiles are its histograms' (merged exactly), not an average of its halves'
     first = rows[0]
