@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -379,3 +380,86 @@ def test_a_forked_worker_drops_the_masters_json_file_and_a_standalone_one_keeps_
     standalone = argparse.Namespace(processes=None, json_file="out/stats")
     options.drop_inherited_json_file(standalone)
     assert standalone.json_file == "out/stats"
+
+
+# --- the run's edges: cut-off turns, lost sessions, outages, resets -------------------------------------------
+class StalledTransport(ScriptedTransport):
+    """Answers its first turn, then never answers (the run ends while it waits)."""
+
+    def _send(self, request: ChatRequest, turn_timeout: float) -> Reply:
+        if self.requests:
+            gevent.sleep(60)
+        return super()._send(request, turn_timeout)
+
+
+def test_a_turn_in_flight_when_the_user_is_stopped_is_counted_as_cut_off(env: Environment, tmp_path: Path) -> None:
+    rt = runtime.build_runtime(_parsed(tmp_path), "local", env.events.request)
+    user = ChatUser(env)
+    user.transport = StalledTransport()
+    running = gevent.spawn(user.converse)
+    gevent.sleep(0.05)
+    running.kill()  # what Locust's stop does to a user greenlet
+    assert _counter(rt, Count.TURNS) == 1 and _locust(env, 2) == (0, 0)  # the second turn never ended ...
+    assert rt.pending.counts[SeriesKey.series("rest").with_metric(Count.CUT_OFF)] == 1  # ... it is counted
+
+
+class NewSessionReply(Reply):
+    """A reply whose server said it did not know the session (``Reply.session_new``)."""
+
+    __slots__ = ()
+    session_new = True
+
+
+class ForgettingServer(ScriptedTransport):
+    """Server history mode: keeps the history, but starts a new session at the sends in ``lose_at``."""
+
+    def __init__(self, lose_at: tuple[int, ...]) -> None:
+        super().__init__()
+        self.lose_at = lose_at
+
+    def _send(self, request: ChatRequest, turn_timeout: float) -> Reply:
+        reply = super()._send(request, turn_timeout)
+        if len(self.requests) in self.lose_at:
+            return NewSessionReply(reply.text, reply.t_sent, reply.t_done, chunk_times=reply.chunk_times,
+                                   chunk_tokens=reply.chunk_tokens, usage=reply.usage)  # fmt: skip
+        return reply
+
+
+def test_a_lost_session_is_a_session_failure_in_locust_and_ours(env: Environment, tmp_path: Path) -> None:
+    seen: list[Any] = []
+    env.events.request.add_listener(lambda exception=None, **_: seen.append(exception))
+    rt = _converse(env, tmp_path, ForgettingServer(lose_at=(4,)), "--history", "server")
+    assert [type(e).__name__ for e in seen] == ["NoneType"] * 3 + ["SessionLost", "NoneType"]
+    assert str(seen[3]) == "session lost: the server did not know the session"
+    assert _locust(env, 4) == (1, 1)
+    kinds = (Count.FAILURES, Count.SESSION_FAILURES, Count.RETENTION_FAILURES)
+    assert [_counter(rt, kind) for kind in kinds] == [1, 1, 0]
+    assert _counter(rt, FailureReason("SessionLost", "session lost: the server did not know the session"), turn=4) == 1
+    # turn 5 probes the name planted at turn 1: lost with the session, so skipped rather than failed
+    assert _counter(rt, Count.RETENTION_CHECKED, turn=5) == 0
+
+
+def test_each_turn_goes_to_the_outage_recorder_with_wall_clock_times(env: Environment, tmp_path: Path) -> None:
+    before = time.time()
+    rt = _converse(env, tmp_path, ScriptedTransport(fail_at=(2, 3)))
+    wire = rt.take_outages_wire()
+    failures, comebacks = wire["t"]["rest"]["f"], wire["t"]["rest"]["c"]
+    assert len(failures) == 2 and len(comebacks) == 1  # turns 2 and 3 failed, turn 4 was the user's comeback
+    user = failures[0][2]
+    assert user.startswith(f"{os.getpid()}.") and {f[2] for f in failures} == {comebacks[0][2]} == {user}
+    assert all(before <= sent <= done <= time.time() for sent, done, _ in failures + comebacks)
+    assert comebacks[0][1] - comebacks[0][0] == pytest.approx(0.002, abs=1e-4)  # done - sent: the reply's e2e
+
+
+def test_a_flush_moves_figures_and_outages_into_the_aggregator_and_a_reset_drops_them(
+    env: Environment, tmp_path: Path
+) -> None:
+    rt = _converse(env, tmp_path, ScriptedTransport(fail_at=(2,)))
+    assert rt.aggregator is not None
+    updates = rt.aggregator.updates
+    rt.flush_local()
+    assert rt.aggregator.total.counts[SeriesKey.series("rest").with_metric(Count.TURNS)] == 5
+    assert [o.failed_turns for o in rt.aggregator.outages.outages()["rest"]] == [1]
+    plugin_events._on_reset_stats()  # the web UI's reset, as Locust fires it
+    assert rt.aggregator.total.is_empty() and rt.aggregator.outages.outages() == {}
+    assert rt.aggregator.updates > updates + 1  # the live tab sees the change
