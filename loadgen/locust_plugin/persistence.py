@@ -29,8 +29,10 @@ from pathlib import Path
 from typing import Any
 
 import gevent
+import greenlet  # type: ignore[import-untyped]
 
 from loadgen.locust_plugin.runtime import LoadgenRuntime
+from loadgen.metrics.aggregator import RunAggregator
 from loadgen.metrics.rundir import IntervalLog, write_run
 
 logger = logging.getLogger("loadgen")
@@ -46,29 +48,45 @@ def pause() -> None:
 
 
 class _Meter:
-    """A pause that also measures the work between pauses: its total and its longest stretch (this thread's CPU
-    time, so that another process taking the core meanwhile is not counted as ours)."""
+    """A pause that also measures the work between pauses: its total and its longest stretch. Time is this thread's
+    CPU time while this greenlet runs (a greenlet switch hook stops the clock when another greenlet runs, e.g. while
+    this one waits for a lock), so neither other processes nor the users' own work count as the checkpoint's."""
 
     def __init__(self, inner: Callable[[], None] | None) -> None:
         self._inner = inner
-        self._last = time.thread_time()
+        self._me = greenlet.getcurrent()
+        self._since = time.thread_time()
+        self._stretch_s = 0.0
         self.busy_s = 0.0
         self.longest_s = 0.0
+        self._previous = greenlet.settrace(self._trace)
+
+    def _trace(self, event: str, args: Any) -> None:
+        if event in ("switch", "throw"):
+            origin, target = args
+            if origin is self._me:
+                self._stretch_s += time.thread_time() - self._since
+            elif target is self._me:
+                self._since = time.thread_time()
+        if self._previous is not None:
+            self._previous(event, args)
 
     def __call__(self) -> None:
-        self._stretch()
+        self._close_stretch()
         if self._inner is not None:
             self._inner()
-        self._last = time.thread_time()
+        self._stretch_s, self._since = 0.0, time.thread_time()
 
-    def _stretch(self) -> None:
-        took = time.thread_time() - self._last
-        self.busy_s += took
-        self.longest_s = max(self.longest_s, took)
+    def _close_stretch(self) -> None:
+        self._stretch_s += time.thread_time() - self._since
+        self.busy_s += self._stretch_s
+        self.longest_s = max(self.longest_s, self._stretch_s)
+        self._stretch_s, self._since = 0.0, time.thread_time()
 
     def finish(self) -> tuple[float, float]:
-        """(the work's total, its longest stretch), in seconds."""
-        self._stretch()
+        """Stop measuring: (the work's total, its longest stretch), in seconds."""
+        self._close_stretch()
+        greenlet.settrace(self._previous)
         return self.busy_s, self.longest_s
 
 
@@ -178,6 +196,19 @@ class RunFolder:
             return None
         began = time.perf_counter()
         meter = _Meter(None if final else pause)
+        try:
+            summary = self._write(environment, rt, agg, meter, final=final)
+        finally:
+            cpu_s, block_s = meter.finish()
+        if not final:
+            self.stats.add(time.perf_counter() - began, cpu_s, block_s)
+        self.written_updates = agg.updates
+        self.last_summary = summary
+        return summary
+
+    def _write(
+        self, environment: Any, rt: LoadgenRuntime, agg: RunAggregator, meter: _Meter, *, final: bool
+    ) -> dict[str, Any]:
         rt.flush_local(pause=meter)
         agg.maybe_roll(force=final)
         meter()
@@ -194,12 +225,7 @@ class RunFolder:
             warnings.extend(said)
         run = self._run_block(environment, rt, started, ended, final)
         run.update(sections.pop("run", {}))
-        summary = write_run(self.run_dir, agg, run, warnings, pause=meter, sections=sections)
-        if not final:
-            self.stats.add(time.perf_counter() - began, *meter.finish())
-        self.written_updates = agg.updates
-        self.last_summary = summary
-        return summary
+        return write_run(self.run_dir, agg, run, warnings, pause=meter, sections=sections)
 
     def _run_block(
         self, environment: Any, rt: LoadgenRuntime, started: float, ended: float, final: bool
