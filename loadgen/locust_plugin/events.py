@@ -169,6 +169,7 @@ def _on_test_start(environment: Any, **_: Any) -> None:
     rt.flush_local()  # what a test before this one left (a web UI restart) is not this test's
     distributed.workers.begin()
     state.folder.begin(rt, time.time())
+    state.folder.meta["target"] = redact_url(environment.host or "")  # the web UI may have changed it
     if any(not g.dead for g in state.greenlets):
         return  # a test started again from the web UI: the loops of the first start still run
     if rt.role == "local":
