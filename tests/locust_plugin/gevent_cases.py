@@ -463,3 +463,33 @@ def test_a_flush_moves_figures_and_outages_into_the_aggregator_and_a_reset_drops
     plugin_events._on_reset_stats()  # the web UI's reset, as Locust fires it
     assert rt.aggregator.total.is_empty() and rt.aggregator.outages.outages() == {}
     assert rt.aggregator.updates > updates + 1  # the live tab sees the change
+
+
+def _logged_turns(env: Environment, tmp_path: Path, transport: ScriptedTransport, *args: str) -> list[dict[str, Any]]:
+    import json
+
+    from loadgen.report.turnlog import TurnLog
+
+    rt = runtime.build_runtime(_parsed(tmp_path, *args), "local", env.events.request)
+    log = TurnLog(tmp_path / "turns.jsonl")
+    rt.turn_listeners.add(log)
+    user = ChatUser(env)
+    user.transport = transport
+    user.converse()
+    log.close()
+    return [json.loads(line) for line in (tmp_path / "turns.jsonl").read_text().splitlines()]
+
+
+def test_the_turn_log_keeps_the_forgotten_values_that_reasons_leave_out(env: Environment, tmp_path: Path) -> None:
+    lines = _logged_turns(env, tmp_path, ScriptedTransport(forget_at=(4,)))
+    assert [line["verdict"] for line in lines] == ["ok", "ok", "ok", "retention_failure", "ok"]
+    assert lines[3]["error"] == "RetentionFailure: plan turn 4 forgot code (planted at turn 2)"
+    assert lines[3]["retention"]["reason"] == "plan turn 4 forgot code='QX-7781' planted at turn 2"
+
+
+def test_the_turn_log_says_when_a_session_was_lost(env: Environment, tmp_path: Path) -> None:
+    lines = _logged_turns(env, tmp_path, ForgettingServer(lose_at=(3,)), "--history", "server")
+    assert [line["verdict"] for line in lines] == ["ok", "ok", "session_lost", "ok", "ok"]
+    assert lines[2]["error"] == "SessionLost: session lost: the server did not know the session"
+    # what was planted before the loss is gone with the session: the later probes are skipped, not failed
+    assert [line["retention"]["checked"] for line in lines[3:]] == [0, 0]
