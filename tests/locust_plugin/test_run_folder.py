@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.harness import LocustRun, RunningLocust, start_locust
+from tests.e2e.harness import LocustRun, RunningLocust, alive, start_locust
 
 pytestmark = pytest.mark.e2e
 
@@ -29,14 +29,6 @@ def _count(summary: dict[str, Any]) -> int:
 def _locust_totals(run: LocustRun) -> tuple[int, int]:
     rows = run.locust_requests().values()
     return sum(r[0] for r in rows), sum(r[1] for r in rows)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
 
 
 def test_the_summary_grows_while_the_run_goes_and_ctrl_c_completes_it(tmp_path: Path) -> None:
@@ -118,9 +110,9 @@ def test_kill_9_leaves_no_embedded_server_behind(tmp_path: Path) -> None:
         running.signal(signal.SIGKILL)
         running.proc.wait(30)
         deadline = time.monotonic() + 15
-        while _alive(embedded) and time.monotonic() < deadline:
+        while alive(embedded) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert not _alive(embedded), "the embedded server outlived a kill -9 of its Locust"
+        assert not alive(embedded), "the embedded server outlived a kill -9 of its Locust"
     finally:
         running.stop()
 

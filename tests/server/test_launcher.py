@@ -17,6 +17,7 @@ import pytest
 from loadgen.errors import ConfigError
 from loadgen.server import launcher
 from tests.conftest import REPO_ROOT
+from tests.e2e.harness import alive
 
 FAKE_SERVER = textwrap.dedent(
     """
@@ -108,22 +109,13 @@ def test_the_server_exits_when_its_parent_is_killed(fake_server: Path, tmp_path:
     try:
         assert parent.stdout is not None
         server_pid = int(parent.stdout.readline())
-        assert _alive(server_pid)
+        assert alive(server_pid)
         parent.send_signal(signal.SIGKILL)  # no cleanup of its own
         parent.wait(10)
         deadline = time.monotonic() + 10
-        while _alive(server_pid) and time.monotonic() < deadline:
+        while alive(server_pid) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not _alive(server_pid), "the server outlived its parent"
+        assert not alive(server_pid), "the server outlived its parent"
     finally:
         if parent.poll() is None:
             os.killpg(parent.pid, signal.SIGKILL)
-
-
-def _alive(pid: int) -> bool:
-    """Running (a zombie waiting for its new parent to reap it has exited)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
