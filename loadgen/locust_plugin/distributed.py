@@ -136,8 +136,12 @@ def install_graceful_quit(environment: Any, runner: Any) -> None:
     from locust.runners import STATE_INIT, STATE_MISSING, STATE_STOPPED
 
     original = runner.quit
+    draining: list[bool] = []
 
     def quit_after_final_reports() -> None:
+        if draining:  # called again meanwhile (Locust quits when its last worker quits): the first call goes on
+            return
+        draining.append(True)
         if runner.state not in (STATE_INIT, STATE_STOPPED):
             told = [c.id for c in runner.clients.all if c.state != STATE_MISSING]
             workers.expect_final(told)

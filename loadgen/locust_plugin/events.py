@@ -271,13 +271,15 @@ def _on_quitting(environment: Any, **_: Any) -> None:
     if folder is not None and folder.active:  # stopped before any test_stop (a master whose workers never came)
         folder.stop(time.time())
         _finish_test(environment, rt)
-    _stop_embedded()  # here, not at quit: see _on_quit
+    if state.embedded is not None:
+        state.embedded.stop(wait=False)  # no greenlet switch here either (see _on_quit); exit waits for it
 
 
 def _on_quit(exit_code: int = 0, **_: Any) -> None:
-    # Nothing here may switch greenlets: after SIGTERM, Locust's shutdown runs in the signal's greenlet and has
-    # killed the runner's; a switch would let the main greenlet run a second shutdown (Locust's statistics printed
-    # again, after our table). After runner.quit(): a report that came after the final write is not lost.
+    # Nothing here (nor in _on_quitting once a master's runner has quit) may switch greenlets: after SIGTERM,
+    # Locust's shutdown runs in the signal's greenlet and has killed the runner's; a switch would let the main
+    # greenlet run a second shutdown (Locust's statistics printed again, after our table). After runner.quit(): a
+    # report that came after the final write is not lost.
     try:
         rt = get_runtime()
     except RuntimeError:

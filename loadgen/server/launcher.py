@@ -69,10 +69,13 @@ class EmbeddedServer:
         with self._lock:
             return list(self._faults)
 
-    def stop(self) -> None:
+    def stop(self, *, wait: bool = True) -> None:
+        """SIGTERM, then (``wait``) up to STOP_TIMEOUT_S for it to exit before a SIGKILL."""
         if self.proc.poll() is not None:
             return
         self.proc.send_signal(signal.SIGTERM)
+        if not wait:
+            return
         try:
             self.proc.wait(STOP_TIMEOUT_S)
         except subprocess.TimeoutExpired:
