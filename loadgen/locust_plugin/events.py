@@ -96,6 +96,7 @@ def _on_init(environment: Any, runner: Any = None, web_ui: Any = None, **_: Any)
         if role != "worker":
             state.folder = RunFolder(rt.options.reports_dir, rt.options.run_id or new_run_id(rt.options.transport),
                                      rt.options.checkpoint_s)  # fmt: skip
+        _install_distributed(environment, runner, role)
         # from here on greenlets may switch: import the transport's libraries now (the first user's import would
         # freeze the hub ~150 ms), start the embedded server, check the target
         transport_class(rt.options.transport)
@@ -106,8 +107,11 @@ def _on_init(environment: Any, runner: Any = None, web_ui: Any = None, **_: Any)
             sys.stderr.write(f"chat-loadgen: {exc}\n")
         _stop_embedded()
         sys.exit(2)
+
+
+def _install_distributed(environment: Any, runner: Any, role: str) -> None:
     if role == "worker":
-        opts.drop_inherited_json_file(parsed)
+        opts.drop_inherited_json_file(environment.parsed_options)
         environment.events.report_to_master.add_listener(distributed.ship_to_master(runner))
     elif role == "master":
         environment.events.worker_report.add_listener(distributed.merge_from_worker)
