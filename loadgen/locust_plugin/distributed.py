@@ -12,10 +12,11 @@ what the master merges, and how the master makes sure it has every worker's last
   master's ``quit`` first sends every worker ``quit`` and waits until each has delivered a final report, or its
   heartbeat is lost, or :data:`DRAIN_MARGIN_S` past ``--stop-timeout``; after a web UI stop the run folder waits
   for the final reports the same way.
-- ``workers`` in summary.json: ``{"expected": n | null, "reported": n, "lost": [id, ...]}``: ``expected`` is
-  ``--expect-workers`` (or ``--processes``) of a headless master; a worker is *lost* when it reported during the
-  test but never delivered a final report (killed, crashed, cut off from the master). Each lost worker is a
-  warning line, and the run exits with :data:`EXIT_WORKER_LOST` unless ``--allow-worker-loss`` is given.
+- ``workers`` in summary.json: ``{"expected": n | null, "reported": n, "lost": [id, ...]}`` (a single process:
+  ``{"expected": null, "reported": 0, "lost": []}``): ``expected`` is ``--expect-workers`` (or ``--processes``) of
+  a headless master; a worker is *lost* when it reported during the test but never delivered a final report
+  (killed, crashed, cut off from the master). Each lost worker is a warning line, and the run exits with
+  :data:`EXIT_WORKER_LOST` unless ``--allow-worker-loss`` is given.
 """
 
 from __future__ import annotations

@@ -142,8 +142,7 @@ def _prepare_target(environment: Any, rt: LoadgenRuntime) -> None:
         command=" ".join(_redacted_argv()),
     )
     folder.sources.append(_faults)
-    if rt.role == "master":
-        folder.sources.append(_workers)
+    folder.sources.append(_workers if rt.role == "master" else _no_workers)
 
 
 def _faults(started_at: float) -> tuple[dict[str, Any], list[str]]:
@@ -156,6 +155,10 @@ def _workers(started_at: float) -> tuple[dict[str, Any], list[str]]:
     headless = bool(getattr(parsed, "headless", False) or getattr(parsed, "processes", None))
     expected = getattr(parsed, "expect_workers", None) if headless else None
     return distributed.workers.section(started_at, expected)
+
+
+def _no_workers(started_at: float) -> tuple[dict[str, Any], list[str]]:
+    return {"workers": {"expected": None, "reported": 0, "lost": []}}, []
 
 
 def _redacted_argv() -> list[str]:
