@@ -90,6 +90,7 @@ def test_a_server_that_never_says_it_is_ready_is_stopped_after_the_time_out(fake
     assert "did not become ready within 1 s (it printed no error)" in str(failed.value)
 
 
+@pytest.mark.allow_skip(reason="PR_SET_PDEATHSIG is Linux's")
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 def test_the_server_exits_when_its_parent_is_killed(fake_server: Path, tmp_path: Path) -> None:
     parent = subprocess.Popen(
