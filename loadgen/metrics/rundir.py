@@ -110,7 +110,6 @@ def write_run(
         histograms = {"schema_version": 1, "unit": "us", **aggregator.total.to_wire(pause=pause)}
         kept = [i.to_json() for i in aggregator.intervals]
     _write_json(run_dir / HISTOGRAMS_FILE, histograms, indent=None)
-    step()
     if kept:
         text = "".join(json.dumps(i, separators=(",", ":")) + "\n" for i in kept)
         (run_dir / INTERVALS_LOG).write_text(text, encoding="utf-8")
