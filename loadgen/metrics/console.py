@@ -65,6 +65,8 @@ def _format(values: list[Any]) -> str:
     for (_, width, fmt), value in zip(_COLUMNS, values, strict=True):
         if fmt == "s":
             out.append(f"{str(value)[:width]:<{width}}")
+        elif value is None:  # a latency with no samples
+            out.append(f"{'-':>{width}}")
         else:
             out.append(f"{value:>{width}{fmt}}")
     return " ".join(out)
