@@ -13,6 +13,7 @@ one line naming the new spelling (exit 2), never silently meaning something else
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -161,3 +162,15 @@ def non_negative(text: str) -> float:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
     return value
+
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def duration(text: str) -> float:
+    """An argparse type: seconds, as a number or with a unit (``90``, ``90s``, ``30m``, ``1.5h``, ``500ms``)."""
+    match = _DURATION.match(text.strip().lower())
+    if match is None:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (write e.g. 90, 90s, 30m, 1h)")
+    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]

@@ -11,11 +11,19 @@ takes what came back (a reply, or the transport's error) and returns a :class:`T
 verdict is taken, the turn's planted facts count from then on and the reply joins the history. A failed turn
 plants nothing and adds nothing to the history.
 
+A lost session: in ``server`` history mode, a reply that says the server did not know the session (``Reply.
+session_new``, the server started a new one: it was evicted, expired, restarted or told to forget) on a turn after
+one that got a reply is a *session* failure (:data:`SESSION_LOST`), not a retention one: its retention probes are
+not checked, and the facts planted before it no longer count (the server lost them), so later probes of them are
+skipped rather than failed.
+
 Retention: a turn that ``probe`` s a slot passes when the reply contains the value planted earlier
 (case-insensitive substring, whitespace and Unicode compatibility forms normalised). A substring check can
 only fail if the value is distinctive, so values of probed slots are redrawn (deterministically) while they
 are too short, occur in the dialogue's own wording or in common English words, or overlap another slot's
-value: "Will", "May" or "Ann" (in "planning") would pass a probe by accident.
+value: "Will", "May" or "Ann" (in "planning") would pass a probe by accident. A miss's reason names the dialogue,
+the turn and the slots, never their values (so that reasons group: one bar per turn, not per conversation); the
+values are in :meth:`RetentionVerdict.detail`, for the turn log.
 """
 
 from __future__ import annotations
@@ -45,6 +53,7 @@ from loadgen.types import ChatRequest, Reply
 __all__ = [
     "COMMON_WORDS",
     "MAX_REDRAWS",
+    "SESSION_LOST",
     "Conversation",
     "ConversationFactory",
     "RequestSettings",
@@ -54,6 +63,8 @@ __all__ = [
 
 #: Draws of a probed slot before the last value is kept anyway (the loader rejects slots that rarely pass).
 MAX_REDRAWS = 20
+#: The reason of a session failure.
+SESSION_LOST = "session lost: the server did not know the session"
 _DEFAULT_SETTINGS = RequestSettings()
 
 
@@ -67,13 +78,23 @@ class RetentionVerdict:
     passed: bool
     missing: tuple[tuple[str, str, int], ...] = ()
     skipped: tuple[str, ...] = ()
+    dialogue: str = ""
 
     def reason(self) -> str:
+        """What a report groups by: the dialogue, the turn and the forgotten slots (never their values)."""
+        where = f"{self.dialogue} turn {self.turn}" if self.dialogue else f"turn {self.turn}"
         if self.missing:
-            forgotten = ", ".join(f"{slot}={value!r} planted at turn {at}" for slot, value, at in self.missing)
-            return f"turn {self.turn} forgot {forgotten}"
+            forgotten = ", ".join(f"{slot} (planted at turn {at})" for slot, _, at in self.missing)
+            return f"{where} forgot {forgotten}"
         facts = "fact" if self.checked == 1 else "facts"
-        return f"turn {self.turn} remembered {self.checked} {facts}"
+        return f"{where} remembered {self.checked} {facts}"
+
+    def detail(self) -> str:
+        """The reason with the forgotten values (for the turn log, never a counter's name)."""
+        if not self.missing:
+            return self.reason()
+        forgotten = ", ".join(f"{slot}={value!r} planted at turn {at}" for slot, value, at in self.missing)
+        return f"{self.dialogue} turn {self.turn} forgot {forgotten}".lstrip()
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +106,8 @@ class TurnResult:
     turn: int  # 1-based
     reply: Reply | None
     error: TransportError | None
-    retention: RetentionVerdict | None  # None: the turn probed nothing, or got no reply
+    retention: RetentionVerdict | None  # None: the turn probed nothing, got no reply, or lost its session
+    session_lost: bool = False  # the server did not know the session (see the module doc)
 
     @property
     def retention_miss(self) -> str | None:
@@ -93,11 +115,17 @@ class TurnResult:
         verdict = self.retention
         return None if verdict is None or verdict.passed else verdict.reason()
 
+    @property
+    def retention_detail(self) -> str | None:
+        """The miss with the forgotten values (for the turn log), else None."""
+        verdict = self.retention
+        return None if verdict is None or verdict.passed else verdict.detail()
+
 
 class Conversation:
     """One user's run through one dialogue: the slot values, the history, what has been planted, the checks."""
 
-    __slots__ = ("_asked", "conversation_id", "dialogue", "history", "planted", "settings", "slots")
+    __slots__ = ("_asked", "_replied", "conversation_id", "dialogue", "history", "planted", "settings", "slots")
 
     def __init__(
         self,
@@ -113,6 +141,7 @@ class Conversation:
         self.planted: dict[str, tuple[str, int]] = {}
         self.history = History(settings.history, self.conversation_id, self.system_prompt())
         self._asked: tuple[Turn, str] | None = None  # the turn last asked, and its user message
+        self._replied = False  # a turn got a reply: in server mode the server holds a session since
 
     def __repr__(self) -> str:
         return f"Conversation({self.dialogue.name!r}, id={self.conversation_id}, slots={self.slots!r})"
@@ -130,19 +159,32 @@ class Conversation:
         )
 
     def record(self, turn: Turn, reply: Reply | None, error: TransportError | None = None) -> TurnResult:
-        """What came of ``turn`` (asked by :meth:`request`): a reply is checked for retention, then its planted
-        facts count and it joins the history; a failed turn (``reply`` None) adds nothing."""
+        """What came of ``turn`` (asked by :meth:`request`): a reply is checked for retention (unless it says the
+        session was lost), then its planted facts count and it joins the history; a failed turn (``reply`` None)
+        adds nothing."""
         asked = self._asked
         text = asked[1] if asked is not None and asked[0] is turn else self.render(turn)
         self._asked = None
         verdict = None
+        lost = False
         if reply is None:
             self.history.failed()
         else:
-            verdict = self.check_retention(turn, reply.text)
+            lost = self._session_lost(reply)
+            if lost:
+                self.planted.clear()  # the server no longer holds them: later probes of them are skipped
+            else:
+                verdict = self.check_retention(turn, reply.text)
             self.mark_sent(turn)
             self.history.replied(text, reply.text)
-        return TurnResult(self.conversation_id, self.dialogue.name, turn.index, reply, error, verdict)
+            self._replied = True
+        return TurnResult(self.conversation_id, self.dialogue.name, turn.index, reply, error, verdict, lost)
+
+    def _session_lost(self, reply: Reply) -> bool:
+        """A server-mode reply that says the server started a new session after an earlier turn got a reply."""
+        if not self._replied or self.history.session_id is None:
+            return False
+        return bool(getattr(reply, "session_new", False))
 
     def render(self, turn: Turn) -> str:
         """The user message of ``turn`` with its slots filled."""
@@ -175,7 +217,12 @@ class Conversation:
             if normalize_text(value) not in reply:
                 missing.append((slot, value, at))
         return RetentionVerdict(
-            turn=turn.index, checked=checked, passed=not missing, missing=tuple(missing), skipped=tuple(skipped)
+            turn=turn.index,
+            checked=checked,
+            passed=not missing,
+            missing=tuple(missing),
+            skipped=tuple(skipped),
+            dialogue=self.dialogue.name,
         )
 
 

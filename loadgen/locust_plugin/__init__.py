@@ -15,8 +15,11 @@ Importing this package registers its event listeners; a locustfile only needs::
 - ``runtime``: the process's state; ``report`` fires one Locust request event per turn and records the same turn
   in our histograms in one greenlet step; the turn listeners (e.g. ``--turn-log``) run after it.
 - ``listeners``: listener lists with Locust's isolation (one that raises does not stop the others).
-- ``events``: start-up checks (bad options exit 2 with one line), the embedded server, metrics shipping from
-  workers, the run folder; ``report_hooks``: report files, CI gates and the web UI tab, as summary listeners.
+- ``events``: start-up checks (bad options and targets exit 2 with one line), the embedded server, the run's
+  life (test start and stop, Ctrl-C, SIGTERM); ``persistence``: the run folder, checkpointed as the run goes and
+  written whole when a test stops; ``distributed``: what workers ship, what the master merges, and the master's
+  wait for its workers' final reports (a lost worker is a warning and exit code 4); ``report_hooks``: report
+  files, CI gates and the web UI tab, as summary listeners.
 - ``embedded``: the reference server started when no ``--host`` is given.
 """
 

@@ -19,7 +19,7 @@ from loadgen.dialogues.history import RequestSettings
 from loadgen.dialogues.model import MAX_TOKENS_LIMIT, ThinkTime
 from loadgen.errors import ConfigError
 from loadgen.metrics.rundir import check_run_id
-from loadgen.option_table import Option, add_options, at_least, between, read_options
+from loadgen.option_table import Option, add_options, at_least, between, duration, read_options
 from loadgen.report.thresholds import THRESHOLD_OPTIONS
 from loadgen.server.config import LOCAL_AMQP_URL
 from loadgen.transports import check_name as check_transport
@@ -106,6 +106,14 @@ OPTIONS: tuple[Option, ...] = (
            "transport)", validate=_run_id),
     Option("--interval", "seconds per interval histogram (latency over time, .hlog) (default %(default)s)", 5.0,
            type=float, attr="interval_s", validate=_POSITIVE_SECONDS),
+    Option("--checkpoint-interval", "seconds between two writes of summary.json and histograms.json while the run "
+           "goes: a crash loses at most about this much (default %(default)s)", 5.0, type=float,
+           attr="checkpoint_s", validate=_POSITIVE_SECONDS),
+    Option("--drift-window", "length of the windows the drift of latency, errors and retention is measured over, "
+           "e.g. 1h or 600 (default: 1 h, or the run time / 8 for shorter runs)", type=duration, attr="drift_window_s",
+           validate=_POSITIVE_SECONDS),
+    Option("--allow-worker-loss", "a worker lost during the run is a warning only, not a non-zero exit", False,
+           type=None),
     ),
     *_grouped(
     REPORT_GROUP,
@@ -146,6 +154,9 @@ class LoadgenOptions:
     reports_dir: str
     run_id: str | None
     interval_s: float
+    checkpoint_s: float
+    drift_window_s: float | None
+    allow_worker_loss: bool
     thresholds: list[str]
     thresholds_files: list[str]
     turn_log: str | None

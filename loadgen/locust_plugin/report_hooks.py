@@ -10,7 +10,12 @@ Options (group "chat-loadgen reports", declared with the others in :mod:`loadgen
 - ``--no-html``: skip ``report.html`` (``turns.csv`` and the ``.hlog`` files are still written).
 
 The web UI (master or single process) gains a **chat-loadgen** tab: the live per-turn table from the HDR
-histograms (``/loadgen/turns`` JSON, ``/loadgen/turns.csv``), recomputed at most once a second.
+histograms (``/loadgen/turns`` JSON, ``/loadgen/turns.csv``), recomputed at most once a second, with the
+generator's lag and the run's warnings. It follows Locust's own statistics: a reset (the web UI's, or
+``--reset-stats``) and a new test start it from zero; each test's run folder is written when the test stops.
+
+What these hooks print (the report's path, the CI gates' verdicts) comes after the per-turn table, at the very
+end (after Locust's own final statistics).
 """
 
 from __future__ import annotations
@@ -19,19 +24,17 @@ import csv
 import io
 import json
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
 from locust import events
 
-from loadgen.errors import ConfigError
 from loadgen.locust_plugin import events as loadgen_events
-from loadgen.locust_plugin.runtime import get_runtime, runner_role
+from loadgen.locust_plugin.runtime import LoadgenRuntime, get_runtime
 from loadgen.metrics.batch import MetricsBatch
 from loadgen.report import EXIT_THRESHOLD_VIOLATED
 from loadgen.report.files import write_reports
-from loadgen.report.live import COLUMNS, LiveTable
+from loadgen.report.live import COLUMNS, LiveTable, display_rows
 from loadgen.report.rundata import load_run
 from loadgen.report.thresholds import Threshold, collect_thresholds, evaluate, format_results, results_json
 from loadgen.report.turnlog import TurnLog
@@ -56,22 +59,13 @@ class _State:
 state = _State()
 
 
-def _on_init(environment: Any, runner: Any = None, web_ui: Any = None, **_: Any) -> None:
-    if environment.parsed_options is None:
-        return
-    try:
-        rt = get_runtime()  # built (its options validated) by the first init listener
-    except RuntimeError:
-        return
-    role = runner_role(runner)
+def _setup(environment: Any, rt: LoadgenRuntime, role: str, web_ui: Any) -> None:
+    """A setup hook (``init``, before any greenlet switch): CI gates (a bad one is a ConfigError), the turn log
+    (a worker's own ``--turn-log``, read before the master's options replace it), the web UI tab."""
     o = rt.options
     state.html = o.html
     if role != "worker":
-        try:
-            state.thresholds = collect_thresholds(o.thresholds, o.thresholds_files)
-        except ConfigError as exc:
-            sys.stderr.write(f"chat-loadgen: {exc}\n")
-            sys.exit(2)
+        state.thresholds = collect_thresholds(o.thresholds, o.thresholds_files)
     if o.turn_log and role != "master":
         state.turn_log = TurnLog(o.turn_log, per_process=role == "worker")
         rt.turn_listeners.add(state.turn_log)
@@ -109,17 +103,17 @@ def on_summary(environment: Any, summary: dict[str, Any], run_dir: Path) -> None
         data = load_run(run_dir)
         write_reports(run_dir, html=state.html, data=data)
         state.summary_mtime_ns = (run_dir / "summary.json").stat().st_mtime_ns
-        sys.stderr.write(f"chat-loadgen report: {run_dir / 'report.html' if state.html else run_dir}\n")
+        loadgen_events.say(f"chat-loadgen report: {run_dir / 'report.html' if state.html else run_dir}")
     except Exception:  # a report problem must not hide the run's figures or its exit code
         logger.exception("could not write the report files in %s", run_dir)
     if not state.thresholds:
         return
     if data is None:
-        sys.stderr.write("chat-loadgen thresholds: cannot check them, the run folder could not be read\n")
+        loadgen_events.say("chat-loadgen thresholds: cannot check them, the run folder could not be read")
         environment.process_exit_code = EXIT_THRESHOLD_VIOLATED
         return
     results = evaluate(data, state.thresholds)
-    sys.stderr.write(format_results(results) + "\n")
+    loadgen_events.say(format_results(results))
     try:
         (run_dir / THRESHOLDS_FILE).write_text(json.dumps(results_json(results), indent=1) + "\n", encoding="utf-8")
     except OSError:
@@ -130,7 +124,7 @@ def on_summary(environment: Any, summary: dict[str, Any], run_dir: Path) -> None
 
 # explicit registration: Locust's add_listener is untyped (as a decorator it would untype these functions)
 _locust_events: Any = events
-_locust_events.init.add_listener(_on_init)
+loadgen_events.setup_hooks.append(_setup)
 _locust_events.test_stop.add_listener(_on_test_stop)
 _locust_events.quit.add_listener(_on_quit)
 loadgen_events.summary_listeners.add(on_summary)
@@ -149,9 +143,24 @@ def _live_source() -> tuple[MetricsBatch, int] | None:
     return rt.aggregator.total, rt.aggregator.updates
 
 
+def _live_warnings() -> list[str]:
+    """What the tab shows beside the table (with the generator's lag): workers the master lost sight of."""
+    out: list[str] = []
+    environment = loadgen_events.state.environment
+    runner = getattr(environment, "runner", None)
+    if runner is not None and hasattr(runner, "clients"):
+        from locust.runners import STATE_MISSING
+
+        missing = sorted(c.id for c in runner.clients.all if c.state == STATE_MISSING)
+        out.extend(
+            f"worker {c} is missing (no heartbeat): its turns since its last report are not counted" for c in missing
+        )
+    return out
+
+
 def live_table() -> LiveTable:
     if state.live is None:
-        state.live = LiveTable(_live_source)
+        state.live = LiveTable(_live_source, warnings=_live_warnings)
     return state.live
 
 
@@ -195,7 +204,7 @@ def install_web_tab(web_ui: Any) -> None:
         data = response.get_json(silent=True)
         if not isinstance(data, dict):
             return response
-        data["extended_stats"] = [{"key": TAB_KEY, "data": table.snapshot()["rows"]}]
+        data["extended_stats"] = [{"key": TAB_KEY, "data": display_rows(table.snapshot())}]
         response.set_data(json.dumps(data))
         return response
 

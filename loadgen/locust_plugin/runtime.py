@@ -5,18 +5,25 @@ written) the aggregator. Built once in Locust's ``init`` event, after any ``--pr
 ``request`` event (request_type = transport, name = ``<dialogue>:turn<k>``, the exception a
 :class:`~loadgen.errors.TransportError` or a :class:`~loadgen.errors.RetentionFailure`) and records the same turn
 in our histograms, with no greenlet switch in between, so Locust's counts and ours always agree; then the turn
-listeners run, each isolated from the others (:class:`~loadgen.locust_plugin.listeners.Listeners`).
+listeners run, each isolated from the others (:class:`~loadgen.locust_plugin.listeners.Listeners`). A turn whose
+reply says the server lost the session fires with a :class:`SessionLost` exception (Locust counts it failed).
+
+Each turn also goes to the process's :class:`~loadgen.metrics.outages.OutageRecorder` (``outages``): ``done`` is
+``time.time()`` when the turn is reported and ``sent`` is ``done`` minus the turn's end-to-end time (the reply's
+own ``perf_counter`` times are per process, wall-clock times merge across processes). A turn in flight when its
+user is stopped is counted by :meth:`LoadgenRuntime.cut_off`.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from loadgen.adapters import with_adapter
 from loadgen.dialogues import ConversationFactory, load_dialogues
-from loadgen.dialogues.conversation import TurnResult
+from loadgen.dialogues.conversation import SESSION_LOST, TurnResult
 from loadgen.dialogues.model import Dialogue
 from loadgen.errors import ConfigError, RetentionFailure
 from loadgen.locust_plugin.listeners import Listeners
@@ -25,10 +32,15 @@ from loadgen.metrics.aggregator import RunAggregator
 from loadgen.metrics.batch import MetricsBatch, Pause
 from loadgen.metrics.histograms import Metric
 from loadgen.metrics.keys import ALL, SeriesKey
-from loadgen.metrics.turns import TurnOutcome, record_turn
+from loadgen.metrics.outages import OutageRecorder
+from loadgen.metrics.turns import TurnOutcome, record_cut_off, record_turn
 from loadgen.transports.base import TransportConfig
 
 _GENERATOR_LAG_KEY = SeriesKey(ALL, ALL, 0, Metric.GENERATOR_LAG)
+
+
+class SessionLost(Exception):
+    """A turn's reply said the server did not know the conversation's session (what Locust records)."""
 
 
 class RequestEvent(Protocol):
@@ -47,6 +59,7 @@ class LoadgenRuntime:
     pending: MetricsBatch = field(default_factory=MetricsBatch)  # what turns are recorded into now
     _spare: MetricsBatch = field(default_factory=MetricsBatch)  # the other of the two, swapped at each flush
     aggregator: RunAggregator | None = None
+    outages: OutageRecorder = field(default_factory=OutageRecorder)
     #: Called with (outcome, conversation id) for every finished turn in the process that ran it.
     turn_listeners: Listeners[[TurnOutcome, str]] = field(default_factory=lambda: Listeners("turn"))
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -64,9 +77,12 @@ class LoadgenRuntime:
         )
         return with_adapter(config, self.options.adapter)
 
-    def report(self, result: TurnResult, *, schedule_lag_s: float, elapsed_s: float) -> TurnOutcome:
+    def report(
+        self, result: TurnResult, *, schedule_lag_s: float, elapsed_s: float, user: str | None = None
+    ) -> TurnOutcome:
         """One finished turn: one Locust request event and our own record (see the module doc). ``elapsed_s`` is
-        Locust's response time of a turn with no reply (a reply's is its end-to-end time)."""
+        Locust's response time of a turn with no reply (a reply's is its end-to-end time); ``user`` names the
+        user across processes (for outages; the conversation id when not given)."""
         retention, reply, miss = result.retention, result.reply, result.retention_miss
         outcome = TurnOutcome(
             transport=self.options.transport,
@@ -78,21 +94,36 @@ class LoadgenRuntime:
             retention_passed=miss is None,
             retention_reason=miss,
             schedule_lag_s=max(0.0, schedule_lag_s),
+            session_lost=SESSION_LOST if result.session_lost else None,
+            retention_detail=result.retention_detail,
         )
+        took_s = reply.e2e_s() if reply is not None else elapsed_s
+        exception: Exception | None = result.error
+        if miss is not None:
+            exception = RetentionFailure(miss)
+        elif outcome.session_lost is not None:
+            exception = SessionLost(outcome.session_lost)
         self.request_event.fire(
             request_type=outcome.transport,
             name=f"{outcome.dialogue}:turn{outcome.turn}",
-            response_time=(reply.e2e_s() if reply is not None else elapsed_s) * 1000.0,
+            response_time=took_s * 1000.0,
             response_length=len(reply.text) if reply is not None else 0,
-            exception=result.error if miss is None else RetentionFailure(miss),
+            exception=exception,
             context={"conversation_id": result.conversation_id},
         )
-        self.record(outcome, result.conversation_id)
+        self.record(outcome, user or result.conversation_id, took_s, result.conversation_id)
         return outcome
 
-    def record(self, outcome: TurnOutcome, conversation_id: str) -> None:
+    def record(self, outcome: TurnOutcome, user: str, took_s: float, conversation_id: str) -> None:
+        """Our record of a turn Locust has been told of: histograms, the outage recorder, the turn listeners."""
         record_turn(self.pending, outcome)
+        done = time.time()
+        self.outages.turn(outcome.transport, user, done - took_s, done, outcome.reply is not None)
         self.turn_listeners.fire(outcome, conversation_id)
+
+    def cut_off(self) -> None:
+        """A turn in flight when its user was stopped (the end of the run): counted, not lost."""
+        record_cut_off(self.pending, self.options.transport)
 
     def record_generator_lag(self, lag_us: int) -> None:
         self.pending.record(_GENERATOR_LAG_KEY, lag_us)
@@ -116,6 +147,10 @@ class LoadgenRuntime:
             finally:
                 self._give_back(batch)
 
+    def take_outages_wire(self) -> dict[str, Any]:
+        """This process's outage events since the last report, for the master."""
+        return self.outages.take_wire()
+
     def flush_local(self, pause: Pause | None = None) -> None:
         """Move this process's pending figures into its aggregator (single-process runs). One flush at a time:
         another waits for it (the lock is gevent's once Locust has patched ``threading``)."""
@@ -127,6 +162,7 @@ class LoadgenRuntime:
                 self.aggregator.merge(batch, pause=pause)
             finally:
                 self._give_back(batch)
+            self.aggregator.merge_outages_wire(self.outages.take_wire())
 
 
 def runner_role(runner: Any) -> str:
@@ -151,7 +187,14 @@ def build_runtime(parsed_options: Any, role: str, request_event: RequestEvent) -
     factory = ConversationFactory(
         dialogues, seed=options.seed, locale=options.locale, settings=options.request_settings()
     )
-    aggregator = RunAggregator(interval_s=options.interval_s) if role != "worker" else None
+    aggregator = None
+    if role != "worker":
+        aggregator = RunAggregator(
+            interval_s=options.interval_s,
+            drift_window_s=options.drift_window_s,
+            run_s=getattr(parsed_options, "run_time", None) or None,
+            turn_timeout_s=options.turn_timeout,
+        )
     _runtime = LoadgenRuntime(
         options=options,
         dialogues=dialogues,

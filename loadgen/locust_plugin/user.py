@@ -4,12 +4,14 @@ Think time between turns keeps the user's slot. The conversation builds each req
 (:mod:`loadgen.dialogues.conversation`); each turn ends in one :meth:`LoadgenRuntime.report` call, which fires
 exactly one Locust ``request`` event and records the same turn in our histograms. Failures (transport and
 retention) are reported, never raised. A turn's schedule lag is when it started minus when its think time
-said it should.
+said it should. A turn in flight when Locust stops the user (the end of the run) is counted as cut off
+(:meth:`LoadgenRuntime.cut_off`), never silently dropped.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 import random
 import time
 from typing import Any
@@ -34,6 +36,7 @@ class ConversationUser(User):
     def __init__(self, environment: Any) -> None:
         super().__init__(environment)
         self.user_index = next(_user_numbers)
+        self.user_id = f"{os.getpid()}.{self.user_index}"  # unique across the run's processes (outages)
         self.transport: Transport | None = None
         self._rng = random.Random()
 
@@ -68,9 +71,12 @@ class ConversationUser(User):
             reply, error = self.transport.send(request, timeout=rt.options.turn_timeout), None
         except TransportError as exc:
             reply, error = None, exc
+        except gevent.GreenletExit:  # the user is stopped mid-turn (the run ends): a cut-off turn
+            rt.cut_off()
+            raise
         elapsed_s = time.perf_counter() - started
         result = conversation.record(turn, reply, error)
-        rt.report(result, schedule_lag_s=started - meant_start, elapsed_s=elapsed_s)
+        rt.report(result, schedule_lag_s=started - meant_start, elapsed_s=elapsed_s, user=self.user_id)
 
     def _think(self, rt: LoadgenRuntime, think: ThinkTime) -> float:
         """Sleep a drawn think time; returns when the next turn is meant to start."""

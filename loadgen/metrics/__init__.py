@@ -7,9 +7,12 @@ fractional totals keyed by :class:`SeriesKey` (transport x dialogue x turn x met
 - ``keys``: the vocabulary of series names (:class:`Metric`, ``Count``, ``Total``, ``FailureReason``
   ``reason:<kind>:<text>``, ``ContextMetric`` ``<metric>@ctx<bucket>``), built and parsed there only;
 - ``histograms``: HDR histograms with a range per metric; ``batch``: the unit of recording and shipping;
-- ``turns``: one finished turn into histograms and counters; ``aggregator``: the run's totals and intervals;
-- ``summary``, ``rundir``, ``console``: ``summary.json``, the run folder, the end-of-run table; ``lag``: the
-  generator's own lag.
+- ``turns``: one finished turn into histograms and counters; ``aggregator``: the run's totals, intervals,
+  windows and outages, none of which grows with the run's length;
+- ``windows``: per-window figures and their drift; ``outages``: outage events per process, merged exactly;
+  ``recovery``: the run's outages settled as they age;
+- ``summary``, ``rundir``, ``console``: ``summary.json``, the run folder (``intervals.jsonl`` appended,
+  checkpoints rewritten), the end-of-run table; ``lag``: the generator's own lag.
 """
 
 from loadgen.metrics.batch import MetricsBatch

@@ -9,8 +9,8 @@ stands for all transports or all dialogues, turn 0 for all turns. A metric name 
 - a :class:`ContextMetric`, a latency histogram of one prompt-length bucket: ``<metric>@ctx<bucket>``, e.g.
   ``e2e@ctx<512`` (buckets :data:`CONTEXT_BUCKETS`, of the per-transport aggregate series only);
 - a :class:`Count`, an integer counter: ``count`` (turns), ``failures`` (all failed turns, equal to Locust's
-  failures), ``failures.transport``, ``failures.retention``, ``retention.checked``, ``retention.passed``,
-  ``prompt_tokens``;
+  failures), ``failures.transport``, ``failures.retention``, ``failures.session``, ``retention.checked``,
+  ``retention.passed``, ``prompt_tokens``, ``cut_off`` (turns in flight when their user was stopped);
 - a :class:`Total`, a sum that may hold fractions: ``output_tokens`` (a reply's tokens may be estimated);
 - a :class:`FailureReason`, an integer counter per reason a turn failed: ``reason:<kind>:<text>``, the kind being
   the error's class name (``TurnTimeout``, ``ServerError``, ..., ``RetentionFailure``), the text cut at
@@ -50,9 +50,11 @@ class Count(enum.StrEnum):
     FAILURES = "failures"  # transport failures and retention misses: Locust's failures
     TRANSPORT_FAILURES = "failures.transport"
     RETENTION_FAILURES = "failures.retention"
+    SESSION_FAILURES = "failures.session"  # the server did not know the session (not "the model forgot")
     RETENTION_CHECKED = "retention.checked"  # turns that probed a planted fact
     RETENTION_PASSED = "retention.passed"
     PROMPT_TOKENS = "prompt_tokens"
+    CUT_OFF = "cut_off"  # turns in flight when their user was stopped (a transport's aggregate series only)
 
 
 class Total(enum.StrEnum):

@@ -4,19 +4,21 @@ Each process that runs users keeps an :class:`OutageRecorder`. It records, per t
 made of (a healthy run records nothing):
 
 - every failed turn: ``(sent, done, user)``;
-- per user, the first success after that user failed: ``(sent, done, user)``;
-- per process, the first success (any user) after any failure in the process: ``(sent, done, None)``.
+- per user, the first success after that user failed (a *comeback*): ``(sent, done, user)``.
 
-Times are wall-clock seconds (``time.time()``), so events of several processes merge by plain concatenation:
-a worker ships :meth:`OutageRecorder.take_wire` in each report and the master adds it with
-:meth:`OutageEvents.merge_wire`; the figures found from the merged events are the same as one process would
-have found.
+Every event is about one user, and a user lives in one process, so the events of several processes merge by
+plain concatenation (times are wall-clock seconds, ``time.time()``): a worker ships
+:meth:`OutageRecorder.take_wire` in each report and the master adds it with :meth:`OutageEvents.merge_wire`; the
+figures found from the merged events are exactly those one process running every user would have found. (A mark
+of "the first success in this process after a failure in this process" would not merge so: the first success
+after a failure in another process is not seen as one.)
 
 :func:`find_outages` reads the merged events of one transport:
 
 - an **outage** starts at the first failed turn after a success and ends, as the clients see it, at the first
-  successful turn after it (``end_s``); ``failed_turns`` and ``users`` count the failed turns and distinct users
-  from its start until the users it hit are back (each has succeeded once since);
+  comeback after it (``end_s``: the first successful turn of a user who was failing); ``failed_turns`` and
+  ``users`` count the failed turns and distinct users from its start until the users it hit are back (each has
+  succeeded once since);
 - its **recovery** (``recovery_s``) is how long after ``end_s`` turns SENT after ``end_s`` still failed: 0 when the
   first turns after the service came back succeeded; the time to the last such failure when stale connections
   (a reconnect backoff, a broker channel) kept failing turns the service would have served. Think time is not in
@@ -36,7 +38,7 @@ from typing import Any
 MAX_FAILURES_PER_REPORT = 20_000
 WIRE_VERSION = 1
 
-#: (sent, done, user) with wall-clock seconds; user None for a process-level mark.
+#: (sent, done, user) with wall-clock seconds (user None: a process-level mark of an earlier version).
 Event = tuple[float, float, str | None]
 
 
@@ -96,24 +98,16 @@ class OutageRecorder:
     def __init__(self) -> None:
         self.pending = OutageEvents()
         self._failing_users: set[tuple[str, str]] = set()
-        self._process_failing: set[str] = set()  # transports with a failure not yet followed by a success
 
     def turn(self, transport: str, user: str, sent: float, done: float, ok: bool) -> None:
         key = (transport, user)
         if ok:
-            if not self._failing_users and not self._process_failing:
-                return  # the healthy path: nothing to keep
-            events = self.pending.of(transport)
-            if transport in self._process_failing:
-                self._process_failing.discard(transport)
-                events.comebacks.append((sent, done, None))
-            if key in self._failing_users:
+            if key in self._failing_users:  # else the healthy path: nothing to keep
                 self._failing_users.discard(key)
-                events.comebacks.append((sent, done, user))
+                self.pending.of(transport).comebacks.append((sent, done, user))
             return
         events = self.pending.of(transport)
         self._failing_users.add(key)
-        self._process_failing.add(transport)
         if len(events.failures) < MAX_FAILURES_PER_REPORT:
             events.failures.append((sent, done, user))
         else:
@@ -129,7 +123,7 @@ class OutageRecorder:
 class Outage:
     transport: str
     start_s: float  # wall-clock
-    end_s: float | None  # the first success after it (None: still out when the run ended)
+    end_s: float | None  # the first comeback after it (None: still out when the run ended)
     failed_turns: int
     users: int
     recovery_s: float | None
@@ -152,37 +146,83 @@ class Outage:
         }
 
 
+@dataclass(frozen=True)
+class Prefix:
+    """Failures already folded into the first outage of a transport (see :mod:`loadgen.metrics.recovery`): they
+    are in it whatever comes later, so only their number, their users and the first one's time are kept."""
+
+    start: float  # done time of the outage's first failure
+    failed_turns: int
+    users: frozenset[str | None]
+
+
+@dataclass(frozen=True)
+class Found:
+    """An outage as :func:`scan_outages` found it: which of the (sorted) failures it took, and from when nothing
+    that arrives later can change it (``settles_at``: its users all back, and every turn sent before its end
+    done; infinity while one is not)."""
+
+    outage: Outage
+    taken: tuple[int, ...]
+    settles_at: float
+
+
 def find_outages(transport: str, events: TransportEvents) -> list[Outage]:
     """The outages in one transport's merged events, in order of start (see the module docstring)."""
-    failures = sorted(events.failures, key=lambda e: e[1])
+    return [f.outage for f in scan_outages(transport, events)]
+
+
+def scan_outages(
+    transport: str, events: TransportEvents, *, prefix: Prefix | None = None, longest: float = 0.0
+) -> list[Found]:
+    """:func:`find_outages` with what a running tracker needs: ``prefix`` (failures folded into the first
+    outage), ``longest`` (the longest failed turn seen, beyond these events), and per outage what it took.
+    Indexes in ``taken`` are into the failures sorted by their done time (:func:`sorted_failures`)."""
+    failures = sorted_failures(events)
     comebacks = sorted(events.comebacks, key=lambda e: e[1])
     comeback_times = [c[1] for c in comebacks]
-    longest = max((done - sent for sent, done, _ in failures), default=0.0)  # bounds how late a turn sent before
-    taken = [False] * len(failures)  # the comeback can fail
-    outages: list[Outage] = []
-    for i, (_, start, _) in enumerate(failures):
-        if taken[i]:
+    # bounds how late a turn sent before the comeback can fail
+    longest = max([longest, *(done - sent for sent, done, _ in failures)])
+    taken = [False] * len(failures)
+    found: list[Found] = []
+    first = prefix
+    i = 0
+    while i < len(failures) or first is not None:
+        if first is None and taken[i]:
+            i += 1
             continue
+        start = first.start if first is not None else failures[i][1]
+        carried = first if first is not None else Prefix(start, 0, frozenset())
+        first = None
         at = bisect.bisect_right(comeback_times, start)
         end = comeback_times[at] if at < len(comeback_times) else None
         if end is None:  # never back within the run
             rest = [j for j in range(i, len(failures)) if not taken[j]]
-            users = {failures[j][2] for j in rest}
-            outages.append(Outage(transport, start, None, len(rest), len(users), None))
+            users = carried.users | {failures[j][2] for j in rest}
+            outage = Outage(transport, start, None, carried.failed_turns + len(rest), len(users), None)
+            found.append(Found(outage, tuple(rest), float("inf")))
             break
         # its turns: failed by the time the clients saw the service back, or sent before it (a stalled turn that
         # timed out later); then the users it hit are back once each has succeeded since
         window = _failures_until(failures, taken, i, end + longest)
-        hit = {failures[j][2] for j in window if failures[j][1] <= end or failures[j][0] < end}
+        hit = set(carried.users) | {failures[j][2] for j in window if failures[j][1] <= end or failures[j][0] < end}
         all_back = _all_back(comebacks, at, hit)
-        window = _failures_until(failures, taken, i, max(all_back, end + longest))
+        settles_at = max(all_back, end + longest)
+        window = _failures_until(failures, taken, i, settles_at)
         mine = [j for j in window if failures[j][1] <= all_back or failures[j][0] < end]
         stale = [failures[j][1] for j in mine if failures[j][0] >= end]  # sent after it was back, still failed
         for j in mine:
             taken[j] = True
-        users = {failures[j][2] for j in mine}
-        outages.append(Outage(transport, start, end, len(mine), len(users), max(stale, default=end) - end))
-    return outages
+        users = carried.users | {failures[j][2] for j in mine}
+        recovery = max(stale, default=end) - end
+        outage = Outage(transport, start, end, carried.failed_turns + len(mine), len(users), recovery)
+        found.append(Found(outage, tuple(mine), settles_at))
+    return found
+
+
+def sorted_failures(events: TransportEvents) -> list[Event]:
+    """The failures in the order :func:`scan_outages` indexes them (by done time, stable)."""
+    return sorted(events.failures, key=lambda e: e[1])
 
 
 def _failures_until(failures: list[Event], taken: list[bool], first: int, until: float) -> list[int]:
@@ -209,9 +249,13 @@ def _all_back(comebacks: list[Event], first: int, hit: set[str | None]) -> float
 
 __all__ = [
     "MAX_FAILURES_PER_REPORT",
+    "Found",
     "Outage",
     "OutageEvents",
     "OutageRecorder",
+    "Prefix",
     "TransportEvents",
     "find_outages",
+    "scan_outages",
+    "sorted_failures",
 ]

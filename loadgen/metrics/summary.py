@@ -1,19 +1,23 @@
 """``summary.json``: the run's figures per (transport, dialogue, turn), plus run-level ones.
 
-Schema (``schema_version`` 1), documented in README.md ("Reading the report"):
+Schema (``schema_version`` 2; a reader of version 1 folders finds the same fields less the new ones), documented
+in README.md ("Reading the report"):
 {
-  "schema_version": 1,
-  "run": {id, started_at, ended_at, duration_s, target, transports, history_mode, users, ... options},
-  "turns": [ {transport, dialogue, turn, count, failures, failures_by_kind: {transport, retention},
+  "schema_version": 2,
+  "run": {id, started_at, ended_at, duration_s, target, transports, history_mode, users, complete, cut_off_turns,
+          checkpoints, ... options},
+  "turns": [ {transport, dialogue, turn, count, failures, failures_by_kind: {transport, retention, session},
               failure_reasons: {"Kind: reason": n}, e2e_ms, ttft_ms, itl_ms, schedule_lag_ms
               (each {p50, p95, p99, max, mean, count, out_of_range}), retention: {checked, passed, rate},
               output_tokens, prompt_tokens, output_tokens_per_s} ... ],
   "transports": {name: the same figures over all dialogues and turns, plus turns_per_s},
   "context_buckets": {transport: {bucket: {e2e_ms, ttft_ms}}},
   "generator_lag_ms": {p50, p95, p99, max, mean, count},
-  "warnings": [text, ...]
+  "warnings": [text, ...],
+  ... and the sections the run adds (``sections``): windows, drift, outages, recovery, faults, workers
 }
-Percentile fields are milliseconds (floats); quantile names follow the percentile scale (p99 = 0.99).
+Percentile fields are milliseconds (floats); quantile names follow the percentile scale (p99 = 0.99). A latency
+block with no samples has every statistic ``null`` (count 0), never 0.0.
 """
 
 from __future__ import annotations
@@ -25,17 +29,17 @@ from loadgen.metrics.batch import MetricsBatch, Pause
 from loadgen.metrics.histograms import Metric, TrackedHistogram
 from loadgen.metrics.keys import ALL, ContextMetric, Count, FailureReason, SeriesKey, Total
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 QUANTILES: dict[str, float] = {"p50": 0.50, "p95": 0.95, "p99": 0.99}
 GENERATOR_LAG_WARN_MS = 5.0
 
 
-def latency_block(hist: TrackedHistogram | None) -> dict[str, float | int]:
-    """Percentiles of a microsecond histogram, in milliseconds."""
+def latency_block(hist: TrackedHistogram | None) -> dict[str, float | int | None]:
+    """Percentiles of a microsecond histogram, in milliseconds; every statistic None when it has no samples."""
     if hist is None or hist.count == 0:
-        return {"p50": 0.0, "p95": 0.0, "p99": 0.0, "max": 0.0, "mean": 0.0, "count": 0, "out_of_range": 0}
+        return {"p50": None, "p95": None, "p99": None, "max": None, "mean": None, "count": 0, "out_of_range": 0}
     values = hist.quantiles(QUANTILES.values())
-    block: dict[str, float | int] = {name: round(values[q] / 1000.0, 3) for name, q in QUANTILES.items()}
+    block: dict[str, float | int | None] = {name: round(values[q] / 1000.0, 3) for name, q in QUANTILES.items()}
     block["max"] = round(hist.max() / 1000.0, 3)
     block["mean"] = round(hist.mean() / 1000.0, 3)
     block["count"] = hist.count
@@ -43,17 +47,30 @@ def latency_block(hist: TrackedHistogram | None) -> dict[str, float | int]:
     return block
 
 
-def _figures(batch: MetricsBatch, base: SeriesKey, duration_s: float) -> dict[str, Any]:
+def _reasons(batch: MetricsBatch) -> dict[tuple[str, str, int], dict[str, int]]:
+    """Failure reasons per series (one pass over the counters)."""
+    out: dict[tuple[str, str, int], dict[str, int]] = defaultdict(dict)
+    for key, value in batch.counts.items():
+        if (reason := FailureReason.parse(key.metric)) is not None:
+            out[key.turn_key()][reason.label()] = int(value)
+    return out
+
+
+def _figures(
+    batch: MetricsBatch, base: SeriesKey, duration_s: float, reasons: dict[str, int], pause: Pause | None
+) -> dict[str, Any]:
     def counter(name: Count | Total) -> float:
         return batch.counter(base.with_metric(name))
 
     def hist(metric: Metric) -> TrackedHistogram | None:
         return batch.histograms.get(base.with_metric(metric))
 
-    reasons: dict[str, int] = {}
-    for key, value in batch.counts.items():
-        if key.turn_key() == base.turn_key() and (reason := FailureReason.parse(key.metric)) is not None:
-            reasons[reason.label()] = int(value)
+    def block(metric: Metric) -> dict[str, float | int | None]:
+        figures = latency_block(hist(metric))
+        if pause is not None:
+            pause()  # a block reads a histogram's every counter: let the users run after each
+        return figures
+
     checked = int(counter(Count.RETENTION_CHECKED))
     passed = int(counter(Count.RETENTION_PASSED))
     output_tokens = counter(Total.OUTPUT_TOKENS)
@@ -65,12 +82,13 @@ def _figures(batch: MetricsBatch, base: SeriesKey, duration_s: float) -> dict[st
         "failures_by_kind": {
             "transport": int(counter(Count.TRANSPORT_FAILURES)),
             "retention": int(counter(Count.RETENTION_FAILURES)),
+            "session": int(counter(Count.SESSION_FAILURES)),
         },
         "failure_reasons": dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
-        "e2e_ms": latency_block(e2e),
-        "ttft_ms": latency_block(hist(Metric.TTFT)),
-        "itl_ms": latency_block(hist(Metric.ITL)),
-        "schedule_lag_ms": latency_block(hist(Metric.SCHEDULE_LAG)),
+        "e2e_ms": block(Metric.E2E),
+        "ttft_ms": block(Metric.TTFT),
+        "itl_ms": block(Metric.ITL),
+        "schedule_lag_ms": block(Metric.SCHEDULE_LAG),
         "retention": {"checked": checked, "passed": passed, "rate": (passed / checked) if checked else None},
         "output_tokens": round(output_tokens, 1),
         "prompt_tokens": int(counter(Count.PROMPT_TOKENS)),
@@ -83,34 +101,40 @@ def _figures(batch: MetricsBatch, base: SeriesKey, duration_s: float) -> dict[st
 
 
 def build_summary(
-    batch: MetricsBatch, run: dict[str, Any], warnings: list[str] | None = None, *, pause: Pause | None = None
+    batch: MetricsBatch,
+    run: dict[str, Any],
+    warnings: list[str] | None = None,
+    *,
+    pause: Pause | None = None,
+    sections: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The summary of ``batch``; ``pause`` (e.g. ``gevent.sleep(0)``) is called after each series' figures,
-    so that a checkpoint written while users run never holds them up for the whole of it."""
+    """The summary of ``batch``; ``pause`` (e.g. ``gevent.sleep(0)``) is called after each histogram read, so
+    that a checkpoint written while users run holds them up for one histogram at a time, never the whole of it.
+    ``sections`` (windows, drift, outages, ...) are added as they are, after the figures."""
     duration_s = float(run.get("duration_s") or 0.0)
     turn_keys = sorted({k.turn_key() for k in batch.series_keys()})
+    reasons = _reasons(batch)
     turns = []
     transports: dict[str, Any] = {}
     for transport, dialogue, turn in turn_keys:
         if transport == ALL:
             continue
         base = SeriesKey.series(transport, dialogue, turn)
+        figures = _figures(batch, base, duration_s, reasons.get(base.turn_key(), {}), pause)
         if dialogue == ALL:
-            transports[transport] = _figures(batch, base, duration_s)
+            transports[transport] = figures
             continue
-        row = {"transport": transport, "dialogue": dialogue, "turn": turn}
-        row.update(_figures(batch, base, duration_s))
-        turns.append(row)
-        if pause is not None:
-            pause()
+        turns.append({"transport": transport, "dialogue": dialogue, "turn": turn, **figures})
     buckets: dict[str, dict[str, Any]] = defaultdict(dict)
     for key, hist in sorted(batch.histograms.items()):
         context = ContextMetric.parse(key.metric)
         if key.dialogue == ALL and context is not None and key.transport != ALL:
             buckets[key.transport].setdefault(context.bucket, {})[f"{context.metric}_ms"] = latency_block(hist)
+            if pause is not None:
+                pause()
     lag = latency_block(batch.histograms.get(SeriesKey(ALL, ALL, 0, Metric.GENERATOR_LAG)))
     all_warnings = list(warnings or [])
-    if lag["count"] and float(lag["p99"]) > GENERATOR_LAG_WARN_MS:
+    if lag["p99"] is not None and float(lag["p99"]) > GENERATOR_LAG_WARN_MS:
         all_warnings.append(
             f"load generator lag p99 is {lag['p99']} ms (> {GENERATOR_LAG_WARN_MS} ms): the generator was "
             "overloaded and its own delay is inside the latencies; use fewer users per process or --processes N"
@@ -123,4 +147,10 @@ def build_summary(
         "context_buckets": dict(buckets),
         "generator_lag_ms": lag,
         "warnings": all_warnings,
+        **(sections or {}),
     }
+
+
+def cut_off_turns(batch: MetricsBatch) -> int:
+    """Turns in flight when their users were stopped (counted per transport by the processes that ran them)."""
+    return sum(int(v) for k, v in batch.counts.items() if k.metric == Count.CUT_OFF)

@@ -3,7 +3,10 @@
 A turn is recorded twice: in its own series (transport x dialogue x turn) and in its transport's aggregate
 (dialogue ``*``, turn 0). A failed transport call counts ``count``, ``failures``, ``failures.transport`` and
 ``reason:<ErrorClass>:<reason>``, and records only the schedule lag; a retention miss counts ``failures``,
-``failures.retention`` and ``reason:RetentionFailure:<what was forgotten>`` beside the reply's latencies.
+``failures.retention`` and ``reason:RetentionFailure:<dialogue, turn and slot>`` beside the reply's latencies; a
+reply that says the server did not know the conversation's session (a lost session, not a forgetful model)
+counts ``failures``, ``failures.session`` and ``reason:SessionLost:<reason>`` beside its latencies, and no
+retention check. :func:`record_cut_off` counts a turn its user was stopped in the middle of.
 """
 
 from __future__ import annotations
@@ -27,10 +30,12 @@ from loadgen.metrics.keys import (
 )
 from loadgen.types import Reply
 
-__all__ = ["CONTEXT_BUCKETS", "TurnOutcome", "context_bucket", "record_turn", "to_us"]
+__all__ = ["CONTEXT_BUCKETS", "TurnOutcome", "context_bucket", "record_cut_off", "record_turn", "to_us"]
 
 #: The kind a retention miss is counted under (what Locust shows it as).
 RETENTION_KIND = RetentionFailure.__name__
+#: The kind a lost session is counted under.
+SESSION_KIND = "SessionLost"
 
 
 def to_us(seconds: float) -> int:
@@ -46,8 +51,10 @@ class TurnOutcome:
     error: TransportError | None = None
     retention_checked: int = 0  # facts probed in this turn
     retention_passed: bool = True
-    retention_reason: str | None = None
+    retention_reason: str | None = None  # grouped: dialogue, turn and slot, never a slot's value
     schedule_lag_s: float = 0.0
+    session_lost: str | None = None  # the reason, when the server did not know the session
+    retention_detail: str | None = None  # the forgotten values too (for the turn log only)
 
 
 class _Series:
@@ -55,9 +62,9 @@ class _Series:
     cached in the batch so that recording a turn builds no keys and looks nothing up by key."""
 
     __slots__ = (
-        "count", "e2e", "failures", "failures_retention", "failures_transport", "itl", "key", "output_tokens",
-        "output_tokens_hist", "prompt_tokens", "prompt_tokens_hist", "retention_checked", "retention_passed",
-        "schedule_lag", "ttft",
+        "count", "e2e", "failures", "failures_retention", "failures_session", "failures_transport", "itl", "key",
+        "output_tokens", "output_tokens_hist", "prompt_tokens", "prompt_tokens_hist", "retention_checked",
+        "retention_passed", "schedule_lag", "ttft",
     )  # fmt: skip
 
     def __init__(self, batch: MetricsBatch, key: SeriesKey) -> None:
@@ -66,6 +73,7 @@ class _Series:
         self.failures = key.with_metric(Count.FAILURES)
         self.failures_transport = key.with_metric(Count.TRANSPORT_FAILURES)
         self.failures_retention = key.with_metric(Count.RETENTION_FAILURES)
+        self.failures_session = key.with_metric(Count.SESSION_FAILURES)
         self.retention_checked = key.with_metric(Count.RETENTION_CHECKED)
         self.retention_passed = key.with_metric(Count.RETENTION_PASSED)
         self.output_tokens = key.with_metric(Total.OUTPUT_TOKENS)
@@ -151,7 +159,13 @@ def record_turn(batch: MetricsBatch, outcome: TurnOutcome) -> None:
         if prompt_tokens is not None:
             counts[s.prompt_tokens] += prompt_tokens
             s.prompt_tokens_hist.record(prompt_tokens)
-    if outcome.retention_checked:
+    if outcome.session_lost is not None:
+        lost = FailureReason.of(SESSION_KIND, outcome.session_lost)
+        for s in both:
+            counts[s.failures] += 1
+            counts[s.failures_session] += 1
+            counts[s.key.with_metric(lost)] += 1
+    elif outcome.retention_checked:
         _record_retention(counts, both, outcome)
     if prompt_tokens is not None:
         agg_key = both[1].key
@@ -159,3 +173,8 @@ def record_turn(batch: MetricsBatch, outcome: TurnOutcome) -> None:
         batch.record(agg_key.with_metric(ContextMetric(Metric.E2E, bucket)), e2e)
         if ttft is not None:
             batch.record(agg_key.with_metric(ContextMetric(Metric.TTFT, bucket)), ttft)
+
+
+def record_cut_off(batch: MetricsBatch, transport: str) -> None:
+    """One turn in flight when its user was stopped: counted, never silently dropped."""
+    batch.counts[SeriesKey(transport, ALL, 0, str(Count.CUT_OFF))] += 1

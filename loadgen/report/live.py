@@ -2,6 +2,11 @@
 
 Reading a percentile walks every counter of a histogram (~0.65 ms each, FIELD-NOTES), so the table is
 computed at most once per ``min_interval_s`` and reads each histogram in one pass for all its percentiles.
+
+A snapshot is ``{"rows", "generator_lag_ms", "warnings", "updated_at"}``; :func:`display_rows` adds the lag and
+the warnings to the rows as lines of their own (Locust's web UI draws an extended tab as one table). The source
+is the run's aggregator, so the table follows Locust's own statistics: reset when they are reset, empty at the
+start of a new test.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from typing import Any
 from loadgen.metrics.batch import MetricsBatch
 from loadgen.metrics.histograms import Metric, TrackedHistogram
 from loadgen.metrics.keys import ALL, Count, SeriesKey
+from loadgen.metrics.summary import GENERATOR_LAG_WARN_MS
 
 _QS = (0.5, 0.95, 0.99)
 
@@ -86,6 +92,24 @@ def generator_lag(batch: MetricsBatch) -> dict[str, float | int]:
     return {"count": hist.count, "p50": _ms(values[0.5]), "p99": _ms(values[0.99]), "max": _ms(hist.max())}
 
 
+def lag_warnings(lag: dict[str, float | int]) -> list[str]:
+    p99 = lag.get("p99")
+    if p99 is None or float(p99) <= GENERATOR_LAG_WARN_MS:
+        return []
+    return [f"load generator lag p99 is {p99} ms (> {GENERATOR_LAG_WARN_MS} ms): the generator is overloaded"]
+
+
+def display_rows(snapshot: dict[str, Any]) -> list[dict[str, Any]]:
+    """The table's rows, then a line with the generator's lag and one per warning (for the web UI tab)."""
+    rows = list(snapshot["rows"])
+    lag = snapshot.get("generator_lag_ms") or {}
+    if lag.get("count"):
+        rows.append({"transport": "generator lag", "name": f"p50 {lag['p50']} ms, p99 {lag['p99']} ms, "
+                     f"max {lag['max']} ms"})  # fmt: skip
+    rows.extend({"transport": "WARNING", "name": text} for text in snapshot.get("warnings", []))
+    return rows
+
+
 class LiveTable:
     """Caches the table; recomputes at most once per ``min_interval_s`` and only when the data changed.
 
@@ -100,15 +124,22 @@ class LiveTable:
         min_interval_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         cost_factor: float = 10.0,
+        warnings: Callable[[], list[str]] | None = None,
     ) -> None:
         self._source = source  # () -> (batch, version) or None when no run is set up
+        self._warnings = warnings
         self._min_interval_s = min_interval_s
         self._clock = clock
         self._computed_at: float | None = None
         self._wait_s = min_interval_s
         self._cost_factor = cost_factor
         self._version: int | None = None
-        self._snapshot: dict[str, Any] = {"rows": [], "generator_lag_ms": {"count": 0}, "updated_at": None}
+        self._snapshot: dict[str, Any] = {
+            "rows": [],
+            "generator_lag_ms": {"count": 0},
+            "warnings": [],
+            "updated_at": None,
+        }
         self.computations = 0
 
     def snapshot(self) -> dict[str, Any]:
@@ -125,9 +156,11 @@ class LiveTable:
         self._version = version
         self.computations += 1
         started = time.perf_counter()
+        lag = generator_lag(batch)
         self._snapshot = {
             "rows": build_rows(batch),
-            "generator_lag_ms": generator_lag(batch),
+            "generator_lag_ms": lag,
+            "warnings": lag_warnings(lag) + (self._warnings() if self._warnings is not None else []),
             "updated_at": round(time.time(), 3),
         }
         self._wait_s = max(self._min_interval_s, self._cost_factor * (time.perf_counter() - started))

@@ -4,9 +4,10 @@ process id inserted before the suffix (``turns.jsonl`` -> ``turns.12345.jsonl``)
 file. Lines are buffered and flushed about once a second and when the test stops.
 
 Fields: ``ts`` (unix seconds at the end of the turn), ``conversation_id``, ``transport``, ``dialogue``,
-``turn``, ``verdict`` (``ok`` | ``transport_error`` | ``retention_failure``), ``error`` (``Kind: reason`` or
-null), ``e2e_ms``, ``ttft_ms``, ``itl_ms_mean``, ``chunks``, ``output_tokens``, ``prompt_tokens``,
-``schedule_lag_ms``, ``retention`` (``{"checked", "passed", "reason"}``).
+``turn``, ``verdict`` (``ok`` | ``transport_error`` | ``retention_failure`` | ``session_lost``), ``error``
+(``Kind: reason`` or null), ``e2e_ms``, ``ttft_ms``, ``itl_ms_mean``, ``chunks``, ``output_tokens``,
+``prompt_tokens``, ``schedule_lag_ms``, ``retention`` (``{"checked", "passed", "reason"}``: the reason with the
+forgotten values, which the grouped reasons of reports leave out).
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ def turn_record(outcome: TurnOutcome, conversation_id: str, now: float | None = 
     if outcome.error is not None or reply is None:
         verdict = "transport_error"
         error = f"{type(outcome.error).__name__}: {outcome.error.reason}" if outcome.error is not None else "no reply"
+    elif outcome.session_lost is not None:
+        verdict = "session_lost"
+        error = f"SessionLost: {outcome.session_lost}"
     elif outcome.retention_checked and not outcome.retention_passed:
         verdict = "retention_failure"
         error = f"RetentionFailure: {outcome.retention_reason or ''}"
@@ -52,7 +56,7 @@ def turn_record(outcome: TurnOutcome, conversation_id: str, now: float | None = 
         "retention": {
             "checked": outcome.retention_checked,
             "passed": outcome.retention_passed if outcome.retention_checked else None,
-            "reason": outcome.retention_reason,
+            "reason": outcome.retention_detail or outcome.retention_reason,
         },
     }
     if reply is not None:

@@ -3,9 +3,10 @@ server (``loadgen serve``), a headless master that waits for two workers, and tw
 --master-host``) that take the target from the master. Each worker logs its turns (``--turn-log``: one file
 per worker, its pid in the name); the master's merged histograms (summary.json) and Locust's own merged
 statistics (``--json-file``) must equal the sum of the two logs, turn by turn: counts, failures, retention
-checks, tokens, the exact sums of the latencies and their maxima (to the histograms' precision). The master's
-load shape takes the users away 5 s before the end, so every turn has been reported before the quit (see
-drain_shape.py)."""
+checks, tokens, the exact sums of the latencies and their maxima (to the histograms' precision). The users run
+until the end of ``-t``: the master waits for each worker's final report before it quits, so the turns of a
+worker's last seconds are in (turns in flight when the users were stopped are counted as cut off, in no log).
+Only the workers are given ``--turn-log``: a worker's own options are read before the master's replace them."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,11 +31,10 @@ from tests.conftest import REPO_ROOT
 pytestmark = pytest.mark.e2e
 
 LOCUSTFILE = REPO_ROOT / "scenarios" / "multiturn.py"
-SHAPE = Path(__file__).with_name("drain_shape.py")  # why: see its docstring
 DIALOGUES = REPO_ROOT / "deploy" / "k8s" / "base" / "dialogues"  # what the deployments mount
 READY_PREFIX = "loadgen-ready "
 USERS = 6
-RUN_S = 14  # 9 s of load, then drain_shape.DRAIN_S (5 s) without users
+RUN_S = 10
 THINK = ("--think-min", "0.05", "--think-max", "0.2")
 START_TIMEOUT_S = 60.0
 RUN_TIMEOUT_S = 150.0
@@ -114,28 +114,38 @@ def _wait_ready(proc: subprocess.Popen[bytes], log: Path) -> str:
     pytest.fail(f"the reference server did not start:\n{log.read_text(errors='replace')[-3000:]}")
 
 
-def run_master_and_two_workers(folder: Path, master_files: tuple[Path, ...] = ()) -> DistributedRun:
-    """``master_files``: more locustfiles for the master only (a test can add a listener that breaks it)."""
+def run_master_and_two_workers(
+    folder: Path,
+    master_files: tuple[Path, ...] = (),
+    *,
+    worker_files: tuple[Path, ...] = (),
+    master_args: tuple[str, ...] = (),
+    during: Callable[[dict[str, subprocess.Popen[bytes]]], None] | None = None,
+) -> DistributedRun:
+    """``master_files``, ``worker_files``: more locustfiles for the master or the workers only (a test can add a
+    listener that breaks one); ``during(processes)`` runs once all are started (a test can kill one)."""
     locust = [sys.executable, "-m", "locust"]
-    # --turn-log goes to the master too (it logs nothing itself): Locust copies the master's options over a
-    # worker's when the first spawn message arrives, and that can happen while the worker's init is still
-    # importing the transport (the import yields to the worker's message loop), before the turn log is set up
-    common = ["--dialogues", str(DIALOGUES), *THINK, "--turn-log", "logs/turns.jsonl"]
+    common = ["--dialogues", str(DIALOGUES), *THINK]
     port = str(_free_port())
-    master_f = ",".join(str(p) for p in (LOCUSTFILE, SHAPE, *master_files))
+    master_f = ",".join(str(p) for p in (LOCUSTFILE, *master_files))
+    worker_f = ",".join(str(p) for p in (LOCUSTFILE, *worker_files))
     master = [
         *locust, "-f", master_f, "--master", "--headless", "--expect-workers", "2",
         "--expect-workers-max-wait", str(int(START_TIMEOUT_S)), "--master-bind-host", "127.0.0.1",
         "--master-bind-port", port, "-u", str(USERS), "-r", str(USERS), "-t", f"{RUN_S}s",
         *common, "--reports-dir", "reports", "--run-id", "run", "--json-file", "locust-stats", "--only-summary",
+        *master_args,
     ]  # fmt: skip
-    worker = [*locust, "-f", str(LOCUSTFILE), "--worker", "--master-host", "127.0.0.1", "--master-port", port, *common]
+    worker = [*locust, "-f", worker_f, "--worker", "--master-host", "127.0.0.1", "--master-port", port, *common,
+              "--turn-log", "logs/turns.jsonl"]  # fmt: skip
     with _processes() as started:
         _start(started, folder, "server", [sys.executable, "-m", "loadgen", "serve", "--rest-port", "0"])
         url = _wait_ready(started[0][1], folder / "server.log")
         _start(started, folder, "master", [*master, "--host", url])
         pids = [_start(started, folder, f"worker{i}", worker) for i in (1, 2)]
         procs = dict(started)
+        if during is not None:
+            during(procs)
         master_rc = _wait(procs["master"], RUN_TIMEOUT_S)
         worker_rcs = [_wait(procs[f"worker{i}"], STOP_TIMEOUT_S) for i in (1, 2)]
     logs = "\n".join(f"--- {name}\n{(folder / f'{name}.log').read_text(errors='replace')[-3000:]}" for name in procs)
@@ -188,7 +198,11 @@ def test_master_merges_exactly_what_two_worker_processes_ran(tmp_path: Path) -> 
     assert set(run.turn_logs) == {f"turns.{pid}.jsonl" for pid in run.worker_pids}, run.logs
     assert all(len(lines) >= 5 for lines in run.turn_logs.values()), {k: len(v) for k, v in run.turn_logs.items()}
     assert run.summary["run"]["processes"] == 2
+    assert run.summary["workers"] == {"expected": 2, "reported": 2, "lost": []}
+    _assert_merged_equals_logged(run)
 
+
+def _assert_merged_equals_logged(run: DistributedRun) -> None:
     logged = per_turn_from_logs([line for lines in run.turn_logs.values() for line in lines])
     # the reference server on loopback fails no turn, so Locust's response times are the e2e latencies too
     assert run.summary["transports"]["rest"]["failures_by_kind"]["transport"] == 0, run.logs
@@ -214,3 +228,57 @@ def test_master_merges_exactly_what_two_worker_processes_ran(tmp_path: Path) -> 
             sum(want["e2e"]) / want["count"], abs=0.002
         )
         assert entry["max_response_time"] == pytest.approx(max(want["e2e"]), abs=0.002)
+
+
+SLOW_FINAL_REPORT = """
+import gevent
+from locust import events
+
+
+@events.test_stopping.add_listener
+def _slow(**_):
+    gevent.sleep(2.5)  # a busy worker: its users run on, its final report comes seconds after the master said quit
+"""
+
+
+def test_a_late_final_report_is_waited_for(tmp_path: Path) -> None:
+    """Locust's own master waits 0.5 s for the workers' last reports; ours waits until each has come."""
+    slow = tmp_path / "slow_final_report.py"
+    slow.write_text(SLOW_FINAL_REPORT, encoding="utf-8")
+    run = run_master_and_two_workers(tmp_path, worker_files=(slow,))
+    assert run.master_rc == 0, run.logs
+    assert run.summary["workers"] == {"expected": 2, "reported": 2, "lost": []}
+    _assert_merged_equals_logged(run)
+
+
+def _kill_worker_1_once_both_reported(folder: Path) -> Callable[[dict[str, subprocess.Popen[bytes]]], None]:
+    def kill(procs: dict[str, subprocess.Popen[bytes]]) -> None:
+        summary = folder / "reports" / "run" / "summary.json"
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            try:
+                if json.loads(summary.read_text()).get("workers", {}).get("reported") == 2:
+                    break
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.2)
+        os.killpg(procs["worker1"].pid, signal.SIGKILL)
+
+    return kill
+
+
+@pytest.mark.parametrize(("allow", "exit_code"), [(False, 4), (True, 0)])
+def test_a_lost_worker_is_a_warning_and_a_non_zero_exit_unless_allowed(
+    tmp_path: Path, allow: bool, exit_code: int
+) -> None:
+    args = ("--checkpoint-interval", "0.5", *(("--allow-worker-loss",) if allow else ()))
+    run = run_master_and_two_workers(tmp_path, master_args=args, during=_kill_worker_1_once_both_reported(tmp_path))
+    assert run.master_rc == exit_code, run.logs
+    workers = run.summary["workers"]
+    assert (workers["expected"], workers["reported"], len(workers["lost"])) == (2, 2, 1), workers
+    (lost,) = workers["lost"]
+    assert any(w.startswith(f"worker {lost} was lost") for w in run.summary["warnings"])
+    master_log = (tmp_path / "master.log").read_text()
+    assert f"WARNING: worker {lost} was lost" in master_log  # on the console, under the table
+    assert ("worker(s) lost: exit code 4" in master_log) is not allow
+    assert "Traceback" not in master_log

@@ -133,8 +133,8 @@ def test_plant_probe_and_verdicts(small: ConversationFactory) -> None:
     assert conversation.check_retention(t3, "anything") is None  # probes nothing
 
     ok = conversation.check_retention(t4, f"Your code is {code}.")
-    assert ok == RetentionVerdict(turn=4, checked=1, passed=True)
-    assert ok.reason() == "turn 4 remembered 1 fact"
+    assert ok == RetentionVerdict(turn=4, checked=1, passed=True, dialogue="small")
+    assert ok.reason() == "small turn 4 remembered 1 fact"
 
     # case-insensitive, whitespace normalised
     spaced = conversation.check_retention(t5, f"Sure,  {name.upper()} -\n you like {colour.lower()}")
@@ -143,11 +143,14 @@ def test_plant_probe_and_verdicts(small: ConversationFactory) -> None:
     bad = conversation.check_retention(t4, "I do not know.")
     assert bad is not None
     assert (bad.checked, bad.passed, bad.missing) == (1, False, (("code", code, 2),))
-    assert bad.reason() == f"turn 4 forgot code='{code}' planted at turn 2"
+    # the reason groups (dialogue, turn, slot: the same for every conversation); the value is in the detail only
+    assert bad.reason() == "small turn 4 forgot code (planted at turn 2)"
+    assert code not in bad.reason()
+    assert bad.detail() == f"small turn 4 forgot code='{code}' planted at turn 2"
 
     half = conversation.check_retention(t5, f"You are {name}.")
     assert half is not None and not half.passed and half.checked == 2
-    assert half.reason() == f"turn 5 forgot colour='{colour}' planted at turn 1"
+    assert half.reason() == "small turn 5 forgot colour (planted at turn 1)"
 
 
 def test_a_fact_never_sent_is_skipped_not_failed(small: ConversationFactory) -> None:
@@ -155,7 +158,7 @@ def test_a_fact_never_sent_is_skipped_not_failed(small: ConversationFactory) -> 
     t1, _, _, t4, t5 = conversation.dialogue.turns
     conversation.mark_sent(t1)  # turn 2 (the code) got no reply: it was never planted
     verdict = conversation.check_retention(t4, "no idea")
-    assert verdict == RetentionVerdict(turn=4, checked=0, passed=True, skipped=("code",))
+    assert verdict == RetentionVerdict(turn=4, checked=0, passed=True, skipped=("code",), dialogue="small")
     verdict = conversation.check_retention(t5, "no idea")
     assert verdict is not None and verdict.checked == 2 and not verdict.passed
 

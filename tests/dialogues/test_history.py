@@ -127,7 +127,8 @@ def test_a_retention_miss_is_reported_and_its_reply_is_history(make: Callable[..
     conversation.request(turns[3])
     result = conversation.record(turns[3], _reply("I forgot."))
     assert (result.conversation_id, result.dialogue, result.turn) == ("conv-1", "small", 4)
-    assert result.retention_miss == "turn 4 forgot code='QX1234' planted at turn 2"
+    assert result.retention_miss == "small turn 4 forgot code (planted at turn 2)"
+    assert result.retention_detail == "small turn 4 forgot code='QX1234' planted at turn 2"
     assert conversation.request(turns[4]).messages[-3:] == (U4, ChatMessage("assistant", "I forgot."), U5)
     kept = conversation.record(turns[4], _reply("Ada, you like vermilion"))
     assert kept.retention is not None and kept.retention.passed and kept.retention_miss is None
@@ -138,3 +139,51 @@ def test_record_without_request_uses_the_turns_own_message(make: Callable[..., C
     first = conversation.dialogue.turns[0]
     conversation.record(first, _reply("hello"))
     assert conversation.history.messages == (SYSTEM, U1, ChatMessage("assistant", "hello"))
+
+
+def _new_session(text: str) -> Any:
+    """A reply whose server said it started a new session (the transports set ``Reply.session_new``)."""
+    reply = _reply(text)
+    if hasattr(reply, "session_new"):
+        reply.session_new = True
+        return reply
+
+    class Flagged:  # until Reply has the field: a stand-in with the same attributes
+        def __init__(self) -> None:
+            self.text, self.session_new = text, True
+
+    return Flagged()
+
+
+def test_a_lost_session_is_a_session_failure_not_a_retention_one(make: Callable[..., Conversation]) -> None:
+    conversation = make(history=HistoryMode.SERVER)
+    turns = conversation.dialogue.turns
+    conversation.request(turns[0])
+    first = conversation.record(turns[0], _new_session("hi"))  # turn 1 always opens a new session
+    assert not first.session_lost
+    for turn in turns[1:3]:
+        conversation.request(turn)
+        assert not conversation.record(turn, _reply(f"reply {turn.index}")).session_lost
+    # the server forgot the session (restarted, evicted): turn 4 probes the code, but the loss is the failure
+    conversation.request(turns[3])
+    lost = conversation.record(turns[3], _new_session("What code?"))
+    assert (lost.session_lost, lost.retention, lost.retention_miss) == (True, None, None)
+    # what was planted before is gone with the session: turn 5's probes are skipped, not failed
+    conversation.request(turns[4])
+    after = conversation.record(turns[4], _reply("no idea"))
+    assert not after.session_lost
+    assert after.retention is not None and (after.retention.checked, after.retention.passed) == (0, True)
+    assert set(after.retention.skipped) == {"name", "colour"}
+
+
+def test_a_new_session_is_no_loss_before_any_reply_or_in_client_mode(make: Callable[..., Conversation]) -> None:
+    server = make(history=HistoryMode.SERVER)
+    t1, t2 = server.dialogue.turns[:2]
+    server.request(t1)
+    server.record(t1, None, ConnectError("refused"))  # the session was never opened
+    server.request(t2)
+    assert not server.record(t2, _new_session("ok")).session_lost
+    client = make()
+    for turn in client.dialogue.turns[:2]:
+        client.request(turn)
+        assert not client.record(turn, _new_session("ok")).session_lost

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -159,7 +160,7 @@ def test_a_retention_miss_is_a_locust_failure_and_a_retention_failure_of_ours(en
     rt = _converse(env, tmp_path, ScriptedTransport(forget_at=(4,)))
     assert [type(e).__name__ for e in seen] == ["NoneType"] * 3 + ["RetentionFailure", "NoneType"]
     assert isinstance(seen[3], RetentionFailure)
-    assert str(seen[3]) == "turn 4 forgot code='QX-7781' planted at turn 2"
+    assert str(seen[3]) == "plan turn 4 forgot code (planted at turn 2)"  # grouped: no slot value
     assert _locust(env, 4) == (1, 1)
     counted = (Count.FAILURES, Count.RETENTION_FAILURES, Count.RETENTION_CHECKED, Count.RETENTION_PASSED)
     assert [_counter(rt, c) for c in counted] == [1, 1, 2, 1]
@@ -239,21 +240,22 @@ def _init_environment(parsed: argparse.Namespace) -> Any:
 def test_a_bad_run_id_stops_the_run_with_one_line_before_a_folder_is_named(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    plugin_events.state.run_dir = None
+    plugin_events.state.folder = None
     with pytest.raises(SystemExit) as stopped:
         plugin_events._on_init(_init_environment(_parsed(tmp_path, "--run-id", "nightly/2026")), runner=None)
     assert stopped.value.code == 2
     assert capsys.readouterr().err == (
         "chat-loadgen: --run-id 'nightly/2026': use letters, digits, '.', '_' and '-' only\n"
     )
-    assert plugin_events.state.run_dir is None
+    assert plugin_events.state.folder is None
 
 
 def test_a_good_run_id_names_the_run_folder(tmp_path: Path) -> None:
     parsed = _parsed(tmp_path, "--run-id", "nightly-2026.1", "--reports-dir", str(tmp_path / "reports"))
     plugin_events._on_init(_init_environment(parsed), runner=None)
-    assert plugin_events.state.run_dir == tmp_path / "reports" / "nightly-2026.1"
-    assert plugin_events.state.run_meta["id"] == "nightly-2026.1"
+    assert plugin_events.state.folder is not None
+    assert plugin_events.state.folder.run_dir == tmp_path / "reports" / "nightly-2026.1"
+    assert plugin_events.state.folder.meta["id"] == "nightly-2026.1"
     runtime.reset_runtime()
 
 
@@ -378,3 +380,116 @@ def test_a_forked_worker_drops_the_masters_json_file_and_a_standalone_one_keeps_
     standalone = argparse.Namespace(processes=None, json_file="out/stats")
     options.drop_inherited_json_file(standalone)
     assert standalone.json_file == "out/stats"
+
+
+# --- the run's edges: cut-off turns, lost sessions, outages, resets -------------------------------------------
+class StalledTransport(ScriptedTransport):
+    """Answers its first turn, then never answers (the run ends while it waits)."""
+
+    def _send(self, request: ChatRequest, turn_timeout: float) -> Reply:
+        if self.requests:
+            gevent.sleep(60)
+        return super()._send(request, turn_timeout)
+
+
+def test_a_turn_in_flight_when_the_user_is_stopped_is_counted_as_cut_off(env: Environment, tmp_path: Path) -> None:
+    rt = runtime.build_runtime(_parsed(tmp_path), "local", env.events.request)
+    user = ChatUser(env)
+    user.transport = StalledTransport()
+    running = gevent.spawn(user.converse)
+    gevent.sleep(0.05)
+    running.kill()  # what Locust's stop does to a user greenlet
+    assert _counter(rt, Count.TURNS) == 1 and _locust(env, 2) == (0, 0)  # the second turn never ended ...
+    assert rt.pending.counts[SeriesKey.series("rest").with_metric(Count.CUT_OFF)] == 1  # ... it is counted
+
+
+class NewSessionReply(Reply):
+    """A reply whose server said it did not know the session (``Reply.session_new``)."""
+
+    __slots__ = ()
+    session_new = True
+
+
+class ForgettingServer(ScriptedTransport):
+    """Server history mode: keeps the history, but starts a new session at the sends in ``lose_at``."""
+
+    def __init__(self, lose_at: tuple[int, ...]) -> None:
+        super().__init__()
+        self.lose_at = lose_at
+
+    def _send(self, request: ChatRequest, turn_timeout: float) -> Reply:
+        reply = super()._send(request, turn_timeout)
+        if len(self.requests) in self.lose_at:
+            return NewSessionReply(reply.text, reply.t_sent, reply.t_done, chunk_times=reply.chunk_times,
+                                   chunk_tokens=reply.chunk_tokens, usage=reply.usage)  # fmt: skip
+        return reply
+
+
+def test_a_lost_session_is_a_session_failure_in_locust_and_ours(env: Environment, tmp_path: Path) -> None:
+    seen: list[Any] = []
+    env.events.request.add_listener(lambda exception=None, **_: seen.append(exception))
+    rt = _converse(env, tmp_path, ForgettingServer(lose_at=(4,)), "--history", "server")
+    assert [type(e).__name__ for e in seen] == ["NoneType"] * 3 + ["SessionLost", "NoneType"]
+    assert str(seen[3]) == "session lost: the server did not know the session"
+    assert _locust(env, 4) == (1, 1)
+    kinds = (Count.FAILURES, Count.SESSION_FAILURES, Count.RETENTION_FAILURES)
+    assert [_counter(rt, kind) for kind in kinds] == [1, 1, 0]
+    assert _counter(rt, FailureReason("SessionLost", "session lost: the server did not know the session"), turn=4) == 1
+    # turn 5 probes the name planted at turn 1: lost with the session, so skipped rather than failed
+    assert _counter(rt, Count.RETENTION_CHECKED, turn=5) == 0
+
+
+def test_each_turn_goes_to_the_outage_recorder_with_wall_clock_times(env: Environment, tmp_path: Path) -> None:
+    before = time.time()
+    rt = _converse(env, tmp_path, ScriptedTransport(fail_at=(2, 3)))
+    wire = rt.take_outages_wire()
+    failures, comebacks = wire["t"]["rest"]["f"], wire["t"]["rest"]["c"]
+    assert len(failures) == 2 and len(comebacks) == 1  # turns 2 and 3 failed, turn 4 was the user's comeback
+    user = failures[0][2]
+    assert user.startswith(f"{os.getpid()}.") and {f[2] for f in failures} == {comebacks[0][2]} == {user}
+    assert all(before <= sent <= done <= time.time() for sent, done, _ in failures + comebacks)
+    assert comebacks[0][1] - comebacks[0][0] == pytest.approx(0.002, abs=1e-4)  # done - sent: the reply's e2e
+
+
+def test_a_flush_moves_figures_and_outages_into_the_aggregator_and_a_reset_drops_them(
+    env: Environment, tmp_path: Path
+) -> None:
+    rt = _converse(env, tmp_path, ScriptedTransport(fail_at=(2,)))
+    assert rt.aggregator is not None
+    updates = rt.aggregator.updates
+    rt.flush_local()
+    assert rt.aggregator.total.counts[SeriesKey.series("rest").with_metric(Count.TURNS)] == 5
+    assert [o.failed_turns for o in rt.aggregator.outages.outages()["rest"]] == [1]
+    plugin_events._on_reset_stats()  # the web UI's reset, as Locust fires it
+    assert rt.aggregator.total.is_empty() and rt.aggregator.outages.outages() == {}
+    assert rt.aggregator.updates > updates + 1  # the live tab sees the change
+
+
+def _logged_turns(env: Environment, tmp_path: Path, transport: ScriptedTransport, *args: str) -> list[dict[str, Any]]:
+    import json
+
+    from loadgen.report.turnlog import TurnLog
+
+    rt = runtime.build_runtime(_parsed(tmp_path, *args), "local", env.events.request)
+    log = TurnLog(tmp_path / "turns.jsonl")
+    rt.turn_listeners.add(log)
+    user = ChatUser(env)
+    user.transport = transport
+    user.converse()
+    log.close()
+    return [json.loads(line) for line in (tmp_path / "turns.jsonl").read_text().splitlines()]
+
+
+def test_the_turn_log_keeps_the_forgotten_values_that_reasons_leave_out(env: Environment, tmp_path: Path) -> None:
+    lines = _logged_turns(env, tmp_path, ScriptedTransport(forget_at=(4,)))
+    assert [line["verdict"] for line in lines] == ["ok", "ok", "ok", "retention_failure", "ok"]
+    assert lines[3]["error"] == "RetentionFailure: plan turn 4 forgot code (planted at turn 2)"
+    assert lines[3]["retention"]["reason"] == "plan turn 4 forgot code='QX-7781' planted at turn 2"
+
+
+def test_the_turn_log_says_when_a_session_was_lost(env: Environment, tmp_path: Path) -> None:
+    lines = _logged_turns(env, tmp_path, ForgettingServer(lose_at=(3,)), "--history", "server")
+    assert [line["verdict"] for line in lines] == ["ok", "ok", "session_lost", "ok", "ok"]
+    assert lines[2]["error"] == "SessionLost: session lost: the server did not know the session"
+    # what was planted before the loss is gone with the session: the later probes are skipped, not failed
+    assert [line["retention"]["checked"] for line in lines[3:]] == [0, 0]

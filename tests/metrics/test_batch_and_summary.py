@@ -109,7 +109,7 @@ def test_summary_and_run_folder(tmp_path) -> None:  # type: ignore[no-untyped-de
     summary = write_run(tmp_path, agg, {"id": "t", "duration_s": 10.0})
     on_disk = json.loads((tmp_path / SUMMARY_FILE).read_text())
     assert on_disk == json.loads(json.dumps(summary))
-    assert on_disk["schema_version"] == 1
+    assert on_disk["schema_version"] == 2
     row = on_disk["turns"][0]
     assert (row["transport"], row["dialogue"], row["turn"], row["count"]) == ("rest", "travel", 1, 5)
     assert row["retention"] == {"checked": 5, "passed": 5, "rate": 1.0}
@@ -126,7 +126,23 @@ def test_summary_and_run_folder(tmp_path) -> None:  # type: ignore[no-untyped-de
 
 def test_empty_summary_is_well_formed() -> None:
     s = build_summary(MetricsBatch(), {"duration_s": 0})
-    assert s["turns"] == [] and s["generator_lag_ms"]["count"] == 0
+    assert s["turns"] == []
+    assert s["generator_lag_ms"] == {
+        "p50": None, "p95": None, "p99": None, "max": None, "mean": None, "count": 0, "out_of_range": 0,
+    }  # fmt: skip
+
+
+def test_a_latency_block_with_no_samples_is_all_null_never_zero() -> None:
+    batch = MetricsBatch()
+    record_turn(batch, TurnOutcome("rest", "travel", 1, _reply(0.0, 0.05, [])))  # one chunk: no ITL sample
+    record_turn(batch, TurnOutcome("rest", "travel", 2, None, error=ConnectError("refused")))  # no reply at all
+    s = build_summary(batch, {"duration_s": 1.0})
+    by_turn = {row["turn"]: row for row in s["turns"]}
+    empty = {"p50": None, "p95": None, "p99": None, "max": None, "mean": None, "count": 0, "out_of_range": 0}
+    assert by_turn[1]["itl_ms"] == empty
+    assert by_turn[1]["e2e_ms"]["count"] == 1 and by_turn[1]["e2e_ms"]["p50"] == pytest.approx(50.0, abs=0.05)
+    assert by_turn[2]["e2e_ms"] == by_turn[2]["ttft_ms"] == empty
+    assert by_turn[2]["failures_by_kind"] == {"transport": 1, "retention": 0, "session": 0}
 
 
 def test_recorded_itl_is_inter_token_samples_in_microseconds() -> None:

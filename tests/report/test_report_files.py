@@ -105,14 +105,13 @@ def test_hlog_start_that_is_not_a_whole_millisecond(tmp_path: Path) -> None:
     """A reader must not drop the first interval when the run started mid-millisecond."""
     run_dir = make_run(tmp_path / "reports", "odd", transports=("rest",), intervals=2)
     summary = json.loads((run_dir / "summary.json").read_text())
-    intervals = json.loads((run_dir / "intervals.json").read_text())
+    intervals = [json.loads(line) for line in (run_dir / "intervals.jsonl").read_text().splitlines()]
     shift = 0.98765  # rounds up at 3 decimals
-    intervals["started_at"] += shift
-    for item in intervals["intervals"]:
+    for item in intervals:
         item["start"] += shift
         item["end"] += shift
     summary["run"]["started_at"] += shift
-    (run_dir / "intervals.json").write_text(json.dumps(intervals))
+    (run_dir / "intervals.jsonl").write_text("".join(json.dumps(i) + "\n" for i in intervals))
     (run_dir / "summary.json").write_text(json.dumps(summary))
     write_reports(run_dir, html=False)
     data = load_run(run_dir)
