@@ -28,6 +28,8 @@ from loadgen.server.engines.base import (
     Tokenizer,
 )
 from loadgen.server.engines.torch_engine import TorchEngine
+from loadgen.server.service import failure_of
+from loadgen.wire.status import Failure
 
 pytestmark = pytest.mark.torch
 TINY = TorchEngineConfig(model="tiny", device="cpu")
@@ -246,10 +248,11 @@ def test_stop_ends_pending_requests_with_an_error() -> None:
         queued = engine.generate(request("y"))
         await anext(aiter(running))
         await engine.stop()
-        with pytest.raises(EngineOverloaded, match="stopped"):
-            await collect(queued)
-        with pytest.raises(EngineOverloaded, match="stopped"):
-            await collect(running)
+        # mid-reply (or before its first chunk, once admitted): the status table's ENGINE_STOPPED, not Overloaded
+        for stream in (queued, running):
+            with pytest.raises(EngineRequestError, match="the engine stopped") as caught:
+                await collect(stream)
+            assert failure_of(caught.value) is Failure.ENGINE_STOPPED
         with pytest.raises(EngineOverloaded, match="stopping"):
             engine.generate(request("z"))
 

@@ -37,7 +37,6 @@ from loadgen.errors import ConfigError
 from loadgen.server.config import TorchEngineConfig
 from loadgen.server.engines.base import (
     Engine,
-    EngineOverloaded,
     EngineRequestError,
     GenerationRequest,
     TokenChunk,
@@ -117,7 +116,7 @@ class TorchEngine(Engine):
 
     async def stop(self) -> None:
         for seq in self.scheduler.stop():
-            self._deliver([(seq, EngineOverloaded("engine stopped"))])
+            self._deliver([(seq, EngineRequestError("the engine stopped"))])
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join)
             self._thread = None
@@ -218,7 +217,7 @@ class TorchEngine(Engine):
             log.exception("torch engine: the worker thread died")
         finally:
             failed = self._running + self.scheduler.stop()
-            self._deliver([(seq, EngineOverloaded("engine stopped")) for seq in failed])
+            self._deliver([(seq, EngineRequestError("the engine stopped")) for seq in failed])
             for seq in self._running:
                 self.scheduler.release(seq)
             self._running = []
