@@ -58,8 +58,8 @@ from loadgen.wire.text import redact_url
 
 log = logging.getLogger(__name__)
 
-#: Added to a turn's own deadline for the greenlet's wait on the asyncio loop: the turn times out inside the
-#: loop first, with the precise reason; this only catches a loop that stopped answering.
+#: Added to a turn's own deadline (which covers connecting too) for the greenlet's wait on the asyncio loop: the
+#: turn times out inside the loop first, with the precise reason; this only catches a loop that stopped answering.
 BRIDGE_SLACK_S = 5.0
 
 
@@ -219,8 +219,9 @@ class AmqpTransport(Transport):
                     headers=self._headers,
                     timeout=turn_timeout,
                     connect_timeout=connect_timeout,
+                    max_reply_bytes=self.config.max_reply_bytes,
                 ),
-                timeout=turn_timeout + connect_timeout + BRIDGE_SLACK_S,
+                timeout=turn_timeout + BRIDGE_SLACK_S,
             )
         except TimeoutError as exc:
             raise TurnTimeout(f"turn exceeded its timeout ({turn_timeout:g}s): no answer from the AMQP loop") from exc

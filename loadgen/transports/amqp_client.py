@@ -39,8 +39,9 @@ from yarl import URL
 
 from loadgen import __version__
 from loadgen.errors import ConnectError, ProtocolError, ServerError, TransportError, TurnTimeout, Unroutable, WireError
+from loadgen.transports.base import DEFAULT_MAX_REPLY_BYTES
 from loadgen.transports.bridge import AsyncBridge
-from loadgen.transports.replies import streamed_reply
+from loadgen.transports.replies import reply_too_large, streamed_reply
 from loadgen.types import Reply, Usage
 from loadgen.wire.amqp import (
     CONTENT_TYPE,
@@ -94,20 +95,25 @@ class Turn:
     """The replies of one request, fed by the consumer callback (loop thread only)."""
 
     __slots__ = (
+        "bytes_left",
         "chunk_times",
         "chunk_tokens",
         "done",
         "finish_reason",
+        "max_bytes",
         "next_seq",
         "parts",
+        "session_new",
         "stream",
         "t_first_byte",
         "usage",
     )
 
-    def __init__(self, stream: bool, done: asyncio.Future[None]) -> None:
+    def __init__(self, stream: bool, done: asyncio.Future[None], max_bytes: int = DEFAULT_MAX_REPLY_BYTES) -> None:
         self.stream = stream
         self.done = done
+        self.max_bytes = self.bytes_left = max_bytes
+        self.session_new = False
         self.next_seq = 0
         self.parts: list[str] = []
         self.chunk_times: list[float] = []
@@ -125,6 +131,10 @@ class Turn:
             return  # a chunk after the end (or after a failure): ignored
         if self.t_first_byte is None:
             self.t_first_byte = at
+        self.bytes_left -= len(body)
+        if self.bytes_left < 0:
+            self.fail(reply_too_large(self.max_bytes))
+            return
         try:
             chunk = decode_chunk(body)
         except WireError as exc:
@@ -137,6 +147,8 @@ class Turn:
                 missing = f"chunk {chunk.seq} out of order or repeated (expected {self.next_seq})"
             self.fail(ProtocolError(f"reply stream broken: {missing}"))
             return
+        if self.next_seq == 0:
+            self.session_new = chunk.session_new
         self.next_seq += 1
         if chunk.error is not None:
             self.fail(reply_error(chunk.error.code, chunk.error.message))
@@ -158,7 +170,7 @@ class Turn:
         self.chunk_tokens.append(tokens if tokens > 0 else 0.0)
 
     def reply(self, t_sent: float, t_done: float) -> Reply:
-        return streamed_reply(
+        reply = streamed_reply(
             list(self.parts),
             list(self.chunk_times),
             list(self.chunk_tokens),
@@ -167,6 +179,8 @@ class Turn:
             t_first_byte=self.t_first_byte,
             t_done=t_done,
         )
+        reply.session_new = self.session_new
+        return reply
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -274,13 +288,25 @@ class AmqpClient:
         headers: dict[str, Any],
         timeout: float,
         connect_timeout: float,
+        max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
     ) -> Reply:
-        await self.ready(connect_timeout)
+        """One request and its replies; the whole turn, connecting included, ends within ``timeout``."""
+        turn = Turn(stream, asyncio.get_running_loop().create_future(), max_reply_bytes)
+        connected = False
+        try:
+            async with asyncio.timeout(timeout):
+                await self.ready(min(connect_timeout, timeout))
+                connected = True
+                return await self._exchange(turn, body, queue, headers, timeout)
+        except TimeoutError as exc:
+            when = "while streaming the reply" if turn.chunk_times else "before the reply started"
+            when = when if connected else "while connecting to the broker"
+            raise TurnTimeout(f"turn exceeded its timeout ({timeout:g}s) {when}") from exc
+
+    async def _exchange(self, turn: Turn, body: bytes, queue: str, headers: dict[str, Any], timeout: float) -> Reply:
         channel, reply_queue = self._channel, self._reply_queue
         assert channel is not None and reply_queue is not None
-        loop = asyncio.get_running_loop()
         correlation_id = uuid.uuid4().hex
-        turn = Turn(stream, loop.create_future())
         self._turns[correlation_id] = turn
         message = aio_pika.Message(
             body,
@@ -294,25 +320,21 @@ class AmqpClient:
         )
         t_sent = time.perf_counter()
         try:
-            async with asyncio.timeout(timeout):
-                try:
-                    await channel.default_exchange.publish(message, routing_key=queue, mandatory=True)
-                except amqp_exc.PublishError as exc:
-                    raise Unroutable(
-                        f"no queue named {queue!r} is bound on the broker at {self.target.where}: is the server "
-                        "running? (start it with `loadgen serve --amqp-url ...`, or set ?queue= in the target)"
-                    ) from exc
-                except amqp_exc.DeliveryError as exc:
-                    raise ServerError(f"the broker refused the request (nack): {short(str(exc))}") from exc
-                except (amqp_exc.ChannelInvalidStateError, amqp_exc.AMQPError, ConnectionError) as exc:
-                    raise ConnectError(
-                        f"connection to broker lost while sending the request ({self.target.where}): {_describe(exc)}"
-                    ) from exc
-                await turn.done
+            try:
+                await channel.default_exchange.publish(message, routing_key=queue, mandatory=True)
+            except amqp_exc.PublishError as exc:
+                raise Unroutable(
+                    f"no queue named {queue!r} is bound on the broker at {self.target.where}: is the server "
+                    "running? (start it with `loadgen serve --amqp-url ...`, or set ?queue= in the target)"
+                ) from exc
+            except amqp_exc.DeliveryError as exc:
+                raise ServerError(f"the broker refused the request (nack): {short(str(exc))}") from exc
+            except (amqp_exc.ChannelInvalidStateError, amqp_exc.AMQPError, ConnectionError) as exc:
+                raise ConnectError(
+                    f"connection to broker lost while sending the request ({self.target.where}): {_describe(exc)}"
+                ) from exc
+            await turn.done
             t_done = time.perf_counter()
-        except TimeoutError as exc:
-            when = "while streaming the reply" if turn.chunk_times else "before the reply started"
-            raise TurnTimeout(f"turn exceeded its timeout ({timeout:g}s) {when}") from exc
         finally:
             self._turns.pop(correlation_id, None)
         return turn.reply(t_sent, t_done)

@@ -53,10 +53,18 @@ from loadgen.errors import (
 )
 from loadgen.grpc_gen.chat.v1 import chat_pb2
 from loadgen.transports.base import Transport, TransportConfig
-from loadgen.transports.replies import streamed_reply, whole_reply
+from loadgen.transports.replies import reply_too_large, streamed_reply, whole_reply
 from loadgen.types import ChatRequest, Reply
 from loadgen.wire.auth import AUTH_HEADER, bearer
-from loadgen.wire.grpc import CHAT_METHOD, COMPLETE_METHOD, SERVICE_NAME, code_kind, decode_usage, encode_request
+from loadgen.wire.grpc import (
+    CHAT_METHOD,
+    COMPLETE_METHOD,
+    SERVICE_NAME,
+    code_kind,
+    decode_usage,
+    encode_request,
+    session_is_new,
+)
 from loadgen.wire.status import GRPC_MEANINGS
 from loadgen.wire.text import redact_url, short
 
@@ -257,6 +265,8 @@ class GrpcTransport(Transport):
             # grpcio's name for the connect timeout (each attempt waits at least this long)
             ("grpc.min_reconnect_backoff_ms", connect_ms),
             ("grpc.max_reconnect_backoff_ms", max(MAX_RECONNECT_BACKOFF_MS, connect_ms)),
+            # one message can never be larger than the whole reply may be
+            ("grpc.max_receive_message_length", self.config.max_reply_bytes),
         ]
 
     def _ensure_channel(self) -> tuple[ChatCallable, CompleteCallable]:
@@ -299,16 +309,20 @@ class GrpcTransport(Transport):
         tokens: list[float] = []
         last: chat_pb2.ChatChunk | None = None
         phase: Phase = "send"
+        left = limit = self.config.max_reply_bytes
         t_sent = time.perf_counter()
         call: Any = chat(message, timeout=turn_timeout, metadata=self._metadata)
         done = False
         try:
-            call.initial_metadata()  # returns once the headers came (or the call ended)
+            headers = call.initial_metadata()  # returns once the headers came (or the call ended)
             t_first_byte = time.perf_counter()
             chunks: Iterator[chat_pb2.ChatChunk] = call
             for chunk in chunks:
                 now = time.perf_counter()
                 phase = "stream"
+                left -= chunk.ByteSize()
+                if left < 0:
+                    raise reply_too_large(limit)
                 if chunk.text:
                     parts.append(chunk.text)
                     times.append(now)
@@ -321,16 +335,18 @@ class GrpcTransport(Transport):
         finally:
             if not done:
                 call.cancel()  # frees the server's slot; a no-op on a call that already ended
-        return streamed_reply(
+        reply = streamed_reply(
             parts, times, tokens, decode_usage(last), t_sent=t_sent, t_first_byte=t_first_byte, t_done=t_done
         )
+        reply.session_new = session_is_new(headers)
+        return reply
 
     def _whole(self, complete: CompleteCallable, message: chat_pb2.ChatRequest, turn_timeout: float) -> Reply:
         t_sent = time.perf_counter()
         future: Any = complete.future(message, timeout=turn_timeout, metadata=self._metadata)
         done = False
         try:
-            future.initial_metadata()
+            headers = future.initial_metadata()
             t_first_byte = time.perf_counter()
             response: chat_pb2.ChatResponse = future.result()
             t_done = time.perf_counter()
@@ -341,7 +357,9 @@ class GrpcTransport(Transport):
             if not done:
                 future.cancel()
         usage = decode_usage(response)
-        return whole_reply(response.text, usage, t_sent=t_sent, t_first_byte=t_first_byte, t_done=t_done)
+        reply = whole_reply(response.text, usage, t_sent=t_sent, t_first_byte=t_first_byte, t_done=t_done)
+        reply.session_new = session_is_new(headers)
+        return reply
 
     def close(self) -> None:
         channel, self._channel = self._channel, None

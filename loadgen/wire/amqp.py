@@ -25,6 +25,9 @@ Request/reply over RabbitMQ (the pattern of ``aio_pika/patterns/rpc.py``):
       {"seq": 7, "text": "", "tokens": 0, "final": true, "finish_reason": "stop",
        "usage": {"prompt_tokens": 12, "completion_tokens": 7}}
 
+- When the server did not hold the session the request named (:mod:`loadgen.wire.session`), its FIRST reply
+  message carries ``"session": "new"`` (an error reply too, when it is the first).
+
 - A failure is a ``final`` message carrying ``error`` (``code`` one of :data:`ERROR_CODES`, the AMQP column of
   :mod:`loadgen.wire.status`, and a human ``message``), sent in place of the next chunk, e.g.
   ``{"seq": 0, "final": true, "error": {"code": "overloaded", "message": "engine queue full"}}``.
@@ -50,6 +53,7 @@ import aiormq.exceptions as amqp_exc
 from loadgen.errors import WireError, cause_of
 from loadgen.types import ChatMessage, ChatRequest, Usage
 from loadgen.wire.auth import AUTH_HEADER
+from loadgen.wire.session import SESSION_NEW, SESSION_STATE_FIELD
 from loadgen.wire.status import AMQP_CODES, STATUS, Failure
 from loadgen.wire.text import short
 
@@ -162,6 +166,11 @@ class Chunk:
     finish_reason: str | None = None
     usage: Usage | None = None
     error: ErrorBody | None = None
+    session: str | None = None  # SESSION_NEW on the first reply of a new session
+
+    @property
+    def session_new(self) -> bool:
+        return self.session == SESSION_NEW
 
 
 def encode_chunk(chunk: Chunk) -> bytes:
@@ -180,6 +189,8 @@ def encode_chunk(chunk: Chunk) -> bytes:
         }
     if chunk.error is not None:
         body["error"] = {"code": chunk.error.code, "message": chunk.error.message}
+    if chunk.session is not None:
+        body[SESSION_STATE_FIELD] = chunk.session
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
 
@@ -229,7 +240,10 @@ def decode_chunk(body: bytes) -> Chunk:
             raise WireError("reply 'error' needs a string 'code' and 'message'")
         error = ErrorBody(code=code, message=message)
         final = True
-    return Chunk(seq=seq, text=text, tokens=tokens, final=final, finish_reason=finish_reason, usage=usage, error=error)
+    session = data.get(SESSION_STATE_FIELD)
+    if session is not None and not isinstance(session, str):
+        raise WireError(f"reply {SESSION_STATE_FIELD!r} must be a string")
+    return Chunk(seq, text, tokens, final, finish_reason, usage, error, session)
 
 
 def _json_object(body: bytes, what: str) -> dict[str, Any]:
