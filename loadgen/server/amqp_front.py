@@ -15,10 +15,11 @@ is read by :func:`loadgen.wire.auth.parse_bearer`, a failure is answered with th
   never deleted: this front deletes nothing;
 - each request runs in its own task (aio-pika starts one per delivery): ``service.chat(...)``, then one reply
   message per chunk to ``reply_to`` through the default exchange with the request's ``correlation_id``, the
-  last one with ``finish_reason`` and usage (or one whole reply when the request does not stream). The request
-  is acked once its reply went out, and also after an error reply. Replies are published without publisher
-  confirms (no broker round trip between two chunks) and not ``mandatory`` (a client that went away loses
-  its replies, nothing else happens);
+  last one with ``finish_reason`` and usage (or one whole reply when the request does not stream); the first one
+  says ``"session": "new"`` when the server did not hold the session the request named
+  (:mod:`loadgen.wire.session`). The request is acked once its reply went out, and also after an error reply.
+  Replies are published without publisher confirms (no broker round trip between two chunks) and not
+  ``mandatory`` (a client that went away loses its replies, nothing else happens);
 - a request whose ``expiration`` has already passed when it reaches the front (the client's publish time is
   in the header ``x-loadgen-sent-at-ms``) is acked and dropped unserved; a stream whose client's deadline
   passes mid-way is stopped, freeing its engine slot.
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 import urllib.parse
@@ -67,6 +69,7 @@ from loadgen.wire.amqp import (
     with_reconnect_interval,
 )
 from loadgen.wire.auth import AUTH_HEADER, parse_bearer
+from loadgen.wire.session import SESSION_NEW
 from loadgen.wire.status import Failure
 from loadgen.wire.text import redact_url
 
@@ -260,6 +263,7 @@ class AmqpFront(Front):
         except Exception as exc:
             await replier.fail(exc)
             return
+        replier.session_new = stream.session_new
         try:
             await self._stream(replier, stream, streaming=request.stream, deadline=deadline)
         finally:
@@ -316,15 +320,18 @@ class AmqpFront(Front):
 class _Replier:
     """Publishes the reply messages of one request, numbering them."""
 
-    __slots__ = ("_correlation_id", "_front", "_reply_to", "seq")
+    __slots__ = ("_correlation_id", "_front", "_reply_to", "seq", "session_new")
 
     def __init__(self, front: AmqpFront, message: AbstractIncomingMessage, reply_to: str) -> None:
         self._front = front
         self._correlation_id = message.correlation_id
         self._reply_to = reply_to
         self.seq = 0
+        self.session_new = False  # the first reply says so (loadgen.wire.session)
 
     async def send(self, chunk: Chunk) -> bool:
+        if self.seq == 0 and self.session_new:
+            chunk = dataclasses.replace(chunk, session=SESSION_NEW)
         ok = await self._front._publish(encode_chunk(chunk), self._correlation_id, self._reply_to)
         if ok:
             self.seq += 1

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from loadgen.errors import ConfigError
 from loadgen.registry import lookup
 from loadgen.server.config import ServerConfig
+from loadgen.server.context import render_message
 from loadgen.server.engines import make_engine
 from loadgen.server.engines.base import Engine
 from loadgen.server.fronts import Front
@@ -90,7 +91,7 @@ async def serve(
     try:
         running = engine if engine is not None else make_engine(config)
         await running.start()
-        sessions = SessionStore(config.session_capacity, config.session_ttl_s)
+        sessions = make_session_store(config, running)
         service = ChatService(running, sessions, config)
         if on_service is not None:
             on_service(service)
@@ -111,6 +112,25 @@ async def serve(
             await _bounded(front.stop(), f"{front.name} front")
         if running is not None:
             await _bounded(running.stop(), "engine")
+
+
+#: A session keeps at most this many bytes per token of the context window (a word of the sim engine's tokenizer
+#: may be any length: without this, turns of a few huge "tokens" would grow a session without end).
+SESSION_BYTES_PER_TOKEN = 16
+
+
+def make_session_store(config: ServerConfig, engine: Engine) -> SessionStore:
+    """The store ``config`` describes: each session trimmed to the context window (in tokens of ``engine``'s
+    tokenizer, and :data:`SESSION_BYTES_PER_TOKEN` bytes a token), all of them to ``session_max_bytes``."""
+    tokenizer = engine.tokenizer
+    return SessionStore(
+        config.session_capacity,
+        config.session_ttl_s,
+        max_bytes=config.session_max_bytes,
+        keep_tokens=config.context_window,
+        keep_bytes=config.context_window * SESSION_BYTES_PER_TOKEN,
+        count=lambda message: tokenizer.count(render_message(message)),
+    )
 
 
 async def _bounded(coro: Coroutine[Any, Any, None], what: str) -> None:
@@ -231,4 +251,13 @@ def run_in_thread(
     return server.start()
 
 
-__all__ = ["FRONTS", "RunningServer", "enabled_fronts", "load_front", "run_in_thread", "serve"]
+__all__ = [
+    "FRONTS",
+    "SESSION_BYTES_PER_TOKEN",
+    "RunningServer",
+    "enabled_fronts",
+    "load_front",
+    "make_session_store",
+    "run_in_thread",
+    "serve",
+]

@@ -4,7 +4,8 @@ A :mod:`grpc.aio` server in the server's own event loop, over the same :class:`C
 front. ``Chat`` streams one :class:`ChatChunk` per engine chunk and ends with a chunk carrying
 ``finish_reason`` and ``usage``; ``Complete`` answers the whole reply at once. Initial metadata (the
 response headers) goes out once :meth:`ChatService.chat` admitted the request (which, for the engines here,
-is when the first chunk is ready), as the REST front's headers do.
+is when the first chunk is ready), as the REST front's headers do; it carries ``x-loadgen-session: new`` when the
+server did not hold the session the request named (:mod:`loadgen.wire.session`).
 
 A thin adapter over the wire contract (:mod:`loadgen.wire.grpc`): the service and method names come from the
 generated descriptor, requests and replies are converted there, the key is read from the metadata
@@ -41,6 +42,7 @@ from loadgen.wire.grpc import (
     CHAT,
     COMPLETE,
     SERVICE_NAME,
+    SESSION_NEW_METADATA,
     decode_request,
     encode_chunk,
     encode_final,
@@ -159,7 +161,7 @@ class GrpcFront(Front):
         """``Chat``: one message per engine chunk, then one with finish_reason and usage."""
         chat_stream = await self._open(message, context, stream=True)
         try:
-            await context.send_initial_metadata(())
+            await context.send_initial_metadata(_metadata(chat_stream))
             try:
                 async for chunk in chat_stream:
                     yield encode_chunk(chunk.text, chunk.n_tokens)
@@ -177,7 +179,7 @@ class GrpcFront(Front):
         """``Complete``: the whole reply."""
         chat_stream = await self._open(message, context, stream=False)
         try:
-            await context.send_initial_metadata(())
+            await context.send_initial_metadata(_metadata(chat_stream))
             parts: list[str] = []
             try:
                 async for chunk in chat_stream:
@@ -187,6 +189,11 @@ class GrpcFront(Front):
             return encode_response("".join(parts), chat_stream.finish_reason, _usage(chat_stream))
         finally:
             await _close(chat_stream)
+
+
+def _metadata(chat_stream: ChatStream) -> tuple[tuple[str, str], ...]:
+    """The initial metadata of a reply: the session signal when the session is new (:mod:`loadgen.wire.session`)."""
+    return SESSION_NEW_METADATA if chat_stream.session_new else ()
 
 
 def _usage(chat_stream: ChatStream) -> Usage:

@@ -24,6 +24,7 @@ from loadgen.errors import ConfigError
 from loadgen.option_table import Option, add_options, non_negative, port, positive_int
 from loadgen.server.config import ServerConfig, SimEngineConfig, TorchEngineConfig
 from loadgen.server.fronts import READY_PREFIX
+from loadgen.units import byte_size, format_bytes
 
 AMQP_URL_ENV = "LOADGEN_AMQP_URL"
 _DEFAULTS = ServerConfig()
@@ -66,6 +67,9 @@ OPTIONS: tuple[Option, ...] = (
          "(default %(default)s)", _DEFAULTS.session_capacity, type=positive_int),
     _opt(_CONVERSATION, "--session-ttl", "seconds an idle session is kept (default %(default)s)",
          _DEFAULTS.session_ttl_s, type=float),
+    _opt(_CONVERSATION, "--session-memory", "bytes of history kept across all sessions, e.g. 256MiB; past it the "
+         f"least recently used sessions go (default {format_bytes(_DEFAULTS.session_max_bytes)})",
+         _DEFAULTS.session_max_bytes, type=byte_size, metavar="SIZE"),
     _opt(_CONVERSATION, "--context-window", "tokens of context per request; the oldest turns are dropped to fit "
          "(default %(default)s)", _DEFAULTS.context_window, type=positive_int),
     _opt(_CONVERSATION, "--default-max-tokens", "reply length when a request gives no max_tokens (default %(default)s)",
@@ -156,6 +160,7 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
         torch=torch,
         session_capacity=args.session_capacity,
         session_ttl_s=args.session_ttl,
+        session_max_bytes=args.session_memory,
         context_window=args.context_window,
         default_max_tokens=args.default_max_tokens,
         api_key=api_key,

@@ -58,6 +58,7 @@ from loadgen.wire.openai import (
     encode_error_object,
     parse_chat_body,
 )
+from loadgen.wire.session import SESSION_NEW, SESSION_STATE_HEADER
 from loadgen.wire.status import STATUS, Failure
 
 logger = logging.getLogger(__name__)
@@ -74,6 +75,9 @@ _SSE_HEADERS = [
     (b"cache-control", b"no-cache"),
     (b"x-accel-buffering", b"no"),
 ]
+#: ... and for a reply that started a new session (:mod:`loadgen.wire.session`)
+_SESSION_NEW_HEADER = (SESSION_STATE_HEADER.encode(), SESSION_NEW.encode())
+_SSE_HEADERS_NEW_SESSION = [*_SSE_HEADERS, _SESSION_NEW_HEADER]
 _AUTH_HEADER = AUTH_HEADER.encode()
 _SESSION_HEADER = SESSION_HEADER.encode()
 
@@ -122,7 +126,8 @@ async def stream_sse(stream: ChatStream, model: str, include_usage: bool, receiv
 
     watcher = asyncio.create_task(watch())
     try:
-        await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
+        headers = _SSE_HEADERS_NEW_SESSION if stream.session_new else _SSE_HEADERS
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": encoder.role(), "more_body": True})
         content = encoder.content
         try:
@@ -281,7 +286,7 @@ class RestFront(Front):
             await stream.aclose()
         usage = Usage(stream.prompt_tokens, stream.completion_tokens)
         body = encode_completion(stream.request_id, model, int(time.time()), stream.text, stream.finish_reason, usage)
-        await _send_json(send, 200, body)
+        await _send_json(send, 200, body, [_SESSION_NEW_HEADER] if stream.session_new else None)
 
     async def health(self, request: Request) -> Response:
         return JSONResponse({"status": "ok", "engine": self.service.engine.name})

@@ -101,6 +101,8 @@ class ChatStream:
 
     ``prompt_tokens`` is known from the start, ``completion_tokens`` grows while iterating, ``finish_reason``
     (``"stop"`` or ``"length"``) is final once the iteration ended. ``text`` is what was streamed so far.
+    ``session_new``: the request named a session the store did not hold (a first turn, or one evicted, expired or
+    forgotten): the front says so on the wire (:mod:`loadgen.wire.session`).
     """
 
     __slots__ = (
@@ -117,6 +119,7 @@ class ChatStream:
         "max_tokens",
         "prompt_tokens",
         "request_id",
+        "session_new",
     )
 
     def __init__(
@@ -129,6 +132,7 @@ class ChatStream:
         max_tokens: int,
         reply: str,
         session_id: str | None,
+        session_new: bool = False,
         first: TokenChunk | None = None,
         exhausted: bool = False,
     ) -> None:
@@ -142,6 +146,7 @@ class ChatStream:
         self.finished = False
         self._reply = reply
         self._session_id = session_id
+        self.session_new = session_new
         self._first = first
         self._parts: list[str] = []
         self._closed = False
@@ -268,9 +273,11 @@ class ChatService:
         try:
             self._validate(request)
             session_id = request.session_id
+            session_new = False
             if session_id is not None:
-                messages = self.sessions.get(session_id)
-                messages.extend(request.messages)
+                held = self.sessions.history(session_id)
+                session_new = held is None
+                messages = (held or []) + list(request.messages)
             else:
                 messages = list(request.messages)
             try:
@@ -301,6 +308,7 @@ class ChatService:
             max_tokens=request.max_tokens,
             reply=reply,
             session_id=session_id,
+            session_new=session_new,
             first=first,
             exhausted=exhausted,
         )

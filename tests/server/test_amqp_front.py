@@ -178,7 +178,7 @@ def test_overloaded_and_mid_stream_failures(raw: RawAmqp) -> None:
 
         class Breaking:
             prompt_tokens, completion_tokens, finish_reason = 3, 1, "stop"
-            closed = False
+            closed = session_new = False
 
             def __aiter__(self) -> AsyncIterator[TokenChunk]:
                 return self.gen()
