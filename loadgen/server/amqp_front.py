@@ -50,7 +50,7 @@ from yarl import URL
 
 from loadgen.errors import WireError
 from loadgen.server.fronts import Front
-from loadgen.server.service import failure_message, failure_of
+from loadgen.server.service import failure_message, failure_of, is_bug
 from loadgen.types import Usage
 from loadgen.wire.amqp import (
     CHUNK_TYPE,
@@ -70,7 +70,6 @@ from loadgen.wire.amqp import (
 )
 from loadgen.wire.auth import AUTH_HEADER, parse_bearer
 from loadgen.wire.session import SESSION_NEW
-from loadgen.wire.status import Failure
 from loadgen.wire.text import redact_url
 
 if TYPE_CHECKING:
@@ -213,6 +212,28 @@ class AmqpFront(Front):
         with contextlib.suppress(Exception):
             await asyncio.wait_for(connection.close(), CONNECT_TIMEOUT_S)
 
+    async def go_down(self) -> None:
+        """The consumer is cancelled (the broker deletes our auto-delete queue with it, so a client's publish comes
+        back unroutable) and the requests in flight are cancelled, unanswered. The connection stays."""
+        queue, tag = self._queue, self._consumer_tag
+        self._consumer_tag = None
+        if queue is not None and tag is not None:
+            await asyncio.wait_for(queue.cancel(tag), CONNECT_TIMEOUT_S)
+        tasks = set(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=STOP_GRACE_S)
+
+    async def come_up(self) -> None:
+        """The same queue declared again (as before: ours, or someone else's as it is) and consumed."""
+        queue = self._queue
+        if queue is None or self._consumer_tag is not None:
+            return
+        async with asyncio.timeout(CONNECT_TIMEOUT_S):
+            await queue.declare()
+            self._consumer_tag = await queue.consume(self._on_request)
+
     def _on_connection_lost(self, _sender: Any, exc: BaseException | None = None) -> None:
         if self._connection is None:
             return  # stopping
@@ -340,7 +361,7 @@ class _Replier:
     async def fail(self, exc: Exception) -> None:
         """Answer ``exc`` with the error reply of its row of the status table (an internal error is logged)."""
         failure = failure_of(exc)
-        if failure is Failure.INTERNAL:
+        if is_bug(exc):
             log.error("AMQP front: a request failed", exc_info=exc)
         self._front.counts["errors"] += 1
         await self.send(failure_chunk(self.seq, failure, failure_message(failure, exc)))

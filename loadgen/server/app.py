@@ -13,6 +13,7 @@ import contextlib
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable, Coroutine
 from types import TracebackType
 from typing import Any, TypeVar
@@ -23,6 +24,8 @@ from loadgen.server.config import ServerConfig
 from loadgen.server.context import render_message
 from loadgen.server.engines import make_engine
 from loadgen.server.engines.base import Engine
+from loadgen.server.fault_control import FaultController
+from loadgen.server.faults import FaultLog, FaultSchedule, parse_faults
 from loadgen.server.fronts import Front
 from loadgen.server.service import ChatService
 from loadgen.server.sessions import SessionStore
@@ -67,16 +70,19 @@ async def serve(
     stop: asyncio.Event | None = None,
     on_service: Callable[[ChatService], None] | None = None,
     engine: Engine | None = None,
+    on_fault: Callable[[dict[str, Any]], None] | None = None,
 ) -> None:
     """Run the server until ``stop`` is set (or SIGTERM/SIGINT in the main thread), then stop cleanly.
 
     ``on_ready({front: url})`` is called once every enabled front accepts requests; ``on_service`` gets the
     chat service first (tests use it to look inside). ``engine`` (not started yet) replaces the one ``config``
-    names; it is started and stopped here all the same.
+    names; it is started and stopped here all the same. ``config.faults`` (a ``--faults`` schedule) is applied
+    from the moment every front is ready (:mod:`loadgen.server.fault_control`), each edge passed to ``on_fault``.
     """
     names = enabled_fronts(config)
     if not names:
         raise ConfigError("no front enabled: give --rest-port, --grpc-port or --amqp-url")
+    schedule = FaultSchedule(parse_faults(config.faults)) if config.faults else None
     front_classes = [(name, load_front(name)) for name in names]
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -88,6 +94,8 @@ async def serve(
                 handled.append(sig)
     running: Engine | None = None
     fronts: list[Front] = []
+    controller: FaultController | None = None
+    faulting: asyncio.Task[None] | None = None
     try:
         running = engine if engine is not None else make_engine(config)
         await running.start()
@@ -101,6 +109,10 @@ async def serve(
             urls[name] = await front.start()
             fronts.append(front)
             logger.info("%s front ready at %s", name, redact_url(urls[name]))
+        service.fault_log = FaultLog(started_at=time.time())
+        if schedule is not None:
+            controller = FaultController(schedule, service, fronts, service.fault_log, on_edge=on_fault)
+            faulting = asyncio.create_task(controller.run(time.monotonic()), name="faults")
         if on_ready is not None:
             on_ready(dict(urls))
         await stop.wait()
@@ -108,6 +120,12 @@ async def serve(
     finally:
         for sig in handled:
             loop.remove_signal_handler(sig)
+        if faulting is not None:
+            faulting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await faulting
+        if controller is not None:
+            controller.heal()
         for front in reversed(fronts):
             await _bounded(front.stop(), f"{front.name} front")
         if running is not None:

@@ -35,7 +35,7 @@ from grpc_reflection.v1alpha import reflection
 from loadgen.errors import ConfigError
 from loadgen.grpc_gen.chat.v1 import chat_pb2
 from loadgen.server.fronts import Front
-from loadgen.server.service import failure_message, failure_of
+from loadgen.server.service import failure_message, failure_of, is_bug
 from loadgen.types import Usage
 from loadgen.wire.auth import AUTH_HEADER, parse_bearer
 from loadgen.wire.grpc import (
@@ -49,7 +49,6 @@ from loadgen.wire.grpc import (
     encode_response,
     status_code,
 )
-from loadgen.wire.status import Failure
 
 if TYPE_CHECKING:
     from loadgen.server.config import ServerConfig
@@ -92,11 +91,16 @@ class GrpcFront(Front):
         super().__init__(service, config)
         self._server: grpc.aio.Server | None = None
         self._health: Any = None  # grpc_health.v1.health.aio.HealthServicer (untyped)
+        self.port: int | None = None
 
     # -- life cycle ------------------------------------------------------------------------------------------------
 
     async def start(self) -> str:
-        port = self.config.grpc_port or 0
+        bound = await self._listen(self.config.grpc_port or 0)
+        return client_url(self.config.host, bound)
+
+    async def _listen(self, port: int) -> int:
+        """A new grpc.aio server on ``port`` (0: any free one), started; returns the port it holds."""
         server = grpc.aio.server(
             # refuse a port another server already holds (grpc's default SO_REUSEPORT would share it silently)
             options=[("grpc.so_reuseport", 0)],
@@ -132,7 +136,8 @@ class GrpcFront(Front):
         await health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
         self._server = server
         self._health = health_servicer
-        return client_url(self.config.host, bound)
+        self.port = bound
+        return bound
 
     async def stop(self) -> None:
         server, self._server = self._server, None
@@ -141,6 +146,16 @@ class GrpcFront(Front):
         if self._health is not None:
             await self._health.enter_graceful_shutdown()
         await server.stop(grace=STOP_GRACE_S)
+
+    async def go_down(self) -> None:
+        """The listener closes and every call in flight is cancelled, at once (no grace)."""
+        server, self._server = self._server, None
+        if server is not None:
+            await server.stop(grace=None)
+
+    async def come_up(self) -> None:
+        if self._server is None and self.port is not None:
+            await self._listen(self.port)
 
     # -- the RPCs --------------------------------------------------------------------------------------------------
 
@@ -208,7 +223,7 @@ async def _close(chat_stream: ChatStream) -> None:
 async def _abort_for(context: grpc.aio.ServicerContext[Any, Any], exc: Exception) -> NoReturn:
     """End the call with the code of ``exc``'s row of the status table; an internal error is logged."""
     failure = failure_of(exc)
-    if failure is Failure.INTERNAL:
+    if is_bug(exc):
         log.error("chat request failed", exc_info=exc)
     await context.abort(status_code(failure), failure_message(failure, exc))
     raise AssertionError("context.abort returned")  # pragma: no cover - it always raises

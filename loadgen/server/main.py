@@ -1,7 +1,9 @@
 """``loadgen serve``: the reference model server (REST, gRPC and AMQP fronts over one engine).
 
 Prints ``loadgen-ready {"rest": "http://127.0.0.1:8000", ...}`` on stdout (one line, flushed) once every
-front accepts requests; logs go to stderr. SIGTERM or SIGINT stops it cleanly (exit code 0).
+front accepts requests, and with ``--faults`` one ``loadgen-fault {"fault": "30s+10s down", "kind": "down",
+"edge": "start", "at": <time.time()>}`` line per fault edge (:mod:`loadgen.server.fault_control`); logs go to
+stderr. SIGTERM or SIGINT stops it cleanly (exit code 0).
 
 Options are one table (:data:`OPTIONS`). Where Locust gives a flag another meaning, the server's has its own
 name: ``--bind`` (the address the fronts listen on; Locust's ``--host`` is the target), ``--torch-model`` (the
@@ -23,6 +25,8 @@ from typing import Any
 from loadgen.errors import ConfigError
 from loadgen.option_table import Option, add_options, non_negative, port, positive_int
 from loadgen.server.config import ServerConfig, SimEngineConfig, TorchEngineConfig
+from loadgen.server.fault_control import FAULT_PREFIX
+from loadgen.server.faults import parse_faults
 from loadgen.server.fronts import READY_PREFIX
 from loadgen.units import byte_size, format_bytes
 
@@ -101,6 +105,9 @@ OPTIONS: tuple[Option, ...] = (
          "%(default)s)", _TORCH.static_batch_timeout_ms, type=non_negative),
     _opt(_TORCH_ENGINE, "--weight-seed", "seed the torch model's weights are drawn from (default %(default)s)",
          _TORCH.seed, type=int, renamed_from="--seed"),
+    _opt(_PROCESS, "--faults", "inject faults on a schedule, times from when every front is ready, e.g. "
+         "'30s+10s down; 60s+5s stall; 90s+20s error 5%%; 120s+10s slow 3x; 150s forget-sessions'; each edge is "
+         f"printed as a '{FAULT_PREFIX.strip()} {{...}}' line and served at GET /faults", metavar="SPEC"),
     _opt(_PROCESS, "--loop", "event loop implementation (default %(default)s; uvloop is faster, asyncio times sleeps "
          "more finely)", "asyncio", choices=("asyncio", "uvloop")),
     _opt(_PROCESS, "--log-level", "default %(default)s", "info", choices=("debug", "info", "warning", "error")),
@@ -124,6 +131,8 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
             raise ConfigError(f"--api-key-env {args.api_key_env}: that environment variable is not set or empty")
     if args.session_ttl <= 0:
         raise ConfigError(f"--session-ttl must be positive, got {args.session_ttl}")
+    if args.faults is not None:
+        parse_faults(args.faults)  # a bad schedule stops the server before it starts
     queue_limit = args.queue_limit
     if queue_limit is not None and queue_limit < 0:
         raise ConfigError(f"--queue-limit must not be negative, got {queue_limit}")
@@ -164,11 +173,17 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
         context_window=args.context_window,
         default_max_tokens=args.default_max_tokens,
         api_key=api_key,
+        faults=args.faults,
     )
 
 
 def _announce(urls: dict[str, str]) -> None:
     sys.stdout.write(READY_PREFIX + json.dumps(urls) + "\n")
+    sys.stdout.flush()
+
+
+def _announce_fault(edge: dict[str, Any]) -> None:
+    sys.stdout.write(FAULT_PREFIX + json.dumps(edge) + "\n")
     sys.stdout.flush()
 
 
@@ -189,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
             except ImportError:
                 raise ConfigError("--loop uvloop: uvloop is not installed (pip install uvloop)") from None
             runner = uvloop.run
-        runner(serve(config, on_ready=_announce))
+        runner(serve(config, on_ready=_announce, on_fault=_announce_fault))
     except ConfigError as exc:
         print(f"loadgen serve: {exc}", file=sys.stderr)
         return 2

@@ -140,13 +140,16 @@ class SessionStore:
         """:meth:`history`, empty when the session is not held."""
         return self.history(session_id) or []
 
-    def append(self, session_id: str, *messages: ChatMessage) -> None:
-        """Add messages to the session (creating it), trim it to its bounds, then evict the least recently used
-        sessions while the store is past its count or its bytes (never the session just written)."""
+    def append(self, session_id: str, *messages: ChatMessage, create: bool = True) -> None:
+        """Add messages to the session (creating it, unless ``create`` is False: then a session no longer held
+        stays gone), trim it to its bounds, then evict the least recently used sessions while the store is past
+        its count or its bytes (never the session just written)."""
         now = self._clock()
         self._expire(now)
         session = self._sessions.get(session_id)
         if session is None:
+            if not create:
+                return
             session = self._sessions[session_id] = _Session(now)
         else:
             self._sessions.move_to_end(session_id)

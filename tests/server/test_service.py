@@ -68,7 +68,7 @@ def test_stream_counts_and_finish_reason() -> None:
         assert stats["service"]["completed"] == 1
         assert stats["service"]["completion_tokens"] == 12
         assert stats["service"]["active"] == 0
-        assert set(stats) == {"service", "sessions", "engine"}
+        assert set(stats) == {"service", "sessions", "engine", "faults"}
 
     with_service(body)
 

@@ -148,6 +148,14 @@ def test_the_session_just_written_is_never_the_one_evicted() -> None:
     assert store.history("small") is None and store.history("big") is not None
 
 
+def test_a_reply_finishing_after_its_session_went_does_not_bring_it_back() -> None:
+    store = SessionStore(10, 60)
+    store.append("s", U("question"))
+    store.forget_all()
+    store.append("s", A("the reply"), create=False)
+    assert store.history("s") is None
+
+
 def test_forget_all_expire_and_drop_keep_the_byte_count() -> None:
     clock = Clock()
     store = SessionStore(10, 30, clock=clock)

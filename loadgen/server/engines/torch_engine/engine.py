@@ -11,6 +11,9 @@ token); the prompt is cut from the left to fit the model's positions. Token 1 co
 later token from one decode step that feeds the one before it (as a real server does), so a reply of ``n``
 tokens costs one prefill and ``n - 1`` decode steps.
 
+A ``slow Nx`` fault (``Engine.slow_factor`` above 1) makes the worker sleep after each step for N - 1 times what
+the step took, before handing its chunks over.
+
 Threads. The model runs in one dedicated worker thread, under ``torch.inference_mode()``, so the asyncio
 loop is never blocked; after each step the worker hands the step's chunks back to the loop with one
 ``loop.call_soon_threadsafe``. bf16 on CUDA, fp32 on CPU. On CPU the engine gives PyTorch half the cores
@@ -252,6 +255,9 @@ class TorchEngine(Engine):
                 fig["decode_steps"] += 1
                 fig["last_batch"] = len(decoding)
                 fig["max_batch_seen"] = max(fig["max_batch_seen"], len(decoding))
+            slow = self.slow_factor  # a slow fault: the step takes that many times as long
+            if slow > 1.0:
+                time.sleep((slow - 1.0) * (t2 - t0))
             self._deliver(out)  # last: a consumer that saw its stream end sees the slot free and the step counted
 
     def _emit(self, seq: Sequence, out: list[tuple[Sequence, object]]) -> None:
