@@ -48,7 +48,7 @@ import aiormq.exceptions as amqp_exc
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustChannel, AbstractRobustConnection, AbstractRobustQueue
 from yarl import URL
 
-from loadgen.errors import WireError
+from loadgen.errors import ConfigError, WireError
 from loadgen.server.fronts import Front
 from loadgen.server.service import failure_message, failure_of, is_bug
 from loadgen.types import Usage
@@ -59,15 +59,14 @@ from loadgen.wire.amqp import (
     Chunk,
     broker_user,
     broker_where,
-    connect_failure_reason,
     decode_request,
     encode_chunk,
     failure_chunk,
-    quiet_frame_logs,
     split_target,
     with_queue,
     with_reconnect_interval,
 )
+from loadgen.wire.amqp_link import LinkState, connect_failure_reason, quiet_connection_logs, quiet_frame_logs
 from loadgen.wire.auth import AUTH_HEADER, parse_bearer
 from loadgen.wire.session import SESSION_NEW
 from loadgen.wire.text import redact_url
@@ -84,8 +83,9 @@ STOP_GRACE_S = 1.0
 CONNECT_TIMEOUT_S = 10.0
 
 
-class AmqpFrontError(RuntimeError):
-    """The AMQP front could not start (broker unreachable, login refused, queue locked by another client)."""
+class AmqpFrontError(ConfigError):
+    """The AMQP front could not start (broker unreachable, login refused, queue locked by another client): a
+    target error found before any request, so ``loadgen serve`` says it in one line and exits 2."""
 
 
 def bearer_key(headers: dict[str, Any] | None) -> str | None:
@@ -114,7 +114,7 @@ class AmqpFront(Front):
         self._consumer_tag: str | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._where = "the broker"
-        self._lost = False
+        self._link = LinkState(log, "AMQP front", self._where)
         #: requests seen, by outcome (for tests and stats)
         self.counts: dict[str, int] = dict.fromkeys(
             ("received", "replied", "errors", "expired", "no_reply_to", "publish_failed"), 0
@@ -136,8 +136,10 @@ class AmqpFront(Front):
         if url.scheme.lower() not in ("amqp", "amqps") or not url.hostname:
             raise AmqpFrontError("the AMQP URL must be amqp(s)://user:pass@host[:port]/vhost")
         self._where = broker_where(broker_url)
+        self._link = LinkState(log, "AMQP front", self._where)
         broker_url = with_reconnect_interval(broker_url)
         quiet_frame_logs()
+        quiet_connection_logs()
         connection = aio_pika.RobustConnection(
             URL(broker_url), client_properties={"connection_name": f"chat-loadgen server ({queue_name})"}
         )
@@ -237,14 +239,10 @@ class AmqpFront(Front):
     def _on_connection_lost(self, _sender: Any, exc: BaseException | None = None) -> None:
         if self._connection is None:
             return  # stopping
-        if not self._lost:
-            log.warning("AMQP front: connection to the broker at %s lost; reconnecting", self._where)
-        self._lost = True
+        self._link.went_down(exc)
 
     def _on_reconnected(self, _sender: Any) -> None:
-        if self._lost:
-            log.warning("AMQP front: reconnected to the broker at %s", self._where)
-        self._lost = False
+        self._link.came_back()
 
     # -- one request -----------------------------------------------------------------------------------------------
 

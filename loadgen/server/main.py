@@ -1,9 +1,10 @@
 """``loadgen serve``: the reference model server (REST, gRPC and AMQP fronts over one engine).
 
 Prints ``loadgen-ready {"rest": "http://127.0.0.1:8000", ...}`` on stdout (one line, flushed) once every
-front accepts requests, and with ``--faults`` one ``loadgen-fault {"fault": "30s+10s down", "kind": "down",
-"edge": "start", "at": <time.time()>}`` line per fault edge (:mod:`loadgen.server.fault_control`); logs go to
-stderr. SIGTERM or SIGINT stops it cleanly (exit code 0).
+front accepts requests (an AMQP URL without its password: ``amqp://guest@host:5672/?queue=NAME``), and with
+``--faults`` one ``loadgen-fault {"fault": "30s+10s down", "kind": "down", "edge": "start", "at": <time.time()>}``
+line per fault edge (:mod:`loadgen.server.fault_control`); logs go to stderr. SIGTERM or SIGINT stops it cleanly
+(exit code 0). A front that cannot start (a port taken, a broker that refuses) is one line and exit code 2.
 
 Options are one table (:data:`OPTIONS`). Where Locust gives a flag another meaning, the server's has its own
 name: ``--bind`` (the address the fronts listen on; Locust's ``--host`` is the target), ``--torch-model`` (the
@@ -29,6 +30,7 @@ from loadgen.server.fault_control import FAULT_PREFIX
 from loadgen.server.faults import parse_faults
 from loadgen.server.fronts import READY_PREFIX
 from loadgen.units import byte_size, format_bytes
+from loadgen.wire.text import without_password
 
 AMQP_URL_ENV = "LOADGEN_AMQP_URL"
 _DEFAULTS = ServerConfig()
@@ -178,7 +180,10 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
 
 
 def _announce(urls: dict[str, str]) -> None:
-    sys.stdout.write(READY_PREFIX + json.dumps(urls) + "\n")
+    # never a password on stdout: the AMQP URL goes without it (the broker's default password, guest, still works;
+    # whoever started the server with another one puts it back: loadgen.wire.text.with_password_of)
+    shown = {front: without_password(url) for front, url in urls.items()}
+    sys.stdout.write(READY_PREFIX + json.dumps(shown) + "\n")
     sys.stdout.flush()
 
 

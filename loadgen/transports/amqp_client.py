@@ -48,10 +48,9 @@ from loadgen.wire.amqp import (
     REQUEST_TYPE,
     SENT_AT_HEADER,
     Chunk,
-    connect_failure_reason,
     decode_chunk,
-    quiet_frame_logs,
 )
+from loadgen.wire.amqp_link import LinkState, connect_failure_reason, quiet_connection_logs, quiet_frame_logs
 from loadgen.wire.status import amqp_kind, amqp_label
 from loadgen.wire.text import short
 
@@ -201,7 +200,7 @@ class AmqpClient:
         self._reply_queue: AbstractRobustQueue | None = None
         self._connecting: asyncio.Future[None] | None = None
         self._turns: dict[str, Turn] = {}
-        self._lost = False  # the connection dropped and has not come back yet
+        self._link = LinkState(log, "AMQP", target.where)  # the connection dropped and has not come back yet
         self._closed = False
 
     # -- connecting --------------------------------------------------------------------------------------------
@@ -211,7 +210,7 @@ class AmqpClient:
         if self._closed:
             raise ConnectError("the AMQP transport was closed")
         if self._channel is not None:
-            if self._lost or self._connection is None or not self._connection.connected.is_set():
+            if self._link.lost or self._connection is None or not self._connection.connected.is_set():
                 raise ConnectError(
                     f"not connected: the connection to the broker at {self.target.where} was lost and is "
                     "reconnecting by itself"
@@ -233,6 +232,7 @@ class AmqpClient:
     async def _connect(self, timeout: float) -> None:
         target = self.target
         quiet_frame_logs()
+        quiet_connection_logs()
         connection = aio_pika.RobustConnection(
             URL(target.broker_url),
             client_properties={"connection_name": f"chat-loadgen {__version__} pid {os.getpid()}"},
@@ -259,17 +259,13 @@ class AmqpClient:
     def _on_connection_lost(self, _sender: Any, exc: BaseException | None = None) -> None:
         if self._closed:
             return
-        if not self._lost:
-            log.warning("AMQP: connection to the broker at %s lost; reconnecting", self.target.where)
-        self._lost = True
+        self._link.went_down(exc)
         reason = f"connection to broker lost during the turn ({self.target.where}): {_describe(exc)}"
         for turn in list(self._turns.values()):
             turn.fail(ConnectError(reason))
 
     def _on_reconnected(self, _sender: Any) -> None:
-        if self._lost:
-            log.warning("AMQP: reconnected to the broker at %s", self.target.where)
-        self._lost = False
+        self._link.came_back()
 
     # -- turns ---------------------------------------------------------------------------------------------
 

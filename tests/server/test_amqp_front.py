@@ -38,6 +38,7 @@ from tests.amqp_broker import (
     unique_queue,
     wait_until,
 )
+from tests.broker_proxy import CutProxy
 
 pytestmark = pytest.mark.amqp
 
@@ -327,3 +328,44 @@ def test_wire_request_example_in_the_docs_is_accepted(raw: RawAmqp) -> None:
     with start() as server:
         asker = Asker(raw, server.config.amqp_queue)
         assert chunks(asker.replies(asker.send(body)))[-1].usage is not None
+
+
+def _wait_for(predicate: Any, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_a_broker_outage_logs_one_line_per_change_and_no_traceback(
+    raw: RawAmqp, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before: aio-pika and aiormq logged about three lines a second while the broker was away, the first with a
+    traceback. Now the front says it lost the broker, and that it is back (after how long), and nothing else."""
+    proxy = CutProxy()
+    try:
+        with start(amqp_url=proxy.url, sim=SimEngineConfig(fixed=True, fixed_ttft_ms=2, fixed_itl_ms=1)) as server:
+            asker = Asker(raw, server.config.amqp_queue)
+            assert chunks(asker.replies(asker.send(request_body())))[-1].usage is not None
+            caplog.clear()
+            caplog.set_level(logging.INFO)
+            proxy.cut()
+            time.sleep(3.0)  # three reconnection attempts
+            proxy.restore()
+
+            def answered() -> bool:
+                got = chunks(asker.replies(asker.send(request_body()), wait=1.0))
+                return bool(got) and got[-1].usage is not None
+
+            assert _wait_for(answered, 15)
+            records = list(caplog.records)
+    finally:
+        proxy.close()
+    lines = [(r.name, r.levelname, r.getMessage()) for r in records]
+    assert [name for name, _, _ in lines] == ["loadgen.server.amqp_front"] * 2, lines
+    assert lines[0][2].startswith(f"AMQP front: connection to the broker at 127.0.0.1:{proxy.port} lost (")
+    assert lines[0][2].endswith("); reconnecting every 1 s")
+    assert lines[1][2].startswith(f"AMQP front: reconnected to the broker at 127.0.0.1:{proxy.port} after ")
+    assert not any(r.exc_info for r in records)

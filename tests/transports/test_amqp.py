@@ -65,6 +65,7 @@ from tests.amqp_broker import (
     unique_queue,
     wait_until,
 )
+from tests.broker_proxy import CutProxy
 from tests.conftest import REPO_ROOT
 
 API_KEY = "sk-amqp-test-0123456789"
@@ -783,3 +784,46 @@ def test_inside_locust_process_workers(server: RunningServer, tmp_path: Path) ->
     assert int(turns["Request Count"]) > 20, turns
     assert int(turns["Failure Count"]) == 0, done.stderr[-3000:]
     assert "guest:guest" not in done.stderr
+
+
+@pytest.mark.amqp
+def test_a_broker_outage_logs_one_line_per_change_and_no_traceback(
+    broker: None, transports: Callable[..., AmqpTransport], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before: aio-pika and aiormq logged about three lines a second while the broker was away, the first with a
+    traceback. Now the transport says it lost the broker, and that it is back (after how long), and nothing else;
+    turns meanwhile fail at once as ConnectError."""
+    proxy = CutProxy()
+    try:
+        with start_server(sim=SimEngineConfig(fixed=True, fixed_ttft_ms=2, fixed_itl_ms=1)) as running:
+            transport = transports(f"{proxy.url}?queue={running.config.amqp_queue}", timeout_s=2, connect_timeout_s=2)
+            assert transport.send(ask(max_tokens=2)).text
+            caplog.clear()
+            caplog.set_level(logging.INFO)
+            proxy.cut()
+            failed = []
+            for _ in range(10):  # three reconnection attempts
+                started = time.perf_counter()
+                with pytest.raises(ConnectError):
+                    transport.send(ask(max_tokens=2))
+                failed.append(time.perf_counter() - started)
+                time.sleep(0.3)
+            proxy.restore()
+            assert wait_until(lambda: _succeeds(transport), 15)
+            records = list(caplog.records)
+    finally:
+        proxy.close()
+    assert max(failed) < 0.5  # at once, not at the timeout
+    lines = [(r.name, r.getMessage()) for r in records]
+    assert [name for name, _ in lines] == ["loadgen.transports.amqp_client"] * 2, lines
+    assert lines[0][1].startswith(f"AMQP: connection to the broker at 127.0.0.1:{proxy.port} lost (")
+    assert lines[1][1].startswith(f"AMQP: reconnected to the broker at 127.0.0.1:{proxy.port} after ")
+    assert not any(r.exc_info for r in records)
+
+
+def _succeeds(transport: AmqpTransport) -> bool:
+    try:
+        transport.send(ask(max_tokens=2))
+    except TransportError:
+        return False
+    return True
