@@ -248,3 +248,40 @@ def test_stop_ends_fixed_streams_with_an_error() -> None:
         assert engine.stats()["running"] == 0
 
     run(body())
+
+
+# -- the slow fault ----------------------------------------------------------------------------------------------------
+
+
+def test_slow_factor_multiplies_the_modelled_step() -> None:
+    config = SimEngineConfig(step_base_us=1000, step_per_seq_us=100, prefill_us_per_token=0)
+
+    async def body(engine: SimEngine) -> tuple[float, float]:
+        await collect(engine.generate(request(3)))
+        normal = engine.stats()["last_step_us"]
+        engine.slow_factor = 3.0
+        await collect(engine.generate(request(3)))
+        return normal, engine.stats()["last_step_us"]
+
+    normal, slowed = run(with_engine(config, body))
+    assert (normal, slowed) == (1100.0, 3300.0)
+
+
+def test_slow_factor_stretches_fixed_timing_from_when_it_is_set() -> None:
+    config = SimEngineConfig(fixed=True, fixed_ttft_ms=20, fixed_itl_ms=10)
+
+    async def body(engine: SimEngine) -> tuple[list[float], list[float]]:
+        t0 = time.perf_counter()
+        _, normal = await collect(engine.generate(request(6)))
+        normal = [t0, *normal]
+        engine.slow_factor = 2.0
+        t0 = time.perf_counter()
+        _, slowed = await collect(engine.generate(request(6)))
+        return normal, [t0, *slowed]
+
+    normal, slowed = run(with_engine(config, body))
+    ttft, slow_ttft = normal[1] - normal[0], slowed[1] - slowed[0]
+    gap = statistics.median(b - a for a, b in itertools.pairwise(normal[1:]))
+    slow_gap = statistics.median(b - a for a, b in itertools.pairwise(slowed[1:]))
+    assert slow_ttft / ttft == pytest.approx(2.0, abs=0.3)
+    assert slow_gap / gap == pytest.approx(2.0, abs=0.3)

@@ -299,3 +299,21 @@ def test_bad_settings_are_config_errors() -> None:
         TorchEngine(replace(TINY, max_batch=0))
     with pytest.raises(RuntimeError, match="start"):
         TorchEngine(TINY).generate(request())
+
+
+def test_slow_factor_stretches_each_step() -> None:
+    """The slow fault: the worker sleeps after each step for (N - 1) times what the step took (short sleeps
+    overshoot on a busy machine: 3x reads 3-5x here)."""
+
+    async def body(engine: TorchEngine) -> None:
+        async def span(factor: float) -> float:
+            engine.slow_factor = factor
+            first, last, _ = await timed(engine, request(" w" * 40, max_tokens=40))
+            return last - first
+
+        await span(1.0)  # warm up
+        normal = min([await span(1.0) for _ in range(2)])
+        slowed = min([await span(3.0) for _ in range(2)])
+        assert 2.2 <= slowed / normal <= 6.0, (normal, slowed)
+
+    with_engine(TINY, body)
