@@ -49,19 +49,27 @@ class CutProxy:
     def _accept(self, listener: socket.socket) -> None:
         while True:
             try:
-                client, _ = listener.accept()
+                raw, _ = listener.accept()
             except OSError:
                 return
-            try:
-                upstream = socket.create_connection(self._upstream, timeout=5)
-            except OSError:
-                client.close()
-                continue
-            upstream.settimeout(None)
-            with self._lock:
-                self._socks += [client, upstream]
-            for src, dst in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+            threading.Thread(target=self._serve, args=(raw,), daemon=True).start()
+
+    def _wrap(self, raw: socket.socket) -> socket.socket:
+        """The client's side of a new connection as the proxy speaks it (plain here; TLS in a subclass)."""
+        return raw
+
+    def _serve(self, raw: socket.socket) -> None:
+        try:
+            client = self._wrap(raw)
+            upstream = socket.create_connection(self._upstream, timeout=5)
+        except OSError:  # a failed TLS handshake (ssl.SSLError is an OSError), or no broker
+            raw.close()
+            return
+        upstream.settimeout(None)
+        with self._lock:
+            self._socks += [client, upstream]
+        for src, dst in ((client, upstream), (upstream, client)):
+            threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
 
     @staticmethod
     def _pump(src: socket.socket, dst: socket.socket) -> None:

@@ -86,16 +86,10 @@ async def serve(
     front_classes = [(name, load_front(name)) for name in names]
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
-    handled: list[signal.Signals] = []
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(sig, stop.set)
-                handled.append(sig)
+    handled = _handle_signals(loop, stop)
     running: Engine | None = None
     fronts: list[Front] = []
-    controller: FaultController | None = None
-    faulting: asyncio.Task[None] | None = None
+    faults: FaultController | None = None
     try:
         running = engine if engine is not None else make_engine(config)
         await running.start()
@@ -111,8 +105,7 @@ async def serve(
             logger.info("%s front ready at %s", name, redact_url(urls[name]))
         service.fault_log = FaultLog(started_at=time.time())
         if schedule is not None:
-            controller = FaultController(schedule, service, fronts, service.fault_log, on_edge=on_fault)
-            faulting = asyncio.create_task(controller.run(time.monotonic()), name="faults")
+            faults = FaultController(schedule, service, fronts, service.fault_log, on_edge=on_fault).start()
         if on_ready is not None:
             on_ready(dict(urls))
         await stop.wait()
@@ -120,16 +113,23 @@ async def serve(
     finally:
         for sig in handled:
             loop.remove_signal_handler(sig)
-        if faulting is not None:
-            faulting.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await faulting
-        if controller is not None:
-            controller.heal()
+        if faults is not None:
+            await faults.close()
         for front in reversed(fronts):
             await _bounded(front.stop(), f"{front.name} front")
         if running is not None:
             await _bounded(running.stop(), "engine")
+
+
+def _handle_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> list[signal.Signals]:
+    """SIGTERM and SIGINT set ``stop`` (only from the main thread); the signals handled, to remove later."""
+    handled: list[signal.Signals] = []
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, stop.set)
+                handled.append(sig)
+    return handled
 
 
 #: A session keeps at most this many bytes per token of the context window (a word of the sim engine's tokenizer

@@ -24,6 +24,7 @@ down, or came back up.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -105,6 +106,21 @@ class FaultController:
         self.log = log_
         self.on_edge = on_edge
         self.down = False
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> FaultController:
+        """Run the schedule in a task of the current loop, its clock starting now."""
+        self._task = asyncio.create_task(self.run(time.monotonic()), name="faults")
+        return self
+
+    async def close(self) -> None:
+        """Stop applying the schedule and lift the faults of the request path (see :meth:`heal`)."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.heal()
 
     async def run(self, started: float) -> None:
         """Apply every edge when due (``started``: :func:`time.monotonic` when the fronts were ready); returns

@@ -330,15 +330,6 @@ def test_wire_request_example_in_the_docs_is_accepted(raw: RawAmqp) -> None:
         assert chunks(asker.replies(asker.send(body)))[-1].usage is not None
 
 
-def _wait_for(predicate: Any, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def test_a_broker_outage_logs_one_line_per_change_and_no_traceback(
     raw: RawAmqp, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -359,7 +350,7 @@ def test_a_broker_outage_logs_one_line_per_change_and_no_traceback(
                 got = chunks(asker.replies(asker.send(request_body()), wait=1.0))
                 return bool(got) and got[-1].usage is not None
 
-            assert _wait_for(answered, 15)
+            assert wait_until(answered, 15)
             records = list(caplog.records)
     finally:
         proxy.close()

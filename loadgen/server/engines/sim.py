@@ -279,6 +279,7 @@ class SimEngine(Engine):
     # -- the step loop -------------------------------------------------------------------------------------------
 
     async def _step_loop(self) -> None:
+        # long on purpose: join, model, sleep and emit of one step, inlined (it runs once per decoded token)
         assert self._wakeup is not None
         wakeup = self._wakeup
         c = self.config
@@ -302,7 +303,7 @@ class SimEngine(Engine):
                 if batch == 0:
                     continue
                 step_us = c.step_base_us + c.step_per_seq_us * batch + c.prefill_us_per_token * prefill_tokens
-                step_us *= self.slow_factor  # 1.0 but while a slow fault is in force
+                step_us *= self.slow_factor  # 1.0 unless a slow fault is in force
                 # absolute deadlines: a late wake-up (timer granularity is ~1 ms) shortens the next sleep
                 # instead of adding up, unless the loop fell far behind (then the schedule restarts from now)
                 step_s = step_us / 1e6
