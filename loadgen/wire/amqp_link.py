@@ -24,9 +24,10 @@ import aiormq.exceptions as amqp_exc
 from loadgen.errors import cause_of
 from loadgen.wire.text import short
 
-#: Seconds between reconnection attempts after a lost connection (aio-pika's default is 5); a URL's own
+#: Seconds between reconnection attempts after a lost connection (aio-pika's default is 5): a broker that is back
+#: is seen within about half a second by the client and the server's front alike; a URL's own
 #: ``reconnect_interval`` parameter wins (:func:`loadgen.wire.amqp.with_reconnect_interval`).
-RECONNECT_INTERVAL_S: Final = 1.0
+RECONNECT_INTERVAL_S: Final = 0.5
 
 # ---------------------------------------------------------------------------------------------------------------
 # logging

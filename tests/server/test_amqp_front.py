@@ -357,6 +357,6 @@ def test_a_broker_outage_logs_one_line_per_change_and_no_traceback(
     lines = [(r.name, r.levelname, r.getMessage()) for r in records]
     assert [name for name, _, _ in lines] == ["loadgen.server.amqp_front"] * 2, lines
     assert lines[0][2].startswith(f"AMQP front: connection to the broker at 127.0.0.1:{proxy.port} lost (")
-    assert lines[0][2].endswith("); reconnecting every 1 s")
+    assert lines[0][2].endswith("); reconnecting every 0.5 s")
     assert lines[1][2].startswith(f"AMQP front: reconnected to the broker at 127.0.0.1:{proxy.port} after ")
     assert not any(r.exc_info for r in records)

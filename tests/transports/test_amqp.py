@@ -94,7 +94,7 @@ def test_parse_target_defaults_and_queue() -> None:
 def test_parse_target_tls_verify_off_and_reconnect_interval() -> None:
     t = parse_target("amqps://guest:guest@h/?queue=q", tls_verify=False)
     assert "no_verify_ssl=1" in t.broker_url
-    assert "reconnect_interval=1" in t.broker_url
+    assert "reconnect_interval=0.5" in t.broker_url
     assert "reconnect_interval=7" in parse_target("amqp://h/?reconnect_interval=7").broker_url
 
 
