@@ -134,7 +134,8 @@ def test_every_option_maps_onto_the_config() -> None:
             "--engine torch --max-batch 8 --queue-limit 5 --prefill-us-per-token 1 --step-base-us 2 "
             "--step-per-seq-us 3 --fixed --fixed-ttft-ms 4 --fixed-itl-ms 5 --session-capacity 6 --session-ttl 7 "
             "--context-window 800 --default-max-tokens 9 --device cuda --torch-model 1b --batching static "
-            "--window 10 --kv-tokens 11 --static-batch-timeout-ms 12 --weight-seed 13"
+            "--window 10 --kv-tokens 11 --static-batch-timeout-ms 12 --weight-seed 13 --session-memory 64MiB "
+            "--faults '10s forget-sessions'"
         )
     )
     c = build_config(args)
@@ -151,9 +152,11 @@ def test_every_option_maps_onto_the_config() -> None:
         "cuda", "1b", "static", 10, 11,
     )  # fmt: skip
     assert (c.torch.max_batch, c.torch.queue_limit, c.torch.static_batch_timeout_ms, c.torch.seed) == (8, 5, 12, 13)
+    assert (c.session_max_bytes, c.faults) == (64 * 1024 * 1024, "10s forget-sessions")
     assert build_config(parser.parse_args(["--no-rest"])).rest_port is None
     defaults = build_config(parser.parse_args([]))
     assert defaults.rest_port == 8000 and defaults.grpc_port is None and defaults.host == "127.0.0.1"
+    assert (defaults.session_max_bytes, defaults.faults) == (256 * 1024 * 1024, None)
 
 
 @pytest.mark.parametrize(
