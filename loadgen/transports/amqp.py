@@ -21,6 +21,10 @@ its JSON is decoded, so TTFT and ITL mean what they mean for REST and gRPC; ``t_
 publish, in the same thread (the ~0.3 ms hop from the greenlet to the loop and back is outside every measured
 interval).
 
+The turn timeout bounds the whole turn, connecting to the broker included (``connect_timeout_s`` bounds the
+connect alone when shorter). A reply past ``max_reply_bytes`` (the bodies of its messages) is a
+:class:`ProtocolError`; a first reply message with ``"session": "new"`` sets ``Reply.session_new``.
+
 Errors: broker down or refusing at the first turn -> :class:`ConnectError` within ``connect_timeout_s``;
 connection lost during a turn -> :class:`ConnectError` ("connection to broker lost ...") while the connection
 recovers by itself (turns started during the outage fail at once, later ones succeed); no reply in time ->

@@ -14,7 +14,10 @@ actually monkey-patched (a plain threaded or asyncio process, e.g. the tests, is
 TLS: ``grpcs://`` verifies the server against the system roots (``grpc.ssl_channel_credentials()``); grpcio has
 no switch to skip verification, so ``tls_verify=False`` is refused, and a private CA is trusted with grpcio's
 own ``GRPC_DEFAULT_SSL_ROOTS_FILE_PATH=/path/ca.pem``. ``connect_timeout_s`` bounds each connection attempt;
-the turn timeout is the deadline of every call.
+the turn timeout is the deadline of every call. A channel that lost its server retries every 0.1 s growing to at
+most 0.5 s (:data:`MAX_RECONNECT_BACKOFF_MS`), so a server that is back is used again within about 0.6 s. A reply
+past ``max_reply_bytes`` (its messages' sizes) is a :class:`ProtocolError`; the initial metadata
+``x-loadgen-session: new`` sets ``Reply.session_new``.
 
 Timing, as close to the wire as grpcio allows (``time.perf_counter()``):
 

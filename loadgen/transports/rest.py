@@ -19,7 +19,10 @@ Timing, as close to the wire as httpx allows (``time.perf_counter()``):
 - ``t_done``: the ``[DONE]`` line, or the end of the body when a stream ends on a ``finish_reason``.
 
 Errors come out as :mod:`loadgen.errors` (one table: :mod:`loadgen.transports.httpx_errors`), chaining the httpx
-exception; the API key never appears in a reason.
+exception; the API key never appears in a reason. A reply past ``max_reply_bytes`` (bytes of the body as they come,
+before any decoding) is a :class:`ProtocolError`, and so is a whole (non-streamed) reply to a streaming request,
+unless ``accept_unstreamed``: then it is read whole and flagged (``Reply.status`` ``"unstreamed"``). The server's
+``x-loadgen-session: new`` header sets ``Reply.session_new`` (:mod:`loadgen.wire.session`).
 """
 
 from __future__ import annotations
@@ -163,9 +166,12 @@ _CLOSED = httpx.ByteStream(b"")
 class RestTransport(Transport):
     """OpenAI-compatible chat completions over HTTP(S), streamed (SSE) or whole.
 
-    The turn timeout bounds the connect timeout, each wait for data (httpx's read timeout) and, checked on
-    every piece of the body that arrives, the whole turn: a server that dribbles forever ends as
-    :class:`TurnTimeout` at the deadline; one that goes silent ends one read timeout after its last byte.
+    The turn timeout bounds the whole turn, whatever the server does: every connect, write and read of the
+    client's connections waits at most what is left of the turn (:mod:`loadgen.transports.deadline`), and the
+    deadline is checked on every piece of the body that arrives, so silence before the headers, headers then
+    silence, and a dribble all end as :class:`TurnTimeout` at the deadline, its reason naming the limit (``turn
+    exceeded its timeout (5s) before the reply`` / ``... while streaming the reply``). A connect timeout shorter
+    than the turn keeps its own reason.
     """
 
     name: ClassVar[str] = "rest"
