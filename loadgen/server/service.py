@@ -8,6 +8,9 @@ and streams the :class:`ChatStream` it returns (one wire message per :class:`Tok
 - :class:`Unauthorized` (a wrong or missing API key, when ``config.api_key`` is set) -> 401 / UNAUTHENTICATED
 - :class:`BadChatRequest` (the message says what is wrong) -> 400 / INVALID_ARGUMENT
 - :class:`~loadgen.server.engines.base.EngineOverloaded` (queue full) -> 429 / RESOURCE_EXHAUSTED
+- :class:`~loadgen.server.fault_control.InjectedFault` (an ``error P%`` fault drew this request) -> 500 / INTERNAL
+
+While a ``stall`` fault is in force (:attr:`ChatService.faults`), ``chat()`` and every stream wait before going on.
 
 An exception while iterating (the engine stopped, say) is an error in mid-stream. A front that stops early
 (client gone) must ``await stream.aclose()``, which frees the engine slot; ``async with stream:`` does it.
