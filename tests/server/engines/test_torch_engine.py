@@ -302,8 +302,8 @@ def test_bad_settings_are_config_errors() -> None:
 
 
 def test_slow_factor_stretches_each_step() -> None:
-    """The slow fault: the worker sleeps after each step for (N - 1) times what the step took (short sleeps
-    overshoot on a busy machine: 3x reads 3-5x here)."""
+    """The slow fault: the worker sleeps after each step for (N - 1) times what the step took, a sleep's overshoot
+    taken off the next ones."""
 
     async def body(engine: TorchEngine) -> None:
         async def span(factor: float) -> float:
@@ -314,6 +314,7 @@ def test_slow_factor_stretches_each_step() -> None:
         await span(1.0)  # warm up
         normal = min([await span(1.0) for _ in range(2)])
         slowed = min([await span(3.0) for _ in range(2)])
-        assert 2.2 <= slowed / normal <= 6.0, (normal, slowed)
+        # a step after a sleep runs colder (its own time grows, and the sleep with it): 3x reads 2.7-5.5x here
+        assert 2.2 <= slowed / normal <= 7.0, (normal, slowed)
 
     with_engine(TINY, body)

@@ -12,7 +12,7 @@ later token from one decode step that feeds the one before it (as a real server 
 tokens costs one prefill and ``n - 1`` decode steps.
 
 A ``slow Nx`` fault (``Engine.slow_factor`` above 1) makes the worker sleep after each step for N - 1 times what
-the step took, before handing its chunks over.
+the step took (a sleep's overshoot taken off the next), before handing its chunks over.
 
 Threads. The model runs in one dedicated worker thread, under ``torch.inference_mode()``, so the asyncio
 loop is never blocked; after each step the worker hands the step's chunks back to the loop with one
@@ -86,6 +86,7 @@ class TorchEngine(Engine):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._running: list[Sequence] = []  # worker-owned; index = KV cache slot
+        self._slow_debt_s = 0.0  # worker-owned: sleep still owed to a slow fault (negative: overslept)
         self._figures: dict[str, float] = {  # written by the worker only
             "steps": 0,
             "decode_steps": 0,
@@ -255,10 +256,18 @@ class TorchEngine(Engine):
                 fig["decode_steps"] += 1
                 fig["last_batch"] = len(decoding)
                 fig["max_batch_seen"] = max(fig["max_batch_seen"], len(decoding))
-            slow = self.slow_factor  # a slow fault: the step takes that many times as long
-            if slow > 1.0:
-                time.sleep((slow - 1.0) * (t2 - t0))
+            if self.slow_factor > 1.0:  # a slow fault: the step takes that many times as long
+                self._slow_down(t2 - t0)
             self._deliver(out)  # last: a consumer that saw its stream end sees the slot free and the step counted
+
+    def _slow_down(self, step_s: float) -> None:
+        """Sleep (slow_factor - 1) x the step; a sleep's overshoot is taken off the next ones, so that over a reply
+        the steps take slow_factor times as long, however coarse the sleeps."""
+        self._slow_debt_s += (self.slow_factor - 1.0) * step_s
+        if self._slow_debt_s > 0:
+            started = time.perf_counter()
+            time.sleep(self._slow_debt_s)
+            self._slow_debt_s -= time.perf_counter() - started
 
     def _emit(self, seq: Sequence, out: list[tuple[Sequence, object]]) -> None:
         out.append((seq, seq.chunks[seq.n_out]))
