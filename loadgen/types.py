@@ -44,12 +44,21 @@ class Usage:
     completion_tokens: int
 
 
+#: ``Reply.status`` of a whole reply accepted for a streaming request (``accept_unstreamed``): its one chunk came
+#: at the end, so its time to first token is the whole reply's.
+UNSTREAMED = "unstreamed"
+
+
 @dataclass(slots=True)
 class Reply:
     """What came back for one turn, with client-side timings (perf_counter seconds).
 
     ``chunk_times[i]`` is when the i-th content-bearing chunk arrived and ``chunk_tokens[i]`` how many
     tokens it carried (a first chunk may carry several). ``t_first_token`` is ``chunk_times[0]``.
+    ``status`` is ``"ok"``, or :data:`UNSTREAMED`. ``session_new`` is the server saying that it did not hold the
+    session the request named and started a new one (evicted, expired, restarted, or simply a first turn): the
+    REST header / gRPC initial metadata ``x-loadgen-session: new``, the AMQP first reply chunk's ``"session":
+    "new"`` (:mod:`loadgen.wire`).
     """
 
     text: str
@@ -60,6 +69,7 @@ class Reply:
     chunk_tokens: list[float] = field(default_factory=list)
     usage: Usage | None = None
     status: str = "ok"
+    session_new: bool = False
 
     @property
     def t_first_token(self) -> float | None:

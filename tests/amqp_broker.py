@@ -18,7 +18,6 @@ import shutil
 import socket
 import ssl
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
@@ -28,6 +27,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from tests.broker_proxy import CutProxy
 from tests.conftest import BROKER_HINT, IN_CI, broker_available, make_certificate, require_broker
 
 T = TypeVar("T")
@@ -255,64 +255,19 @@ class RawAmqp:
 # TLS in front of the broker (amqps:// tests)
 
 
-class TlsProxy:
+class TlsProxy(CutProxy):
     """Terminates TLS on a loopback port and forwards the bytes to the broker's plain port (threads)."""
 
     def __init__(self, cert: Path, key: Path, upstream: tuple[str, int] = ("127.0.0.1", 5672)) -> None:
         self._ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self._ctx.load_cert_chain(cert, key)
-        self._upstream = upstream
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port: int = self._listener.getsockname()[1]
-        self._stop = threading.Event()
-        self._socks: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__(upstream)
 
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                raw, _ = self._listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(raw,), daemon=True).start()
-
-    def _serve(self, raw: socket.socket) -> None:
-        try:
-            client = self._ctx.wrap_socket(raw, server_side=True)
-        except (OSError, ssl.SSLError):
-            raw.close()
-            return
-        try:
-            upstream = socket.create_connection(self._upstream, timeout=5)
-        except OSError:
-            client.close()
-            return
-        upstream.settimeout(None)
-        self._socks += [client, upstream]
-
-        def pump(src: socket.socket, dst: socket.socket) -> None:
-            try:
-                while True:
-                    data = src.recv(65536)
-                    if not data:
-                        break
-                    dst.sendall(data)
-            except OSError:
-                pass
-            finally:
-                for s in (src, dst):
-                    with contextlib.suppress(OSError):
-                        s.shutdown(socket.SHUT_RDWR)
-
-        threading.Thread(target=pump, args=(upstream, client), daemon=True).start()
-        pump(client, upstream)
+    def _wrap(self, raw: socket.socket) -> socket.socket:
+        return self._ctx.wrap_socket(raw, server_side=True)
 
     def stop(self) -> None:
-        self._stop.set()
-        self._listener.close()
-        for s in self._socks:
-            with contextlib.suppress(OSError):
-                s.close()
+        self.close()
 
 
 __all__ = [

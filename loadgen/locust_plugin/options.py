@@ -23,8 +23,9 @@ from loadgen.option_table import Option, add_options, at_least, between, duratio
 from loadgen.report.thresholds import THRESHOLD_OPTIONS
 from loadgen.server.config import LOCAL_AMQP_URL
 from loadgen.transports import check_name as check_transport
-from loadgen.transports.base import TransportConfig
+from loadgen.transports.base import DEFAULT_MAX_REPLY_BYTES, TransportConfig
 from loadgen.types import HistoryMode
+from loadgen.units import byte_size, format_bytes
 
 RUN_GROUP = "chat-loadgen"
 REPORT_GROUP = "chat-loadgen reports"
@@ -95,6 +96,11 @@ OPTIONS: tuple[Option, ...] = (
            _TRANSPORT_DEFAULTS["timeout_s"], type=float, validate=_POSITIVE_SECONDS),
     Option("--connect-timeout", "seconds to establish a connection (default %(default)s)",
            _TRANSPORT_DEFAULTS["connect_timeout_s"], type=float, validate=_POSITIVE_SECONDS),
+    Option("--max-reply-bytes", "a reply larger than this (bytes off the wire, e.g. 8MiB) fails its turn as a "
+           f"protocol error (default {format_bytes(DEFAULT_MAX_REPLY_BYTES)})", DEFAULT_MAX_REPLY_BYTES,
+           type=byte_size),
+    Option("--accept-unstreamed", "accept a whole (non-streamed) reply to a streaming request, flagged, instead of "
+           "failing the turn (its TTFT is then the whole reply's time)", False, type=None),
     Option("--seed", "seed for dialogue choice and faker slots (reproducible conversations)", type=int),
     Option("--locale", "faker locale (default %(default)s)", DEFAULT_LOCALE),
     Option("--tls-insecure", "do not verify the target's TLS certificate", False, type=None),
@@ -146,6 +152,8 @@ class LoadgenOptions:
     model: str
     turn_timeout: float
     connect_timeout: float
+    max_reply_bytes: int
+    accept_unstreamed: bool
     seed: int | None
     locale: str
     tls_insecure: bool

@@ -71,6 +71,8 @@ class LoadgenRuntime:
             target=host,
             timeout_s=self.options.turn_timeout,
             connect_timeout_s=self.options.connect_timeout,
+            max_reply_bytes=self.options.max_reply_bytes,
+            accept_unstreamed=self.options.accept_unstreamed,
             api_key=TransportConfig.api_key_from_env(),
             tls_verify=not self.options.tls_insecure,
             model=self.options.model,

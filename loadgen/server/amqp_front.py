@@ -15,10 +15,11 @@ is read by :func:`loadgen.wire.auth.parse_bearer`, a failure is answered with th
   never deleted: this front deletes nothing;
 - each request runs in its own task (aio-pika starts one per delivery): ``service.chat(...)``, then one reply
   message per chunk to ``reply_to`` through the default exchange with the request's ``correlation_id``, the
-  last one with ``finish_reason`` and usage (or one whole reply when the request does not stream). The request
-  is acked once its reply went out, and also after an error reply. Replies are published without publisher
-  confirms (no broker round trip between two chunks) and not ``mandatory`` (a client that went away loses
-  its replies, nothing else happens);
+  last one with ``finish_reason`` and usage (or one whole reply when the request does not stream); the first one
+  says ``"session": "new"`` when the server did not hold the session the request named
+  (:mod:`loadgen.wire.session`). The request is acked once its reply went out, and also after an error reply.
+  Replies are published without publisher confirms (no broker round trip between two chunks) and not
+  ``mandatory`` (a client that went away loses its replies, nothing else happens);
 - a request whose ``expiration`` has already passed when it reaches the front (the client's publish time is
   in the header ``x-loadgen-sent-at-ms``) is acked and dropped unserved; a stream whose client's deadline
   passes mid-way is stopped, freeing its engine slot.
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 import urllib.parse
@@ -46,9 +48,9 @@ import aiormq.exceptions as amqp_exc
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustChannel, AbstractRobustConnection, AbstractRobustQueue
 from yarl import URL
 
-from loadgen.errors import WireError
+from loadgen.errors import ConfigError, WireError
 from loadgen.server.fronts import Front
-from loadgen.server.service import failure_message, failure_of
+from loadgen.server.service import failure_message, failure_of, is_bug
 from loadgen.types import Usage
 from loadgen.wire.amqp import (
     CHUNK_TYPE,
@@ -57,17 +59,16 @@ from loadgen.wire.amqp import (
     Chunk,
     broker_user,
     broker_where,
-    connect_failure_reason,
     decode_request,
     encode_chunk,
     failure_chunk,
-    quiet_frame_logs,
     split_target,
     with_queue,
     with_reconnect_interval,
 )
+from loadgen.wire.amqp_link import LinkState, connect_failure_reason, quiet_connection_logs, quiet_frame_logs
 from loadgen.wire.auth import AUTH_HEADER, parse_bearer
-from loadgen.wire.status import Failure
+from loadgen.wire.session import SESSION_NEW
 from loadgen.wire.text import redact_url
 
 if TYPE_CHECKING:
@@ -82,8 +83,9 @@ STOP_GRACE_S = 1.0
 CONNECT_TIMEOUT_S = 10.0
 
 
-class AmqpFrontError(RuntimeError):
-    """The AMQP front could not start (broker unreachable, login refused, queue locked by another client)."""
+class AmqpFrontError(ConfigError):
+    """The AMQP front could not start (broker unreachable, login refused, queue locked by another client): a
+    target error found before any request, so ``loadgen serve`` says it in one line and exits 2."""
 
 
 def bearer_key(headers: dict[str, Any] | None) -> str | None:
@@ -112,7 +114,7 @@ class AmqpFront(Front):
         self._consumer_tag: str | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._where = "the broker"
-        self._lost = False
+        self._link = LinkState(log, "AMQP front", self._where)
         #: requests seen, by outcome (for tests and stats)
         self.counts: dict[str, int] = dict.fromkeys(
             ("received", "replied", "errors", "expired", "no_reply_to", "publish_failed"), 0
@@ -134,8 +136,10 @@ class AmqpFront(Front):
         if url.scheme.lower() not in ("amqp", "amqps") or not url.hostname:
             raise AmqpFrontError("the AMQP URL must be amqp(s)://user:pass@host[:port]/vhost")
         self._where = broker_where(broker_url)
+        self._link = LinkState(log, "AMQP front", self._where)
         broker_url = with_reconnect_interval(broker_url)
         quiet_frame_logs()
+        quiet_connection_logs()
         connection = aio_pika.RobustConnection(
             URL(broker_url), client_properties={"connection_name": f"chat-loadgen server ({queue_name})"}
         )
@@ -210,17 +214,35 @@ class AmqpFront(Front):
         with contextlib.suppress(Exception):
             await asyncio.wait_for(connection.close(), CONNECT_TIMEOUT_S)
 
+    async def go_down(self) -> None:
+        """The consumer is cancelled (the broker deletes our auto-delete queue with it, so a client's publish comes
+        back unroutable) and the requests in flight are cancelled, unanswered. The connection stays."""
+        queue, tag = self._queue, self._consumer_tag
+        self._consumer_tag = None
+        if queue is not None and tag is not None:
+            await asyncio.wait_for(queue.cancel(tag), CONNECT_TIMEOUT_S)
+        tasks = set(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=STOP_GRACE_S)
+
+    async def come_up(self) -> None:
+        """The same queue declared again (as before: ours, or someone else's as it is) and consumed."""
+        queue = self._queue
+        if queue is None or self._consumer_tag is not None:
+            return
+        async with asyncio.timeout(CONNECT_TIMEOUT_S):
+            await queue.declare()
+            self._consumer_tag = await queue.consume(self._on_request)
+
     def _on_connection_lost(self, _sender: Any, exc: BaseException | None = None) -> None:
         if self._connection is None:
             return  # stopping
-        if not self._lost:
-            log.warning("AMQP front: connection to the broker at %s lost; reconnecting", self._where)
-        self._lost = True
+        self._link.went_down(exc)
 
     def _on_reconnected(self, _sender: Any) -> None:
-        if self._lost:
-            log.warning("AMQP front: reconnected to the broker at %s", self._where)
-        self._lost = False
+        self._link.came_back()
 
     # -- one request -----------------------------------------------------------------------------------------------
 
@@ -260,6 +282,7 @@ class AmqpFront(Front):
         except Exception as exc:
             await replier.fail(exc)
             return
+        replier.session_new = stream.session_new
         try:
             await self._stream(replier, stream, streaming=request.stream, deadline=deadline)
         finally:
@@ -316,15 +339,18 @@ class AmqpFront(Front):
 class _Replier:
     """Publishes the reply messages of one request, numbering them."""
 
-    __slots__ = ("_correlation_id", "_front", "_reply_to", "seq")
+    __slots__ = ("_correlation_id", "_front", "_reply_to", "seq", "session_new")
 
     def __init__(self, front: AmqpFront, message: AbstractIncomingMessage, reply_to: str) -> None:
         self._front = front
         self._correlation_id = message.correlation_id
         self._reply_to = reply_to
         self.seq = 0
+        self.session_new = False  # the first reply says so (loadgen.wire.session)
 
     async def send(self, chunk: Chunk) -> bool:
+        if self.seq == 0 and self.session_new:
+            chunk = dataclasses.replace(chunk, session=SESSION_NEW)
         ok = await self._front._publish(encode_chunk(chunk), self._correlation_id, self._reply_to)
         if ok:
             self.seq += 1
@@ -333,7 +359,7 @@ class _Replier:
     async def fail(self, exc: Exception) -> None:
         """Answer ``exc`` with the error reply of its row of the status table (an internal error is logged)."""
         failure = failure_of(exc)
-        if failure is Failure.INTERNAL:
+        if is_bug(exc):
             log.error("AMQP front: a request failed", exc_info=exc)
         self._front.counts["errors"] += 1
         await self.send(failure_chunk(self.seq, failure, failure_message(failure, exc)))

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable, Coroutine
 from types import TracebackType
 from typing import Any, TypeVar
@@ -20,8 +21,11 @@ from typing import Any, TypeVar
 from loadgen.errors import ConfigError
 from loadgen.registry import lookup
 from loadgen.server.config import ServerConfig
+from loadgen.server.context import render_message
 from loadgen.server.engines import make_engine
 from loadgen.server.engines.base import Engine
+from loadgen.server.fault_control import FaultController
+from loadgen.server.faults import FaultLog, FaultSchedule, parse_faults
 from loadgen.server.fronts import Front
 from loadgen.server.service import ChatService
 from loadgen.server.sessions import SessionStore
@@ -69,31 +73,30 @@ async def serve(
     stop: asyncio.Event | None = None,
     on_service: Callable[[ChatService], None] | None = None,
     engine: Engine | None = None,
+    on_fault: Callable[[dict[str, Any]], None] | None = None,
 ) -> None:
     """Run the server until ``stop`` is set (or SIGTERM/SIGINT in the main thread), then stop cleanly.
 
     ``on_ready({front: url})`` is called once every enabled front accepts requests; ``on_service`` gets the
     chat service first (tests use it to look inside). ``engine`` (not started yet) replaces the one ``config``
-    names; it is started and stopped here all the same.
+    names; it is started and stopped here all the same. ``config.faults`` (a ``--faults`` schedule) is applied
+    from the moment every front is ready (:mod:`loadgen.server.fault_control`), each edge passed to ``on_fault``.
     """
     names = enabled_fronts(config)
     if not names:
         raise ConfigError("no front enabled: give --rest-port, --grpc-port, --amqp-url or --ws-port")
+    schedule = FaultSchedule(parse_faults(config.faults)) if config.faults else None
     front_classes = [(name, load_front(name)) for name in names]
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
-    handled: list[signal.Signals] = []
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(sig, stop.set)
-                handled.append(sig)
+    handled = _handle_signals(loop, stop)
     running: Engine | None = None
     fronts: list[Front] = []
+    faults: FaultController | None = None
     try:
         running = engine if engine is not None else make_engine(config)
         await running.start()
-        sessions = SessionStore(config.session_capacity, config.session_ttl_s)
+        sessions = make_session_store(config, running)
         service = ChatService(running, sessions, config)
         if on_service is not None:
             on_service(service)
@@ -103,6 +106,9 @@ async def serve(
             urls[name] = await front.start()
             fronts.append(front)
             logger.info("%s front ready at %s", name, redact_url(urls[name]))
+        service.fault_log = FaultLog(started_at=time.time())
+        if schedule is not None:
+            faults = FaultController(schedule, service, fronts, service.fault_log, on_edge=on_fault).start()
         if on_ready is not None:
             on_ready(dict(urls))
         await stop.wait()
@@ -110,10 +116,42 @@ async def serve(
     finally:
         for sig in handled:
             loop.remove_signal_handler(sig)
+        if faults is not None:
+            await faults.close()
         for front in reversed(fronts):
             await _bounded(front.stop(), f"{front.name} front")
         if running is not None:
             await _bounded(running.stop(), "engine")
+
+
+def _handle_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> list[signal.Signals]:
+    """SIGTERM and SIGINT set ``stop`` (only from the main thread); the signals handled, to remove later."""
+    handled: list[signal.Signals] = []
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, stop.set)
+                handled.append(sig)
+    return handled
+
+
+#: A session keeps at most this many bytes per token of the context window (a word of the sim engine's tokenizer
+#: may be any length: without this, turns of a few huge "tokens" would grow a session without end).
+SESSION_BYTES_PER_TOKEN = 16
+
+
+def make_session_store(config: ServerConfig, engine: Engine) -> SessionStore:
+    """The store ``config`` describes: each session trimmed to the context window (in tokens of ``engine``'s
+    tokenizer, and :data:`SESSION_BYTES_PER_TOKEN` bytes a token), all of them to ``session_max_bytes``."""
+    tokenizer = engine.tokenizer
+    return SessionStore(
+        config.session_capacity,
+        config.session_ttl_s,
+        max_bytes=config.session_max_bytes,
+        keep_tokens=config.context_window,
+        keep_bytes=config.context_window * SESSION_BYTES_PER_TOKEN,
+        count=lambda message: tokenizer.count(render_message(message)),
+    )
 
 
 async def _bounded(coro: Coroutine[Any, Any, None], what: str) -> None:
@@ -234,4 +272,13 @@ def run_in_thread(
     return server.start()
 
 
-__all__ = ["FRONTS", "RunningServer", "enabled_fronts", "load_front", "run_in_thread", "serve"]
+__all__ = [
+    "FRONTS",
+    "SESSION_BYTES_PER_TOKEN",
+    "RunningServer",
+    "enabled_fronts",
+    "load_front",
+    "make_session_store",
+    "run_in_thread",
+    "serve",
+]

@@ -47,9 +47,11 @@ class ServerConfig:
     torch: TorchEngineConfig | None = None
     session_capacity: int = 10000  # server-side sessions kept (LRU); eviction is a real context loss
     session_ttl_s: float = 900.0
+    session_max_bytes: int = 256 * 1024 * 1024  # history kept across all sessions; past it the LRU ones go
     context_window: int = 4096  # tokens of context kept per request; the oldest turns are dropped
     default_max_tokens: int = 64
     api_key: str | None = None  # if set, every front requires it
+    faults: str | None = None  # a --faults schedule (loadgen.server.faults)
 
     def __post_init__(self) -> None:
         if self.sim is None:

@@ -21,7 +21,8 @@ middle of it:
 - anything else -> INTERNAL (logged with its traceback): HTTP 500 / INTERNAL / ``internal``.
 
 The message of the answer is :func:`loadgen.server.service.failure_message`: the exception's text, or the row's
-meaning when it has none.
+meaning when it has none; :func:`loadgen.server.service.is_bug` says which failures a front logs with their
+traceback (INTERNAL ones, but not those an ``error P%`` fault injected on purpose).
 """
 
 from __future__ import annotations
@@ -52,4 +53,15 @@ class Front(abc.ABC):
 
     @abc.abstractmethod
     async def stop(self) -> None:
-        """Stop accepting, let in-flight replies end (briefly), release ports, queues and consumers."""
+        """Stop accepting, let in-flight replies end (briefly), release ports, queues and consumers. Also when the
+        front is down (``down`` fault): then it only releases what it still holds."""
+
+    @abc.abstractmethod
+    async def go_down(self) -> None:
+        """The ``down`` fault: refuse new requests and cut the ones in flight, at once (no grace): close the
+        listener and every open connection, or cancel the consumer. The front keeps what it needs to come back."""
+
+    @abc.abstractmethod
+    async def come_up(self) -> None:
+        """The end of a ``down`` fault: accept requests again where it did before (the same port, the same
+        queue)."""

@@ -4,7 +4,8 @@ A :mod:`grpc.aio` server in the server's own event loop, over the same :class:`C
 front. ``Chat`` streams one :class:`ChatChunk` per engine chunk and ends with a chunk carrying
 ``finish_reason`` and ``usage``; ``Complete`` answers the whole reply at once. Initial metadata (the
 response headers) goes out once :meth:`ChatService.chat` admitted the request (which, for the engines here,
-is when the first chunk is ready), as the REST front's headers do.
+is when the first chunk is ready), as the REST front's headers do; it carries ``x-loadgen-session: new`` when the
+server did not hold the session the request named (:mod:`loadgen.wire.session`).
 
 A thin adapter over the wire contract (:mod:`loadgen.wire.grpc`): the service and method names come from the
 generated descriptor, requests and replies are converted there, the key is read from the metadata
@@ -34,20 +35,20 @@ from grpc_reflection.v1alpha import reflection
 from loadgen.errors import ConfigError
 from loadgen.grpc_gen.chat.v1 import chat_pb2
 from loadgen.server.fronts import Front
-from loadgen.server.service import failure_message, failure_of
+from loadgen.server.service import failure_message, failure_of, is_bug
 from loadgen.types import Usage
 from loadgen.wire.auth import AUTH_HEADER, parse_bearer
 from loadgen.wire.grpc import (
     CHAT,
     COMPLETE,
     SERVICE_NAME,
+    SESSION_NEW_METADATA,
     decode_request,
     encode_chunk,
     encode_final,
     encode_response,
     status_code,
 )
-from loadgen.wire.status import Failure
 
 if TYPE_CHECKING:
     from loadgen.server.config import ServerConfig
@@ -90,11 +91,16 @@ class GrpcFront(Front):
         super().__init__(service, config)
         self._server: grpc.aio.Server | None = None
         self._health: Any = None  # grpc_health.v1.health.aio.HealthServicer (untyped)
+        self.port: int | None = None
 
     # -- life cycle ------------------------------------------------------------------------------------------------
 
     async def start(self) -> str:
-        port = self.config.grpc_port or 0
+        bound = await self._listen(self.config.grpc_port or 0)
+        return client_url(self.config.host, bound)
+
+    async def _listen(self, port: int) -> int:
+        """A new grpc.aio server on ``port`` (0: any free one), started; returns the port it holds."""
         server = grpc.aio.server(
             # refuse a port another server already holds (grpc's default SO_REUSEPORT would share it silently)
             options=[("grpc.so_reuseport", 0)],
@@ -130,7 +136,8 @@ class GrpcFront(Front):
         await health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
         self._server = server
         self._health = health_servicer
-        return client_url(self.config.host, bound)
+        self.port = bound
+        return bound
 
     async def stop(self) -> None:
         server, self._server = self._server, None
@@ -139,6 +146,16 @@ class GrpcFront(Front):
         if self._health is not None:
             await self._health.enter_graceful_shutdown()
         await server.stop(grace=STOP_GRACE_S)
+
+    async def go_down(self) -> None:
+        """The listener closes and every call in flight is cancelled, at once (no grace)."""
+        server, self._server = self._server, None
+        if server is not None:
+            await server.stop(grace=None)
+
+    async def come_up(self) -> None:
+        if self._server is None and self.port is not None:
+            await self._listen(self.port)
 
     # -- the RPCs --------------------------------------------------------------------------------------------------
 
@@ -159,7 +176,7 @@ class GrpcFront(Front):
         """``Chat``: one message per engine chunk, then one with finish_reason and usage."""
         chat_stream = await self._open(message, context, stream=True)
         try:
-            await context.send_initial_metadata(())
+            await context.send_initial_metadata(_metadata(chat_stream))
             try:
                 async for chunk in chat_stream:
                     yield encode_chunk(chunk.text, chunk.n_tokens)
@@ -177,7 +194,7 @@ class GrpcFront(Front):
         """``Complete``: the whole reply."""
         chat_stream = await self._open(message, context, stream=False)
         try:
-            await context.send_initial_metadata(())
+            await context.send_initial_metadata(_metadata(chat_stream))
             parts: list[str] = []
             try:
                 async for chunk in chat_stream:
@@ -187,6 +204,11 @@ class GrpcFront(Front):
             return encode_response("".join(parts), chat_stream.finish_reason, _usage(chat_stream))
         finally:
             await _close(chat_stream)
+
+
+def _metadata(chat_stream: ChatStream) -> tuple[tuple[str, str], ...]:
+    """The initial metadata of a reply: the session signal when the session is new (:mod:`loadgen.wire.session`)."""
+    return SESSION_NEW_METADATA if chat_stream.session_new else ()
 
 
 def _usage(chat_stream: ChatStream) -> Usage:
@@ -201,7 +223,7 @@ async def _close(chat_stream: ChatStream) -> None:
 async def _abort_for(context: grpc.aio.ServicerContext[Any, Any], exc: Exception) -> NoReturn:
     """End the call with the code of ``exc``'s row of the status table; an internal error is logged."""
     failure = failure_of(exc)
-    if failure is Failure.INTERNAL:
+    if is_bug(exc):
         log.error("chat request failed", exc_info=exc)
     await context.abort(status_code(failure), failure_message(failure, exc))
     raise AssertionError("context.abort returned")  # pragma: no cover - it always raises

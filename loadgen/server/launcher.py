@@ -34,7 +34,7 @@ from typing import IO, Any
 
 from loadgen.errors import ConfigError
 from loadgen.server.fronts import READY_PREFIX
-from loadgen.wire.text import redact_url
+from loadgen.wire.text import redact_url, with_password_of
 
 logger = logging.getLogger(__name__)
 
@@ -193,6 +193,10 @@ def start_embedded_server(
         server.stop()
         time.sleep(0.05)  # let the last stderr lines in
         raise ConfigError(_not_ready(transport, code, took, timeout_s, output.last_error(), cmd))
+    if "amqp" in server.urls and "--amqp-url" in cmd:
+        # the server prints its broker URL without the password: put back the one it was given
+        given = cmd[len(cmd) - 1 - cmd[::-1].index("--amqp-url") + 1]
+        server.urls["amqp"] = with_password_of(server.urls["amqp"], given)
     atexit.register(server.stop)
     return server
 

@@ -1,7 +1,10 @@
 """``loadgen serve``: the reference model server (REST, gRPC and AMQP fronts over one engine).
 
 Prints ``loadgen-ready {"rest": "http://127.0.0.1:8000", ...}`` on stdout (one line, flushed) once every
-front accepts requests; logs go to stderr. SIGTERM or SIGINT stops it cleanly (exit code 0).
+front accepts requests (an AMQP URL without its password: ``amqp://guest@host:5672/?queue=NAME``), and with
+``--faults`` one ``loadgen-fault {"fault": "30s+10s down", "kind": "down", "edge": "start", "at": <time.time()>}``
+line per fault edge (:mod:`loadgen.server.fault_control`); logs go to stderr. SIGTERM or SIGINT stops it cleanly
+(exit code 0). A front that cannot start (a port taken, a broker that refuses) is one line and exit code 2.
 
 Options are one table (:data:`OPTIONS`). Where Locust gives a flag another meaning, the server's has its own
 name: ``--bind`` (the address the fronts listen on; Locust's ``--host`` is the target), ``--torch-model`` (the
@@ -23,7 +26,11 @@ from typing import Any
 from loadgen.errors import ConfigError
 from loadgen.option_table import Option, add_options, non_negative, port, positive_int
 from loadgen.server.config import ServerConfig, SimEngineConfig, TorchEngineConfig
+from loadgen.server.fault_control import FAULT_PREFIX
+from loadgen.server.faults import parse_faults
 from loadgen.server.fronts import READY_PREFIX
+from loadgen.units import byte_size, format_bytes
+from loadgen.wire.text import without_password
 
 AMQP_URL_ENV = "LOADGEN_AMQP_URL"
 _DEFAULTS = ServerConfig()
@@ -68,6 +75,9 @@ OPTIONS: tuple[Option, ...] = (
          "(default %(default)s)", _DEFAULTS.session_capacity, type=positive_int),
     _opt(_CONVERSATION, "--session-ttl", "seconds an idle session is kept (default %(default)s)",
          _DEFAULTS.session_ttl_s, type=float),
+    _opt(_CONVERSATION, "--session-memory", "bytes of history kept across all sessions, e.g. 256MiB; past it the "
+         f"least recently used sessions go (default {format_bytes(_DEFAULTS.session_max_bytes)})",
+         _DEFAULTS.session_max_bytes, type=byte_size, metavar="SIZE"),
     _opt(_CONVERSATION, "--context-window", "tokens of context per request; the oldest turns are dropped to fit "
          "(default %(default)s)", _DEFAULTS.context_window, type=positive_int),
     _opt(_CONVERSATION, "--default-max-tokens", "reply length when a request gives no max_tokens (default %(default)s)",
@@ -99,6 +109,9 @@ OPTIONS: tuple[Option, ...] = (
          "%(default)s)", _TORCH.static_batch_timeout_ms, type=non_negative),
     _opt(_TORCH_ENGINE, "--weight-seed", "seed the torch model's weights are drawn from (default %(default)s)",
          _TORCH.seed, type=int, renamed_from="--seed"),
+    _opt(_PROCESS, "--faults", "inject faults on a schedule, times from when every front is ready, e.g. "
+         "'30s+10s down; 60s+5s stall; 90s+20s error 5%%; 120s+10s slow 3x; 150s forget-sessions'; each edge is "
+         f"printed as a '{FAULT_PREFIX.strip()} {{...}}' line and served at GET /faults", metavar="SPEC"),
     _opt(_PROCESS, "--loop", "event loop implementation (default %(default)s; uvloop is faster, asyncio times sleeps "
          "more finely)", "asyncio", choices=("asyncio", "uvloop")),
     _opt(_PROCESS, "--log-level", "default %(default)s", "info", choices=("debug", "info", "warning", "error")),
@@ -122,6 +135,8 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
             raise ConfigError(f"--api-key-env {args.api_key_env}: that environment variable is not set or empty")
     if args.session_ttl <= 0:
         raise ConfigError(f"--session-ttl must be positive, got {args.session_ttl}")
+    if args.faults is not None:
+        parse_faults(args.faults)  # a bad schedule stops the server before it starts
     queue_limit = args.queue_limit
     if queue_limit is not None and queue_limit < 0:
         raise ConfigError(f"--queue-limit must not be negative, got {queue_limit}")
@@ -159,14 +174,24 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
         torch=torch,
         session_capacity=args.session_capacity,
         session_ttl_s=args.session_ttl,
+        session_max_bytes=args.session_memory,
         context_window=args.context_window,
         default_max_tokens=args.default_max_tokens,
         api_key=api_key,
+        faults=args.faults,
     )
 
 
 def _announce(urls: dict[str, str]) -> None:
-    sys.stdout.write(READY_PREFIX + json.dumps(urls) + "\n")
+    # never a password on stdout: the AMQP URL goes without it (the broker's default password, guest, still works;
+    # whoever started the server with another one puts it back: loadgen.wire.text.with_password_of)
+    shown = {front: without_password(url) for front, url in urls.items()}
+    sys.stdout.write(READY_PREFIX + json.dumps(shown) + "\n")
+    sys.stdout.flush()
+
+
+def _announce_fault(edge: dict[str, Any]) -> None:
+    sys.stdout.write(FAULT_PREFIX + json.dumps(edge) + "\n")
     sys.stdout.flush()
 
 
@@ -187,7 +212,7 @@ def run(args: argparse.Namespace) -> int:
             except ImportError:
                 raise ConfigError("--loop uvloop: uvloop is not installed (pip install uvloop)") from None
             runner = uvloop.run
-        runner(serve(config, on_ready=_announce))
+        runner(serve(config, on_ready=_announce, on_fault=_announce_fault))
     except ConfigError as exc:
         print(f"loadgen serve: {exc}", file=sys.stderr)
         return 2

@@ -101,6 +101,11 @@ def filler(seed: int, n_words: int) -> str:
     return _CORPUS[_OFFSETS[start] : _OFFSETS[start + n_words] - 1]
 
 
+#: Every reply is made of this text's words, but for the quoted fact: its fixed phrases and its filler (an
+#: engine may share one object per token of it).
+STOCK_TEXT = f"{NOT_FOUND}You told me: {_CORPUS}"
+
+
 class Responder:
     """``reply(context, max_tokens)``: pure function of its inputs (no state, no clock, no randomness)."""
 
@@ -143,4 +148,13 @@ def _last_user_index(context: Sequence[ChatMessage]) -> int | None:
     return None
 
 
-__all__ = ["FILLER_WORDS", "MAX_FILLER_WORDS", "NOT_FOUND", "STOP_WORDS", "Responder", "content_words", "filler"]
+__all__ = [
+    "FILLER_WORDS",
+    "MAX_FILLER_WORDS",
+    "NOT_FOUND",
+    "STOCK_TEXT",
+    "STOP_WORDS",
+    "Responder",
+    "content_words",
+    "filler",
+]

@@ -15,7 +15,8 @@ Endpoints:
   (``choices: []``) when ``include_usage``, then ``data: [DONE]``. Errors before the stream: ``{"error":
   {message, type, code}}`` with the table's status (400, 401, 429, 500; and HTTP's own 405 and 413); an error
   during the stream: ``event: error`` with the same object.
-- ``GET /health``, ``GET /v1/models``, ``GET /stats`` (service, sessions, engine and this front, as JSON).
+- ``GET /health``, ``GET /v1/models``, ``GET /stats`` (service, sessions, engine, the fault log and this front,
+  as JSON), ``GET /faults`` (every injected fault with its start and end: ``FaultLog.to_json()``).
 
 Every accepted connection has TCP_NODELAY (asyncio sets it already; the protocol class checks and sets it,
 and counts it in ``/stats``), so each streamed token leaves at once instead of waiting ~40 ms for an ACK.
@@ -44,7 +45,7 @@ from starlette.types import Receive, Scope, Send
 from loadgen.errors import ConfigError
 from loadgen.server.config import ServerConfig
 from loadgen.server.fronts import Front
-from loadgen.server.service import ChatService, ChatStream, failure_message, failure_of
+from loadgen.server.service import ChatService, ChatStream, failure_message, failure_of, is_bug
 from loadgen.types import Usage
 from loadgen.wire import sse
 from loadgen.wire.auth import AUTH_HEADER, parse_bearer
@@ -58,6 +59,7 @@ from loadgen.wire.openai import (
     encode_error_object,
     parse_chat_body,
 )
+from loadgen.wire.session import SESSION_NEW, SESSION_STATE_HEADER
 from loadgen.wire.status import STATUS, Failure
 
 logger = logging.getLogger(__name__)
@@ -74,6 +76,9 @@ _SSE_HEADERS = [
     (b"cache-control", b"no-cache"),
     (b"x-accel-buffering", b"no"),
 ]
+#: ... and for a reply that started a new session (:mod:`loadgen.wire.session`)
+_SESSION_NEW_HEADER = (SESSION_STATE_HEADER.encode(), SESSION_NEW.encode())
+_SSE_HEADERS_NEW_SESSION = [*_SSE_HEADERS, _SESSION_NEW_HEADER]
 _AUTH_HEADER = AUTH_HEADER.encode()
 _SESSION_HEADER = SESSION_HEADER.encode()
 
@@ -101,7 +106,7 @@ async def _send_failure(send: Send, failure: Failure, message: str) -> None:
 def _failure(exc: Exception) -> tuple[Failure, str]:
     """The row and message for ``exc``; an internal error is logged with its traceback."""
     failure = failure_of(exc)
-    if failure is Failure.INTERNAL:
+    if is_bug(exc):
         logger.error("chat request failed", exc_info=exc)
     return failure, failure_message(failure, exc)
 
@@ -122,7 +127,8 @@ async def stream_sse(stream: ChatStream, model: str, include_usage: bool, receiv
 
     watcher = asyncio.create_task(watch())
     try:
-        await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
+        headers = _SSE_HEADERS_NEW_SESSION if stream.session_new else _SSE_HEADERS
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": encoder.role(), "more_body": True})
         content = encoder.content
         try:
@@ -216,6 +222,7 @@ class RestFront(Front):
                 Route("/health", self.health, methods=["GET"]),
                 Route("/v1/models", self.models, methods=["GET"]),
                 Route("/stats", self.stats, methods=["GET"]),
+                Route("/faults", self.faults, methods=["GET"]),
             ]
         )
 
@@ -281,7 +288,7 @@ class RestFront(Front):
             await stream.aclose()
         usage = Usage(stream.prompt_tokens, stream.completion_tokens)
         body = encode_completion(stream.request_id, model, int(time.time()), stream.text, stream.finish_reason, usage)
-        await _send_json(send, 200, body)
+        await _send_json(send, 200, body, [_SESSION_NEW_HEADER] if stream.session_new else None)
 
     async def health(self, request: Request) -> Response:
         return JSONResponse({"status": "ok", "engine": self.service.engine.name})
@@ -291,6 +298,10 @@ class RestFront(Front):
         return JSONResponse(
             {"object": "list", "data": [{"id": model_id, "object": "model", "created": 0, "owned_by": "loadgen"}]}
         )
+
+    async def faults(self, request: Request) -> Response:
+        log = self.service.fault_log
+        return JSONResponse(log.to_json() if log is not None else {"started_at": None, "faults": []})
 
     async def stats(self, request: Request) -> Response:
         data = self.service.stats()
@@ -305,8 +316,13 @@ class RestFront(Front):
     # -- lifecycle -----------------------------------------------------------------------------------------------
 
     async def start(self) -> str:
-        host = self.config.host
         port = self.config.rest_port if self.config.rest_port is not None else 0
+        await self._listen(port)
+        return f"http://{client_host(self.config.host)}:{self.port}"
+
+    async def _listen(self, port: int) -> None:
+        """Bind ``port`` (0: any free one) and serve on it until :meth:`stop` or :meth:`go_down`."""
+        host = self.config.host
         try:
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
             sock = socket.create_server((host, port), family=family, backlog=4096)
@@ -334,7 +350,6 @@ class RestFront(Front):
                 self._task.result()  # raises what startup raised
                 raise ConfigError("the REST front stopped while starting")
             await asyncio.sleep(0.005)
-        return f"http://{client_host(host)}:{self.port}"
 
     async def stop(self) -> None:
         server, task = self._server, self._task
@@ -355,6 +370,31 @@ class RestFront(Front):
             if self._sock is not None:
                 self._sock.close()
                 self._sock = None
+
+    async def go_down(self) -> None:
+        """The listener closes (connects are refused) and every open connection is cut, at once."""
+        server, task = self._server, self._task
+        if server is None or task is None:
+            return
+        for listener in server.servers:
+            listener.close()
+        if self._sock is not None:
+            self._sock.close()
+        for connection in list(server.server_state.connections):
+            connection.transport.abort()
+        server.should_exit = server.force_exit = True
+        try:
+            await asyncio.wait_for(asyncio.shield(task), GRACEFUL_STOP_S + 5.0)
+        except TimeoutError:
+            task.cancel()
+        except Exception:
+            logger.exception("REST front failed while going down")
+        self._server = self._task = None
+        self._sock = None
+
+    async def come_up(self) -> None:
+        if self._server is None and self.port is not None:
+            await self._listen(self.port)
 
 
 __all__ = ["RestFront", "client_host", "stream_sse"]

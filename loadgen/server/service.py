@@ -8,6 +8,9 @@ and streams the :class:`ChatStream` it returns (one wire message per :class:`Tok
 - :class:`Unauthorized` (a wrong or missing API key, when ``config.api_key`` is set) -> 401 / UNAUTHENTICATED
 - :class:`BadChatRequest` (the message says what is wrong) -> 400 / INVALID_ARGUMENT
 - :class:`~loadgen.server.engines.base.EngineOverloaded` (queue full) -> 429 / RESOURCE_EXHAUSTED
+- :class:`~loadgen.server.fault_control.InjectedFault` (an ``error P%`` fault drew this request) -> 500 / INTERNAL
+
+While a ``stall`` fault is in force (:attr:`ChatService.faults`), ``chat()`` and every stream wait before going on.
 
 An exception while iterating (the engine stopped, say) is an error in mid-stream. A front that stops early
 (client gone) must ``await stream.aclose()``, which frees the engine slot; ``async with stream:`` does it.
@@ -46,6 +49,8 @@ from loadgen.server.engines.base import (
     GenerationRequest,
     TokenChunk,
 )
+from loadgen.server.fault_control import FaultGate, InjectedFault
+from loadgen.server.faults import FaultLog
 from loadgen.server.responder import Responder
 from loadgen.server.sessions import SessionStore
 from loadgen.types import ChatMessage, ChatRequest
@@ -72,7 +77,7 @@ def failure_of(exc: BaseException) -> Failure:
     """The row of the status table a front answers ``exc`` with: :class:`Unauthorized` -> UNAUTHORIZED,
     :class:`BadChatRequest` or a :class:`~loadgen.errors.WireError` -> BAD_REQUEST, ``EngineOverloaded`` ->
     OVERLOADED, ``EngineRequestError`` (only ever mid-reply: ``chat()`` makes one at admission a bad request) ->
-    ENGINE_STOPPED, anything else -> INTERNAL."""
+    ENGINE_STOPPED, anything else (an ``error P%`` fault's :class:`InjectedFault` too) -> INTERNAL."""
     if isinstance(exc, Unauthorized):
         return Failure.UNAUTHORIZED
     if isinstance(exc, BadChatRequest | WireError):
@@ -84,11 +89,16 @@ def failure_of(exc: BaseException) -> Failure:
     return Failure.INTERNAL
 
 
+def is_bug(exc: BaseException) -> bool:
+    """Whether a front logs ``exc`` with its traceback: an INTERNAL failure that was not injected on purpose."""
+    return failure_of(exc) is Failure.INTERNAL and not isinstance(exc, InjectedFault)
+
+
 def failure_message(failure: Failure, exc: BaseException) -> str:
     """What a front says with ``failure``: the exception's text (an internal error names its type too), or the
     row's meaning; a missing or wrong key adds how to send one."""
     text = str(exc)
-    if failure is Failure.INTERNAL:
+    if failure is Failure.INTERNAL and not isinstance(exc, InjectedFault):
         text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     message = text or STATUS[failure].meaning
     if failure is Failure.UNAUTHORIZED:
@@ -101,6 +111,8 @@ class ChatStream:
 
     ``prompt_tokens`` is known from the start, ``completion_tokens`` grows while iterating, ``finish_reason``
     (``"stop"`` or ``"length"``) is final once the iteration ended. ``text`` is what was streamed so far.
+    ``session_new``: the request named a session the store did not hold (a first turn, or one evicted, expired or
+    forgotten): the front says so on the wire (:mod:`loadgen.wire.session`).
     """
 
     __slots__ = (
@@ -117,6 +129,7 @@ class ChatStream:
         "max_tokens",
         "prompt_tokens",
         "request_id",
+        "session_new",
     )
 
     def __init__(
@@ -129,6 +142,7 @@ class ChatStream:
         max_tokens: int,
         reply: str,
         session_id: str | None,
+        session_new: bool = False,
         first: TokenChunk | None = None,
         exhausted: bool = False,
     ) -> None:
@@ -142,6 +156,7 @@ class ChatStream:
         self.finished = False
         self._reply = reply
         self._session_id = session_id
+        self.session_new = session_new
         self._first = first
         self._parts: list[str] = []
         self._closed = False
@@ -156,6 +171,8 @@ class ChatStream:
         return self
 
     async def __anext__(self) -> TokenChunk:
+        if self._service.faults.stall is not None:  # a stall fault: nothing more goes out until it ends
+            await self._service.faults.wait_stall()
         chunk = self._first
         if chunk is not None:
             self._first = None
@@ -186,8 +203,8 @@ class ChatStream:
             tokens_in_reply = self._service.engine.tokenizer.count(self._reply)
             self.finish_reason = "length" if tokens_in_reply > self.completion_tokens else "stop"
         self._service._stream_done(self, completed=True)
-        if self._session_id is not None:
-            self._service.sessions.append(self._session_id, ChatMessage("assistant", self.text))
+        if self._session_id is not None:  # a session dropped while the reply streamed stays dropped
+            self._service.sessions.append(self._session_id, ChatMessage("assistant", self.text), create=False)
 
     def _fail(self) -> None:
         if not self._closed:
@@ -250,10 +267,15 @@ class ChatService:
                 "prompt_tokens",
                 "completion_tokens",
                 "context_truncated",
+                "injected_errors",
             ),
             0,
         )
         self.active = 0
+        #: the faults in force (``--faults``; healthy otherwise), read on the request path
+        self.faults = FaultGate()
+        #: every fault as it happened (``GET /faults``); the server sets it when it starts
+        self.fault_log: FaultLog | None = None
 
     # -- the one call --------------------------------------------------------------------------------------------
 
@@ -263,14 +285,19 @@ class ChatService:
         """Start one reply. ``received_at``: :func:`time.monotonic` when the front received the request."""
         counts = self.counts
         counts["requests"] += 1
+        faults = self.faults
+        if faults.on:  # --faults: a stall holds the request here; an error fault fails a share of them below
+            await faults.wait_stall()
         if self._key is not None:
             self.authorize(api_key)
         try:
             self._validate(request)
             session_id = request.session_id
+            session_new = False
             if session_id is not None:
-                messages = self.sessions.get(session_id)
-                messages.extend(request.messages)
+                held = self.sessions.history(session_id)
+                session_new = held is None
+                messages = (held or []) + list(request.messages)
             else:
                 messages = list(request.messages)
             try:
@@ -282,6 +309,12 @@ class ChatService:
         except BadChatRequest:
             counts["bad_requests"] += 1
             raise
+        if faults.on:
+            try:
+                faults.maybe_fail()
+            except InjectedFault:
+                counts["injected_errors"] += 1
+                raise
         if len(context) < len(messages):
             counts["context_truncated"] += 1
         reply = self.responder.reply(context, request.max_tokens)
@@ -301,6 +334,7 @@ class ChatService:
             max_tokens=request.max_tokens,
             reply=reply,
             session_id=session_id,
+            session_new=session_new,
             first=first,
             exhausted=exhausted,
         )
@@ -380,9 +414,11 @@ class ChatService:
             counts["failed"] += 1
 
     def stats(self) -> dict[str, Any]:
-        """``{"service": ..., "sessions": ..., "engine": ...}``, every value a number."""
+        """``{"service": ..., "sessions": ..., "engine": ..., "faults": ...}``: numbers, and the fault log
+        (:meth:`~loadgen.server.faults.FaultLog.to_json`; ``None`` before the server started it)."""
         service: dict[str, float] = {**self.counts, "active": self.active}
-        return {"service": service, "sessions": self.sessions.stats(), "engine": self.engine.stats()}
+        faults = self.fault_log.to_json() if self.fault_log is not None else None
+        return {"service": service, "sessions": self.sessions.stats(), "engine": self.engine.stats(), "faults": faults}
 
 
 __all__ = [
@@ -393,4 +429,5 @@ __all__ = [
     "Unauthorized",
     "failure_message",
     "failure_of",
+    "is_bug",
 ]

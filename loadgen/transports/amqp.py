@@ -21,6 +21,10 @@ its JSON is decoded, so TTFT and ITL mean what they mean for REST and gRPC; ``t_
 publish, in the same thread (the ~0.3 ms hop from the greenlet to the loop and back is outside every measured
 interval).
 
+The turn timeout bounds the whole turn, connecting to the broker included (``connect_timeout_s`` bounds the
+connect alone when shorter). A reply past ``max_reply_bytes`` (the bodies of its messages) is a
+:class:`ProtocolError`; a first reply message with ``"session": "new"`` sets ``Reply.session_new``.
+
 Errors: broker down or refusing at the first turn -> :class:`ConnectError` within ``connect_timeout_s``;
 connection lost during a turn -> :class:`ConnectError` ("connection to broker lost ...") while the connection
 recovers by itself (turns started during the outage fail at once, later ones succeed); no reply in time ->
@@ -58,8 +62,8 @@ from loadgen.wire.text import redact_url
 
 log = logging.getLogger(__name__)
 
-#: Added to a turn's own deadline for the greenlet's wait on the asyncio loop: the turn times out inside the
-#: loop first, with the precise reason; this only catches a loop that stopped answering.
+#: Added to a turn's own deadline (which covers connecting too) for the greenlet's wait on the asyncio loop: the
+#: turn times out inside the loop first, with the precise reason; this only catches a loop that stopped answering.
 BRIDGE_SLACK_S = 5.0
 
 
@@ -212,8 +216,14 @@ class AmqpTransport(Transport):
         connect_timeout = self.config.connect_timeout_s
         try:
             return client.bridge.run(
-                lambda: client.turn(body, **options, timeout=turn_timeout, connect_timeout=connect_timeout),
-                timeout=turn_timeout + connect_timeout + BRIDGE_SLACK_S,
+                lambda: client.turn(
+                    body,
+                    **options,
+                    timeout=turn_timeout,
+                    connect_timeout=connect_timeout,
+                    max_reply_bytes=self.config.max_reply_bytes,
+                ),
+                timeout=turn_timeout + BRIDGE_SLACK_S,
             )
         except TimeoutError as exc:
             raise TurnTimeout(f"turn exceeded its timeout ({turn_timeout:g}s): no answer from the AMQP loop") from exc

@@ -41,18 +41,18 @@ from yarl import URL
 
 from loadgen import __version__
 from loadgen.errors import ConnectError, ProtocolError, ServerError, TransportError, TurnTimeout, Unroutable, WireError
+from loadgen.transports.base import DEFAULT_MAX_REPLY_BYTES
 from loadgen.transports.bridge import AsyncBridge
-from loadgen.transports.replies import streamed_reply
+from loadgen.transports.replies import reply_too_large, streamed_reply
 from loadgen.types import Reply, Usage
 from loadgen.wire.amqp import (
     CONTENT_TYPE,
     REQUEST_TYPE,
     SENT_AT_HEADER,
     Chunk,
-    connect_failure_reason,
     decode_chunk,
-    quiet_frame_logs,
 )
+from loadgen.wire.amqp_link import LinkState, connect_failure_reason, quiet_connection_logs, quiet_frame_logs
 from loadgen.wire.status import amqp_kind, amqp_label
 from loadgen.wire.text import short
 
@@ -96,20 +96,25 @@ class Turn:
     """The replies of one request, fed by the consumer callback (loop thread only)."""
 
     __slots__ = (
+        "bytes_left",
         "chunk_times",
         "chunk_tokens",
         "done",
         "finish_reason",
+        "max_bytes",
         "next_seq",
         "parts",
+        "session_new",
         "stream",
         "t_first_byte",
         "usage",
     )
 
-    def __init__(self, stream: bool, done: asyncio.Future[None]) -> None:
+    def __init__(self, stream: bool, done: asyncio.Future[None], max_bytes: int = DEFAULT_MAX_REPLY_BYTES) -> None:
         self.stream = stream
         self.done = done
+        self.max_bytes = self.bytes_left = max_bytes
+        self.session_new = False
         self.next_seq = 0
         self.parts: list[str] = []
         self.chunk_times: list[float] = []
@@ -127,6 +132,10 @@ class Turn:
             return  # a chunk after the end (or after a failure): ignored
         if self.t_first_byte is None:
             self.t_first_byte = at
+        self.bytes_left -= len(body)
+        if self.bytes_left < 0:
+            self.fail(reply_too_large(self.max_bytes))
+            return
         try:
             chunk = decode_chunk(body)
         except WireError as exc:
@@ -139,6 +148,8 @@ class Turn:
                 missing = f"chunk {chunk.seq} out of order or repeated (expected {self.next_seq})"
             self.fail(ProtocolError(f"reply stream broken: {missing}"))
             return
+        if self.next_seq == 0:
+            self.session_new = chunk.session_new
         self.next_seq += 1
         if chunk.error is not None:
             self.fail(reply_error(chunk.error.code, chunk.error.message))
@@ -160,7 +171,7 @@ class Turn:
         self.chunk_tokens.append(tokens if tokens > 0 else 0.0)
 
     def reply(self, t_sent: float, t_done: float) -> Reply:
-        return streamed_reply(
+        reply = streamed_reply(
             list(self.parts),
             list(self.chunk_times),
             list(self.chunk_tokens),
@@ -169,6 +180,8 @@ class Turn:
             t_first_byte=self.t_first_byte,
             t_done=t_done,
         )
+        reply.session_new = self.session_new
+        return reply
 
 
 #: Makes the :class:`Turn` that reads one request's replies: ``(stream, done future) -> Turn``.
@@ -193,7 +206,7 @@ class AmqpClient:
         self._connecting: asyncio.Future[None] | None = None
         self._turns: dict[str, Turn] = {}
         self._exchanges: dict[str, AbstractExchange] = {}  # named exchanges checked to exist
-        self._lost = False  # the connection dropped and has not come back yet
+        self._link = LinkState(log, "AMQP", target.where)  # the connection dropped and has not come back yet
         self._closed = False
 
     # -- connecting --------------------------------------------------------------------------------------------
@@ -203,7 +216,7 @@ class AmqpClient:
         if self._closed:
             raise ConnectError("the AMQP transport was closed")
         if self._channel is not None:
-            if self._lost or self._connection is None or not self._connection.connected.is_set():
+            if self._link.lost or self._connection is None or not self._connection.connected.is_set():
                 raise ConnectError(
                     f"not connected: the connection to the broker at {self.target.where} was lost and is "
                     "reconnecting by itself"
@@ -225,6 +238,7 @@ class AmqpClient:
     async def _connect(self, timeout: float) -> None:
         target = self.target
         quiet_frame_logs()
+        quiet_connection_logs()
         connection = aio_pika.RobustConnection(
             URL(target.broker_url),
             client_properties={"connection_name": f"chat-loadgen {__version__} pid {os.getpid()}"},
@@ -251,17 +265,13 @@ class AmqpClient:
     def _on_connection_lost(self, _sender: Any, exc: BaseException | None = None) -> None:
         if self._closed:
             return
-        if not self._lost:
-            log.warning("AMQP: connection to the broker at %s lost; reconnecting", self.target.where)
-        self._lost = True
+        self._link.went_down(exc)
         reason = f"connection to broker lost during the turn ({self.target.where}): {_describe(exc)}"
         for turn in list(self._turns.values()):
             turn.fail(ConnectError(reason))
 
     def _on_reconnected(self, _sender: Any) -> None:
-        if self._lost:
-            log.warning("AMQP: reconnected to the broker at %s", self.target.where)
-        self._lost = False
+        self._link.came_back()
 
     # -- turns ---------------------------------------------------------------------------------------------
 
@@ -280,17 +290,32 @@ class AmqpClient:
         headers: dict[str, Any],
         timeout: float,
         connect_timeout: float,
+        max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
         exchange: str = "",
-        new_turn: TurnFactory = Turn,
+        new_turn: TurnFactory | None = None,
     ) -> Reply:
         """One request (to ``exchange`` with routing key ``queue``; "": the default exchange, i.e. the queue of that
-        name) and its replies, read by the :class:`Turn` that ``new_turn`` makes."""
-        await self.ready(connect_timeout)
+        name) and its replies, read by the :class:`Turn` that ``new_turn`` makes (default: ours, holding at most
+        ``max_reply_bytes``); the whole turn, connecting included, ends within ``timeout``."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        turn = new_turn(stream, done) if new_turn is not None else Turn(stream, done, max_reply_bytes)
+        connected = False
+        try:
+            async with asyncio.timeout(timeout):
+                await self.ready(min(connect_timeout, timeout))
+                connected = True
+                return await self._publish_and_wait(turn, body, exchange, queue, headers, timeout)
+        except TimeoutError as exc:
+            when = "while streaming the reply" if turn.chunk_times else "before the reply started"
+            when = when if connected else "while connecting to the broker"
+            raise TurnTimeout(f"turn exceeded its timeout ({timeout:g}s) {when}") from exc
+
+    async def _publish_and_wait(
+        self, turn: Turn, body: bytes, exchange: str, queue: str, headers: dict[str, Any], timeout: float
+    ) -> Reply:
         channel, reply_queue = self._channel, self._reply_queue
         assert channel is not None and reply_queue is not None
-        loop = asyncio.get_running_loop()
         correlation_id = uuid.uuid4().hex
-        turn = new_turn(stream, loop.create_future())
         self._turns[correlation_id] = turn
         message = aio_pika.Message(
             body,
@@ -304,29 +329,25 @@ class AmqpClient:
         )
         t_sent = time.perf_counter()
         try:
-            async with asyncio.timeout(timeout):
-                try:
-                    target = await self._exchange(channel, exchange)
-                    await target.publish(message, routing_key=queue, mandatory=True)
-                except amqp_exc.PublishError as exc:
-                    if exchange:
-                        raise Unroutable(f"nothing is bound to routing key {queue!r} on exchange {exchange!r} at "
-                                         f"{self.target.where}: is the service running?") from exc  # fmt: skip
-                    raise Unroutable(
-                        f"no queue named {queue!r} is bound on the broker at {self.target.where}: is the server "
-                        "running? (start it with `loadgen serve --amqp-url ...`, or set ?queue= in the target)"
-                    ) from exc
-                except amqp_exc.DeliveryError as exc:
-                    raise ServerError(f"the broker refused the request (nack): {short(str(exc))}") from exc
-                except (amqp_exc.ChannelInvalidStateError, amqp_exc.AMQPError, ConnectionError) as exc:
-                    raise ConnectError(
-                        f"connection to broker lost while sending the request ({self.target.where}): {_describe(exc)}"
-                    ) from exc
-                await turn.done
+            try:
+                target = await self._exchange(channel, exchange)
+                await target.publish(message, routing_key=queue, mandatory=True)
+            except amqp_exc.PublishError as exc:
+                if exchange:
+                    raise Unroutable(f"nothing is bound to routing key {queue!r} on exchange {exchange!r} at "
+                                     f"{self.target.where}: is the service running?") from exc  # fmt: skip
+                raise Unroutable(
+                    f"no queue named {queue!r} is bound on the broker at {self.target.where}: is the server "
+                    "running? (start it with `loadgen serve --amqp-url ...`, or set ?queue= in the target)"
+                ) from exc
+            except amqp_exc.DeliveryError as exc:
+                raise ServerError(f"the broker refused the request (nack): {short(str(exc))}") from exc
+            except (amqp_exc.ChannelInvalidStateError, amqp_exc.AMQPError, ConnectionError) as exc:
+                raise ConnectError(
+                    f"connection to broker lost while sending the request ({self.target.where}): {_describe(exc)}"
+                ) from exc
+            await turn.done
             t_done = time.perf_counter()
-        except TimeoutError as exc:
-            when = "while streaming the reply" if turn.chunk_times else "before the reply started"
-            raise TurnTimeout(f"turn exceeded its timeout ({timeout:g}s) {when}") from exc
         finally:
             self._turns.pop(correlation_id, None)
         return turn.reply(t_sent, t_done)

@@ -55,6 +55,9 @@ API_KEY_ENV = "LOADGEN_API_KEY"
 #: The version of the transport API this build implements (this module, :class:`~loadgen.types.Reply`'s timing
 #: fields, the failure kinds of :mod:`loadgen.errors`); a plug-in states the one it was written for.
 API_VERSION = 1
+#: The largest reply a turn accepts, in bytes as they come off the wire (SSE framing, protobuf or AMQP bodies
+#: included): a streamed reply of ~4,096 tokens is well under 1 MiB.
+DEFAULT_MAX_REPLY_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,11 @@ class TransportConfig:
     model: str | None = None
     #: REST only: the chat path under the target (``None``: ``/v1/chat/completions``)
     path: str | None = None
+    #: a reply larger than this (bytes off the wire) fails the turn as a :class:`~loadgen.errors.ProtocolError`
+    max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES
+    #: a whole (non-streamed) reply to a streaming request: ``False`` fails the turn as a ProtocolError; ``True``
+    #: accepts it, flagged (``Reply.status`` :data:`~loadgen.types.UNSTREAMED`; its TTFT is the whole reply's time)
+    accept_unstreamed: bool = False
 
     @staticmethod
     def api_key_from_env() -> str | None:

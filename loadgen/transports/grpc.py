@@ -14,7 +14,10 @@ actually monkey-patched (a plain threaded or asyncio process, e.g. the tests, is
 TLS: ``grpcs://`` verifies the server against the system roots (``grpc.ssl_channel_credentials()``); grpcio has
 no switch to skip verification, so ``tls_verify=False`` is refused, and a private CA is trusted with grpcio's
 own ``GRPC_DEFAULT_SSL_ROOTS_FILE_PATH=/path/ca.pem``. ``connect_timeout_s`` bounds each connection attempt;
-the turn timeout is the deadline of every call.
+the turn timeout is the deadline of every call. A channel that lost its server retries every 0.1 s growing to at
+most 0.5 s (:data:`MAX_RECONNECT_BACKOFF_MS`), so a server that is back is used again within about 0.6 s. A reply
+past ``max_reply_bytes`` (its messages' sizes) is a :class:`ProtocolError`; the initial metadata
+``x-loadgen-session: new`` sets ``Reply.session_new``.
 
 Timing, as close to the wire as grpcio allows (``time.perf_counter()``):
 
@@ -53,18 +56,30 @@ from loadgen.errors import (
 )
 from loadgen.grpc_gen.chat.v1 import chat_pb2
 from loadgen.transports.base import Transport, TransportConfig
-from loadgen.transports.replies import streamed_reply, whole_reply
+from loadgen.transports.replies import reply_too_large, streamed_reply, whole_reply
 from loadgen.types import ChatRequest, Reply
 from loadgen.wire.auth import AUTH_HEADER, bearer
-from loadgen.wire.grpc import CHAT_METHOD, COMPLETE_METHOD, SERVICE_NAME, code_kind, decode_usage, encode_request
+from loadgen.wire.grpc import (
+    CHAT_METHOD,
+    COMPLETE_METHOD,
+    SERVICE_NAME,
+    code_kind,
+    decode_usage,
+    encode_request,
+    session_is_new,
+)
 from loadgen.wire.status import GRPC_MEANINGS
 from loadgen.wire.text import redact_url, short
 
 #: ``grpcs://host`` without a port goes to 443; ``grpc://`` needs an explicit port.
 DEFAULT_TLS_PORT = 443
-#: After a failed connect a channel waits (with jitter, growing) before the next attempt; grpcio's default
-#: of up to 120 s would keep a user failing long after a restarted server is back.
-MAX_RECONNECT_BACKOFF_MS = 5000
+#: After a failed connect a channel waits before its next attempt (growing 1.6x from the initial wait to the most,
+#: each +-20% jitter), and a call made meanwhile fails at once with the stale "connection refused". grpcio's
+#: defaults (1 s growing to 120 s; this module's earlier 5-10 s) kept users failing for seconds after a restarted
+#: server was back: retrying at most every ~0.5 s makes a channel see a returned server within ~0.6 s. Each
+#: attempt on a server that is down is one refused connect (a few microseconds of the server's kernel).
+INITIAL_RECONNECT_BACKOFF_MS = 100
+MAX_RECONNECT_BACKOFF_MS = 500
 
 Phase = Literal["send", "stream"]
 if TYPE_CHECKING:  # grpc-stubs makes these generic; grpcio's own classes are not subscriptable
@@ -255,8 +270,11 @@ class GrpcTransport(Transport):
             # one connection per transport (= per Locust user), not one shared by every channel of the process
             ("grpc.use_local_subchannel_pool", 1),
             # grpcio's name for the connect timeout (each attempt waits at least this long)
-            ("grpc.min_reconnect_backoff_ms", connect_ms),
-            ("grpc.max_reconnect_backoff_ms", max(MAX_RECONNECT_BACKOFF_MS, connect_ms)),
+            ("grpc.min_reconnect_backoff_ms", connect_ms),  # in grpc core: the least time one attempt may take
+            ("grpc.initial_reconnect_backoff_ms", INITIAL_RECONNECT_BACKOFF_MS),
+            ("grpc.max_reconnect_backoff_ms", MAX_RECONNECT_BACKOFF_MS),
+            # one message can never be larger than the whole reply may be
+            ("grpc.max_receive_message_length", self.config.max_reply_bytes),
         ]
 
     def _ensure_channel(self) -> tuple[ChatCallable, CompleteCallable]:
@@ -299,16 +317,20 @@ class GrpcTransport(Transport):
         tokens: list[float] = []
         last: chat_pb2.ChatChunk | None = None
         phase: Phase = "send"
+        left = limit = self.config.max_reply_bytes
         t_sent = time.perf_counter()
         call: Any = chat(message, timeout=turn_timeout, metadata=self._metadata)
         done = False
         try:
-            call.initial_metadata()  # returns once the headers came (or the call ended)
+            headers = call.initial_metadata()  # returns once the headers came (or the call ended)
             t_first_byte = time.perf_counter()
             chunks: Iterator[chat_pb2.ChatChunk] = call
             for chunk in chunks:
                 now = time.perf_counter()
                 phase = "stream"
+                left -= chunk.ByteSize()
+                if left < 0:
+                    raise reply_too_large(limit)
                 if chunk.text:
                     parts.append(chunk.text)
                     times.append(now)
@@ -321,16 +343,18 @@ class GrpcTransport(Transport):
         finally:
             if not done:
                 call.cancel()  # frees the server's slot; a no-op on a call that already ended
-        return streamed_reply(
+        reply = streamed_reply(
             parts, times, tokens, decode_usage(last), t_sent=t_sent, t_first_byte=t_first_byte, t_done=t_done
         )
+        reply.session_new = session_is_new(headers)
+        return reply
 
     def _whole(self, complete: CompleteCallable, message: chat_pb2.ChatRequest, turn_timeout: float) -> Reply:
         t_sent = time.perf_counter()
         future: Any = complete.future(message, timeout=turn_timeout, metadata=self._metadata)
         done = False
         try:
-            future.initial_metadata()
+            headers = future.initial_metadata()
             t_first_byte = time.perf_counter()
             response: chat_pb2.ChatResponse = future.result()
             t_done = time.perf_counter()
@@ -341,7 +365,9 @@ class GrpcTransport(Transport):
             if not done:
                 future.cancel()
         usage = decode_usage(response)
-        return whole_reply(response.text, usage, t_sent=t_sent, t_first_byte=t_first_byte, t_done=t_done)
+        reply = whole_reply(response.text, usage, t_sent=t_sent, t_first_byte=t_first_byte, t_done=t_done)
+        reply.session_new = session_is_new(headers)
+        return reply
 
     def close(self) -> None:
         channel, self._channel = self._channel, None

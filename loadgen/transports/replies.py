@@ -9,7 +9,14 @@ A whole (non-streamed) reply is one chunk carrying all its text, stamped when it
 
 from __future__ import annotations
 
+from loadgen.errors import ProtocolError
 from loadgen.types import Reply, Usage
+
+
+def reply_too_large(limit: int) -> ProtocolError:
+    """The failure of a reply past ``limit`` bytes (``--max-reply-bytes``): a reply no chat turn should send,
+    never a success, and never kept whole in memory."""
+    return ProtocolError(f"the reply ran past the reply size limit of {limit:,} bytes (--max-reply-bytes)")
 
 
 def fill_token_counts(tokens: list[float], usage: Usage | None) -> None:
@@ -70,4 +77,4 @@ def whole_reply(text: str, usage: Usage | None, *, t_sent: float, t_first_byte: 
     return reply
 
 
-__all__ = ["even_token_counts", "fill_token_counts", "streamed_reply", "whole_reply"]
+__all__ = ["even_token_counts", "fill_token_counts", "reply_too_large", "streamed_reply", "whole_reply"]

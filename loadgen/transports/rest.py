@@ -19,7 +19,10 @@ Timing, as close to the wire as httpx allows (``time.perf_counter()``):
 - ``t_done``: the ``[DONE]`` line, or the end of the body when a stream ends on a ``finish_reason``.
 
 Errors come out as :mod:`loadgen.errors` (one table: :mod:`loadgen.transports.httpx_errors`), chaining the httpx
-exception; the API key never appears in a reason.
+exception; the API key never appears in a reason. A reply past ``max_reply_bytes`` (bytes of the body as they come,
+before any decoding) is a :class:`ProtocolError`, and so is a whole (non-streamed) reply to a streaming request,
+unless ``accept_unstreamed``: then it is read whole and flagged (``Reply.status`` ``"unstreamed"``). The server's
+``x-loadgen-session: new`` header sets ``Reply.session_new`` (:mod:`loadgen.wire.session`).
 """
 
 from __future__ import annotations
@@ -36,17 +39,19 @@ import httpcore  # noqa: F401 - httpx imports it on the first Client (~70 ms wit
 import httpx
 
 from loadgen import __version__
-from loadgen.errors import ConfigError, ProtocolError, ServerError, TurnTimeout
+from loadgen.errors import ConfigError, ProtocolError, ServerError, TransportError, TurnTimeout
 from loadgen.transports.base import Transport, TransportConfig
+from loadgen.transports.deadline import TurnDeadline, deadline_transport
 from loadgen.transports.httpx_errors import (
     HTTPX_ERRORS,
     HTTPX_EXCEPTIONS,
     READ_FAILURES,
     ErrorRule,
+    Phase,
     map_httpx_error,
 )
-from loadgen.transports.replies import streamed_reply, whole_reply
-from loadgen.types import ChatRequest, Reply, Usage
+from loadgen.transports.replies import reply_too_large, streamed_reply, whole_reply
+from loadgen.types import UNSTREAMED, ChatRequest, Reply, Usage
 from loadgen.wire import sse
 from loadgen.wire.auth import AUTH_HEADER, bearer
 from loadgen.wire.openai import (
@@ -60,6 +65,7 @@ from loadgen.wire.openai import (
     parse_chat_chunk,
     parse_chat_completion,
 )
+from loadgen.wire.session import SESSION_NEW, SESSION_STATE_HEADER
 from loadgen.wire.sse import LineSplitter, SSEParser
 from loadgen.wire.text import redact_url
 
@@ -126,21 +132,27 @@ def chat_url(target: str, path: str | None = None) -> str:
 
 class _DeadlineStream(httpx.SyncByteStream):
     """Wraps a response's byte stream: the whole-turn deadline is checked on every piece that arrives, so a
-    server that dribbles bytes forever (with or without line breaks) still ends as :class:`TurnTimeout`. A
-    server that goes silent is ended by the read timeout instead.
+    server that dribbles bytes forever (with or without line breaks) still ends as :class:`TurnTimeout`, and the
+    bytes are counted, so a reply past ``max_bytes`` ends as a :class:`ProtocolError`. (A server that goes
+    silent is ended at the deadline by the connection's own reads: :mod:`loadgen.transports.deadline`.)
 
     Closing it lets go of the inner stream: httpx's stream and its response refer to each other, and that
     cycle would otherwise outlive the turn until a full garbage collection (see :meth:`close`)."""
 
-    def __init__(self, inner: httpx.SyncByteStream, deadline: float, timeout_s: float) -> None:
+    def __init__(self, inner: httpx.SyncByteStream, deadline: float, timeout_s: float, max_bytes: int) -> None:
         self._inner = inner
         self._deadline = deadline
         self._timeout_s = timeout_s
+        self._max_bytes = max_bytes
+        self._left = max_bytes
 
     def __iter__(self) -> Iterator[bytes]:
         for piece in self._inner:
             if time.perf_counter() > self._deadline:
                 raise TurnTimeout(f"turn exceeded its timeout ({self._timeout_s:g}s) while streaming the reply")
+            self._left -= len(piece)
+            if self._left < 0:
+                raise reply_too_large(self._max_bytes)
             yield piece
 
     def close(self) -> None:
@@ -154,9 +166,12 @@ _CLOSED = httpx.ByteStream(b"")
 class RestTransport(Transport):
     """OpenAI-compatible chat completions over HTTP(S), streamed (SSE) or whole.
 
-    The turn timeout bounds the connect timeout, each wait for data (httpx's read timeout) and, checked on
-    every piece of the body that arrives, the whole turn: a server that dribbles forever ends as
-    :class:`TurnTimeout` at the deadline; one that goes silent ends one read timeout after its last byte.
+    The turn timeout bounds the whole turn, whatever the server does: every connect, write and read of the
+    client's connections waits at most what is left of the turn (:mod:`loadgen.transports.deadline`), and the
+    deadline is checked on every piece of the body that arrives, so silence before the headers, headers then
+    silence, and a dribble all end as :class:`TurnTimeout` at the deadline, its reason naming the limit (``turn
+    exceeded its timeout (5s) before the reply`` / ``... while streaming the reply``). A connect timeout shorter
+    than the turn keeps its own reason.
     """
 
     name: ClassVar[str] = "rest"
@@ -171,6 +186,8 @@ class RestTransport(Transport):
             raise ConfigError(f"target {redact_url(config.target)!r} is not a valid URL: {exc}") from None
         if url.scheme not in self.schemes or not url.host:
             raise ConfigError(f"target {redact_url(config.target)!r} must be http(s)://host[:port][/prefix]")
+        if config.max_reply_bytes < 1:
+            raise ConfigError(f"the reply size limit must be at least 1 byte, got {config.max_reply_bytes}")
         host = f"[{url.host}]" if ":" in url.host else url.host
         self._where = f"{host}:{url.port or (443 if url.scheme == 'https' else 80)}"
         self._url = chat_url(config.target, config.path)
@@ -180,11 +197,13 @@ class RestTransport(Transport):
         if self._secret is not None:
             headers[AUTH_HEADER] = bearer(self._secret)
         _quieten_http_logs()
+        ssl_context = shared_ssl_context(config.tls_verify) if url.scheme == "https" else _plain_http_context()
+        self._turn_deadline = TurnDeadline()  # held on every socket operation of this client's connections
         self._client = httpx.Client(
-            verify=shared_ssl_context(config.tls_verify) if url.scheme == "https" else _plain_http_context(),
+            verify=ssl_context,
             headers=headers,
             follow_redirects=False,
-            transport=transport,
+            transport=transport or deadline_transport(ssl_context, self._turn_deadline),
         )
         self._closed = False
 
@@ -193,27 +212,54 @@ class RestTransport(Transport):
     def _send(self, request: ChatRequest, turn_timeout: float) -> Reply:
         http_request = self._build_request(request, turn_timeout)
         t_sent = time.perf_counter()
+        self._turn_deadline.at = t_sent + turn_timeout
+        try:
+            return self._exchange(http_request, request.stream, t_sent, turn_timeout)
+        finally:
+            self._turn_deadline.at = None
+
+    def _timed_out(self, exc: httpx.TimeoutException, phase: Phase, turn_timeout: float) -> TransportError:
+        """Every wait of a turn ends by its deadline at the latest (:mod:`loadgen.transports.deadline`): a timeout
+        names the turn's limit, unless the connect timeout, when shorter, ran out first."""
+        deadline = self._turn_deadline.at
+        if isinstance(exc, httpx.ConnectTimeout) and deadline is not None and time.perf_counter() < deadline:
+            return map_httpx_error(exc, where=self._where, phase=phase)
+        when = "while streaming the reply" if phase == "body" else "before the reply"
+        return TurnTimeout(f"turn exceeded its timeout ({turn_timeout:g}s) {when}")
+
+    def _exchange(self, http_request: httpx.Request, streaming: bool, t_sent: float, turn_timeout: float) -> Reply:
         try:
             response = self._client.send(http_request, stream=True)
+        except httpx.TimeoutException as exc:
+            raise self._timed_out(exc, "send", turn_timeout) from exc
         except HTTPX_EXCEPTIONS as exc:
             raise map_httpx_error(exc, where=self._where, phase="send") from exc
         t_first_byte = time.perf_counter()
         try:
             if t_first_byte - t_sent > turn_timeout:
-                raise TurnTimeout(f"turn exceeded its timeout ({turn_timeout:g}s) before the response headers")
-            deadline_stream = _DeadlineStream(_sync_stream(response), t_sent + turn_timeout, turn_timeout)
+                raise TurnTimeout(f"turn exceeded its timeout ({turn_timeout:g}s) before the reply")
+            deadline_stream = _DeadlineStream(
+                _sync_stream(response), t_sent + turn_timeout, turn_timeout, self.config.max_reply_bytes
+            )
             response.stream = deadline_stream
             if not 200 <= response.status_code < 300:
                 raise self._status_error(response)
             content_type = response.headers.get("content-type", "").lower()
-            streamed = sse.CONTENT_TYPE in content_type if content_type else request.stream
+            streamed = sse.CONTENT_TYPE in content_type if content_type else streaming
             if streamed:
                 encoding = response.headers.get("content-encoding", "identity").strip().lower()
                 # no content coding: the pieces straight from the connection, skipping httpx's decoder and
                 # chunker layers (three calls a piece, two pieces a token); otherwise httpx decodes them
                 pieces = deadline_stream if encoding in ("", "identity") else response.iter_bytes()
-                return self._read_stream(pieces, t_sent, t_first_byte)
-            return self._read_whole(response, t_sent, t_first_byte)
+                reply = self._read_stream(pieces, t_sent, t_first_byte)
+            elif streaming:
+                reply = self._unstreamed(response, content_type, t_sent, t_first_byte)
+            else:
+                reply = self._read_whole(response, t_sent, t_first_byte)
+            reply.session_new = response.headers.get(SESSION_STATE_HEADER) == SESSION_NEW
+            return reply
+        except httpx.TimeoutException as exc:
+            raise self._timed_out(exc, "body", turn_timeout) from exc
         except HTTPX_EXCEPTIONS as exc:
             raise map_httpx_error(exc, where=self._where, phase="body") from exc
         finally:
@@ -233,6 +279,18 @@ class RestTransport(Transport):
             },
             timeout=httpx.Timeout(turn_timeout, connect=min(self.config.connect_timeout_s, turn_timeout)),
         )
+
+    def _unstreamed(self, response: httpx.Response, content_type: str, t_sent: float, t_first_byte: float) -> Reply:
+        """A whole reply to a streaming request: a ProtocolError, unless ``accept_unstreamed`` (then flagged)."""
+        shown = content_type.split(";", 1)[0].strip() or "no content type"
+        if not self.config.accept_unstreamed:
+            raise ProtocolError(
+                f"asked for a stream ({sse.CONTENT_TYPE}) but the server sent a whole reply ({shown}); "
+                "its time to first token would be the whole reply's"
+            )
+        reply = self._read_whole(response, t_sent, t_first_byte)
+        reply.status = UNSTREAMED
+        return reply
 
     def _read_stream(self, pieces: Iterable[bytes], t_sent: float, t_first_byte: float) -> Reply:
         # long on purpose: the measured per-token hot path, inlined (reports/BENCHMARKS.md: REST 0.74x -> 0.94x)

@@ -10,9 +10,12 @@ request); :mod:`loadgen.transports` and the fronts of :mod:`loadgen.server` are 
 - :mod:`~loadgen.wire.grpc`: ``loadgen.chat.v1.ChatService`` names from the generated descriptor, and
   :class:`~loadgen.types.ChatRequest`, chunks and usage to and from its messages;
 - :mod:`~loadgen.wire.amqp`: the AMQP request/reply messages, headers, queue names and URL helpers;
+  :mod:`~loadgen.wire.amqp_link`: the broker connection (failures in words, quiet library logs, its state logged
+  once per change);
 - :mod:`~loadgen.wire.auth`: ONE bearer format and ONE key policy for every transport and front;
 - :mod:`~loadgen.wire.status`: ONE table from a server-side failure to its HTTP status, gRPC code and AMQP
   code, and from each of those back to ONE client failure kind (:mod:`loadgen.errors`);
+- :mod:`~loadgen.wire.session`: how the server says it did not hold the session a request named (all three);
 - :mod:`~loadgen.wire.text`: reasons cut to one short line and URLs with their password hidden.
 
 A round-trip test per protocol (``tests/wire/``) proves that what a front's encoder writes, a transport's

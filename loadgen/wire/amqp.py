@@ -25,33 +25,32 @@ Request/reply over RabbitMQ (the pattern of ``aio_pika/patterns/rpc.py``):
       {"seq": 7, "text": "", "tokens": 0, "final": true, "finish_reason": "stop",
        "usage": {"prompt_tokens": 12, "completion_tokens": 7}}
 
+- When the server did not hold the session the request named (:mod:`loadgen.wire.session`), its FIRST reply
+  message carries ``"session": "new"`` (an error reply too, when it is the first).
+
 - A failure is a ``final`` message carrying ``error`` (``code`` one of :data:`ERROR_CODES`, the AMQP column of
   :mod:`loadgen.wire.status`, and a human ``message``), sent in place of the next chunk, e.g.
   ``{"seq": 0, "final": true, "error": {"code": "overloaded", "message": "engine queue full"}}``.
 
 Chunk timing on the client is taken when a message reaches its consumer, before this module decodes it. Also
-here, for both sides: the broker URL helpers (the ``?queue=`` parameter, ``reconnect_interval``, ``host:port``)
-and a failed connection to the broker, in words.
+here, for both sides: the broker URL helpers (the ``?queue=`` parameter, ``reconnect_interval``, ``host:port``).
+The broker connection itself (a failed connection in words, quiet library logs, one line per change of state) is
+:mod:`loadgen.wire.amqp_link`.
 """
 
 from __future__ import annotations
 
-import errno
 import json
-import logging
-import socket
-import ssl
 import urllib.parse
 from dataclasses import dataclass
 from typing import Any, Final
 
-import aiormq.exceptions as amqp_exc
-
-from loadgen.errors import WireError, cause_of
+from loadgen.errors import WireError
 from loadgen.types import ChatMessage, ChatRequest, Usage
+from loadgen.wire.amqp_link import RECONNECT_INTERVAL_S
 from loadgen.wire.auth import AUTH_HEADER
+from loadgen.wire.session import SESSION_NEW, SESSION_STATE_FIELD
 from loadgen.wire.status import AMQP_CODES, STATUS, Failure
-from loadgen.wire.text import short
 
 #: The version this module writes (``"v"`` of a request); a reader accepts a request without one as version 1.
 WIRE_VERSION: Final = 1
@@ -75,9 +74,6 @@ ERROR_CODES: Final = AMQP_CODES
 MAX_QUEUE_NAME_BYTES: Final = 255
 #: The broker's port when a URL names none.
 DEFAULT_PORTS: Final = {"amqp": 5672, "amqps": 5671}
-#: Seconds between reconnection attempts after a lost connection (aio-pika's default is 5); a URL's own
-#: ``reconnect_interval`` parameter wins.
-RECONNECT_INTERVAL_S: Final = 1.0
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -162,6 +158,11 @@ class Chunk:
     finish_reason: str | None = None
     usage: Usage | None = None
     error: ErrorBody | None = None
+    session: str | None = None  # SESSION_NEW on the first reply of a new session
+
+    @property
+    def session_new(self) -> bool:
+        return self.session == SESSION_NEW
 
 
 def encode_chunk(chunk: Chunk) -> bytes:
@@ -180,6 +181,8 @@ def encode_chunk(chunk: Chunk) -> bytes:
         }
     if chunk.error is not None:
         body["error"] = {"code": chunk.error.code, "message": chunk.error.message}
+    if chunk.session is not None:
+        body[SESSION_STATE_FIELD] = chunk.session
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
 
@@ -229,7 +232,10 @@ def decode_chunk(body: bytes) -> Chunk:
             raise WireError("reply 'error' needs a string 'code' and 'message'")
         error = ErrorBody(code=code, message=message)
         final = True
-    return Chunk(seq=seq, text=text, tokens=tokens, final=final, finish_reason=finish_reason, usage=usage, error=error)
+    session = data.get(SESSION_STATE_FIELD)
+    if session is not None and not isinstance(session, str):
+        raise WireError(f"reply {SESSION_STATE_FIELD!r} must be a string")
+    return Chunk(seq, text, tokens, final, finish_reason, usage, error, session)
 
 
 def _json_object(body: bytes, what: str) -> dict[str, Any]:
@@ -240,61 +246,6 @@ def _json_object(body: bytes, what: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise WireError(f"{what} body must be a JSON object, got {type(data).__name__}")
     return data
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# logging
-
-
-#: Loggers that, at DEBUG, print what goes on the wire: aiormq every frame it sends as raw bytes (the login's
-#: password among them), aio-pika every message it publishes with its headers (the API key among them).
-WIRE_LOGGERS: Final = ("aiormq.connection", "aio_pika.exchange")
-
-
-def quiet_frame_logs() -> None:
-    """Keep :data:`WIRE_LOGGERS` at INFO or above, so that no secret reaches a log through them (a process run
-    at DEBUG still gets everything else). Called before each connection is made."""
-    for name in WIRE_LOGGERS:
-        logger = logging.getLogger(name)
-        if logger.getEffectiveLevel() < logging.INFO:
-            logger.setLevel(logging.INFO)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# connection failures, in words (client and server alike)
-
-#: getaddrinfo's EAI_NONAME / EAI_AGAIN / EAI_NODATA (aiormq passes them on as the errno, negative).
-_RESOLVE_ERRNOS = frozenset({socket.EAI_NONAME, socket.EAI_AGAIN, getattr(socket, "EAI_NODATA", -5)})
-
-
-def connect_failure_reason(exc: BaseException, *, where: str, user: str, timeout_s: float) -> str:
-    """Why connecting to the broker at ``where`` (``host:port``, never a URL) failed, in one line.
-
-    Library messages are only quoted for the cases not recognised here; aio-pika and aiormq mask the password
-    in the URLs they print.
-    """
-    if isinstance(exc, TimeoutError):
-        return f"connect timeout to the broker at {where} after {timeout_s:g}s"
-    if isinstance(exc, amqp_exc.ProbableAuthenticationError | amqp_exc.AuthenticationError):
-        return f"the broker at {where} refused the login of user {user!r} (wrong password?)"
-    cause = cause_of(exc, ssl.SSLError)
-    if isinstance(cause, ssl.SSLCertVerificationError):
-        return f"TLS certificate of the broker at {where} not trusted: {cause.verify_message}"
-    if isinstance(cause, ssl.SSLError):
-        return f"TLS handshake with the broker at {where} failed: {cause.reason or cause}"
-    text = short(str(exc))
-    lower = text.lower()
-    code = exc.errno if isinstance(exc, OSError) else None
-    if code == errno.ECONNREFUSED or "connection refused" in lower or "connect call failed" in lower:
-        return (
-            f"connection refused to the broker at {where}: is RabbitMQ running? "
-            "(start one with `rabbitmq-server -detached`)"
-        )
-    if code in _RESOLVE_ERRNOS or "name or service not known" in lower or "nodename nor servname" in lower:
-        return f"cannot resolve the host of the broker at {where}"
-    if "vhost" in lower or "not_allowed" in lower or "connection.close" in lower.replace(" ", ""):
-        return f"the broker at {where} refused the connection (unknown vhost, or no access to it)"
-    return f"cannot connect to the broker at {where}: {type(exc).__name__}: {text}"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -371,7 +322,6 @@ __all__ = [
     "REQUEST_TYPE",
     "SENT_AT_HEADER",
     "UNAUTHORIZED",
-    "WIRE_LOGGERS",
     "WIRE_VERSION",
     "Chunk",
     "ErrorBody",
@@ -379,14 +329,12 @@ __all__ = [
     "broker_user",
     "broker_where",
     "check_queue_name",
-    "connect_failure_reason",
     "decode_chunk",
     "decode_request",
     "encode_chunk",
     "encode_request",
     "error_chunk",
     "failure_chunk",
-    "quiet_frame_logs",
     "set_query",
     "split_target",
     "with_queue",

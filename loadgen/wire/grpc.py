@@ -9,6 +9,9 @@ Messages: :func:`encode_request` (client) and :func:`decode_request` (server) tu
 ``model`` or ``session_id`` mean the server's default, no session); :func:`encode_chunk`, :func:`encode_final`
 and :func:`encode_response` (server) write a reply, :func:`decode_usage` (client) reads its usage.
 
+Sessions: a front that started a new session for the request sends :data:`SESSION_NEW_METADATA` as (part of) its
+initial metadata (:mod:`loadgen.wire.session`); a transport reads it with :func:`session_is_new`.
+
 Status codes: a front ends a call with :func:`status_code` of its :class:`~loadgen.wire.status.Failure`; a
 transport files a received code under :func:`code_kind` (both by :mod:`loadgen.wire.status`).
 """
@@ -22,6 +25,7 @@ import grpc
 from loadgen.errors import TransportError
 from loadgen.grpc_gen.chat.v1 import chat_pb2
 from loadgen.types import ChatMessage, ChatRequest, Usage
+from loadgen.wire.session import SESSION_NEW, SESSION_STATE_HEADER
 from loadgen.wire.status import STATUS, Failure, grpc_kind
 
 _SERVICE = chat_pb2.DESCRIPTOR.services_by_name["ChatService"]
@@ -35,6 +39,8 @@ COMPLETE_METHOD: Final = f"/{SERVICE_NAME}/{COMPLETE}"
 UINT32_MAX: Final = 2**32 - 1
 #: The finish reason of a reply whose engine gave none.
 DEFAULT_FINISH_REASON: Final = "stop"
+#: The initial metadata of a reply for which the server started a new session.
+SESSION_NEW_METADATA: Final = ((SESSION_STATE_HEADER, SESSION_NEW),)
 
 
 def encode_request(request: ChatRequest, *, model: str | None = None) -> chat_pb2.ChatRequest:
@@ -81,6 +87,11 @@ def decode_usage(message: chat_pb2.ChatChunk | chat_pb2.ChatResponse | None) -> 
     return Usage(prompt_tokens=message.usage.prompt_tokens, completion_tokens=message.usage.completion_tokens)
 
 
+def session_is_new(metadata: Any) -> bool:
+    """Whether a call's initial metadata (pairs of key and value, or ``None``) says the session is new."""
+    return any(key == SESSION_STATE_HEADER and value == SESSION_NEW for key, value in metadata or ())
+
+
 def status_code(failure: Failure) -> grpc.StatusCode:
     """The code a front ends a call with for ``failure``."""
     return grpc.StatusCode[STATUS[failure].grpc]
@@ -108,6 +119,7 @@ __all__ = [
     "COMPLETE_METHOD",
     "DEFAULT_FINISH_REASON",
     "SERVICE_NAME",
+    "SESSION_NEW_METADATA",
     "UINT32_MAX",
     "code_kind",
     "decode_request",
@@ -116,5 +128,6 @@ __all__ = [
     "encode_final",
     "encode_request",
     "encode_response",
+    "session_is_new",
     "status_code",
 ]

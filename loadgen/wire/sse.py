@@ -34,15 +34,19 @@ class SSEEvent(NamedTuple):
 
 class LineSplitter:
     """Cuts a byte stream into lines at ``\\n``, ``\\r\\n`` or ``\\r`` (the event-stream line ends), across
-    pieces that split anywhere, even between a ``\\r`` and its ``\\n``. Lines come out without their ends."""
+    pieces that split anywhere, even between a ``\\r`` and its ``\\n``. Lines come out without their ends.
 
-    __slots__ = ("_after_cr", "_partial")
+    Linear in the bytes fed, however long a line: the unfinished line is kept as a list of pieces and only each
+    new piece is scanned for a line end; the pieces are joined once, when the line ends."""
+
+    __slots__ = ("_after_cr", "_parts", "_size")
 
     #: A line longer than this (no line end in sight) is a protocol error, not a reason to grow without end.
     MAX_LINE_BYTES = 16 * 1024 * 1024
 
     def __init__(self) -> None:
-        self._partial = b""
+        self._parts: list[bytes] = []  # the unfinished line, as it came
+        self._size = 0
         self._after_cr = False
 
     def feed(self, piece: bytes) -> list[bytes]:
@@ -52,19 +56,33 @@ class LineSplitter:
                 piece = piece[1:]  # the \n of a \r\n cut in two
         if not piece:
             return []
-        data = self._partial + piece if self._partial else piece
+        parts = self._parts
+        if parts:
+            if b"\n" not in piece and b"\r" not in piece:  # the line goes on: keep the piece, scan nothing old
+                parts.append(piece)
+                self._size += len(piece)
+                self._check(self._size)
+                return []
+            parts.append(piece)
+            data = b"".join(parts)  # once per line end: linear
+            parts.clear()
+            self._size = 0
+        else:
+            data = piece
         lines = data.splitlines()  # bytes split at \n, \r\n and \r only
         last = data[-1]
-        if last == 10:  # \n
-            self._partial = b""
-        elif last == 13:  # \r: its \n may open the next piece
-            self._partial = b""
+        if last == 13:  # \r: its \n may open the next piece
             self._after_cr = True
-        else:
-            self._partial = lines.pop()
-            if len(self._partial) > self.MAX_LINE_BYTES:
-                raise ProtocolError(f"an event-stream line ran past {self.MAX_LINE_BYTES // (1024 * 1024)} MiB")
+        elif last != 10:  # no line end: the last line is unfinished
+            partial = lines.pop()
+            self._check(len(partial))
+            parts.append(partial)
+            self._size = len(partial)
         return lines
+
+    def _check(self, size: int) -> None:
+        if size > self.MAX_LINE_BYTES:
+            raise ProtocolError(f"an event-stream line ran past {self.MAX_LINE_BYTES // (1024 * 1024)} MiB")
 
 
 class SSEParser:

@@ -27,4 +27,29 @@ def redact_url(url: str) -> str:
     return f"{scheme}://{user}:***@{host}" if ":" in creds else f"{scheme}://{user}@{host}"
 
 
-__all__ = ["REASON_LIMIT", "redact_url", "short"]
+def without_password(url: str) -> str:
+    """``scheme://user:pass@host`` -> ``scheme://user@host``: a URL a client can still use where the password is
+    the library's default (AMQP's ``guest``), and that can be printed. :func:`with_password_of` puts it back."""
+    if "://" not in url or "@" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, _, host = rest.rpartition("@")
+    return f"{scheme}://{creds.split(':', 1)[0]}@{host}"
+
+
+def with_password_of(url: str, source: str) -> str:
+    """``url`` with the password of ``source`` when ``url`` has none and both name the same user and host: the
+    URL a server printed without its password, made whole again by whoever gave the server ``source``."""
+    if "://" not in url or "://" not in source or "@" not in url or "@" not in source:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, _, host = rest.rpartition("@")
+    source_creds, _, source_host = source.split("://", 1)[1].rpartition("@")
+    user, colon, password = source_creds.partition(":")
+    same_host = host.split("/", 1)[0] == source_host.split("/", 1)[0]
+    if ":" in creds or not colon or creds != user or not same_host:
+        return url
+    return f"{scheme}://{user}:{password}@{host}"
+
+
+__all__ = ["REASON_LIMIT", "redact_url", "short", "with_password_of", "without_password"]

@@ -38,6 +38,7 @@ from tests.amqp_broker import (
     unique_queue,
     wait_until,
 )
+from tests.broker_proxy import CutProxy
 
 pytestmark = pytest.mark.amqp
 
@@ -178,7 +179,7 @@ def test_overloaded_and_mid_stream_failures(raw: RawAmqp) -> None:
 
         class Breaking:
             prompt_tokens, completion_tokens, finish_reason = 3, 1, "stop"
-            closed = False
+            closed = session_new = False
 
             def __aiter__(self) -> AsyncIterator[TokenChunk]:
                 return self.gen()
@@ -235,7 +236,7 @@ def test_request_without_reply_to_is_dropped(raw: RawAmqp) -> None:
 
 def test_prefetch_bounds_the_requests_in_the_server(raw: RawAmqp) -> None:
     """QoS prefetch 2 with a 1 s time to first token: five requests are served two at a time (three rounds),
-    the others wait in the queue."""
+    the others wait in the queue (counted by a passive declare: rabbitmqctl can take longer than a round)."""
     with start(amqp_prefetch=2, sim=SimEngineConfig(fixed=True, fixed_ttft_ms=1000, fixed_itl_ms=10)) as server:
         queue = server.config.amqp_queue
         asker = Asker(raw, queue)
@@ -246,8 +247,9 @@ def test_prefetch_bounds_the_requests_in_the_server(raw: RawAmqp) -> None:
             most = max(most, server.stats()["service"]["active"])
             time.sleep(0.02)
         assert most == 2
-        info = list_queues()[queue]
-        assert info.unacked <= 2 and info.ready >= 1
+        waiting = raw.declare(queue, passive=True).declaration_result.message_count
+        assert time.monotonic() - started < 1.0, "counted after the first round: too late to tell"
+        assert waiting == 3
         for cid in ids:
             assert chunks(asker.replies(cid, wait=15))[-1].usage is not None
         assert time.monotonic() - started >= 2.9  # three rounds of ~1 s; with room for all, ~1 s in all
@@ -327,3 +329,35 @@ def test_wire_request_example_in_the_docs_is_accepted(raw: RawAmqp) -> None:
     with start() as server:
         asker = Asker(raw, server.config.amqp_queue)
         assert chunks(asker.replies(asker.send(body)))[-1].usage is not None
+
+
+def test_a_broker_outage_logs_one_line_per_change_and_no_traceback(
+    raw: RawAmqp, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before: aio-pika and aiormq logged about three lines a second while the broker was away, the first with a
+    traceback. Now the front says it lost the broker, and that it is back (after how long), and nothing else."""
+    proxy = CutProxy()
+    try:
+        with start(amqp_url=proxy.url, sim=SimEngineConfig(fixed=True, fixed_ttft_ms=2, fixed_itl_ms=1)) as server:
+            asker = Asker(raw, server.config.amqp_queue)
+            assert chunks(asker.replies(asker.send(request_body())))[-1].usage is not None
+            caplog.clear()
+            caplog.set_level(logging.INFO)
+            proxy.cut()
+            time.sleep(3.0)  # three reconnection attempts
+            proxy.restore()
+
+            def answered() -> bool:
+                got = chunks(asker.replies(asker.send(request_body()), wait=1.0))
+                return bool(got) and got[-1].usage is not None
+
+            assert wait_until(answered, 15)
+            records = list(caplog.records)
+    finally:
+        proxy.close()
+    lines = [(r.name, r.levelname, r.getMessage()) for r in records]
+    assert [name for name, _, _ in lines] == ["loadgen.server.amqp_front"] * 2, lines
+    assert lines[0][2].startswith(f"AMQP front: connection to the broker at 127.0.0.1:{proxy.port} lost (")
+    assert lines[0][2].endswith("); reconnecting every 0.5 s")
+    assert lines[1][2].startswith(f"AMQP front: reconnected to the broker at 127.0.0.1:{proxy.port} after ")
+    assert not any(r.exc_info for r in records)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -9,13 +10,18 @@ import signal
 import subprocess
 import sys
 import threading
+import time
+from typing import Any
 
 import httpx
 import pytest
 
 from loadgen.server.fronts import READY_PREFIX
 from loadgen.server.main import build_config, configure
-from tests.conftest import REPO_ROOT
+from loadgen.transports import make_transport
+from loadgen.transports.base import TransportConfig
+from loadgen.types import ChatMessage, ChatRequest
+from tests.conftest import REPO_ROOT, require_broker
 
 
 def start(*args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], dict[str, str]]:
@@ -128,7 +134,8 @@ def test_every_option_maps_onto_the_config() -> None:
             "--engine torch --max-batch 8 --queue-limit 5 --prefill-us-per-token 1 --step-base-us 2 "
             "--step-per-seq-us 3 --fixed --fixed-ttft-ms 4 --fixed-itl-ms 5 --session-capacity 6 --session-ttl 7 "
             "--context-window 800 --default-max-tokens 9 --device cuda --torch-model 1b --batching static "
-            "--window 10 --kv-tokens 11 --static-batch-timeout-ms 12 --weight-seed 13"
+            "--window 10 --kv-tokens 11 --static-batch-timeout-ms 12 --weight-seed 13 --session-memory 64MiB "
+            "--faults '10s forget-sessions'"
         )
     )
     c = build_config(args)
@@ -145,9 +152,11 @@ def test_every_option_maps_onto_the_config() -> None:
         "cuda", "1b", "static", 10, 11,
     )  # fmt: skip
     assert (c.torch.max_batch, c.torch.queue_limit, c.torch.static_batch_timeout_ms, c.torch.seed) == (8, 5, 12, 13)
+    assert (c.session_max_bytes, c.faults) == (64 * 1024 * 1024, "10s forget-sessions")
     assert build_config(parser.parse_args(["--no-rest"])).rest_port is None
     defaults = build_config(parser.parse_args([]))
     assert defaults.rest_port == 8000 and defaults.grpc_port is None and defaults.host == "127.0.0.1"
+    assert (defaults.session_max_bytes, defaults.faults) == (256 * 1024 * 1024, None)
 
 
 @pytest.mark.parametrize(
@@ -184,3 +193,104 @@ def test_the_amqp_url_comes_from_the_environment_when_not_given(monkeypatch: pyt
     assert build_config(parser.parse_args(["--amqp-url", "amqp://given"])).amqp_url == "amqp://given"
     monkeypatch.delenv("LOADGEN_AMQP_URL")
     assert build_config(parser.parse_args([])).amqp_url is None
+
+
+def test_an_unreachable_broker_is_one_line_and_exit_2_within_seconds() -> None:
+    """It was ~90 lines with a traceback and exit code 1."""
+    started = time.monotonic()
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "loadgen",
+            "serve",
+            "--no-rest",
+            "--amqp-url",
+            "amqp://guest:Sup3rS3cret@127.0.0.1:5999/",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO_ROOT,
+    )
+    assert time.monotonic() - started < 15
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert proc.stderr.splitlines() == [
+        "loadgen serve: AMQP front cannot start: connection refused to the broker at 127.0.0.1:5999: is RabbitMQ "
+        "running? (start one with `rabbitmq-server -detached`)"
+    ]
+
+
+def test_a_bad_fault_schedule_is_one_line_and_exit_2() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "loadgen", "serve", "--rest-port", "0", "--faults", "30s down"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO_ROOT,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        "loadgen serve: --faults entry 1 ('30s down'): down lasts a while: write START+DURATION, e.g. 30s+10s"
+    ]
+
+
+def test_the_ready_line_shows_no_password_and_the_url_still_works() -> None:
+    require_broker()
+    queue = f"loadgen.test.cli.{os.getpid()}"
+    proc, urls = start("--rest-port", "0", "--amqp-url", "amqp://guest:guest@127.0.0.1:5672/", "--amqp-queue", queue)
+    try:
+        assert urls["amqp"] == f"amqp://guest@127.0.0.1:5672/?queue={queue}"
+        transport = make_transport("amqp", TransportConfig(target=urls["amqp"], timeout_s=10))
+        try:
+            reply = transport.send(ChatRequest((ChatMessage("user", "hi"),), max_tokens=3))
+        finally:
+            transport.close()
+        assert reply.usage is not None and reply.usage.completion_tokens == 3
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=20)
+        assert proc.returncode == 0
+        assert "guest:guest" not in stdout + stderr
+        assert "Traceback" not in stderr
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def test_fault_lines_follow_the_ready_line_and_sigterm_mid_fault_prints_no_traceback() -> None:
+    proc, urls = start(
+        "--rest-port", "0", "--grpc-port", "0", "--faults", "0.2s forget-sessions; 0.3s+30s stall; 0.4s+0.2s slow 2x"
+    )  # fmt: skip
+    try:
+        # a request held by the stall when SIGTERM comes
+        held = threading.Thread(target=lambda: _swallow(lambda: httpx.post(
+            urls["rest"] + "/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]}, timeout=30
+        )))  # fmt: skip
+        time.sleep(1.0)
+        held.start()
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=20)
+        held.join(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, stderr
+    assert "Traceback" not in stderr, stderr
+    edges = [json.loads(line[len("loadgen-fault ") :]) for line in stdout.splitlines() if line.startswith("loadgen-")]
+    assert [(e["fault"], e["kind"], e["edge"]) for e in edges] == [
+        ("0.2s forget-sessions", "forget-sessions", "start"),
+        ("0.3s+30s stall", "stall", "start"),
+        ("0.4s+0.2s slow 2x", "slow", "start"),
+        ("0.4s+0.2s slow 2x", "slow", "end"),
+    ]
+    assert all(set(e) == {"fault", "kind", "edge", "at"} and isinstance(e["at"], float) for e in edges)
+    assert [e["at"] for e in edges] == sorted(e["at"] for e in edges)
+
+
+def _swallow(call: Any) -> None:
+    with contextlib.suppress(httpx.HTTPError):
+        call()

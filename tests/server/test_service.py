@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import statistics
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
 
+from loadgen.server.app import SESSION_BYTES_PER_TOKEN, make_session_store
 from loadgen.server.config import ServerConfig, SimEngineConfig
 from loadgen.server.engines.base import Engine, EngineOverloaded, GenerationRequest, TokenChunk, Tokenizer
 from loadgen.server.engines.sim import SimEngine
@@ -35,7 +38,7 @@ def with_service(body: Callable[[ChatService], Awaitable[Any]], **fields: Any) -
         engine = SimEngine(config.sim)
         await engine.start()
         try:
-            service = ChatService(engine, SessionStore(config.session_capacity, config.session_ttl_s), config)
+            service = ChatService(engine, make_session_store(config, engine), config)
             return await body(service)
         finally:
             await engine.stop()
@@ -65,7 +68,7 @@ def test_stream_counts_and_finish_reason() -> None:
         assert stats["service"]["completed"] == 1
         assert stats["service"]["completion_tokens"] == 12
         assert stats["service"]["active"] == 0
-        assert set(stats) == {"service", "sessions", "engine"}
+        assert set(stats) == {"service", "sessions", "engine", "faults"}
 
     with_service(body)
 
@@ -224,3 +227,62 @@ def test_closing_a_generator_engine_stream_from_another_task() -> None:
         assert service.stats()["service"]["cancelled"] == 1
 
     asyncio.run(main())
+
+
+# -- sessions: the new-session signal, and a turn's cost bounded by the window --------------------------------------
+
+
+def test_a_reply_says_when_its_session_was_not_held() -> None:
+    async def body(service: ChatService) -> None:
+        async def turn(text: str, session: str | None = "s") -> bool:
+            stream = await service.chat(ChatRequest((U(text),), max_tokens=4, session_id=session))
+            await drain(stream)
+            return stream.session_new
+
+        assert await turn("My code is QX4821.") is True  # a first turn: nothing held yet
+        assert await turn("What is my code?") is False
+        assert await turn("hi", session=None) is False  # client history: no session to speak of
+        service.sessions.forget_all()
+        assert await turn("What is my code?") is True
+
+    with_service(body)
+
+
+class _Recording(SimEngine):
+    """The sim engine, keeping the size of every prompt it was given."""
+
+    def __init__(self, config: SimEngineConfig) -> None:
+        super().__init__(config)
+        self.prompt_sizes: list[int] = []
+
+    def generate(self, request: GenerationRequest) -> AsyncIterator[TokenChunk]:
+        self.prompt_sizes.append(len(request.prompt))
+        return super().generate(request)
+
+
+def test_a_session_fed_huge_turns_keeps_a_bounded_prompt_and_cost() -> None:
+    """One session fed 50 kB turns (one "word" each: one token, so the window alone never trimmed them) fell from
+    ~2,000 to ~3 turns/s: every turn re-read the whole history. Now a turn's prompt, and its time, stop growing
+    once the session holds what its bounds allow."""
+    config = ServerConfig(rest_port=None, sim=FAST, context_window=4096)
+    huge = "x" * 50_000
+
+    async def main() -> tuple[list[int], list[float]]:
+        engine = _Recording(FAST)
+        await engine.start()
+        try:
+            service = ChatService(engine, make_session_store(config, engine), config)
+            times = []
+            for i in range(120):
+                started = time.perf_counter()
+                await drain(await service.chat(ChatRequest((U(f"{huge} {i}"),), max_tokens=1, session_id="big")))
+                times.append(time.perf_counter() - started)
+            return engine.prompt_sizes, times
+        finally:
+            await engine.stop()
+
+    sizes, times = asyncio.run(main())
+    bound = config.context_window * SESSION_BYTES_PER_TOKEN + len(huge) + 100
+    assert max(sizes) <= bound < len(huge) * 5
+    early, late = statistics.median(times[5:25]), statistics.median(times[-20:])
+    assert late < 3 * early, (early, late)  # unbounded, the last turns re-read ~100x the first ones' history

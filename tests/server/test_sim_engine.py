@@ -248,3 +248,40 @@ def test_stop_ends_fixed_streams_with_an_error() -> None:
         assert engine.stats()["running"] == 0
 
     run(body())
+
+
+# -- the slow fault ----------------------------------------------------------------------------------------------------
+
+
+def test_slow_factor_multiplies_the_modelled_step() -> None:
+    config = SimEngineConfig(step_base_us=1000, step_per_seq_us=100, prefill_us_per_token=0)
+
+    async def body(engine: SimEngine) -> tuple[float, float]:
+        await collect(engine.generate(request(3)))
+        normal = engine.stats()["last_step_us"]
+        engine.slow_factor = 3.0
+        await collect(engine.generate(request(3)))
+        return normal, engine.stats()["last_step_us"]
+
+    normal, slowed = run(with_engine(config, body))
+    assert (normal, slowed) == (1100.0, 3300.0)
+
+
+def test_slow_factor_stretches_fixed_timing_from_when_it_is_set() -> None:
+    config = SimEngineConfig(fixed=True, fixed_ttft_ms=20, fixed_itl_ms=10)
+
+    async def body(engine: SimEngine) -> list[float]:
+        async def one(factor: float) -> tuple[float, float]:
+            engine.slow_factor = factor
+            t0 = time.perf_counter()
+            _, times = await collect(engine.generate(request(12)))
+            return times[0] - t0, statistics.median(b - a for a, b in itertools.pairwise(times))
+
+        (ttft, gap), (slow_ttft, slow_gap) = await one(1.0), await one(2.0)
+        return [slow_ttft / ttft, slow_gap / gap]
+
+    # a busy machine can stall the loop mid-stream (the late tokens then come at once): the best of three must hold
+    tries = [run(with_engine(config, body)) for _ in range(3)]
+    ttft_ratio, gap_ratio = min(tries, key=lambda r: abs(r[0] - 2.0) + abs(r[1] - 2.0))
+    assert ttft_ratio == pytest.approx(2.0, abs=0.3)
+    assert gap_ratio == pytest.approx(2.0, abs=0.3)

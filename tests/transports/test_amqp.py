@@ -6,6 +6,7 @@ The fault test stops the broker's app (``rabbitmqctl stop_app``) and always star
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import json
 import logging
@@ -64,6 +65,7 @@ from tests.amqp_broker import (
     unique_queue,
     wait_until,
 )
+from tests.broker_proxy import CutProxy
 from tests.conftest import REPO_ROOT
 
 API_KEY = "sk-amqp-test-0123456789"
@@ -92,7 +94,7 @@ def test_parse_target_defaults_and_queue() -> None:
 def test_parse_target_tls_verify_off_and_reconnect_interval() -> None:
     t = parse_target("amqps://guest:guest@h/?queue=q", tls_verify=False)
     assert "no_verify_ssl=1" in t.broker_url
-    assert "reconnect_interval=1" in t.broker_url
+    assert "reconnect_interval=0.5" in t.broker_url
     assert "reconnect_interval=7" in parse_target("amqp://h/?reconnect_interval=7").broker_url
 
 
@@ -195,6 +197,30 @@ def test_whole_reply_counts_usage_tokens() -> None:
     turn.feed(2.0, encode_chunk(Chunk(seq=0, text="whole reply", final=True, finish_reason="stop", usage=Usage(2, 7))))
     reply = turn.reply(1.0, 2.0)
     assert reply.chunk_tokens == [7.0] and reply.output_tokens == 7.0 and reply.ttft_s() == 1.0
+
+
+def test_turn_reads_the_session_signal_from_the_first_chunk_only() -> None:
+    turn, _done = _turn()
+    turn.feed(1.0, encode_chunk(Chunk(seq=0, text="a", tokens=1, session="new")))
+    turn.feed(1.1, encode_chunk(Chunk(seq=1, final=True, finish_reason="stop")))
+    assert turn.reply(0.5, 1.2).session_new is True
+    turn, _done = _turn()
+    turn.feed(1.0, encode_chunk(Chunk(seq=0, text="a", tokens=1)))
+    turn.feed(1.1, encode_chunk(Chunk(seq=1, final=True, finish_reason="stop", session="new")))  # not the first
+    assert turn.reply(0.5, 1.2).session_new is False
+
+
+def test_turn_counts_the_reply_bytes_against_the_limit() -> None:
+    first = encode_chunk(Chunk(seq=0, text="x" * 50, tokens=1))
+    future = _FakeFuture()
+    turn = Turn(True, future, len(first) + 10)  # type: ignore[arg-type]
+    turn.feed(1.0, first)
+    assert not future.is_done
+    turn.feed(1.1, encode_chunk(Chunk(seq=1, text="x" * 50, tokens=1)))
+    assert isinstance(future.error, ProtocolError)
+    assert future.error.reason == (
+        f"the reply ran past the reply size limit of {len(first) + 10:,} bytes (--max-reply-bytes)"
+    )
 
 
 IMPORT_SCRIPT = textwrap.dedent(
@@ -460,6 +486,63 @@ def test_turn_timeout_while_streaming(broker: None, transports: Callable[..., Am
 
 
 @pytest.mark.amqp
+@pytest.mark.parametrize("script", ["first-chunk-then-silence", "dribble"])
+def test_the_turn_ends_at_its_timeout_whatever_the_server_does(
+    raw: RawAmqp, transports: Callable[..., AmqpTransport], script: str
+) -> None:
+    queue = unique_queue()
+
+    async def handler(message: Any, reply: Callable[[bytes], Awaitable[None]]) -> None:
+        seq = 0
+        while seq < (1 if script == "first-chunk-then-silence" else 50):
+            await reply(encode_chunk(Chunk(seq=seq, text="x", tokens=1)))
+            seq += 1
+            await asyncio.sleep(0.3)
+
+    raw.serve(queue, handler)
+    transport = transports(f"{BROKER_URL}?queue={queue}")
+    started = time.perf_counter()
+    with pytest.raises(TurnTimeout, match=r"timeout \(1s\) while streaming the reply"):
+        transport.send(ask(), timeout=1.0)
+    assert 1.0 - 0.005 <= time.perf_counter() - started < 1.5
+
+
+@pytest.mark.amqp
+def test_a_silent_broker_ends_the_turn_at_the_turn_timeout(transports: Callable[..., AmqpTransport]) -> None:
+    """Connecting is part of the turn: a broker that accepts TCP and says nothing held the turn for the connect
+    timeout (10 s here) before."""
+    listener = socket.create_server(("127.0.0.1", 0), backlog=16)
+    try:
+        transport = transports(
+            f"amqp://guest:guest@127.0.0.1:{listener.getsockname()[1]}/?queue=q", connect_timeout_s=10
+        )
+        started = time.perf_counter()
+        with pytest.raises(TurnTimeout, match=r"timeout \(1s\) while connecting to the broker"):
+            transport.send(ask(), timeout=1.0)
+        assert 1.0 - 0.005 <= time.perf_counter() - started < 1.5
+    finally:
+        listener.close()
+
+
+@pytest.mark.amqp
+def test_a_reply_past_the_size_limit_is_a_protocol_error(
+    raw: RawAmqp, transports: Callable[..., AmqpTransport]
+) -> None:
+    queue = unique_queue()
+
+    async def handler(message: Any, reply: Callable[[bytes], Awaitable[None]]) -> None:
+        for seq in range(20):
+            await reply(encode_chunk(Chunk(seq=seq, text="y" * 100, tokens=1)))
+        await reply(encode_chunk(Chunk(seq=20, final=True, finish_reason="stop")))
+
+    raw.serve(queue, handler)
+    target = f"{BROKER_URL}?queue={queue}"
+    assert len(transports(target, max_reply_bytes=10_000).send(ask()).text) == 2000
+    with pytest.raises(ProtocolError, match=r"reply size limit of 1,000 bytes"):
+        transports(target, max_reply_bytes=1000).send(ask())
+
+
+@pytest.mark.amqp
 def test_missing_broker_is_one_clear_connect_error(transports: Callable[..., AmqpTransport]) -> None:
     target = f"amqp://guest:Sup3rS3cret@127.0.0.1:{NO_BROKER_PORT}/?queue=q"
     transport = transports(target, connect_timeout_s=3.0)
@@ -701,3 +784,46 @@ def test_inside_locust_process_workers(server: RunningServer, tmp_path: Path) ->
     assert int(turns["Request Count"]) > 20, turns
     assert int(turns["Failure Count"]) == 0, done.stderr[-3000:]
     assert "guest:guest" not in done.stderr
+
+
+@pytest.mark.amqp
+def test_a_broker_outage_logs_one_line_per_change_and_no_traceback(
+    broker: None, transports: Callable[..., AmqpTransport], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before: aio-pika and aiormq logged about three lines a second while the broker was away, the first with a
+    traceback. Now the transport says it lost the broker, and that it is back (after how long), and nothing else;
+    turns meanwhile fail at once as ConnectError."""
+    proxy = CutProxy()
+    try:
+        with start_server(sim=SimEngineConfig(fixed=True, fixed_ttft_ms=2, fixed_itl_ms=1)) as running:
+            transport = transports(f"{proxy.url}?queue={running.config.amqp_queue}", timeout_s=2, connect_timeout_s=2)
+            assert transport.send(ask(max_tokens=2)).text
+            caplog.clear()
+            caplog.set_level(logging.INFO)
+            proxy.cut()
+            failed = []
+            for _ in range(10):  # three reconnection attempts
+                started = time.perf_counter()
+                with pytest.raises(ConnectError):
+                    transport.send(ask(max_tokens=2))
+                failed.append(time.perf_counter() - started)
+                time.sleep(0.3)
+            proxy.restore()
+            assert wait_until(lambda: _succeeds(transport), 15)
+            records = list(caplog.records)
+    finally:
+        proxy.close()
+    assert max(failed) < 0.5  # at once, not at the timeout
+    lines = [(r.name, r.getMessage()) for r in records]
+    assert [name for name, _ in lines] == ["loadgen.transports.amqp_client"] * 2, lines
+    assert lines[0][1].startswith(f"AMQP: connection to the broker at 127.0.0.1:{proxy.port} lost (")
+    assert lines[1][1].startswith(f"AMQP: reconnected to the broker at 127.0.0.1:{proxy.port} after ")
+    assert not any(r.exc_info for r in records)
+
+
+def _succeeds(transport: AmqpTransport) -> bool:
+    try:
+        transport.send(ask(max_tokens=2))
+    except TransportError:
+        return False
+    return True

@@ -799,3 +799,73 @@ def test_many_greenlets_share_a_gevent_process(serve_subprocess: Callable[..., s
     # the 20 conversations ran side by side: about 3 turns' time (~0.7 s), not 60 turns' (~14 s)
     assert result["elapsed_s"] < 5, result
     assert result["max_own_lag_ms"] < 50, result
+
+
+# -- the whole turn within its timeout, the reply size limit, the session signal ----------------------------------
+
+
+def _dribble(gap_s: float) -> Handler:
+    def chat(request: chat_pb2.ChatRequest, context: grpc.ServicerContext) -> Iterator[chat_pb2.ChatChunk]:
+        while context.is_active():
+            yield chat_pb2.ChatChunk(text="x", tokens=1)
+            time.sleep(gap_s)
+
+    return chat
+
+
+def _silent_after_headers(request: chat_pb2.ChatRequest, context: grpc.ServicerContext) -> Iterator[Any]:
+    context.send_initial_metadata(())
+    while context.is_active():
+        time.sleep(0.02)
+    yield from ()
+
+
+@pytest.mark.parametrize("chat", [_dribble(0.3), _silent_after_headers], ids=["dribble", "headers-then-silence"])
+def test_the_turn_ends_at_its_timeout_whatever_the_server_does(
+    scripted: Callable[..., ScriptedServer], transports: Callable[..., Any], chat: Handler
+) -> None:
+    srv = scripted(chat)
+    started = time.perf_counter()
+    with pytest.raises(TurnTimeout) as info:
+        transports(f"grpc://127.0.0.1:{srv.port}").send(ask("hi"), timeout=1.0)
+    assert 1.0 - 0.005 <= time.perf_counter() - started < 1.5
+    assert info.value.reason.startswith("DEADLINE_EXCEEDED: turn exceeded its timeout (1s)")
+
+
+def test_a_reply_past_the_size_limit_is_a_protocol_error(
+    scripted: Callable[..., ScriptedServer], transports: Callable[..., Any]
+) -> None:
+    def many(request: chat_pb2.ChatRequest, context: grpc.ServicerContext) -> Iterator[chat_pb2.ChatChunk]:
+        for _ in range(100):
+            yield chat_pb2.ChatChunk(text="y" * 100, tokens=1)
+        yield chat_pb2.ChatChunk(finish_reason="stop")
+
+    def one_big(request: chat_pb2.ChatRequest, context: grpc.ServicerContext) -> chat_pb2.ChatResponse:
+        return chat_pb2.ChatResponse(text="z" * 5000, finish_reason="stop")
+
+    srv = scripted(many, one_big)
+    target = f"grpc://127.0.0.1:{srv.port}"
+    assert len(transports(target, max_reply_bytes=20_000).send(ask("hi")).text) == 10_000
+    with pytest.raises(ProtocolError, match=r"reply size limit of 2,000 bytes \(--max-reply-bytes\)"):
+        transports(target, max_reply_bytes=2000).send(ask("hi"))
+    with pytest.raises(ProtocolError, match="larger than the allowed maximum"):
+        transports(target, max_reply_bytes=2000).send(ask("hi", stream=False))
+
+
+def test_the_session_signal_is_read_from_the_initial_metadata(
+    scripted: Callable[..., ScriptedServer], transports: Callable[..., Any]
+) -> None:
+    def chat(request: chat_pb2.ChatRequest, context: grpc.ServicerContext) -> Iterator[chat_pb2.ChatChunk]:
+        if request.session_id == "new-one":
+            context.send_initial_metadata((("x-loadgen-session", "new"),))
+        yield chat_pb2.ChatChunk(text="ok", tokens=1)
+        yield chat_pb2.ChatChunk(finish_reason="stop")
+
+    def complete(request: chat_pb2.ChatRequest, context: grpc.ServicerContext) -> chat_pb2.ChatResponse:
+        context.send_initial_metadata((("x-loadgen-session", "new"),))
+        return chat_pb2.ChatResponse(text="ok", finish_reason="stop")
+
+    transport = transports(f"grpc://127.0.0.1:{scripted(chat, complete).port}")
+    assert transport.send(ask("hi", session_id="new-one")).session_new is True
+    assert transport.send(ask("hi", session_id="known")).session_new is False
+    assert transport.send(ask("hi", stream=False)).session_new is True

@@ -30,6 +30,7 @@ from loadgen.errors import (
 )
 from loadgen.transports import make_transport
 from loadgen.transports.base import TransportConfig
+from loadgen.transports.deadline import DeadlineBackend
 from loadgen.transports.rest import HTTPX_ERRORS, RestTransport, chat_url, map_httpx_error, shared_ssl_context
 from loadgen.types import ChatMessage, ChatRequest, Usage
 from tests.conftest import REPO_ROOT
@@ -386,7 +387,7 @@ def _timed_failure(t: RestTransport, timeout: float) -> tuple[TransportError, fl
 def test_server_that_never_answers_times_out(http_server: Any, rest: Callable[..., RestTransport]) -> None:
     err, elapsed = _timed_failure(rest(http_server.route(["hang"])), 0.5)
     assert isinstance(err, TurnTimeout)
-    assert err.reason == "timed out waiting for response headers"
+    assert err.reason == "turn exceeded its timeout (0.5s) before the reply"
     assert isinstance(err.__cause__, httpx.ReadTimeout)
     assert 0.5 - EARLY <= elapsed <= 0.5 + 0.3
 
@@ -394,8 +395,46 @@ def test_server_that_never_answers_times_out(http_server: Any, rest: Callable[..
 def test_server_that_goes_silent_mid_stream_times_out(http_server: Any, rest: Callable[..., RestTransport]) -> None:
     err, elapsed = _timed_failure(rest(http_server.route([head(), sse(delta("a")), "hang"])), 0.5)
     assert isinstance(err, TurnTimeout)
-    assert err.reason == "read timeout while streaming the reply"
+    assert err.reason == "turn exceeded its timeout (0.5s) while streaming the reply"
     assert elapsed <= 0.5 + 0.3
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        [0.8, head(), "hang"],  # headers late, then silence (httpx's read timeout restarted at the headers)
+        [0.8, head(), sse(delta("a")), "hang"],  # ... a token, then silence
+        [head(), 0.4, sse(delta("a")), 0.4, sse(delta("b")), "hang"],  # a slow dribble, then silence
+    ],
+    ids=["headers-then-silence", "headers-a-token-then-silence", "dribble-then-silence"],
+)
+def test_the_turn_ends_at_its_timeout_whatever_the_server_does(
+    http_server: Any, rest: Callable[..., RestTransport], script: list[Any]
+) -> None:
+    """The whole turn is bounded, not each wait: these ran to 0.8 s + a full second read timeout before."""
+    err, elapsed = _timed_failure(rest(http_server.route(script)), 1.0)
+    assert isinstance(err, TurnTimeout)
+    assert err.reason.startswith("turn exceeded its timeout (1s)")
+    assert 1.0 - EARLY <= elapsed < 1.0 + 0.5
+
+
+def test_a_connect_timeout_shorter_than_the_turn_keeps_its_own_reason(rest: Callable[..., RestTransport]) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectTimeout("timed out", request=request)
+
+    with pytest.raises(TurnTimeout) as info:
+        rest("http://127.0.0.1:9", transport=httpx.MockTransport(handler), connect_timeout_s=0.1).send(ask(), timeout=5)
+    assert info.value.reason == "connect timeout to 127.0.0.1:9"
+
+
+def test_the_client_reads_through_the_deadline_backend(rest: Callable[..., RestTransport]) -> None:
+    """httpx has no parameter for it: the pool is swapped, and this shows it really is (an httpx upgrade that moves
+    the pool fails here, not silently)."""
+    transport = rest("http://127.0.0.1:9")
+    mounted = transport._client._transport
+    assert isinstance(mounted, httpx.HTTPTransport)
+    backend = mounted._pool._network_backend
+    assert isinstance(backend, DeadlineBackend) and backend.deadline is transport._turn_deadline
 
 
 @pytest.mark.parametrize("drip", [": keep-alive\n", "d"], ids=["comment-lines", "bytes-without-newline"])
@@ -424,9 +463,10 @@ def test_connect_timeout_is_bounded_by_the_turn_timeout(rest: Callable[..., Rest
         return httpx.Response(200, json=json.loads(completion("x", 1)))
 
     seen: list[dict[str, float]] = []
-    rest("http://127.0.0.1:9", transport=httpx.MockTransport(handler), connect_timeout_s=10).send(ask(), timeout=3)
+    whole = ask(stream=False)
+    rest("http://127.0.0.1:9", transport=httpx.MockTransport(handler), connect_timeout_s=10).send(whole, timeout=3)
     assert seen == [{"connect": 3, "read": 3, "write": 3, "pool": 3}]
-    rest("http://127.0.0.1:9", transport=httpx.MockTransport(handler), connect_timeout_s=1.5).send(ask(), timeout=3)
+    rest("http://127.0.0.1:9", transport=httpx.MockTransport(handler), connect_timeout_s=1.5).send(whole, timeout=3)
     assert seen[1]["connect"] == 1.5
 
 
@@ -627,16 +667,58 @@ def test_error_while_reading_the_body_is_mapped_as_streaming(rest: Callable[...,
     assert isinstance(info.value.__cause__, httpx.ReadError)
 
 
+# -- the reply size limit ---------------------------------------------------------------------------------------
+
+
+def test_a_ten_megabyte_line_is_a_protocol_error_at_the_default_limit(
+    http_server: Any, rest: Callable[..., RestTransport]
+) -> None:
+    """It counted as a success (and went back as history: 418 MB of RSS with 3 users)."""
+    line = b"data: " + b"x" * (10 * 1024 * 1024)
+    target = http_server.route([head(), *(piece(line[i : i + 65536]) for i in range(0, len(line), 65536)), "hang"])
+    err, elapsed = _timed_failure(rest(target), 30)
+    assert isinstance(err, ProtocolError)
+    assert err.reason == "the reply ran past the reply size limit of 4,194,304 bytes (--max-reply-bytes)"
+    assert elapsed < 10  # at the limit, not at the turn timeout
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["streamed", "whole"])
+def test_the_limit_counts_the_bytes_of_the_reply(
+    http_server: Any, rest: Callable[..., RestTransport], stream: bool
+) -> None:
+    steps = normal_stream(["word "] * 40) if stream else [whole(200, completion("word " * 40, 40))]
+    size = sum(len(s) for s in steps if isinstance(s, bytes))
+    target = http_server.route(steps)
+    assert rest(target, max_reply_bytes=size).send(ask(stream=stream), timeout=5).text == "word " * 40
+    with pytest.raises(ProtocolError, match="reply size limit of 200 bytes"):
+        rest(target, max_reply_bytes=200).send(ask(stream=stream), timeout=5)
+
+
 # -- the reply's content type decides how it is read ----------------------------------------------------------
 
 
-def test_json_reply_to_a_streaming_request_is_read_whole(rest: Callable[..., RestTransport]) -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, json=json.loads(completion("not streamed", 2)))
+def test_json_reply_to_a_streaming_request_is_a_protocol_error(
+    http_server: Any, rest: Callable[..., RestTransport]
+) -> None:
+    """Read whole, it counted as a success whose TTFT was the whole reply's time."""
+    target = http_server.route([head(content_type="application/json"), piece(completion("not streamed", 2)), END])
+    with pytest.raises(ProtocolError) as info:
+        rest(target).send(ask(stream=True), timeout=5)
+    assert info.value.reason == (
+        "asked for a stream (text/event-stream) but the server sent a whole reply (application/json); "
+        "its time to first token would be the whole reply's"
+    )
 
-    reply = rest("http://127.0.0.1:1", transport=httpx.MockTransport(handler)).send(ask(stream=True), timeout=5)
+
+def test_json_reply_to_a_streaming_request_is_accepted_and_flagged_when_allowed(
+    http_server: Any, rest: Callable[..., RestTransport]
+) -> None:
+    target = http_server.route([head(content_type="application/json"), piece(completion("not streamed", 2)), END])
+    reply = rest(target, accept_unstreamed=True).send(ask(stream=True), timeout=5)
     assert reply.text == "not streamed"
     assert reply.chunk_tokens == [2.0]
+    assert reply.status == "unstreamed"
+    assert rest(target).send(ask(stream=False), timeout=5).status == "ok"  # asked whole: nothing to flag
 
 
 def test_without_content_type_the_request_mode_decides(rest: Callable[..., RestTransport]) -> None:

@@ -100,7 +100,7 @@ def test_broker_address_helpers() -> None:
     assert broker_where("amqps://u:p@h/") == "h:5671"
     assert broker_where("amqp://[::1]:1234/v") == "[::1]:1234"
     assert broker_user("amqp://ad%40a:p@h/") == "ad@a" and broker_user("amqp://h/") == "guest"
-    assert with_reconnect_interval("amqp://h/?x=1") == "amqp://h/?x=1&reconnect_interval=1"
+    assert with_reconnect_interval("amqp://h/?x=1") == "amqp://h/?x=1&reconnect_interval=0.5"
     assert with_reconnect_interval("amqp://h/?reconnect_interval=7") == "amqp://h/?reconnect_interval=7"
 
 

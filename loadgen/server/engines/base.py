@@ -57,6 +57,9 @@ class Tokenizer(abc.ABC):
 
 class Engine(abc.ABC):
     name: str = "engine"
+    #: The step costs are multiplied by this (the ``slow Nx`` fault sets it, from the server's event loop; an
+    #: engine that models or sleeps its steps reads it each step).
+    slow_factor: float = 1.0
 
     @property
     @abc.abstractmethod

@@ -12,6 +12,9 @@ time per token grows with the batch and the queue grows past saturation, like a 
 the front received it (``GenerationRequest.received_at``; admission when not given) and then one token
 every ``fixed_itl_ms``, each against an absolute deadline
 (``t0 + ttft + i * itl``), so sleep overshoot never accumulates: exact timing for measurement tests.
+
+A ``slow Nx`` fault (``Engine.slow_factor``) multiplies every step's cost, and in fixed mode the time to first
+token of a request admitted meanwhile and every interval that starts meanwhile.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from loadgen.server.engines.base import (
     TokenChunk,
     Tokenizer,
 )
+from loadgen.server.responder import STOCK_TEXT
 from loadgen.server.timer import PreciseSleeper
 from loadgen.server.tokens import WordTokenizer
 
@@ -41,18 +45,17 @@ logger = logging.getLogger(__name__)
 CATCH_UP_S = 0.005
 
 
-_CHUNKS: dict[str, TokenChunk] = {}
-_CHUNK_CACHE_LIMIT = 50_000
+#: One shared chunk per token of the responder's stock text (its filler and its fixed phrases): replies are mostly
+#: those, so most tokens are hits. Made once and never added to: a cache that also kept every token of the quoted
+#: facts (a new name, code or date per conversation) grew for as long as the server ran (~0.15 MB/min in a soak).
+_CHUNKS: dict[str, TokenChunk] = {
+    text: TokenChunk(text) for token in WordTokenizer().split(STOCK_TEXT) for text in (token, token.rstrip())
+}
 
 
 def token_chunk(text: str) -> TokenChunk:
-    """The (immutable, shared) chunk for one token: replies are mostly filler words, so most are cache hits."""
-    chunk = _CHUNKS.get(text)
-    if chunk is None:
-        chunk = TokenChunk(text)
-        if len(_CHUNKS) < _CHUNK_CACHE_LIMIT:
-            _CHUNKS[text] = chunk
-    return chunk
+    """The (immutable) chunk for one token: the shared one of a stock token, else a new one."""
+    return _CHUNKS.get(text) or TokenChunk(text)
 
 
 class _Sequence:
@@ -116,14 +119,15 @@ class _BatchStream:
 
 
 class _FixedStream:
-    """``fixed`` mode: token ``i`` at ``t0 + ttft + i * itl`` (monotonic clock), whatever the others do."""
+    """``fixed`` mode: token ``i`` at ``t0 + ttft + i * itl`` (monotonic clock), whatever the others do; with a
+    ``slow`` fault in force, each interval (and a time to first token that starts then) is that many times longer."""
 
-    __slots__ = ("_closed", "_engine", "_i", "_itl", "_t_first", "_tokens")
+    __slots__ = ("_closed", "_deadline", "_engine", "_i", "_itl", "_tokens")
 
     def __init__(self, engine: SimEngine, tokens: list[str], t0: float, ttft_s: float, itl_s: float) -> None:
         self._engine = engine
         self._tokens = tokens
-        self._t_first = t0 + ttft_s
+        self._deadline = t0 + ttft_s * engine.slow_factor  # of the next token
         self._itl = itl_s
         self._i = 0
         self._closed = False
@@ -139,7 +143,7 @@ class _FixedStream:
         if engine._stopped:
             self._close()
             raise EngineRequestError("the engine stopped")
-        deadline = self._t_first + self._i * self._itl
+        deadline = self._deadline
         if deadline > time.monotonic():
             try:
                 await engine._sleep_until(deadline)
@@ -153,6 +157,7 @@ class _FixedStream:
                 raise StopAsyncIteration
         chunk = token_chunk(self._tokens[self._i])
         self._i += 1
+        self._deadline = deadline + self._itl * engine.slow_factor
         engine.tokens_out += 1
         return chunk
 
@@ -274,6 +279,7 @@ class SimEngine(Engine):
     # -- the step loop -------------------------------------------------------------------------------------------
 
     async def _step_loop(self) -> None:
+        # long on purpose: join, model, sleep and emit of one step, inlined (it runs once per decoded token)
         assert self._wakeup is not None
         wakeup = self._wakeup
         c = self.config
@@ -297,6 +303,7 @@ class SimEngine(Engine):
                 if batch == 0:
                     continue
                 step_us = c.step_base_us + c.step_per_seq_us * batch + c.prefill_us_per_token * prefill_tokens
+                step_us *= self.slow_factor  # 1.0 unless a slow fault is in force
                 # absolute deadlines: a late wake-up (timer granularity is ~1 ms) shortens the next sleep
                 # instead of adding up, unless the loop fell far behind (then the schedule restarts from now)
                 step_s = step_us / 1e6

@@ -28,6 +28,8 @@ from loadgen.server.engines.base import (
     Tokenizer,
 )
 from loadgen.server.engines.torch_engine import TorchEngine
+from loadgen.server.service import failure_of
+from loadgen.wire.status import Failure
 
 pytestmark = pytest.mark.torch
 TINY = TorchEngineConfig(model="tiny", device="cpu")
@@ -246,10 +248,11 @@ def test_stop_ends_pending_requests_with_an_error() -> None:
         queued = engine.generate(request("y"))
         await anext(aiter(running))
         await engine.stop()
-        with pytest.raises(EngineOverloaded, match="stopped"):
-            await collect(queued)
-        with pytest.raises(EngineOverloaded, match="stopped"):
-            await collect(running)
+        # mid-reply (or before its first chunk, once admitted): the status table's ENGINE_STOPPED, not Overloaded
+        for stream in (queued, running):
+            with pytest.raises(EngineRequestError, match="the engine stopped") as caught:
+                await collect(stream)
+            assert failure_of(caught.value) is Failure.ENGINE_STOPPED
         with pytest.raises(EngineOverloaded, match="stopping"):
             engine.generate(request("z"))
 
@@ -296,3 +299,22 @@ def test_bad_settings_are_config_errors() -> None:
         TorchEngine(replace(TINY, max_batch=0))
     with pytest.raises(RuntimeError, match="start"):
         TorchEngine(TINY).generate(request())
+
+
+def test_slow_factor_stretches_each_step() -> None:
+    """The slow fault: the worker sleeps after each step for (N - 1) times what the step took, a sleep's overshoot
+    taken off the next ones."""
+
+    async def body(engine: TorchEngine) -> None:
+        async def span(factor: float) -> float:
+            engine.slow_factor = factor
+            first, last, _ = await timed(engine, request(" w" * 40, max_tokens=40))
+            return last - first
+
+        await span(1.0)  # warm up
+        normal = min([await span(1.0) for _ in range(2)])
+        slowed = min([await span(3.0) for _ in range(2)])
+        # a step after a sleep runs colder (its own time grows, and the sleep with it): 3x reads 2.7-5.5x here
+        assert 2.2 <= slowed / normal <= 7.0, (normal, slowed)
+
+    with_engine(TINY, body)

@@ -11,6 +11,9 @@ token); the prompt is cut from the left to fit the model's positions. Token 1 co
 later token from one decode step that feeds the one before it (as a real server does), so a reply of ``n``
 tokens costs one prefill and ``n - 1`` decode steps.
 
+A ``slow Nx`` fault (``Engine.slow_factor`` above 1) makes the worker sleep after each step for N - 1 times what
+the step took (a sleep's overshoot taken off the next), before handing its chunks over.
+
 Threads. The model runs in one dedicated worker thread, under ``torch.inference_mode()``, so the asyncio
 loop is never blocked; after each step the worker hands the step's chunks back to the loop with one
 ``loop.call_soon_threadsafe``. bf16 on CUDA, fp32 on CPU. On CPU the engine gives PyTorch half the cores
@@ -37,7 +40,6 @@ from loadgen.errors import ConfigError
 from loadgen.server.config import TorchEngineConfig
 from loadgen.server.engines.base import (
     Engine,
-    EngineOverloaded,
     EngineRequestError,
     GenerationRequest,
     TokenChunk,
@@ -84,6 +86,7 @@ class TorchEngine(Engine):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._running: list[Sequence] = []  # worker-owned; index = KV cache slot
+        self._slow_debt_s = 0.0  # worker-owned: sleep still owed to a slow fault (negative: overslept)
         self._figures: dict[str, float] = {  # written by the worker only
             "steps": 0,
             "decode_steps": 0,
@@ -117,7 +120,7 @@ class TorchEngine(Engine):
 
     async def stop(self) -> None:
         for seq in self.scheduler.stop():
-            self._deliver([(seq, EngineOverloaded("engine stopped"))])
+            self._deliver([(seq, EngineRequestError("the engine stopped"))])
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join)
             self._thread = None
@@ -218,7 +221,7 @@ class TorchEngine(Engine):
             log.exception("torch engine: the worker thread died")
         finally:
             failed = self._running + self.scheduler.stop()
-            self._deliver([(seq, EngineOverloaded("engine stopped")) for seq in failed])
+            self._deliver([(seq, EngineRequestError("the engine stopped")) for seq in failed])
             for seq in self._running:
                 self.scheduler.release(seq)
             self._running = []
@@ -253,7 +256,18 @@ class TorchEngine(Engine):
                 fig["decode_steps"] += 1
                 fig["last_batch"] = len(decoding)
                 fig["max_batch_seen"] = max(fig["max_batch_seen"], len(decoding))
+            if self.slow_factor > 1.0:  # a slow fault: the step takes that many times as long
+                self._slow_down(t2 - t0)
             self._deliver(out)  # last: a consumer that saw its stream end sees the slot free and the step counted
+
+    def _slow_down(self, step_s: float) -> None:
+        """Sleep (slow_factor - 1) x the step; a sleep's overshoot is taken off the next ones, so that over a reply
+        the steps take slow_factor times as long, however coarse the sleeps."""
+        self._slow_debt_s += (self.slow_factor - 1.0) * step_s
+        if self._slow_debt_s > 0:
+            started = time.perf_counter()
+            time.sleep(self._slow_debt_s)
+            self._slow_debt_s -= time.perf_counter() - started
 
     def _emit(self, seq: Sequence, out: list[tuple[Sequence, object]]) -> None:
         out.append((seq, seq.chunks[seq.n_out]))
