@@ -100,6 +100,7 @@ class RoundRun:
     beside: Beside | None = None
     kept: bool = True
     why_left_out: str | None = None
+    figures: dict[str, Any] | None = field(default=None, repr=False)  # its figures, once taken (transports_stats)
 
     def hist(self, metric: Metric) -> TrackedHistogram | None:
         found = self.batch.histograms.get(SeriesKey(self.transport, ALL, 0, metric))

@@ -227,6 +227,7 @@ def run_one(plan: Plan, arm: Arm, round_no: int, server: EmbeddedServer | None) 
 def run_rounds(plan: Plan) -> list[RunRecord]:
     """Every arm ``plan.repeats`` times in interleaved order; ``rounds.json`` rewritten after each run."""
     order = interleaved_order([a.label for a in plan.arms], plan.repeats)
+    plan.out_dir.mkdir(parents=True, exist_ok=True)
     by_label = {a.label: a for a in plan.arms}
     need_server = any(a.target is None for a in plan.arms)
     shared = start_server(plan, plan.arms) if need_server and not plan.server_per_run else None

@@ -76,14 +76,24 @@ _QUANTILES: tuple[tuple[str, Metric, float], ...] = (
 
 
 def in_ms(hist: TrackedHistogram) -> Distribution:
-    """A microsecond histogram's recorded values, in milliseconds."""
+    """A microsecond histogram's recorded values (each bucket's highest equivalent value, as its quantiles are
+    read), in milliseconds. The counters are read as one list, not through hdrhistogram's iterator (~50x slower)."""
+    hdr = hist.hist
     return Distribution.of(
-        (v.value_iterated_to / 1000.0, v.count_at_value_iterated_to) for v in hist.hist.get_recorded_iterator()
+        (hdr.get_highest_equivalent_value(hdr.get_value_from_index(i)) / 1000.0, n)
+        for i, n in enumerate(list(hdr.counts))
+        if n
     )
 
 
 def round_figures(run: RoundRun) -> dict[str, RoundFigure]:
-    """Every figure the run has, over its measured window."""
+    """Every figure the run has, over its measured window (taken once per run, then kept on it)."""
+    if run.figures is None:
+        run.figures = _figures(run)
+    return run.figures
+
+
+def _figures(run: RoundRun) -> dict[str, RoundFigure]:
     out: dict[str, RoundFigure] = {}
     dists = {m: in_ms(h) for m in (Metric.E2E, Metric.TTFT, Metric.ITL) if (h := run.hist(m)) is not None}
     for key, metric, q in _QUANTILES:
