@@ -42,7 +42,7 @@ class Judging:
     resamples: int = RESAMPLES
 
 
-def _round_run(arm: str, transport: str, round_no: int, data: RunData, beside: Beside | None, how: Judging) -> RoundRun:
+def round_run(arm: str, transport: str, round_no: int, data: RunData, beside: Beside | None, how: Judging) -> RoundRun:
     window, batch = measured(data, transport, how.warmup_s or 0.0)
     run = RoundRun(arm, transport, round_no, data, window, batch, beside)
     return judge(run, lag_limit_ms=how.lag_limit_ms, keep_lagging=how.keep_lagging)
@@ -61,7 +61,7 @@ def compare(title: str, arms: Sequence[tuple[str, str]], runs: Sequence[RoundRun
         keep_lagging_rounds=how.keep_lagging,
         resamples=how.resamples,
     )
-    comparison.notes.extend(notes(runs, how))
+    comparison.notes.extend(notes(arms, runs))
     return comparison
 
 
@@ -74,7 +74,7 @@ def from_folders(folders: Sequence[Path], title: str, how: Judging) -> Compariso
             if (transport, transport) not in arms:
                 arms.append((transport, transport))
             round_no = 1 + sum(1 for r in runs if r.arm == transport)
-            runs.append(_round_run(transport, transport, round_no, data, None, how))
+            runs.append(round_run(transport, transport, round_no, data, None, how))
     return compare(title, arms, runs, how)
 
 
@@ -99,14 +99,17 @@ def from_rounds_file(out_dir: Path, title: str, how: Judging) -> Comparison:
             missing.append(f"round {entry['round']}, {entry['arm']}: no run folder {folder} (see {entry.get('log')})")
             continue
         beside = Beside.from_json(entry)
-        runs.append(_round_run(entry["arm"], entry["transport"], int(entry["round"]), load_run(folder), beside, how))
+        runs.append(round_run(entry["arm"], entry["transport"], int(entry["round"]), load_run(folder), beside, how))
     comparison = compare(title, arms, runs, how)
     comparison.meta.update(repeats=saved.get("repeats"), order=saved.get("order"), users=saved.get("users"))
     comparison.notes[:0] = [f"MISSING {m}" for m in missing]
     return comparison
 
 
-def notes(runs: Sequence[RoundRun], how: Judging) -> list[str]:
+_LAG_WARNING = "load generator lag p99 is"
+
+
+def notes(arms: Sequence[tuple[str, str]], runs: Sequence[RoundRun]) -> list[str]:
     out = []
     seen: set[str] = set()
     for run in runs:
@@ -123,7 +126,12 @@ def notes(runs: Sequence[RoundRun], how: Judging) -> list[str]:
         if not run.kept:
             hint = " (--keep-lagging-rounds keeps it)" if "lag" in (run.why_left_out or "") else ""
             out.append(f"{run.arm} round {run.round} left out: {run.why_left_out}{hint}")
-        out.extend(f"{run.arm} round {run.round}: WARNING {w}" for w in run.data.summary.get("warnings", []))
+        warnings = run.data.summary.get("warnings", [])
+        # the generator's lag is judged per round (the rounds table shows it): its run-level warning is left out
+        out.extend(f"{run.arm} round {run.round}: WARNING {w}" for w in warnings if not w.startswith(_LAG_WARNING))
+    empty = [label for label, _ in arms if not any(r.kept for r in runs if r.arm == label)]
+    if empty:
+        out.insert(0, f"NOTHING TO JUDGE for {', '.join(empty)}: no run was kept (see below and the rounds table)")
     return out
 
 
@@ -159,4 +167,14 @@ def apply_sweep(comparison: Comparison, sweep: dict[str, float | None], page: Pa
         comparison.meta["sweep_page"] = str(page)
 
 
-__all__ = ["SWEEP_FILE", "Judging", "apply_sweep", "compare", "from_folders", "from_rounds_file", "notes", "read_sweep"]
+__all__ = [
+    "SWEEP_FILE",
+    "Judging",
+    "apply_sweep",
+    "compare",
+    "from_folders",
+    "from_rounds_file",
+    "notes",
+    "read_sweep",
+    "round_run",
+]

@@ -27,15 +27,29 @@ from loadgen.report.transports import (
     ROUND_COLUMNS,
     TIME,
     Comparison,
-    cell_ci,
+    cell,
     method_note,
     verdict_lines,
 )
 from loadgen.report.transports_stats import ArmResult
 
+_CI_STYLE = "color:#666;font-size:0.85em;white-space:nowrap"
+
+
+def _cell(key: str, row: dict[str, Any]) -> str:
+    """A figure, its 95% interval on a line of its own below it (the tables stay narrow enough for 1,400 px)."""
+    text = cell(key, row.get(key))
+    low, high = row.get(f"{key}_ci_low"), row.get(f"{key}_ci_high")
+    if low is None or high is None or row.get(key) is None:
+        return esc(text)
+    sep = " to " if float(low) < 0 else "-"
+    return (
+        f'{esc(text)}<br><span class="ci" style="{_CI_STYLE}">{esc(cell(key, low))}{sep}{esc(cell(key, high))}</span>'
+    )
+
 
 def _table(table_id: str, columns: Sequence[tuple[str, str]], rows: Sequence[dict[str, Any]], left: int = 1) -> str:
-    cells = [("", [esc(cell_ci(k, r)) for k, _ in columns]) for r in rows]
+    cells = [("", [_cell(k, r) for k, _ in columns]) for r in rows]
     return table(table_id, [t for _, t in columns], cells, left=left)
 
 
@@ -53,7 +67,7 @@ def _error_bars(rows: Sequence[dict[str, Any]], key: str) -> dict[str, Any]:
 
 
 def _bars(rows: Sequence[dict[str, Any]]) -> go.Figure | None:
-    if not rows:
+    if not any(r.get("e2e_avg_ms") is not None or r.get("ttft_p50_ms") is not None for r in rows):
         return None
     names = [r["transport"] for r in rows]
     traces = [
@@ -117,11 +131,17 @@ def _distribution(arms: Sequence[ArmResult], metric: Metric) -> go.Figure | None
     return plots.distribution_figure(plots.METRIC_TITLES[metric], [(a.arm, _merged(a, metric)) for a in arms])
 
 
-def _over_time(arm: ArmResult) -> go.Figure | None:
+def _over_time(arm: ArmResult, warmup_s: float) -> go.Figure | None:
+    """Latency over time of the arm's first kept round, its warm-up shaded."""
     if not arm.kept:
         return None
-    data = arm.kept[0].data
-    return plots_time.latency_over_time(data, build_timeline(data), [arm.transport])
+    run = arm.kept[0]
+    fig = plots_time.latency_over_time(run.data, build_timeline(run.data), [arm.transport])
+    if fig is not None:
+        fig.layout.title.text = f"{arm.arm}, round {run.round}: latency over time"
+        if warmup_s > 0:
+            fig.add_vrect(x0=0, x1=warmup_s, fillcolor="#888", opacity=0.12, line_width=0, name="warm-up")
+    return fig
 
 
 def _grid(items: Sequence[str]) -> str:
@@ -139,7 +159,9 @@ def _sweep_link(comparison: Comparison, out_dir: Path | None) -> list[str]:
 def to_html(comparison: Comparison, out_dir: Path | None = None) -> str:
     rows = comparison.rows
     body = [f"<h1>{esc(comparison.title)}</h1>"]
-    body.extend(f"<p>{esc(n)}</p>" for n in comparison.notes)
+    for note in comparison.notes:
+        alarm = note.startswith(("NOTHING TO JUDGE", "MISSING"))
+        body.append(f'<div class="status bad">{esc(note)}</div>' if alarm else f"<p>{esc(note)}</p>")
     body.append(f"<p>{esc(method_note(comparison))}</p>")
     body.append("<h2>Per transport</h2>")
     body.append(_table("headline-table", HEADLINE, rows))
@@ -173,7 +195,16 @@ def to_html(comparison: Comparison, out_dir: Path | None = None) -> str:
         )
     )
     body.append(
-        _grid([figure_div(_over_time(a), f"cmp-time-{a.arm}", f"{a.arm}: no interval data") for a in comparison.arms])
+        _grid(
+            [
+                figure_div(
+                    _over_time(a, float(comparison.meta.get("warmup_s") or 0.0)),
+                    f"cmp-time-{a.arm}",
+                    f"{a.arm}: no interval data",
+                )
+                for a in comparison.arms
+            ]
+        )
     )
     body.append("<h2>Rounds</h2>")
     body.append(_table("rounds-table", ROUND_COLUMNS, comparison.round_rows(), left=4))
