@@ -29,7 +29,9 @@ import os
 import re
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from loadgen.errors import ConfigError
 from loadgen.metrics.rundir import check_run_id, new_run_id
@@ -48,7 +50,17 @@ DEFAULT_WARMUP_S = 5.0
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    add = parser.add_argument
+    _run_options(parser.add_argument)
+    _judging_options(parser.add_argument)
+    parser.add_argument(
+        "locust_args",
+        nargs=argparse.REMAINDER,
+        help="after --: more arguments for every Locust run, e.g. -- --seed 1 --history server",
+    )
+
+
+def _run_options(add: Callable[..., Any]) -> None:
+    """What runs: the arms, the load, the rounds, the backend."""
     add(
         "--transports",
         default="rest,grpc,amqp",
@@ -69,7 +81,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add(
         "--warmup",
         metavar="DURATION",
-        help="left out of each run's figures (default 5s, or a fifth of -t when shorter; with --runs: none)",
+        help="left out of each run's figures (default 5s, or a fifth of -t when shorter; with --runs: the "
+        "comparison's own, none for run folders)",
     )
     add("--id", dest="comparison_id", help="comparison id: runs are <id>[-r<round>]-<arm> (default: time stamp)")
     add("--reports-dir", default="reports", help="where run folders go (default reports)")
@@ -93,6 +106,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=None,
         help=f"broker of the reference server's AMQP front (default: ${AMQP_URL_ENV} or {LOCAL_AMQP_URL})",
     )
+
+
+def _judging_options(add: Callable[..., Any]) -> None:
+    """What is measured beside the runs, which runs count, and what else the table shows."""
     add(
         "--no-floor",
         dest="floor",
@@ -112,8 +129,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="tabulate instead of running: a comparison's folder (its rounds.json), or comma-separated "
         "finished run folders (one transport given twice: two rounds)",
     )
-    add("locust_args", nargs=argparse.REMAINDER,
-        help="after --: more arguments for every Locust run, e.g. -- --seed 1 --history server")  # fmt: skip
 
 
 _TIMESPAN = re.compile(r"^((?P<h>\d+)h)?((?P<m>\d+)m)?((?P<s>\d+)s)?$")

@@ -37,7 +37,7 @@ from loadgen.report.files import write_text
 from loadgen.report.transports_probe import CpuSampler, finish_floor, start_floor
 from loadgen.report.transports_rounds import Beside
 from loadgen.server.launcher import SERVED_TRANSPORTS, EmbeddedServer, start_embedded_server
-from loadgen.transports import check_name
+from loadgen.transports import check_name, redact_url
 
 ROUNDS_FILE = "rounds.json"
 #: Server start (a torch engine builds its model) + Locust's start and stop, on top of a run's own length.
@@ -184,7 +184,7 @@ class RunRecord:
             "round": self.round,
             "arm": self.arm.label,
             "transport": self.arm.transport,
-            "target": self.arm.target,
+            "target": redact_url(self.arm.target) if self.arm.target else None,
             "run_id": self.run_id,
             "run_dir": self.run_dir.name,
             "exit_code": self.rc,
@@ -199,7 +199,8 @@ def run_one(plan: Plan, arm: Arm, round_no: int, server: EmbeddedServer | None) 
     host = arm.target or (server.urls[arm.transport] if server is not None else "")
     cmd = locust_command(plan, arm, run_id, host)
     log = plan.out_dir / (f"{arm.label}.log" if plan.repeats == 1 else f"r{round_no}-{arm.label}.log")
-    sys.stdout.write(f"== round {round_no}, {arm.label}: {shlex.join(cmd[1:])}\n")
+    shown = [redact_url(a) if "://" in a else a for a in cmd[1:]]
+    sys.stdout.write(f"== round {round_no}, {arm.label}: {shlex.join(shown)}\n")
     sys.stdout.flush()
     beside = Beside()
     measured_s = plan.run_s - plan.warmup_s - LOCUST_START_S
@@ -253,13 +254,16 @@ def write_rounds(plan: Plan, order: list[list[str]], records: Sequence[RunRecord
     data = {
         "schema_version": 1,
         "id": plan.comparison_id,
-        "arms": [{"arm": a.label, "transport": a.transport, "target": a.target} for a in plan.arms],
+        "arms": [
+            {"arm": a.label, "transport": a.transport, "target": redact_url(a.target) if a.target else None}
+            for a in plan.arms
+        ],
         "order": order,
         "repeats": plan.repeats,
         "warmup_s": plan.warmup_s,
         "users": plan.users,
         "run_time": plan.run_time,
-        "server_args": plan.server_args,
+        "server_args": [redact_url(a) if "://" in a else a for a in plan.server_args],
         "runs": [r.to_json() for r in records],
     }
     write_text(plan.out_dir / ROUNDS_FILE, json.dumps(data, indent=1) + "\n")

@@ -186,3 +186,14 @@ def test_the_floor_and_the_server_count_never_fail_a_comparison(tmp_path: Path) 
     out = '{"transport": "rest", "ttft_ms": [1.5, 2.5], "failures": 1}'
     finish_floor(subprocess.Popen(["echo", out], stdout=subprocess.PIPE, text=True), beside, 5.0)
     assert (beside.floor_ms, beside.floor_failures) == ([1.5, 2.5], 1)
+
+
+def test_no_password_reaches_the_rounds_file(tmp_path: Path) -> None:
+    secret = "amqp://u:secret@b:5672/"
+    plan = _plan("--transports", "rest,q=amqp", "--target", f"q={secret}?queue=x",
+                 "--embedded-server-args", f"--amqp-url {secret}", "--reports-dir", str(tmp_path))  # fmt: skip
+    plan.out_dir.mkdir(parents=True)
+    record = transports_runner.RunRecord(1, plan.arms[1], "id", tmp_path / "id", 0, tmp_path / "log", Beside())
+    transports_runner.write_rounds(plan, [["rest", "q"]], [record])
+    saved = (plan.out_dir / "rounds.json").read_text()
+    assert "secret" not in saved and "amqp://u:***@b:5672/" in saved
