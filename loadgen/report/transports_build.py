@@ -103,6 +103,10 @@ def from_rounds_file(out_dir: Path, title: str, how: Judging) -> Comparison:
     comparison = compare(title, arms, runs, how)
     comparison.meta.update(repeats=saved.get("repeats"), order=saved.get("order"), users=saved.get("users"))
     comparison.notes[:0] = [f"MISSING {m}" for m in missing]
+    if saved.get("interrupted"):
+        comparison.notes.insert(
+            0, f"INTERRUPTED: {len(entries)} of {len(arms) * int(saved.get('repeats') or 1)} runs ran"
+        )
     return comparison
 
 

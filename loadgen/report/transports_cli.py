@@ -19,7 +19,8 @@ is marked and left out of the figures and verdicts unless ``--keep-lagging-round
 transport's highest load within the SLO from a sweep's ``sweep.json``.
 
 Exit codes: 0 every run produced its folder (failed turns show in the table), 3 a run broke a threshold
-(``--threshold`` passed through to Locust after ``--``), 2 a run produced no folder or bad input.
+(``--threshold`` passed through to Locust after ``--``), 2 a run produced no folder or bad input, 130 interrupted
+(Ctrl-C: the run under way writes its folder, and the tables show what ran).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from loadgen.report.transports_runner import ROUNDS_FILE, Plan, RunRecord, parse
 from loadgen.server.config import LOCAL_AMQP_URL
 from loadgen.server.main import AMQP_URL_ENV
 
+EXIT_INTERRUPTED = 130
 #: The warm-up when none is given: this, or a fifth of the run when that is shorter.
 DEFAULT_WARMUP_S = 5.0
 
@@ -190,6 +192,8 @@ def build_plan(args: argparse.Namespace, comparison_id: str) -> Plan:
 
 
 def _exit_code(records: list[RunRecord]) -> int:
+    if any(r.interrupted for r in records):
+        return EXIT_INTERRUPTED
     code = 0
     for r in records:
         if not (r.run_dir / "summary.json").exists():

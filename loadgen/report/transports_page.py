@@ -160,7 +160,7 @@ def to_html(comparison: Comparison, out_dir: Path | None = None) -> str:
     rows = comparison.rows
     body = [f"<h1>{esc(comparison.title)}</h1>"]
     for note in comparison.notes:
-        alarm = note.startswith(("NOTHING TO JUDGE", "MISSING"))
+        alarm = note.startswith(("NOTHING TO JUDGE", "MISSING", "INTERRUPTED"))
         body.append(f'<div class="status bad">{esc(note)}</div>' if alarm else f"<p>{esc(note)}</p>")
     body.append(f"<p>{esc(method_note(comparison))}</p>")
     body.append("<h2>Per transport</h2>")

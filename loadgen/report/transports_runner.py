@@ -46,6 +46,8 @@ STARTUP_MARGIN_S = 180.0
 LOCUST_START_S = 3.0
 #: Interval snapshots are at most this long (and at least 1 s; a fifth of the warm-up): the warm-up cut's grain.
 MAX_INTERVAL_S = 5.0
+#: How long an interrupted run gets to write its folder before it is stopped.
+STOP_GRACE_S = 30.0
 #: How long the floor may take past its window before it is given up.
 FLOOR_GRACE_S = 20.0
 
@@ -178,6 +180,7 @@ class RunRecord:
     rc: int
     log: Path
     beside: Beside
+    interrupted: bool = False  # Ctrl-C during this run: the comparison stops after it
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -189,6 +192,7 @@ class RunRecord:
             "run_dir": self.run_dir.name,
             "exit_code": self.rc,
             "log": self.log.name,
+            "interrupted": self.interrupted,
             **self.beside.to_json(),
         }
 
@@ -215,14 +219,28 @@ def run_one(plan: Plan, arm: Arm, round_no: int, server: EmbeddedServer | None) 
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
         server_pid = server.proc.pid if server is not None and arm.target is None else None
         with CpuSampler(proc.pid, server_pid, stats) as sampler:
-            try:
-                rc = proc.wait(timeout=plan.run_s + STARTUP_MARGIN_S)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                rc = proc.wait()
+            rc, interrupted = _wait(proc, plan.run_s + STARTUP_MARGIN_S)
         beside.samples = sampler.samples
     finish_floor(floor, beside, timeout_s=FLOOR_GRACE_S)
-    return RunRecord(round_no, arm, run_id, plan.reports_dir / run_id, rc, log, beside)
+    return RunRecord(round_no, arm, run_id, plan.reports_dir / run_id, rc, log, beside, interrupted)
+
+
+def _wait(proc: subprocess.Popen[bytes], timeout_s: float) -> tuple[int, bool]:
+    """The run's exit code, and whether Ctrl-C came meanwhile. A Ctrl-C at a terminal reaches Locust too, which
+    stops and writes its folder: it gets :data:`STOP_GRACE_S` for that, then SIGTERM, then SIGKILL."""
+    try:
+        return proc.wait(timeout=timeout_s), False
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait(), False
+    except KeyboardInterrupt:
+        sys.stdout.write("   interrupted: waiting for the run to write its folder (Ctrl-C again to give up)\n")
+        for stop in (proc.terminate, proc.kill):
+            try:
+                return proc.wait(timeout=STOP_GRACE_S), True
+            except subprocess.TimeoutExpired:
+                stop()
+        return proc.wait(), True
 
 
 def run_rounds(plan: Plan) -> list[RunRecord]:
@@ -244,6 +262,8 @@ def run_rounds(plan: Plan) -> list[RunRecord]:
                     if own is not None:
                         own.stop()
                 write_rounds(plan, order, records)
+                if records[-1].interrupted:
+                    return records
     finally:
         if shared is not None:
             shared.stop()
@@ -264,6 +284,7 @@ def write_rounds(plan: Plan, order: list[list[str]], records: Sequence[RunRecord
         "users": plan.users,
         "run_time": plan.run_time,
         "server_args": [redact_url(a) if "://" in a else a for a in plan.server_args],
+        "interrupted": any(r.interrupted for r in records),
         "runs": [r.to_json() for r in records],
     }
     write_text(plan.out_dir / ROUNDS_FILE, json.dumps(data, indent=1) + "\n")

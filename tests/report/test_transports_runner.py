@@ -197,3 +197,43 @@ def test_no_password_reaches_the_rounds_file(tmp_path: Path) -> None:
     transports_runner.write_rounds(plan, [["rest", "q"]], [record])
     saved = (plan.out_dir / "rounds.json").read_text()
     assert "secret" not in saved and "amqp://u:***@b:5672/" in saved
+
+
+def test_ctrl_c_lets_the_run_under_way_write_its_folder_then_stops(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    class Proc:
+        def __init__(self, answers: list[Any]) -> None:
+            self.answers, self.signals = answers, []
+
+        def wait(self, timeout: float | None = None) -> int:
+            answer = self.answers.pop(0)
+            if isinstance(answer, BaseException):
+                raise answer
+            return int(answer)
+
+        def terminate(self) -> None:
+            self.signals.append("TERM")
+
+        def kill(self) -> None:
+            self.signals.append("KILL")
+
+    assert transports_runner._wait(Proc([KeyboardInterrupt(), 0]), 10) == (0, True)  # type: ignore[arg-type]
+    slow = Proc([KeyboardInterrupt(), subprocess.TimeoutExpired("locust", 30), 0])
+    assert transports_runner._wait(slow, 10) == (0, True) and slow.signals == ["TERM"]  # type: ignore[arg-type]
+    stuck = Proc([subprocess.TimeoutExpired("locust", 10), -9])
+    assert transports_runner._wait(stuck, 10) == (-9, False) and stuck.signals == ["KILL"]  # type: ignore[arg-type]
+    assert "interrupted: waiting for the run to write its folder" in capsys.readouterr().out
+
+    def fake_run(plan: Plan, arm: Arm, round_no: int, server: Any) -> transports_runner.RunRecord:
+        return transports_runner.RunRecord(
+            round_no, arm, "id", tmp_path / "id", 130, tmp_path / "log", Beside(), interrupted=arm.label == "grpc"
+        )
+
+    monkeypatch.setattr(transports_runner, "run_one", fake_run)
+    plan = _plan("--transports", "rest,grpc", "--target", "rest=http://h:1", "--target", "grpc=grpc://h:2",
+                 "--repeats", "3", "--reports-dir", str(tmp_path))  # fmt: skip
+    records = transports_runner.run_rounds(plan)
+    assert [(r.round, r.arm.label) for r in records] == [(1, "rest"), (1, "grpc")]
+    assert '"interrupted": true' in (plan.out_dir / "rounds.json").read_text()
+    assert transports_cli._exit_code(records) == 130

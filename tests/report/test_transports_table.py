@@ -185,12 +185,12 @@ def test_max_load_within_the_slo_comes_from_a_sweep(tmp_path: Path, capsys: pyte
     assert len(err.splitlines()) == 1
 
 
-def _rounds_file(reports: Path, entries: list[dict[str, Any]]) -> Path:
+def _rounds_file(reports: Path, entries: list[dict[str, Any]], **extra: Any) -> Path:
     out = reports / "c"
     out.mkdir(parents=True)
     arms = [{"arm": "rest", "transport": "rest", "target": None}]
     saved = {"schema_version": 1, "id": "c", "arms": arms, "order": [["rest"]], "repeats": 1, "warmup_s": 0.0}
-    (out / "rounds.json").write_text(json.dumps({**saved, "runs": entries}))
+    (out / "rounds.json").write_text(json.dumps({**saved, **extra, "runs": entries}))
     return out
 
 
