@@ -22,7 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "transports": ("loadgen.transports.list_cli", "list the transports --transport can name: built in and plug-ins"),
     "compare-transports": (
         "loadgen.report.transports_cli",
-        "run the same load over each transport in turn and write one comparison table",
+        "run the same load over each transport in interleaved rounds and write one comparison with intervals",
     ),
 }
 

@@ -43,7 +43,8 @@ class Interval:
         }
 
 
-def _percentiles(samples: list[float], confidence: float) -> tuple[float, float]:
+def percentile_bounds(samples: list[float], confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """The percentile interval of bootstrap replicates (``samples`` is sorted in place)."""
     samples.sort()
     tail = (1.0 - confidence) / 2.0
     low = samples[int(tail * (len(samples) - 1))]
@@ -63,7 +64,7 @@ def median_interval(
         return Interval(median, median, median)
     rng = random.Random(seed)
     boots = [statistics.median(rng.choices(data, k=len(data))) for _ in range(resamples)]
-    low, high = _percentiles(boots, confidence)
+    low, high = percentile_bounds(boots, confidence)
     return Interval(median, low, high)
 
 
@@ -85,7 +86,7 @@ def difference(
         statistics.median(rng.choices(b, k=len(b))) - statistics.median(rng.choices(a, k=len(a)))
         for _ in range(resamples)
     ]
-    low, high = _percentiles(boots, confidence)
+    low, high = percentile_bounds(boots, confidence)
     return Interval(value, low, high)
 
 

@@ -29,7 +29,7 @@ from loadgen.errors import ConfigError
 from loadgen.metrics.keys import Metric
 from loadgen.option_table import Option
 from loadgen.report.rundata import LATENCY_METRICS
-from loadgen.transports import TRANSPORTS
+from loadgen.transports import check_name, registered_names
 
 GRAMMAR = """\
 threshold grammar:
@@ -43,12 +43,11 @@ threshold grammar:
   [TRANSPORT.]recovery.max|p50 OP NUMBER UNIT                 time from a service's return to all turns succeeding
   [TRANSPORT.]drift.ttft.p99|e2e.p99 OP NUMBER %/h|ms/h       trend per hour over the run's windows
   [TRANSPORT.]drift.errors|retention OP NUMBER pp/h           trend of a rate in percentage points per hour
-  OP is one of < <= > >=; TRANSPORT is one of {transports}; a left-out part means all of it.
+  OP is one of < <= > >=; TRANSPORT is a registered transport (`loadgen transports`: rest, grpc, amqp and
+  plug-ins) or package.module:Class; a left-out part means all of it.
   examples: 'turn5.ttft.p99 < 800ms'  'rest.travel_booking.turn3.e2e.p95 <= 2s'  'e2e.p99 < 2s'
             'retention >= 99%'  'errors < 1%'  'generator_lag.p99 < 5ms'  'turns >= 100'
-            'recovery.max < 2s'  'drift.ttft.p99 < 10%/h'  'drift.errors < 0.5pp/h'""".format(
-    transports="|".join(sorted(TRANSPORTS))
-)
+            'recovery.max < 2s'  'drift.ttft.p99 < 10%/h'  'drift.errors < 0.5pp/h'"""
 
 RATE_METRICS: dict[str, str] = {
     "errors": "failed turns (transport errors and retention misses) / turns",
@@ -81,6 +80,32 @@ _EXPR = re.compile(
 )
 _STAT = re.compile(r"^(p(?P<pct>\d{1,6})|max|mean|avg)$")
 _TURN = re.compile(r"^turn(?P<n>\d+)$")
+#: A left side that starts with a transport named package.module:Class (the class name ends at the next dot).
+_CLASS_PREFIX = re.compile(r"^(?P<spec>[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*)(\.(?P<rest>.*))?$")
+
+
+def _parts(lhs: str) -> list[str]:
+    """The dotted parts of a threshold's left side; a transport named package.module:Class is one part."""
+    m = _CLASS_PREFIX.match(lhs)
+    if m is None:
+        return lhs.split(".")
+    rest = m.group("rest")
+    return [m.group("spec"), *(rest.split(".") if rest is not None else [])]
+
+
+def is_transport(name: str) -> bool:
+    """Whether ``name`` names a transport: a registered one (built in or a plug-in) or package.module:Class."""
+    try:
+        check_name(name)
+    except ConfigError:
+        return False
+    return True
+
+
+def _transports_hint() -> str:
+    return (
+        f"a registered one ({', '.join(registered_names())}; `loadgen transports` lists them) or package.module:Class"
+    )
 
 
 #: The options that give thresholds, the same for a Locust run, ``loadgen report`` and ``loadgen compare``.
@@ -180,7 +205,7 @@ def parse_threshold(expression: str, *, where: str = "") -> Threshold:
     if op not in OPERATORS:
         raise ThresholdError(expression, f"operator {op!r} is not supported; use one of < <= > >=", where)
     value = float(m.group("value"))
-    parts = lhs.split(".")
+    parts = _parts(lhs)
     if any(p == "" for p in parts):
         raise ThresholdError(expression, f"empty name between dots in {lhs!r}", where)
     if RECOVERY in parts or DRIFT in parts:
@@ -198,11 +223,11 @@ def _run_figure(
     name = RECOVERY if RECOVERY in parts else DRIFT
     at = parts.index(name)
     prefix, rest = parts[:at], ".".join(parts[at + 1 :])
-    if len(prefix) > 1 or (prefix and prefix[0] not in TRANSPORTS):
+    if len(prefix) > 1 or (prefix and not is_transport(prefix[0])):
         raise ThresholdError(
             expression,
-            f"{name} is measured per transport: write [TRANSPORT.]{name}..., TRANSPORT one of "
-            f"{', '.join(sorted(TRANSPORTS))} (no dialogue or turn)",
+            f"{name} is measured per transport: write [TRANSPORT.]{name}..., TRANSPORT {_transports_hint()} "
+            "(no dialogue or turn)",
             where,
         )
     transport = prefix[0] if prefix else None
@@ -316,12 +341,10 @@ def _scope(expression: str, metric: str, prefix: list[str], where: str) -> tuple
     dialogue: str | None = None
     if len(prefix) == 2:
         transport, dialogue = prefix
-        if transport not in TRANSPORTS:
-            raise ThresholdError(
-                expression, f"unknown transport {transport!r}; use one of {', '.join(sorted(TRANSPORTS))}", where
-            )
+        if not is_transport(transport):
+            raise ThresholdError(expression, f"unknown transport {transport!r}; use {_transports_hint()}", where)
     elif len(prefix) == 1:
-        if prefix[0] in TRANSPORTS:
+        if is_transport(prefix[0]):
             transport = prefix[0]
         else:
             dialogue = prefix[0]

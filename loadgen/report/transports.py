@@ -1,29 +1,33 @@
-"""The transport comparison table (``comparison.md``, ``.csv``, ``.html``) built from one run per transport.
+"""The transport comparison's figures and text files (``comparison.md``, ``.csv``, ``.json``).
 
-Per transport: latency, turns/s, error rate, retention and, from ``summary.json`` ``recovery``, the number of
-outages and the longest and median recovery time (the seed's "error recovery time": give every run the same
-fault schedule with ``--embedded-server-args '--faults ...'``). A figure with no data is ``None`` (CSV: empty,
-tables: "-"), never 0.
+Per arm (a transport, or a labelled second arm of one): every figure of :data:`~.transports_stats.FIGURES` as
+the median over its kept rounds with a 95% interval (CSV: ``<figure>``, ``<figure>_ci_low``,
+``<figure>_ci_high``; JSON: ``{"value", "ci_low", "ci_high"}``), the turns measured, the rounds kept, the worst
+generator lag p99 of a kept round, from ``summary.json`` ``recovery`` the outages and recovery times (the seed's
+"error recovery time": give every run the same fault schedule with ``--embedded-server-args '--faults ...'``),
+and from a sweep folder the highest load that held the SLO. Then every pairwise difference with its verdict, and
+every run (round) with its own figures and whether it was kept. A figure with no data is ``None`` (CSV: empty,
+tables: "-"), never 0. The HTML page is :mod:`.transports_page`.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-import plotly.graph_objects as go
-
-from loadgen.metrics.histograms import Metric
-from loadgen.report import plots, plots_time
+from loadgen.analysis.bootstrap import CONFIDENCE
+from loadgen.analysis.nested import FEW_ROUNDS
+from loadgen.metrics.keys import Count
 from loadgen.report.csvout import fmt, write_csv
-from loadgen.report.html import figure_div, page
-from loadgen.report.rundata import RunData
-from loadgen.report.tables import esc, table
-from loadgen.report.timeline import build_timeline
+from loadgen.report.transports_rounds import RoundRun
+from loadgen.report.transports_stats import FIGURES, ArmResult, Difference, recovery, round_figures
 
+#: The comparison table: (row key, heading); every figure also has _ci_low and _ci_high columns in the CSV.
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("transport", "transport"),
-    ("run_id", "run"),
+    ("run", "run"),
     ("turns", "turns"),
     ("e2e_avg_ms", "e2e avg (ms)"),
     ("e2e_p50_ms", "e2e p50 (ms)"),
@@ -39,130 +43,231 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("recovery_max_s", "recovery max (s)"),
     ("recovery_p50_s", "recovery p50 (s)"),
 )
+#: The seed's table: what a reader of the comparison wants first.
+HEADLINE: tuple[tuple[str, str], ...] = (
+    ("transport", "transport"),
+    ("e2e_avg_ms", "avg latency (ms)"),
+    ("e2e_p95_ms", "p95 latency (ms)"),
+    ("max_turns_per_s_slo", "max turns/s within SLO"),
+    ("error_rate", "error rate"),
+    ("recovery_max_s", "recovery time max (s)"),
+)
+#: Where the time goes: the wire and server (the floor), what the generator adds, CPU per turn on each side.
+TIME: tuple[tuple[str, str], ...] = (
+    ("transport", "transport"),
+    ("ttft_p50_ms", "TTFT p50 (ms)"),
+    ("floor_ttft_p50_ms", "floor TTFT p50 (ms)"),
+    ("ttft_above_floor_ms", "above the floor (ms)"),
+    ("client_cpu_ms_per_turn", "client CPU per turn (ms)"),
+    ("server_cpu_ms_per_turn", "server CPU per request (ms)"),
+    ("lag_p99_ms", "generator lag p99 (ms)"),
+)
+ROUND_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("round", "round"),
+    ("transport", "arm"),
+    ("run", "run"),
+    ("kept", "kept"),
+    ("turns", "turns"),
+    ("window_s", "measured (s)"),
+    ("ttft_p50_ms", "TTFT p50 (ms)"),
+    ("e2e_p50_ms", "e2e p50 (ms)"),
+    ("error_rate", "error rate"),
+    ("lag_p99_ms", "generator lag p99 (ms)"),
+    ("client_cpu_ms_per_turn", "client CPU per turn (ms)"),
+    ("server_cpu_ms_per_turn", "server CPU per request (ms)"),
+    ("floor_ttft_p50_ms", "floor TTFT p50 (ms)"),
+)
+EXTRA_COLUMNS = ("max_turns_per_s_slo", "rounds", "rounds_kept", "lag_p99_ms")
+#: The verdicts the text files list (comparison.json has every figure's).
+HEADLINE_VERDICTS = (
+    "ttft_p50_ms",
+    "e2e_avg_ms",
+    "e2e_p95_ms",
+    "error_rate",
+    "ttft_above_floor_ms",
+    "client_cpu_ms_per_turn",
+    "server_cpu_ms_per_turn",
+)
 _PERCENT = ("error_rate", "retention")
+_FIGURE_KEYS = tuple(f.key for f in FIGURES)
 
 
-def _stat(block: dict[str, Any] | None, stat: str) -> float | None:
-    """A latency statistic, None when the block has no samples (an old folder wrote 0.0 there)."""
-    if not block or not block.get("count") or block.get(stat) is None:
-        return None
-    return float(block[stat])
+@dataclass
+class Comparison:
+    title: str
+    arms: list[ArmResult]
+    diffs: list[Difference]
+    notes: list[str] = field(default_factory=list)
+    sweep: dict[str, float | None] = field(default_factory=dict)  # arm -> max turns/s within the SLO
+    meta: dict[str, Any] = field(default_factory=dict)  # repeats, warm-up, order, lag limit, ...
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        return [arm_row(a, self.sweep.get(a.arm)) for a in self.arms]
+
+    def round_rows(self) -> list[dict[str, Any]]:
+        return [round_row(r) for a in self.arms for r in a.runs]
 
 
-def comparison_row(transport: str, data: RunData) -> dict[str, Any]:
-    agg = data.summary.get("transports", {}).get(transport, {})
-    count = int(agg.get("count", 0))
-    retention = agg.get("retention", {})
-    e2e, ttft, itl = agg.get("e2e_ms"), agg.get("ttft_ms"), agg.get("itl_ms")
-    recovery = (data.summary.get("recovery") or {}).get(transport)
-    return {
-        "transport": transport,
-        "run_id": data.run_id,
-        "turns": count,
-        "e2e_avg_ms": _stat(e2e, "mean"),
-        "e2e_p50_ms": _stat(e2e, "p50"),
-        "e2e_p95_ms": _stat(e2e, "p95"),
-        "e2e_p99_ms": _stat(e2e, "p99"),
-        "ttft_p50_ms": _stat(ttft, "p50"),
-        "ttft_p99_ms": _stat(ttft, "p99"),
-        "itl_p50_ms": _stat(itl, "p50"),
-        "turns_per_s": agg.get("turns_per_s") if count else None,
-        "error_rate": round(int(agg.get("failures", 0)) / count, 6) if count else None,
-        "retention": round(retention["passed"] / retention["checked"], 6) if retention.get("checked") else None,
-        "outages": int(recovery.get("outages") or 0) if recovery is not None else None,
-        "recovery_max_s": recovery.get("max_s") if recovery is not None else None,
-        "recovery_p50_s": recovery.get("p50_s") if recovery is not None else None,
+def arm_row(arm: ArmResult, max_slo: float | None = None) -> dict[str, Any]:
+    kept = arm.kept
+    row: dict[str, Any] = {
+        "transport": arm.arm,
+        "run": kept[0].data.run_id if len(arm.runs) == 1 and kept else f"{len(kept)}/{len(arm.runs)} rounds",
+        "turns": sum(r.count(Count.TURNS) for r in kept),
     }
+    for key in _FIGURE_KEYS:
+        found = arm.estimates.get(key)
+        iv = found.interval if found is not None else None
+        row[key] = found.value if found is not None else None
+        row[f"{key}_ci_low"] = iv.low if iv is not None else None
+        row[f"{key}_ci_high"] = iv.high if iv is not None else None
+    row.update(recovery(kept, arm.transport))
+    lags = [lag for r in kept if (lag := r.lag_p99_ms) is not None]
+    row.update(
+        max_turns_per_s_slo=max_slo, rounds=len(arm.runs), rounds_kept=len(kept), lag_p99_ms=max(lags) if lags else None
+    )
+    return row
 
 
-def comparison_rows(runs: Sequence[tuple[str, RunData]]) -> list[dict[str, Any]]:
-    return [comparison_row(t, d) for t, d in runs]
+def round_row(run: RoundRun) -> dict[str, Any]:
+    figures = round_figures(run)
+    row: dict[str, Any] = {
+        "round": run.round,
+        "transport": run.arm,
+        "run": run.data.run_id,
+        "kept": "yes" if run.kept else f"no: {run.why_left_out}",
+        "turns": run.count(Count.TURNS),
+        "window_s": round(run.window_s, 1),
+        "lag_p99_ms": run.lag_p99_ms,
+    }
+    row.update({key: figures[key].value if key in figures else None for key in _FIGURE_KEYS})
+    return row
+
+
+def csv_columns() -> list[str]:
+    keys = [k for k, _ in COLUMNS]
+    keys += [k for k in _FIGURE_KEYS if k not in keys]
+    out: list[str] = []
+    for key in keys:
+        out.append(key)
+        if key in _FIGURE_KEYS:
+            out += [f"{key}_ci_low", f"{key}_ci_high"]
+    return out + list(EXTRA_COLUMNS)
 
 
 def to_csv(rows: Sequence[dict[str, Any]]) -> str:
-    return write_csv([k for k, _ in COLUMNS], ([fmt(r[k]) for k, _ in COLUMNS] for r in rows))
+    columns = csv_columns()
+    return write_csv(columns, ([fmt(r.get(k)) for k in columns] for r in rows))
 
 
-def _cell(key: str, value: Any) -> str:
+def to_json(comparison: Comparison) -> str:
+    data = {
+        "schema_version": 1,
+        "title": comparison.title,
+        **comparison.meta,
+        "confidence": CONFIDENCE,
+        "transports": {
+            a.arm: {
+                "transport": a.transport,
+                "figures": {k: e.to_json() for k, e in a.estimates.items()},
+                **{k: v for k, v in arm_row(a, comparison.sweep.get(a.arm)).items() if k not in _non_figure_skip()},
+            }
+            for a in comparison.arms
+        },
+        "differences": [d.to_json() for d in comparison.diffs],
+        "rounds": comparison.round_rows(),
+        "notes": comparison.notes,
+    }
+    return json.dumps(data, indent=1) + "\n"
+
+
+def _non_figure_skip() -> set[str]:
+    """Row keys that comparison.json holds in ``figures`` instead."""
+    return {"transport", *_FIGURE_KEYS, *(f"{k}_ci_{s}" for k in _FIGURE_KEYS for s in ("low", "high"))}
+
+
+def cell(key: str, value: Any) -> str:
     if value is None:
         return "-"
     if key in _PERCENT:
         return f"{100.0 * float(value):.2f}%"
     if isinstance(value, float):
-        return f"{value:.2f}" if value < 10 else f"{value:.1f}"
+        return f"{value:.2f}" if abs(value) < 10 else f"{value:.1f}"
     return str(value)
 
 
-def to_markdown(rows: Sequence[dict[str, Any]], title: str, notes: Sequence[str] = ()) -> str:
-    lines = [f"# {title}", ""]
-    lines.extend(f"- {n}" for n in notes)
-    if notes:
-        lines.append("")
-    lines.append("| " + " | ".join(t for _, t in COLUMNS) + " |")
-    lines.append("| " + " | ".join("---" if i < 2 else "---:" for i in range(len(COLUMNS))) + " |")
-    lines.extend("| " + " | ".join(_cell(k, r[k]) for k, _ in COLUMNS) + " |" for r in rows)
+def cell_ci(key: str, row: dict[str, Any]) -> str:
+    """A figure with its interval: ``12.3 (11.9-12.8)``; the figure alone when it has none."""
+    text = cell(key, row.get(key))
+    low, high = row.get(f"{key}_ci_low"), row.get(f"{key}_ci_high")
+    if low is None or high is None or row.get(key) is None:
+        return text
+    sep = " to " if float(low) < 0 else "-"
+    return f"{text} ({cell(key, low)}{sep}{cell(key, high)})"
+
+
+def _md_table(columns: Sequence[tuple[str, str]], rows: Sequence[dict[str, Any]], left: int = 1) -> list[str]:
+    lines = ["| " + " | ".join(t for _, t in columns) + " |"]
+    lines.append("| " + " | ".join("---" if i < left else "---:" for i in range(len(columns))) + " |")
+    lines.extend("| " + " | ".join(cell_ci(k, r) for k, _ in columns) + " |" for r in rows)
+    return lines
+
+
+def method_note(comparison: Comparison) -> str:
+    """How the figures and intervals were taken, in one paragraph."""
+    rounds = max((len(a.kept) for a in comparison.arms), default=0)
+    meta = comparison.meta
+    text = (
+        f"Each figure is the median over an arm's kept rounds with a {CONFIDENCE:.0%} interval: a two-level bootstrap "
+        "(rounds drawn, then turns within each drawn round), paired between arms with the same rounds. "
+    )
+    warmup = float(meta.get("warmup_s") or 0.0)
+    text += f"Warm-up left out: the first {warmup:g} s of each run." if warmup else "No warm-up left out."
+    if rounds < FEW_ROUNDS:
+        text += (
+            f" With {rounds} round(s) per arm the intervals lean on the turns within rounds and leave out most of "
+            f"the round-to-round noise of a busy machine: use --repeats {FEW_ROUNDS} or more for verdicts to rely on."
+        )
+    return text
+
+
+def verdict_lines(diffs: Sequence[Difference], keys: Sequence[str] = HEADLINE_VERDICTS) -> list[str]:
+    return [d.verdict for key in keys for d in diffs if d.figure.key == key]
+
+
+def to_markdown(comparison: Comparison) -> str:
+    rows = comparison.rows
+    lines = [f"# {comparison.title}", ""]
+    lines.extend(f"- {n}" for n in comparison.notes)
+    lines += ["", method_note(comparison), "", "## Per transport", ""]
+    lines += _md_table(HEADLINE, rows)
+    lines += ["", "## Every figure (median over kept rounds, 95% interval)", ""]
+    lines += _md_table(COLUMNS, rows, left=2)
+    lines += ["", "## Where the time goes", ""]
+    lines += _md_table(TIME, rows)
+    verdicts = verdict_lines(comparison.diffs)
+    if verdicts:
+        lines += ["", "## Differences", ""]
+        lines.extend(f"- {v}" for v in verdicts)
+    lines += ["", "## Rounds", ""]
+    lines += _md_table(ROUND_COLUMNS, comparison.round_rows(), left=4)
     return "\n".join(lines) + "\n"
 
 
-def _html_table(rows: Sequence[dict[str, Any]]) -> str:
-    cells = [("", [esc(_cell(k, r[k])) for k, _ in COLUMNS]) for r in rows]
-    return table("comparison-table", [t for _, t in COLUMNS], cells, left=2)
-
-
-def _bars(rows: Sequence[dict[str, Any]]) -> go.Figure | None:
-    if not rows:
-        return None
-    names = [r["transport"] for r in rows]
-    traces = [
-        go.Bar(x=names, y=[r.get(key) for r in rows], name=label)  # None: no bar, never a 0 one
-        for key, label in (
-            ("e2e_p50_ms", "e2e p50"),
-            ("e2e_p95_ms", "e2e p95"),
-            ("e2e_p99_ms", "e2e p99"),
-            ("ttft_p50_ms", "TTFT p50"),
-            ("ttft_p99_ms", "TTFT p99"),
-        )
-    ]
-    return go.Figure(
-        data=traces,
-        layout=plots.layout("Latency by transport", barmode="group", yaxis={"title": {"text": "ms"}}),
-    )
-
-
-def _distribution(runs: Sequence[tuple[str, RunData]], metric: str) -> go.Figure | None:
-    curves = [(t, d.histogram(metric, transport=t)) for t, d in runs]
-    return plots.distribution_figure(f"{plots.METRIC_TITLES[metric]}", curves)
-
-
-def _over_time(transport: str, data: RunData) -> go.Figure | None:
-    return plots_time.latency_over_time(data, build_timeline(data), [transport])
-
-
-def to_html(
-    runs: Sequence[tuple[str, RunData]], rows: Sequence[dict[str, Any]], title: str, notes: Sequence[str]
-) -> str:
-    body = [f"<h1>{esc(title)}</h1>"]
-    body.extend(f"<p>{esc(n)}</p>" for n in notes)
-    body.append(_html_table(rows))
-    if any(r["outages"] is not None for r in rows):
-        body.append(
-            "<p>Recovery: after an outage (failed turns after a success, until a success), how long turns sent "
-            "after the service came back still failed. - = the run has no recovery figures.</p>"
-        )
-    body.append("<h2>Percentile distributions (HDR), one line per transport</h2>")
-    body.append(
-        '<div class="grid">'
-        + "".join(
-            figure_div(_distribution(runs, m), f"cmp-dist-{m}", f"no {m} samples")
-            for m in (Metric.E2E, Metric.TTFT, Metric.ITL)
-        )
-        + "</div>"
-    )
-    body.append("<h2>Side by side</h2>")
-    body.append(figure_div(_bars(rows), "cmp-bars", "no data"))
-    body.append(
-        '<div class="grid">'
-        + "".join(figure_div(_over_time(t, d), f"cmp-time-{t}", f"{t}: no interval data") for t, d in runs)
-        + "</div>"
-    )
-    return page(title, body)
+__all__ = [
+    "COLUMNS",
+    "HEADLINE",
+    "TIME",
+    "Comparison",
+    "arm_row",
+    "cell",
+    "cell_ci",
+    "csv_columns",
+    "method_note",
+    "round_row",
+    "to_csv",
+    "to_json",
+    "to_markdown",
+    "verdict_lines",
+]

@@ -8,6 +8,7 @@ import json
 import os
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -64,16 +65,21 @@ def make_run(
     intervals: int = 4,
     users: int = 8,
     dialogues: dict[str, int] | None = None,
+    scale_at: Callable[[int], float] | None = None,
+    lag_us: tuple[int, int] = (50, 3000),
 ) -> Path:
     """Write ``reports/<run_id>/`` with two dialogues of 3 and 5 turns over the given transports (every
-    ``failure_every``-th turn fails on the wire, every ``retention_miss_every``-th probe misses: 1 = all)."""
+    ``failure_every``-th turn fails on the wire, every ``retention_miss_every``-th probe misses: 1 = all).
+    ``scale_at(i)`` multiplies the latencies of interval ``i`` (0-based); the generator lag is drawn from
+    ``lag_us`` (microseconds)."""
     rng = random.Random(seed)
     clock = FakeClock()
     agg = RunAggregator(interval_s=5.0, clock=clock)
     dialogues = dialogues or {"travel_booking": 5, "coding_help": 3}
     n = 0
-    for _ in range(intervals):
+    for index in range(intervals):
         batch = MetricsBatch()
+        at_scale = scale * (scale_at(index) if scale_at is not None else 1.0)
         for transport in transports:
             for dialogue, turns in dialogues.items():
                 for turn in range(1, turns + 1):
@@ -89,7 +95,7 @@ def make_run(
                                 transport,
                                 dialogue,
                                 turn,
-                                _reply(rng, scale * (1.5 if transport == "grpc" else 1.0), prompt),
+                                _reply(rng, at_scale * (1.5 if transport == "grpc" else 1.0), prompt),
                                 retention_checked=1 if probe else 0,
                                 retention_passed=not (probe and n % retention_miss_every == 0),
                                 retention_reason=(
@@ -100,7 +106,7 @@ def make_run(
                         record_turn(batch, outcome)
         lag_key = SeriesKey(ALL, ALL, 0, Metric.GENERATOR_LAG)
         for _ in range(500):
-            batch.record(lag_key, rng.randint(50, 3000))
+            batch.record(lag_key, rng.randint(*lag_us))
         clock.now += 5.0
         agg.merge(batch)
     agg.maybe_roll(force=True)

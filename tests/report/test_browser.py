@@ -9,8 +9,8 @@ import pytest
 from report_helpers import drawn_plots, make_run
 
 from loadgen.report.files import write_reports
-from loadgen.report.rundata import load_run
-from loadgen.report.transports import comparison_rows, to_html
+from loadgen.report.transports_build import Judging, from_folders
+from loadgen.report.transports_page import to_html
 
 pytestmark = pytest.mark.browser
 
@@ -39,12 +39,12 @@ def test_run_report_renders_every_plot(browser: Any, synthetic_run: Path) -> Non
 
 def test_transport_comparison_page_renders(browser: Any, tmp_path: Path) -> None:
     reports = tmp_path / "reports"
-    runs = [
-        ("rest", load_run(make_run(reports, "cmp-rest", transports=("rest",), intervals=2))),
-        ("grpc", load_run(make_run(reports, "cmp-grpc", transports=("grpc",), intervals=2, scale=1.3))),
+    folders = [
+        make_run(reports, "cmp-rest", transports=("rest",), intervals=2),
+        make_run(reports, "cmp-grpc", transports=("grpc",), intervals=2, scale=1.3),
     ]
     page = tmp_path / "comparison.html"
-    page.write_text(to_html(runs, comparison_rows(runs), "comparison", ["note"]), encoding="utf-8")
+    page.write_text(to_html(from_folders(folders, "comparison", Judging(0.0))), encoding="utf-8")
     expected = page.read_text().count('class="plotly-graph-div"')
     plots = drawn_plots(browser, page, expected)
     assert len(plots) == expected == 6

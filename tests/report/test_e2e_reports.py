@@ -3,6 +3,7 @@ against the embedded reference server (a few users, <= 6 s of load each)."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -20,6 +21,8 @@ from report_helpers import IN_CI, drawn_plots, has_browser, read_hlog
 
 from loadgen.report.hlog import hlog_series
 from loadgen.report.rundata import load_run
+from loadgen.server.config import LOCAL_AMQP_URL
+from loadgen.server.launcher import start_embedded_server
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT / "tests" / "e2e"))
@@ -149,43 +152,66 @@ def test_bad_threshold_stops_the_run_before_load(tmp_path: Path) -> None:
     assert not (run.run_dir / "summary.json").exists()
 
 
-def test_compare_transports_runs_each_transport_and_writes_one_table(
+def test_compare_transports_in_interleaved_rounds_shows_a_known_delay(
     tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    transports = _transports()
+    """REST, gRPC (and AMQP) against one reference server with fixed timing (TTFT 10 ms), and an arm "slow": gRPC
+    against a second server whose TTFT is 60 ms; two interleaved rounds. slow's TTFT p50 is shown about 50 ms above
+    grpc's (a busy machine adds its own delays to either side: the bound below is loose); each arm's CPU per turn
+    and timing floor are measured beside its runs."""
+    arms = [*_transports(), "slow"]
+    slow = start_embedded_server("grpc", LOCAL_AMQP_URL, ["--fixed", "--fixed-ttft-ms", "60", "--fixed-itl-ms", "2"])
     cmd = [
-        sys.executable, "-m", "loadgen", "compare-transports", "--transports", ",".join(transports),
-        "-u", "3", "-t", "5s", "--id", "cmp", "--reports-dir", "reports", "-f", str(LOCUSTFILE),
+        sys.executable, "-m", "loadgen", "compare-transports", "--transports", ",".join([*arms[:-1], "slow=grpc"]),
+        "--target", f"slow={slow.urls['grpc']}", "--repeats", "2", "-u", "3", "-t", "5s", "--keep-lagging-rounds",
+        "--embedded-server-args", "--fixed --fixed-ttft-ms 10 --fixed-itl-ms 2", "--id", "cmp",
+        "--reports-dir", "reports", "-f", str(LOCUSTFILE),
         "--", *FAST, "--dialogues", DIALOGUES, "--stop-timeout", "5", "--threshold", "errors < 50%",
     ]  # fmt: skip
-    proc = subprocess.run(
-        cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120 + 60 * len(transports), check=False
-    )
+    try:
+        proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120 + 60 * len(arms))
+    finally:
+        slow.stop()
+    out_dir = tmp_path / "reports" / "cmp"
     logs = "\n".join(
         line
-        for t in transports
-        if (tmp_path / "reports" / "cmp" / f"{t}.log").exists()
-        for line in (tmp_path / "reports" / "cmp" / f"{t}.log").read_text().splitlines()
+        for log in sorted(out_dir.glob("*.log"))
+        for line in log.read_text().splitlines()
         if any(w in line for w in ("threshold", "FAIL", "WARNING", "Error", "error:", "Traceback"))
     )
-    assert proc.returncode == 0, proc.stdout + proc.stderr + logs
-    out_dir = tmp_path / "reports" / "cmp"
-    table = (out_dir / "comparison.csv").read_text().splitlines()
-    assert [line.split(",")[0] for line in table[1:]] == transports
-    assert (out_dir / "comparison.md").read_text().count("\n| ") == 2 + len(transports)  # header, rule, one row each
-    for transport in transports:
-        run_dir = tmp_path / "reports" / f"cmp-{transport}"
-        summary = _check_run_folder(run_dir)
-        assert summary["transports"][transport]["count"] > 0
-        assert summary["transports"][transport]["failures"] == 0
-        assert (run_dir / f"{transport}.ttft.hlog").exists()
-        _regenerate(run_dir)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:] + logs
+    rounds = json.loads((out_dir / "rounds.json").read_text())
+    assert rounds["order"] == [arms, [*arms[1:], arms[0]]]
+    assert [(r["round"], r["arm"]) for r in rounds["runs"]] == [
+        (k + 1, a) for k, o in enumerate(rounds["order"]) for a in o
+    ]
+    rows = {r["transport"]: r for r in csv.DictReader((out_dir / "comparison.csv").open())}
+    assert list(rows) == arms
+    for arm, row in rows.items():
+        assert row["rounds_kept"] == "2" and int(row["turns"]) > 0 and row["error_rate"] == "0.0", row
+        assert float(row["ttft_p50_ms_ci_low"]) <= float(row["ttft_p50_ms"]) <= float(row["ttft_p50_ms_ci_high"])
+        assert float(row["client_cpu_ms_per_turn"]) > 0, row
+        assert (row["server_cpu_ms_per_turn"] == "") == (arm == "slow"), row  # the other server is not ours
+        if arm != "amqp":  # AMQP's floor goes through the broker: no lower bound to hold it to
+            assert float(row["floor_ttft_p50_ms"]) >= (60.0 if arm == "slow" else 10.0), row
+        assert float(row["ttft_p50_ms"]) >= (60.0 if arm == "slow" else 10.0), row
+    (diff,) = [
+        d for d in json.loads((out_dir / "comparison.json").read_text())["differences"]
+        if (d["base"], d["other"], d["figure"]) == ("grpc", "slow", "ttft_p50_ms")
+    ]  # fmt: skip
+    assert diff["shown"] and diff["value"] > 25.0 and diff["ci_low"] > 0.0, diff
+    assert diff["verdict"].startswith("slow TTFT p50 ") and " ms higher than grpc, 95% CI " in diff["verdict"]
+    for r in rounds["runs"]:
+        summary = _check_run_folder(tmp_path / "reports" / r["run_dir"])
+        assert summary["transports"][r["transport"]]["count"] > 0
+        assert summary["transports"][r["transport"]]["failures"] == 0
+    _regenerate(tmp_path / "reports" / rounds["runs"][0]["run_dir"])
     if has_browser():
         driver = request.getfixturevalue("browser")
         page = out_dir / "comparison.html"
         expected = page.read_text().count('class="plotly-graph-div"')
         plots = drawn_plots(driver, page, expected)
-        assert len(plots) == expected == 4 + len(transports)
+        assert len(plots) == expected == 6 + len(arms)
         assert all(p["svgs"] and p["traces"] for p in plots), plots
 
 

@@ -155,3 +155,39 @@ def test_thresholds_files_repeat_and_mean_the_same_in_report_and_compare(
     assert run_command(module, [*runs, "--thresholds-file", str(passing)]) == 0
     both = [*runs, "--thresholds-file", str(passing), "--thresholds-file", str(breaking), "--threshold", "errors < 50%"]
     assert run_command(module, both) == 3
+
+
+def test_a_plug_in_transport_or_a_class_is_a_transport_in_a_threshold(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Any registered transport (here a plug-in's entry point) and package.module:Class name a transport."""
+    from report_helpers import make_run
+
+    from loadgen.transports import plugins
+
+    monkeypatch.setattr(plugins, "entry_points", lambda: {"websocket": object()})
+    spec = "my_pkg.transports:ChatTransport"
+    cases = {
+        "websocket.e2e.p99 < 10s": ("websocket", None, None),
+        "websocket.travel_booking.turn2.errors < 50%": ("websocket", "travel_booking", 2),
+        f"{spec}.ttft.p95 < 10s": (spec, None, None),
+        f"{spec}.coding_help.turn3.e2e.p50 < 10s": (spec, "coding_help", 3),
+        f"{spec}.recovery.max < 2s": (spec, None, None),
+        "websocket.recovery.p50 < 2s": ("websocket", None, None),
+    }
+    for text, scope in cases.items():
+        t = parse_threshold(text)
+        assert (t.transport, t.dialogue, t.turn) == scope, text
+    with pytest.raises(
+        ThresholdError, match=r"unknown transport 'smtp'; use a registered one \(amqp, grpc, rest, websocket"
+    ):
+        parse_threshold("smtp.travel_booking.e2e.p99 < 1s")
+    assert "TRANSPORT is a registered transport (`loadgen transports`" in GRAMMAR
+    run = make_run(tmp_path / "reports", "plug", transports=("websocket", spec), intervals=2)
+    results = evaluate(
+        load_run(run), [parse_threshold(t) for t in ("websocket.e2e.p99 < 10s", f"{spec}.ttft.p95 < 10s")]
+    )
+    assert [(r.passed, r.scope.split(",")[0], r.observed is not None) for r in results] == [
+        (True, "websocket", True),
+        (True, spec, True),
+    ]

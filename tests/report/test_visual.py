@@ -17,7 +17,8 @@ from report_helpers import drawn_plots, make_run, outage, soak_fields, update_su
 
 from loadgen.report.files import write_reports
 from loadgen.report.rundata import load_run
-from loadgen.report.transports import comparison_rows, to_html
+from loadgen.report.transports_build import Judging, compare, round_run
+from loadgen.report.transports_page import to_html
 
 pytestmark = pytest.mark.browser
 WIDTH = 1400
@@ -153,15 +154,20 @@ def test_a_run_where_everything_failed(browser: Any, runs: dict[str, Path], tmp_
 
 
 def test_the_transport_comparison_reads_at_a_glance(browser: Any, runs: dict[str, Path], tmp_path: Path) -> None:
-    loaded = [("rest", load_run(runs["good"])), ("grpc", load_run(runs["forgetful"])), ("amqp", load_run(runs["dead"]))]
+    how = Judging(0.0)
+    arms = (("rest", "good"), ("grpc", "forgetful"), ("amqp", "dead"))
+    loaded = [round_run(name, name, 1, load_run(runs[folder]), None, how) for name, folder in arms]
+    comparison = compare("comparison", [(name, name) for name, _ in arms], loaded, how)
+    comparison.notes.append("three runs")
     page = tmp_path / "comparison.html"
-    page.write_text(to_html(loaded, comparison_rows(loaded), "comparison", ["three runs"]), encoding="utf-8")
+    page.write_text(to_html(comparison), encoding="utf-8")
     m = _check_page(browser, page, "comparison", tmp_path)
     rows = browser.execute_script(
         "return Array.from(document.querySelectorAll('#comparison-table tbody tr'))"
         ".map(tr => Array.from(tr.children).map(td => td.textContent));"
     )
     assert [r[0] for r in rows] == ["rest", "grpc", "amqp"]
-    assert rows[2][3:10] == ["-"] * 7 and rows[2][11] == "100.00%"  # the dead run: no latency, every turn failed
+    # the dead run: no latency, every turn failed (its interval on a line of its own: textContent runs them on)
+    assert rows[2][3:10] == ["-"] * 7 and rows[2][11] == "100.00%100.00%-100.00%"
     assert rows[1][13:] == ["2", "1.20", "1.20"]  # outages, recovery max and p50
-    assert len(m["plots"]) == 6
+    assert len(m["plots"]) == 6  # latency bars, three distributions, latency over time (none for the dead run)
