@@ -63,8 +63,12 @@ class WsFront(Front):
         self.counts: dict[str, int] = dict.fromkeys(("connections", "turns", "errors", "client_gone"), 0)
 
     async def start(self) -> str:
+        await self._listen(self.config.ws_port or 0)
+        return f"ws://{client_host(self.config.host)}:{self.port}"
+
+    async def _listen(self, port: int) -> None:
+        """Bind ``port`` (0: any free one) and serve on it until :meth:`stop` or :meth:`go_down`."""
         host = self.config.host
-        port = self.config.ws_port or 0
         try:
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
             sock = socket.create_server((host, port), family=family, backlog=4096)
@@ -80,7 +84,6 @@ class WsFront(Front):
             ping_interval=None,  # a load test's client may be too busy to answer pings in time; TCP tells us enough
             server_header=None,
         )
-        return f"ws://{client_host(host)}:{self.port}"
 
     async def stop(self) -> None:
         server, self._server = self._server, None
@@ -89,6 +92,22 @@ class WsFront(Front):
         server.close(close_connections=True)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(server.wait_closed(), STOP_GRACE_S)
+
+    async def go_down(self) -> None:
+        """The listener closes (connects are refused) and every open connection is cut, at once (no close
+        handshake: the client sees the connection drop, as when the service dies)."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.close(close_connections=False)
+        for connection in list(server.connections):
+            connection.transport.abort()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(server.wait_closed(), STOP_GRACE_S)
+
+    async def come_up(self) -> None:
+        if self._server is None and self.port is not None:
+            await self._listen(self.port)
 
     # -- one connection, its turns one after the other --------------------------------------------------------------
 

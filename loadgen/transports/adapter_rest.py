@@ -89,6 +89,11 @@ class AdapterRestTransport(RestTransport):
             timeout=httpx.Timeout(turn_timeout, connect=min(self.config.connect_timeout_s, turn_timeout)),
         )
 
+    def _unstreamed(self, response: httpx.Response, content_type: str, t_sent: float, t_first_byte: float) -> Reply:
+        """Not an OpenAI stream by its content type: the adapter's ``reply.format`` says how to read the body,
+        whatever the content type (NDJSON, plain chunked text and JSON streams all end up here)."""
+        return self._read_whole(response, t_sent, t_first_byte)
+
     def _read_whole(self, response: httpx.Response, t_sent: float, t_first_byte: float) -> Reply:
         if self._reply.format is not Format.JSON:
             return self._read_pieces(response.iter_bytes(), t_sent, t_first_byte)

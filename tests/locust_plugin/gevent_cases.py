@@ -403,13 +403,6 @@ def test_a_turn_in_flight_when_the_user_is_stopped_is_counted_as_cut_off(env: En
     assert rt.pending.counts[SeriesKey.series("rest").with_metric(Count.CUT_OFF)] == 1  # ... it is counted
 
 
-class NewSessionReply(Reply):
-    """A reply whose server said it did not know the session (``Reply.session_new``)."""
-
-    __slots__ = ()
-    session_new = True
-
-
 class ForgettingServer(ScriptedTransport):
     """Server history mode: keeps the history, but starts a new session at the sends in ``lose_at``."""
 
@@ -419,9 +412,8 @@ class ForgettingServer(ScriptedTransport):
 
     def _send(self, request: ChatRequest, turn_timeout: float) -> Reply:
         reply = super()._send(request, turn_timeout)
-        if len(self.requests) in self.lose_at:
-            return NewSessionReply(reply.text, reply.t_sent, reply.t_done, chunk_times=reply.chunk_times,
-                                   chunk_tokens=reply.chunk_tokens, usage=reply.usage)  # fmt: skip
+        # the server said it did not know the session (``Reply.session_new``)
+        reply.session_new = len(self.requests) in self.lose_at
         return reply
 
 

@@ -59,7 +59,7 @@ def test_an_embedded_server_that_cannot_start_is_one_line_with_its_reason(tmp_pa
     assert time.monotonic() - began < 60  # not the server's 120 s start-up limit, nor -t
     assert done.returncode == 2, done.stderr
     (ours,) = [text for text in done.stderr.splitlines() if "chat-loadgen" in text]
-    assert ours.startswith("chat-loadgen: the embedded reference server for 'amqp' exited (code 1)")
+    assert ours.startswith("chat-loadgen: the embedded reference server for 'amqp' exited (code 2)")
     assert "before it was ready: " in ours and "5999" in ours and "within 120 s" not in ours
     assert "sekrit" not in done.stderr
     assert not (tmp_path / "reports").exists()

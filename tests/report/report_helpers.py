@@ -293,9 +293,8 @@ def make_long_run(
     folder contract's format), the per-interval figures cycled from a short synthetic run; with ``spike_at_s``,
     the interval holding that second has one 30 s turn."""
     run_dir = make_run(reports, run_id, transports=("rest",), intervals=4)
-    legacy = json.loads((run_dir / "intervals.json").read_text(encoding="utf-8"))
-    (run_dir / "intervals.json").unlink()
-    wires = [{k: item[k] for k in ("v", "h", "c")} for item in legacy["intervals"]]
+    lines = (run_dir / "intervals.jsonl").read_text(encoding="utf-8").splitlines()
+    wires = [{k: item[k] for k in ("v", "h", "c")} for item in map(json.loads, lines)]
     spike = MetricsBatch()
     spike.merge_wire(wires[0])
     spike.record(SeriesKey("rest", ALL, 0, Metric.E2E), 30_000_000, count=5)
