@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -31,6 +32,7 @@ from typing import Any
 
 import gevent
 import gevent.event
+import greenlet  # type: ignore[import-untyped]
 from locust import events
 
 from loadgen import __version__
@@ -88,6 +90,7 @@ def _on_init(environment: Any, runner: Any = None, web_ui: Any = None, **_: Any)
     if parsed is None:  # used as a library (tests building an Environment by hand)
         return
     state.environment = environment
+    _interrupt_in_main_greenlet()
     try:
         # nothing here may switch greenlets: a worker's own options must be read before the master's replace them
         rt = build_runtime(parsed, role, environment.events.request)
@@ -107,6 +110,20 @@ def _on_init(environment: Any, runner: Any = None, web_ui: Any = None, **_: Any)
             sys.stderr.write(f"chat-loadgen: {exc}\n")
         _stop_embedded()
         sys.exit(2)
+
+
+def _interrupt_in_main_greenlet() -> None:
+    """Ctrl-C raises KeyboardInterrupt in the main greenlet, where Locust handles it (stops, writes, exits), as
+    gevent's hub does for an error it cannot handle. Left to Python, the signal lands in whatever greenlet runs at
+    that moment: often a user's, mid-turn, whose traceback gevent then prints before Locust stops all the same."""
+    main = greenlet.getcurrent()
+    if main.parent is not None or not hasattr(signal, "SIGINT"):
+        return  # not the process's main greenlet (a library use): leave signals alone
+
+    def interrupt() -> None:
+        gevent.get_hub().loop.run_callback(main.throw, KeyboardInterrupt)
+
+    gevent.signal_handler(signal.SIGINT, interrupt)
 
 
 def _install_distributed(environment: Any, runner: Any, role: str) -> None:
