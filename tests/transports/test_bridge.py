@@ -417,8 +417,9 @@ def test_hub_lag_under_100_greenlets_doing_amqp_turns(capsys: pytest.CaptureFixt
     assert out["ticks"] > 0.6 * 15 / 0.010, out
     assert out["lag_p50_ms"] < 2.0, out
     # Relative to the control ticker, which runs at the same time in a process of its own: on a quiet machine
-    # the bar is p99 < 5 ms and max < 50 ms; a busy machine raises both by a multiple of the control's own lag
-    # (the loaded process gets its CPU later than the light control). No switch between two absolute limits: a
-    # tenfold regression fails on a quiet machine and on a busy one alike.
+    # the bar is p99 < 5 ms and max < 100 ms (one turn blocking the hub shows as ~200 ms); a busy machine raises
+    # both by a multiple of the control's own lag (the loaded process gets its CPU later than the light control).
+    # No switch between two absolute limits: a tenfold regression of the p99 fails on a quiet machine and on a
+    # busy one alike.
     assert out["lag_p99_ms"] < 5.0 + 3 * out["control_p99_ms"], out
-    assert out["lag_max_ms"] < 50.0 + 3 * out["control_max_ms"], out
+    assert out["lag_max_ms"] < 100.0 + 3 * out["control_max_ms"], out
