@@ -142,6 +142,34 @@ def test_a_failed_turn_is_left_out_of_the_next_request_and_counted_once(env: Env
     assert env.stats.total.num_failures == _counter(rt, Count.FAILURES)
 
 
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 5])
+def test_a_turn_failing_at_k_is_left_out_of_every_later_request(env: Environment, tmp_path: Path, k: int) -> None:
+    """Whichever turn fails: each later request carries the history without that turn's message (and without a
+    reply to it), the conversation goes on to the end, and each counter counts the one failure once."""
+    transport = ScriptedTransport(fail_at=(k,))
+    rt = _converse(env, tmp_path, transport)
+    expected: list[tuple[ChatMessage, ...]] = []
+    history: list[ChatMessage] = [SYSTEM]
+    for turn in range(1, 6):  # the model: a failed turn leaves the history as it was
+        sent = (*history, U[turn])
+        expected.append(sent)
+        if turn != k:
+            history += [U[turn], ChatMessage("assistant", " | ".join(m.content for m in sent))]
+    assert [r.messages for r in transport.requests] == expected
+    assert [_locust(env, turn) for turn in range(1, 6)] == [(1, int(turn == k)) for turn in range(1, 6)]
+    counted = (Count.TURNS, Count.FAILURES, Count.TRANSPORT_FAILURES, Count.RETENTION_FAILURES)
+    assert [_counter(rt, c) for c in counted] == [5, 1, 1, 0]
+    assert [_counter(rt, Count.FAILURES, turn=turn) for turn in range(1, 6)] == [int(turn == k) for turn in range(1, 6)]
+    assert _counter(rt, FailureReason("ConnectError", f"refused at send {k}"), turn=k) == 1
+    # turn 4 probes the code planted at turn 2, turn 5 the name planted at turn 1: a probe is checked only when
+    # its fact was planted and its own turn got a reply
+    checked = [_counter(rt, Count.RETENTION_CHECKED, turn=turn) for turn in (4, 5)]
+    assert checked == [int(k not in (2, 4)), int(k not in (1, 5))]
+    assert _counter(rt, Count.RETENTION_PASSED) == sum(checked)
+    assert _counter(rt, Total.OUTPUT_TOKENS) == 4 * 3.0
+    assert env.stats.total.num_requests == 5 and env.stats.total.num_failures == 1
+
+
 def test_server_mode_sends_the_session_and_only_the_new_message(env: Environment, tmp_path: Path) -> None:
     transport = ScriptedTransport(fail_at=(1,))
     rt = _converse(env, tmp_path, transport, "--history", "server")
