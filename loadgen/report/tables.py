@@ -58,7 +58,8 @@ def table(table_id: str, header: Sequence[str], rows: Sequence[tuple[str, Sequen
 TURN_HEADER: tuple[str, ...] = (
     "transport", "dialogue", "turn", "turns", "failed",
     "e2e p50", "e2e p95", "e2e p99", "e2e max", "TTFT p50", "TTFT p95", "TTFT p99", "TTFT max",
-    "ITL p50", "ITL p95", "ITL p99", "ITL max", "out tok/s per user", "out tok/s total", "retention",
+    "ITL p50", "ITL p95", "ITL p99", "ITL max", "TPOT p50", "TPOT p99", "e2e from intended p99",
+    "out tok/s per user", "out tok/s total", "retention",
 )  # fmt: skip
 
 
@@ -82,6 +83,8 @@ def _turn_cells(row: dict[str, Any], transport: str, dialogue: str, turn: str) -
     for field, digits in (("e2e_ms", None), ("ttft_ms", None), ("itl_ms", 2)):
         block = row.get(field)
         cells.extend(latency(block, s, digits) for s in ("p50", "p95", "p99", "max"))
+    cells.extend(latency(row.get("tpot_ms"), s, 2) for s in ("p50", "p99"))
+    cells.append(latency(row.get("e2e_from_intended_ms"), "p99", None))
     streamed = bool((row.get("e2e_ms") or {}).get("count"))  # no reply, no rate while one streams
     cells.append(num(row.get("output_tokens_per_s_per_user") if streamed else None, 1))
     cells.append(num(row.get("output_tokens_per_s"), 1))
@@ -102,6 +105,35 @@ def turns_table(summary: dict[str, Any]) -> str:
         if agg is not None:
             rows.append(("agg", _turn_cells(agg, transport, "(all dialogues)", "all")))
     return table("turns-table", TURN_HEADER, rows, left=2)
+
+
+# --- SLOs -------------------------------------------------------------------------------------------------------
+SLO_HEADER: tuple[str, ...] = ("transport", "objective", "value", "held")
+
+
+def slo_table(summary: dict[str, Any]) -> str | None:
+    """With --slo: per transport its goodput and attainment, then each objective as written and whether it held."""
+    slo = summary.get("slo")
+    if not slo:
+        return None
+    rows: list[tuple[str, Sequence[str]]] = []
+    aggregates = summary.get("transports") or {}
+    for transport, verdict in sorted((slo.get("transports") or {}).items()):
+        figures = (aggregates.get(transport) or {}).get("slo") or {}
+        goodput = figures.get("goodput_per_s")
+        rows.append(("agg", [esc(transport), "goodput (turns/s that met every per-turn SLO)", num(goodput, 2),
+                             _held(verdict.get("held"))]))  # fmt: skip
+        rows.append(("", [esc(transport), "SLO attainment (turns that met them / turns)",
+                          pct(figures.get("attainment"), 1), ""]))  # fmt: skip
+        for check in verdict.get("checks") or []:
+            value = check.get("value_ms")
+            shown = DASH if value is None else f"{float(value):.2f} ms"
+            rows.append(("", [esc(transport), esc(str(check.get("objective"))), shown, _held(check.get("held"))]))
+    return table("slo-table", SLO_HEADER, rows, left=2)
+
+
+def _held(held: Any) -> str:
+    return "no data" if held is None else ("held" if held else "NOT held")
 
 
 # --- per window, drift ------------------------------------------------------------------------------------------
