@@ -469,9 +469,10 @@ def _turns(batch: Any) -> float:
 
 
 def test_warm_up_turns_reach_the_intervals_but_not_the_totals(env: Environment, tmp_path: Path) -> None:
-    rt = runtime.build_runtime(_parsed(tmp_path, "--warmup", "1m"), "local", env.events.request)
+    parsed = _parsed(tmp_path, "--warmup", "1m")
+    rt = runtime.build_runtime(parsed, "local", env.events.request)
     assert rt.aggregator is not None
-    rt.begin_test(rt_parsed := _parsed(tmp_path, "--warmup", "1m"), time.time())  # the test starts now
+    rt.begin_test(parsed, time.time())  # the test starts now
     user = ChatUser(env)
     user.transport = ScriptedTransport()
     user.converse()  # 5 turns, all in the first minute
@@ -482,7 +483,7 @@ def test_warm_up_turns_reach_the_intervals_but_not_the_totals(env: Environment, 
     assert _turns(rt.aggregator.total) == 0
     assert sum(_turns(load_batch(i.wire, "interval")) for i in rt.aggregator.intervals) == 5
     # the same options, the test having started two minutes ago: the turns are steady
-    rt.begin_test(rt_parsed, time.time() - 120.0)
+    rt.begin_test(parsed, time.time() - 120.0)
     user.converse()
     rt.flush_local()
     assert _turns(rt.aggregator.total) == 5
