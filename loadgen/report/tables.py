@@ -58,8 +58,7 @@ def table(table_id: str, header: Sequence[str], rows: Sequence[tuple[str, Sequen
 TURN_HEADER: tuple[str, ...] = (
     "transport", "dialogue", "turn", "turns", "failed",
     "e2e p50", "e2e p95", "e2e p99", "e2e max", "TTFT p50", "TTFT p95", "TTFT p99", "TTFT max",
-    "ITL p50", "ITL p95", "ITL p99", "ITL max", "TPOT p50", "TPOT p99", "e2e from intended p99",
-    "out tok/s per user", "out tok/s total", "retention",
+    "ITL p50", "ITL p95", "ITL p99", "ITL max", "out tok/s per user", "out tok/s total", "retention",
 )  # fmt: skip
 
 
@@ -83,8 +82,6 @@ def _turn_cells(row: dict[str, Any], transport: str, dialogue: str, turn: str) -
     for field, digits in (("e2e_ms", None), ("ttft_ms", None), ("itl_ms", 2)):
         block = row.get(field)
         cells.extend(latency(block, s, digits) for s in ("p50", "p95", "p99", "max"))
-    cells.extend(latency(row.get("tpot_ms"), s, 2) for s in ("p50", "p99"))
-    cells.append(latency(row.get("e2e_from_intended_ms"), "p99", None))
     streamed = bool((row.get("e2e_ms") or {}).get("count"))  # no reply, no rate while one streams
     cells.append(num(row.get("output_tokens_per_s_per_user") if streamed else None, 1))
     cells.append(num(row.get("output_tokens_per_s"), 1))
@@ -105,6 +102,32 @@ def turns_table(summary: dict[str, Any]) -> str:
         if agg is not None:
             rows.append(("agg", _turn_cells(agg, transport, "(all dialogues)", "all")))
     return table("turns-table", TURN_HEADER, rows, left=2)
+
+
+# --- per token and from the intended start ---------------------------------------------------------------------
+INTENDED_HEADER: tuple[str, ...] = (
+    "transport", "TPOT p50", "TPOT p95", "TPOT p99", "ITL p50", "ITL p99", "e2e p50", "e2e p99",
+    "e2e from intended p50", "e2e from intended p99", "schedule lag p99",
+)  # fmt: skip
+
+
+def intended_table(summary: dict[str, Any]) -> str | None:
+    """Per transport: TPOT beside ITL, and e2e from the intended start beside the service e2e (None in a run folder
+    from before these figures)."""
+    rows: list[tuple[str, Sequence[str]]] = []
+    for transport, row in sorted((summary.get("transports") or {}).items()):
+        if row.get("tpot_ms") is None and row.get("e2e_from_intended_ms") is None:
+            continue
+        cells = [esc(transport)]
+        cells.extend(latency(row.get("tpot_ms"), s, 2) for s in ("p50", "p95", "p99"))
+        cells.extend(latency(row.get("itl_ms"), s, 2) for s in ("p50", "p99"))
+        cells.extend(latency(row.get("e2e_ms"), s) for s in ("p50", "p99"))
+        cells.extend(latency(row.get("e2e_from_intended_ms"), s) for s in ("p50", "p99"))
+        cells.append(latency(row.get("schedule_lag_ms"), "p99"))
+        rows.append(("agg", cells))
+    if not rows:
+        return None
+    return table("intended-table", INTENDED_HEADER, rows)
 
 
 # --- SLOs -------------------------------------------------------------------------------------------------------
