@@ -7,7 +7,8 @@
   import the transport, start the embedded reference server when no ``--host`` is given (master/local only), and
   check the target (:func:`loadgen.transports.preflight`). Bad input exits 2 with one line, before any user
   starts and before the run folder is named.
-- ``test_start``: a run folder of its own (:mod:`loadgen.locust_plugin.persistence`), the lag probe, the local
+- ``test_start``: the test's steady window (``--warmup``/``--cooldown``) and SLOs in every process, a run folder
+  of its own (:mod:`loadgen.locust_plugin.persistence`), the lag probe, the local
   merge loop (single process: its figures into the aggregator every second, or every ``--interval`` when that
   is shorter) and the checkpoint loop.
 - ``test_stop``: the folder written whole (a master first waits for its workers' final reports:
@@ -94,6 +95,8 @@ def _on_init(environment: Any, runner: Any = None, web_ui: Any = None, **_: Any)
     try:
         # nothing here may switch greenlets: a worker's own options must be read before the master's replace them
         rt = build_runtime(parsed, role, environment.events.request)
+        if role == "master":  # Locust clears a worker's run time: send the planned one with the master's options
+            setattr(parsed, opts.RUN_S_ATTR, getattr(parsed, "run_time", None))
         for hook in setup_hooks:
             hook(environment, rt, role, web_ui)
         if role != "worker":
@@ -184,6 +187,8 @@ def _redacted_argv() -> list[str]:
 
 def _on_test_start(environment: Any, **_: Any) -> None:
     rt = get_runtime()
+    if environment.parsed_options is not None:  # the steady window and SLOs of this test (a worker: the master's)
+        rt.begin_test(environment.parsed_options, time.time())
     if rt.role != "master":
         if state.lag_probe is None:
             state.lag_probe = LagProbe(rt.record_generator_lag)

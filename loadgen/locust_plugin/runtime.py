@@ -12,6 +12,12 @@ Each turn also goes to the process's :class:`~loadgen.metrics.outages.OutageReco
 ``time.time()`` when the turn is reported and ``sent`` is ``done`` minus the turn's end-to-end time (the reply's
 own ``perf_counter`` times are per process, wall-clock times merge across processes). A turn in flight when its
 user is stopped is counted by :meth:`LoadgenRuntime.cut_off`.
+
+When a test starts (:meth:`LoadgenRuntime.begin_test`, in every process: a worker reads the master's options by
+then) the runtime learns the test's steady window (``--warmup``, ``--cooldown``, the planned run time) and its
+``--slo`` objectives. A turn that started outside the steady window is recorded into a batch of its own
+(``unsteady``) that only feeds the intervals: a worker ships it beside its figures, so the mark survives the trip
+to the master. Each turn is checked against the SLOs where it ran (``slo.met``).
 """
 
 from __future__ import annotations
@@ -26,13 +32,15 @@ from loadgen.dialogues import ConversationFactory, load_dialogues
 from loadgen.dialogues.conversation import SESSION_LOST, TurnResult
 from loadgen.dialogues.model import Dialogue
 from loadgen.errors import ConfigError, RetentionFailure
+from loadgen.load.slo import SloChecker
 from loadgen.locust_plugin.listeners import Listeners
-from loadgen.locust_plugin.options import LoadgenOptions
+from loadgen.locust_plugin.options import LoadgenOptions, test_options
 from loadgen.metrics.aggregator import RunAggregator
 from loadgen.metrics.batch import MetricsBatch, Pause
 from loadgen.metrics.histograms import Metric
 from loadgen.metrics.keys import ALL, SeriesKey
 from loadgen.metrics.outages import OutageRecorder
+from loadgen.metrics.steady import SteadyWindow
 from loadgen.metrics.turns import TurnOutcome, record_cut_off, record_turn
 from loadgen.transports.base import TransportConfig
 
@@ -63,6 +71,24 @@ class LoadgenRuntime:
     #: Called with (outcome, conversation id) for every finished turn in the process that ran it.
     turn_listeners: Listeners[[TurnOutcome, str]] = field(default_factory=lambda: Listeners("turn"))
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    #: Turns started in the warm-up or cool-down: for the intervals only.
+    unsteady: MetricsBatch = field(default_factory=MetricsBatch)
+    #: The test's steady window (None before a test starts: every turn counts).
+    steady: SteadyWindow | None = None
+    #: The per-turn SLO check (None without --slo).
+    slo: SloChecker | None = None
+
+    def __post_init__(self) -> None:
+        if self.slo is None and self.options.slo:
+            self.slo = SloChecker(self.options.slo)
+
+    def begin_test(self, parsed: Any, now: float) -> SteadyWindow:
+        """A test starts at ``now``: its steady window and SLOs from ``parsed`` (a worker's are the master's by
+        now); a :class:`ConfigError` if they are bad."""
+        warmup_s, cooldown_s, objectives, run_s = test_options(parsed)
+        self.steady = SteadyWindow(now, warmup_s, cooldown_s, run_s)
+        self.slo = SloChecker(objectives) if objectives else None
+        return self.steady
 
     def transport_config(self, host: str | None) -> TransportConfig:
         if not host:
@@ -118,8 +144,10 @@ class LoadgenRuntime:
 
     def record(self, outcome: TurnOutcome, user: str, took_s: float, conversation_id: str) -> None:
         """Our record of a turn Locust has been told of: histograms, the outage recorder, the turn listeners."""
-        record_turn(self.pending, outcome)
         done = time.time()
+        steady = self.steady
+        batch = self.pending if steady is None or steady.is_steady(done - took_s) else self.unsteady
+        record_turn(batch, outcome, self.slo)
         self.outages.turn(outcome.transport, user, done - took_s, done, outcome.reply is not None)
         self.turn_listeners.fire(outcome, conversation_id)
 
@@ -149,6 +177,11 @@ class LoadgenRuntime:
             finally:
                 self._give_back(batch)
 
+    def take_unsteady_wire(self) -> dict[str, Any] | None:
+        """This process's warm-up and cool-down turns since the last report, encoded; None when there were none."""
+        batch = self.unsteady.take()
+        return None if batch.is_empty() else batch.to_wire()
+
     def take_outages_wire(self) -> dict[str, Any]:
         """This process's outage events since the last report, for the master."""
         return self.outages.take_wire()
@@ -164,6 +197,7 @@ class LoadgenRuntime:
                 self.aggregator.merge(batch, pause=pause)
             finally:
                 self._give_back(batch)
+            self.aggregator.merge_unsteady(self.unsteady.take())
             self.aggregator.merge_outages_wire(self.outages.take_wire())
 
 

@@ -23,10 +23,11 @@ from locust.env import Environment
 from locust.event import Events
 
 from loadgen.errors import ConfigError, ConnectError, RetentionFailure
-from loadgen.locust_plugin import ConversationUser, options, report_hooks, runtime
+from loadgen.locust_plugin import ConversationUser, distributed, options, report_hooks, runtime
 from loadgen.locust_plugin import events as plugin_events
 from loadgen.locust_plugin.listeners import Listeners
 from loadgen.metrics.keys import Count, FailureReason, SeriesKey, Total
+from loadgen.report.rundata import load_batch
 from loadgen.report.thresholds import parse_thresholds
 from loadgen.transports.base import Transport, TransportConfig
 from loadgen.types import ChatMessage, ChatRequest, HistoryMode, Reply, Usage
@@ -374,6 +375,11 @@ def test_environment_variables_and_repeatable_thresholds_files(monkeypatch: pyte
         (["--dialogues", " , "], "--dialogues is empty: give dialogue files or folders, comma-separated"),
         (["--embedded-server-args", "'--fixed"], "--embedded-server-args: cannot split No closing quotation"),
         (["--run-id", "a b"], "--run-id 'a b': use letters, digits, '.', '_' and '-' only"),
+        (
+            ["--slo", "ttft.p99 > 1s"],
+            "--slo 'ttft.p99 > 1s': an SLO is an upper bound: use < or <=; e.g. "
+            "'ttft.p99 < 500ms' or 'rest.turn2.e2e.p95 <= 2s'",
+        ),
     ],
 )
 def test_bad_options_are_one_config_error_naming_the_option(argv: list[str], message: str) -> None:
@@ -483,6 +489,71 @@ def test_a_flush_moves_figures_and_outages_into_the_aggregator_and_a_reset_drops
     plugin_events._on_reset_stats()  # the web UI's reset, as Locust fires it
     assert rt.aggregator.total.is_empty() and rt.aggregator.outages.outages() == {}
     assert rt.aggregator.updates > updates + 1  # the live tab sees the change
+
+
+# --- warm-up, cool-down and SLOs --------------------------------------------------------------------------------
+def _turns(batch: Any) -> float:
+    return float(batch.counter(SeriesKey.series("rest").with_metric(Count.TURNS)))
+
+
+def test_warm_up_turns_reach_the_intervals_but_not_the_totals(env: Environment, tmp_path: Path) -> None:
+    parsed = _parsed(tmp_path, "--warmup", "1m")
+    rt = runtime.build_runtime(parsed, "local", env.events.request)
+    assert rt.aggregator is not None
+    rt.begin_test(parsed, time.time())  # the test starts now
+    user = ChatUser(env)
+    user.transport = ScriptedTransport()
+    user.converse()  # 5 turns, all in the first minute
+    assert env.stats.total.num_requests == 5  # Locust's own statistics are its own
+    assert (_turns(rt.pending), _turns(rt.unsteady)) == (0, 5)
+    rt.flush_local()
+    rt.aggregator.maybe_roll(force=True)
+    assert _turns(rt.aggregator.total) == 0
+    assert sum(_turns(load_batch(i.wire, "interval")) for i in rt.aggregator.intervals) == 5
+    # the same options, the test having started two minutes ago: the turns are steady
+    rt.begin_test(parsed, time.time() - 120.0)
+    user.converse()
+    rt.flush_local()
+    assert _turns(rt.aggregator.total) == 5
+
+
+def test_a_worker_sorts_its_turns_with_the_masters_options_and_ships_the_mark(env: Environment, tmp_path: Path) -> None:
+    worker = runtime.build_runtime(_parsed(tmp_path), "worker", env.events.request)  # its own options: none
+    masters = _parsed(tmp_path, "--cooldown", "30s", "--slo", "ttft.p99 < 1s")
+    masters.run_time = None  # Locust clears a worker's run time; the master's comes as loadgen_run_s
+    setattr(masters, options.RUN_S_ATTR, 40)
+    window = worker.begin_test(masters, time.time() - 20.0)  # 20 s in: the cool-down began at 10 s
+    assert (window.end, window.warnings()) == (window.started_at + 10.0, [])
+    user = ChatUser(env)
+    user.transport = ScriptedTransport()
+    user.converse()
+    data: dict[str, Any] = {}
+    distributed.ship_to_master(SimpleNamespace(state="running"))("w1", data)
+    assert data[distributed.UNSTEADY_FIELD] is not None
+    runtime.reset_runtime()
+    master = runtime.build_runtime(_parsed(tmp_path), "master", env.events.request)
+    assert master.aggregator is not None
+    distributed.merge_from_worker("w1", data)
+    master.aggregator.maybe_roll(force=True)
+    assert _turns(master.aggregator.total) == 0
+    [interval] = master.aggregator.intervals
+    shipped = load_batch(interval.wire, "interval")
+    assert _turns(shipped) == 5
+    # the master's --slo reached the worker: every turn (TTFT 1 ms) met it
+    assert shipped.counter(SeriesKey.series("rest").with_metric(Count.SLO_MET)) == 5
+
+
+def test_warm_up_and_cool_down_must_leave_some_of_the_run_time(tmp_path: Path) -> None:
+    parsed = _parsed(tmp_path, "--warmup", "30s", "--cooldown", "30s")
+    parsed.run_time = 60
+    with pytest.raises(ConfigError) as bad:
+        options.LoadgenOptions.from_parsed(parsed)
+    assert (
+        str(bad.value)
+        == "--warmup 30s + --cooldown 30s leave nothing of the run time (60s): shorten them or give a longer -t"
+    )
+    parsed.run_time = 61
+    assert options.LoadgenOptions.from_parsed(parsed).cooldown_s == 30.0
 
 
 def _logged_turns(env: Environment, tmp_path: Path, transport: ScriptedTransport, *args: str) -> list[dict[str, Any]]:
