@@ -165,7 +165,8 @@ def test_off_by_default_the_server_makes_no_span(spans: InMemorySpanExporter) ->
     with run_in_thread(ServerConfig(rest_port=0)) as server:
         assert server.service is not None and server.service.tracing is None
         _converse("rest", server.urls["rest"])
-    assert len(_wait_for(spans, TURN_SPAN, TURNS)) == TURNS and not [s for s in spans.get_finished_spans() if s.name == SERVE_SPAN]
+    assert len(_wait_for(spans, TURN_SPAN, TURNS)) == TURNS
+    assert not [s for s in spans.get_finished_spans() if s.name == SERVE_SPAN]
 
 
 def test_serve_otel_option() -> None:
