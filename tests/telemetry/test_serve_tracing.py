@@ -27,6 +27,7 @@ from loadgen.telemetry.tracing import CONVERSATION_SPAN, TURN_SPAN, TurnTracing
 from loadgen.transports import make_transport
 from loadgen.transports.base import TransportConfig
 from loadgen.types import ChatMessage, ChatRequest
+from tests.adapters.conftest import adapter_transport
 from tests.amqp_broker import BROKER_URL, require_broker, unique_queue
 
 EXPORTER = InMemorySpanExporter()
@@ -68,12 +69,15 @@ def spans(tmp_path: Path) -> Iterator[InMemorySpanExporter]:
     EXPORTER.clear()
 
 
-def _converse(transport_name: str, target: str, **config: Any) -> TurnTracing:
-    """The traced turns of one conversation over the named transport; every span ended."""
+def _converse(transport_name: str, target: str, *, adapter: str | None = None, **config: Any) -> None:
+    """The traced turns of one conversation over the named transport (or an adapter's); every span ended."""
     tracing = TurnTracing(_provider().get_tracer("test"), transport_name)
     dialogue = load_dialogue(_DIALOGUE_FILE[0])
     conversation = ConversationFactory([dialogue], seed=1).new(0)
-    transport = make_transport(transport_name, TransportConfig(target=target, timeout_s=10.0, **config))
+    if adapter is not None:
+        transport = adapter_transport(adapter, target, timeout_s=10.0, **config)
+    else:
+        transport = make_transport(transport_name, TransportConfig(target=target, timeout_s=10.0, **config))
     try:
         for turn in dialogue.turns:
             request = tracing.start_turn(conversation, turn, conversation.request(turn))
@@ -82,7 +86,6 @@ def _converse(transport_name: str, target: str, **config: Any) -> TurnTracing:
             tracing.end_turn(_outcome(transport_name, turn.index), conversation.conversation_id)
     finally:
         transport.close()
-    return tracing
 
 
 def _outcome(transport: str, turn: int) -> Any:
@@ -126,6 +129,12 @@ def test_rest_carries_traceparent_and_the_server_span_joins_the_trace(spans: InM
         _converse("rest", server.urls["rest"])
         served = _check_joined(spans)
     assert all(dict(s.attributes or {})["chat.prompt_tokens"] for s in served)
+
+
+def test_an_adapters_rest_carries_traceparent_too(spans: InMemorySpanExporter) -> None:
+    with run_in_thread(ServerConfig(rest_port=0, otel=True)) as server:
+        _converse("adapter-rest", server.urls["rest"], adapter="openai")
+        _check_joined(spans)
 
 
 def test_grpc_carries_traceparent_in_its_metadata(spans: InMemorySpanExporter) -> None:
