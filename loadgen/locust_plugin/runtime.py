@@ -12,6 +12,10 @@ Each turn also goes to the process's :class:`~loadgen.metrics.outages.OutageReco
 ``time.time()`` when the turn is reported and ``sent`` is ``done`` minus the turn's end-to-end time (the reply's
 own ``perf_counter`` times are per process, wall-clock times merge across processes). A turn in flight when its
 user is stopped is counted by :meth:`LoadgenRuntime.cut_off`.
+
+A user builds each turn's request with :meth:`LoadgenRuntime.request`: with Locust's ``--otel`` the turn's span
+starts there and the request carries its trace context (:mod:`loadgen.telemetry.tracing`); off, it costs a
+``None`` check.
 """
 
 from __future__ import annotations
