@@ -18,6 +18,10 @@ then) the runtime learns the test's steady window (``--warmup``, ``--cooldown``,
 ``--slo`` objectives. A turn that started outside the steady window is recorded into a batch of its own
 (``unsteady``) that only feeds the intervals: a worker ships it beside its figures, so the mark survives the trip
 to the master. Each turn is checked against the SLOs where it ran (``slo.met``).
+
+A user builds each turn's request with :meth:`LoadgenRuntime.request`: with Locust's ``--otel`` the turn's span
+starts there and the request carries its trace context (:mod:`loadgen.telemetry.tracing`); off, it costs a
+``None`` check.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from loadgen.adapters import with_adapter
 from loadgen.dialogues import ConversationFactory, load_dialogues
@@ -43,6 +47,11 @@ from loadgen.metrics.outages import OutageRecorder
 from loadgen.metrics.steady import SteadyWindow
 from loadgen.metrics.turns import TurnOutcome, record_cut_off, record_turn
 from loadgen.transports.base import TransportConfig
+from loadgen.types import ChatRequest
+
+if TYPE_CHECKING:
+    from loadgen.dialogues import Conversation, Turn
+    from loadgen.telemetry.tracing import TurnTracing
 
 _GENERATOR_LAG_KEY = SeriesKey(ALL, ALL, 0, Metric.GENERATOR_LAG)
 
@@ -70,6 +79,8 @@ class LoadgenRuntime:
     outages: OutageRecorder = field(default_factory=OutageRecorder)
     #: Called with (outcome, conversation id) for every finished turn in the process that ran it.
     turn_listeners: Listeners[[TurnOutcome, str]] = field(default_factory=lambda: Listeners("turn"))
+    #: Spans per conversation and turn with ``--otel`` (:mod:`loadgen.telemetry.tracing`); ``None``: off.
+    tracing: TurnTracing | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     #: Turns started in the warm-up or cool-down: for the intervals only.
     unsteady: MetricsBatch = field(default_factory=MetricsBatch)
@@ -104,6 +115,13 @@ class LoadgenRuntime:
             model=self.options.model,
         )
         return with_adapter(config, self.options.adapter)
+
+    def request(self, conversation: Conversation, turn: Turn) -> ChatRequest:
+        """The request of a conversation's turn; with tracing on its span starts here and the request carries
+        its trace context."""
+        request = conversation.request(turn)
+        tracing = self.tracing
+        return request if tracing is None else tracing.start_turn(conversation, turn, request)
 
     def report(
         self, result: TurnResult, *, schedule_lag_s: float, elapsed_s: float, user: str | None = None

@@ -170,7 +170,9 @@ def test_overloaded_and_mid_stream_failures(raw: RawAmqp) -> None:
         asker = Asker(raw, server.config.amqp_queue)
         real_chat = service.chat
 
-        async def overloaded(request: ChatRequest, *, api_key: str | None = None, received_at: float = 0) -> Any:
+        async def overloaded(
+            request: ChatRequest, *, api_key: str | None = None, received_at: float = 0, **_: Any
+        ) -> Any:
             raise EngineOverloaded("engine queue full: 9 waiting")
 
         service.chat = overloaded  # type: ignore[method-assign]
@@ -191,7 +193,9 @@ def test_overloaded_and_mid_stream_failures(raw: RawAmqp) -> None:
             async def aclose(self) -> None:
                 Breaking.closed = True
 
-        async def breaking(request: ChatRequest, *, api_key: str | None = None, received_at: float = 0) -> Any:
+        async def breaking(
+            request: ChatRequest, *, api_key: str | None = None, received_at: float = 0, **_: Any
+        ) -> Any:
             return Breaking()
 
         service.chat = breaking  # type: ignore[method-assign]

@@ -1,0 +1,1 @@
+"""Telemetry for dashboards and traces: what a run exports while it goes."""
