@@ -1,21 +1,21 @@
 """``loadgen sweep``: measured steps of rising load per transport, and the knee: the highest load whose SLOs held.
 
-Each step is a headless Locust run offering one load (``--users 10,20,40``: the closed model, N users; or
-``--rates 1,2,4``: the open model, R new conversations per second) to one transport for ``--warmup`` +
-``--step`` seconds; the warm-up is left out of its figures. Every transport without a ``--host`` is served by ONE
-reference server started for the whole sweep (``--embedded-server-args`` go to it). A step holds when every
-``--slo`` held on its steady state, its error rate stayed within ``--max-error-rate`` and the generator's lag p99
-stayed under 5 ms. ``--find`` then bisects between the highest step that held and the lowest that did not, up
-to ``--find-steps`` more steps per transport. Writes ``<reports-dir>/<run-id>/sweep.{json,md,html}`` and a run
-folder per step.
+Each step is a headless Locust run offering one load (``--users 10,20,40``: the closed model, N users; or ``--rates
+1,2,4``: the open model, R new conversations per second) to one transport for ``--warmup`` + ``--step`` seconds; the
+warm-up is left out of its figures. Every transport without a ``--host`` is served by ONE reference server started
+for the whole sweep (``--embedded-server-args`` go to it). A step holds when every ``--slo`` held on its steady
+state, its error rate stayed within ``--max-error-rate`` and the generator's lag p99 stayed under 5 ms
+(``--lag-limit-ms``). ``--find`` then bisects between the highest step that held and the lowest that did not, up to
+``--find-steps`` more steps per transport. Writes ``<reports-dir>/<run-id>/sweep.{json,md,html}`` and a run folder
+per step.
 
     loadgen sweep --transport rest,grpc,amqp --users 10,20,40,80 --step 60s --slo 'ttft.p99 < 500ms'
     loadgen sweep --transport grpc --host grpc://10.0.0.5:50051 --rates 1,2,4,8 --find --slo 'e2e.p99 < 2s'
     loadgen sweep --users 1,2,4,8 --step 20s --embedded-server-args '--max-batch 4 --queue-limit 8'
 
 Exit codes: 0 the sweep ran and some step of every transport held, 3 no step of some transport held (its knee is
-below the lowest step: sweep lower), 2 bad input or no step produced a run folder, 130 interrupted (Ctrl-C: the
-step under way writes its folder, and the sweep's files show what ran).
+below the lowest step: sweep lower), 2 bad input or no step produced a run folder, 130 interrupted (Ctrl-C: the step
+under way writes its folder, and the sweep's files show what ran).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from loadgen.analysis.knee import GENERATOR_LAG_LIMIT_MS
 from loadgen.errors import ConfigError
 from loadgen.load.sweep_out import SWEEP_HTML, SWEEP_JSON, SWEEP_MD, to_json, to_markdown
 from loadgen.load.sweep_page import to_html
@@ -120,6 +121,13 @@ def _judging_options(add: Callable[..., Any]) -> None:
     )
     add("--max-error-rate", default="1%", help="a step holds only with at most this error rate (default 1%%)")
     add(
+        "--lag-limit-ms",
+        type=float,
+        default=GENERATOR_LAG_LIMIT_MS,
+        help="a step whose generator lag p99 passes this does not hold: the generator, not the service, fell "
+        "behind (default %(default)s)",
+    )
+    add(
         "--find",
         action="store_true",
         help="after the listed steps, bisect between the highest step that held and the lowest that did not",
@@ -160,6 +168,8 @@ def build_plan(args: argparse.Namespace) -> SweepPlan:
         server_args = shlex.split(args.embedded_server_args or "")
     except ValueError as exc:
         raise ConfigError(f"--embedded-server-args: {exc}") from exc
+    if args.lag_limit_ms <= 0:
+        raise ConfigError(f"--lag-limit-ms {args.lag_limit_ms:g}: give a limit above 0")
     slos = parse_slos(args.slo)
     sweep_id = check_run_id(args.run_id, what="--run-id") if args.run_id else new_run_id("sweep")
     extra = list(args.locust_args or [])
@@ -176,6 +186,7 @@ def build_plan(args: argparse.Namespace) -> SweepPlan:
         slos=slos,
         slo_texts=[s.text for s in slos],
         max_error_rate=parse_error_rate(str(args.max_error_rate)),
+        lag_limit_ms=args.lag_limit_ms,
         find_steps=args.find_steps if args.find else 0,
         max_in_flight=args.max_in_flight,
         server_args=server_args,

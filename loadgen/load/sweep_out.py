@@ -1,11 +1,12 @@
-"""A load sweep written down: ``sweep.json`` (every step's figures and each transport's knee) and ``sweep.md``
-(the headline table: per transport the average latency at the knee, the highest throughput within the SLO and the
-error rate at the knee; then every step).
+"""A load sweep written down: ``sweep.json`` (every step's figures and each transport's knee) and ``sweep.md`` (the
+headline table: per transport the average latency at the knee, the highest throughput within the SLO and the error
+rate at the knee; then every step).
 
-The knee (:func:`loadgen.analysis.knee.find_knee`) is the highest step that held; ``max_sustainable_turns_per_s``
-is the throughput measured there, ``ceiling_turns_per_s`` the highest measured at any step, and
-``limited_by_generator`` says the first step above the knee failed only because the generator fell behind (its
-lag p99 passed 5 ms): then the knee says more about the load generator than the service.
+The knee (:func:`loadgen.analysis.knee.find_knee`) is the highest step that held; ``max_sustainable_turns_per_s`` is
+the throughput measured there (successful turns per second), ``ceiling_turns_per_s`` the highest measured at any
+step, and ``limited_by_generator`` says the first step above the knee failed only because the generator fell behind
+(its lag p99 passed the limit, 5 ms unless ``--lag-limit-ms``): then the knee says more about the load generator
+than the service.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from loadgen.analysis.knee import GENERATOR_LAG_LIMIT_MS
 from loadgen.load.sweep_runner import Sweep
 from loadgen.load.sweep_step import StepResult
 from loadgen.transports import redact_url
@@ -60,7 +60,7 @@ def to_json(sweep: Sweep) -> str:
         "warmup_s": plan.warmup_s,
         "slo": list(plan.slo_texts),
         "max_error_rate": plan.max_error_rate,
-        "generator_lag_limit_ms": GENERATOR_LAG_LIMIT_MS,
+        "generator_lag_limit_ms": plan.lag_limit_ms,
         "find_steps": plan.find_steps,
         "hosts": {t: redact_url(u) for t, u in plan.hosts.items()},
         "server_args": [redact_url(a) if "://" in a else a for a in plan.server_args],
@@ -139,9 +139,10 @@ def criteria(sweep: Sweep) -> str:
     slos = "; ".join(plan.slo_texts) if plan.slo_texts else "none given"
     return (
         f"A step holds when every SLO held ({slos}), its error rate stayed at or below "
-        f"{100 * plan.max_error_rate:g}% and the generator lag p99 at or below {GENERATOR_LAG_LIMIT_MS:g} ms; "
+        f"{100 * plan.max_error_rate:g}% and the generator lag p99 at or below {plan.lag_limit_ms:g} ms; "
         f"figures over each step's {plan.step_s:g} s after a {plan.warmup_s:g} s warm-up. The knee is the highest "
-        "step that held; max QPS within SLO is the throughput measured there, the ceiling the highest at any step."
+        "step that held; max QPS within SLO is the throughput measured there (successful turns per second), the "
+        "ceiling the highest at any step."
     )
 
 

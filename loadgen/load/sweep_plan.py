@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from loadgen.analysis.knee import GENERATOR_LAG_LIMIT_MS
 from loadgen.errors import ConfigError
 from loadgen.metrics.rundir import check_run_id
 from loadgen.report.threshold_grammar import Threshold, parse_threshold
@@ -46,6 +47,7 @@ class SweepPlan:
     slos: list[Threshold] = field(default_factory=list)
     slo_texts: list[str] = field(default_factory=list)
     max_error_rate: float = 0.01
+    lag_limit_ms: float = GENERATOR_LAG_LIMIT_MS
     find_steps: int = 0  # bisection probes per transport after the listed steps (0: no --find)
     max_in_flight: int = 100  # conversation slots in rate mode
     server_args: list[str] = field(default_factory=list)

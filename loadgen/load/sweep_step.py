@@ -1,19 +1,19 @@
-"""One step of a load sweep, read back from its run folder: what it measured in its steady state, and whether it
-held.
+"""One step of a load sweep, read back from its run folder: what it measured in its steady state, and whether it held.
 
 The steady state leaves the warm-up out: the run's interval snapshots that start at least ``warmup_s`` after the
-run's start, merged exactly (:func:`loadgen.report.transports_rounds.measured`, as a transport comparison cuts
-its runs). Over that window: turns per second, the error rate (failed turns / turns), the e2e and TTFT
-percentiles and the generator's own lag p99.
+run's start, merged exactly (:func:`loadgen.report.transports_rounds.measured`, as a transport comparison cuts its
+runs). Over that window: turns per second (successful turns), the error rate (failed turns / turns), the e2e and
+TTFT percentiles and the generator's own lag p99.
 
 The SLOs (``--slo``, the threshold grammar of :mod:`loadgen.report.threshold_grammar`) are checked by the sweep
-itself on the steady window's histograms and counters; an objective scoped to a dialogue or a turn, a recovery or
-a drift is checked over the whole run (the interval snapshots keep only each transport's aggregate series). An
+itself on the steady window's histograms and counters; an objective scoped to a dialogue or a turn, a recovery or a
+drift is checked over the whole run (the interval snapshots keep only each transport's aggregate series). An
 objective naming another transport does not apply to the step. Goodput (turns per second that met every per-turn
 SLO) is read from the run's ``summary.json`` when the run computed it (its ``slo`` rows), else it is unknown.
 
 A step *holds* (:meth:`loadgen.analysis.knee.Step.holds`) when every SLO held, its error rate stayed within the
-limit and the generator lag p99 stayed under 5 ms. A step with no run folder, or no turn in its window, does not.
+limit and the generator lag p99 stayed under its limit (5 ms unless the sweep sets another). A step with no run
+folder, or no turn in its window, does not.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loadgen.analysis.knee import Step
+from loadgen.analysis.knee import GENERATOR_LAG_LIMIT_MS, Step
 from loadgen.errors import ConfigError
 from loadgen.metrics.batch import MetricsBatch
 from loadgen.metrics.histograms import Metric
@@ -67,6 +67,7 @@ class StepResult:
     generator_lag_p99_ms: float | None = None
     slo_checks: list[SloCheck] | None = None  # None: no --slo given
     note: str | None = None  # why the step has nothing to judge
+    lag_limit_ms: float = GENERATOR_LAG_LIMIT_MS
     holds: bool = False
 
     @property
@@ -76,7 +77,15 @@ class StepResult:
     def step(self) -> Step:
         """The step as :mod:`loadgen.analysis.knee` judges it (no SLO given: the SLOs held)."""
         held = self.slo_held is not False and self.note is None
-        return Step(self.load, self.turns_per_s, self.goodput, held, self.error_rate, self.generator_lag_p99_ms)
+        return Step(
+            self.load,
+            self.turns_per_s,
+            self.goodput,
+            held,
+            self.error_rate,
+            self.generator_lag_p99_ms,
+            self.lag_limit_ms,
+        )
 
     def judge(self, max_error_rate: float) -> StepResult:
         self.holds = self.step().holds(max_error_rate)
@@ -156,9 +165,11 @@ def evaluate_step(
     warmup_s: float,
     slos: list[Threshold] | None,
     max_error_rate: float,
+    lag_limit_ms: float = GENERATOR_LAG_LIMIT_MS,
 ) -> StepResult:
     """The step measured in ``run_dir`` (a finished run folder of ``transport``), judged."""
     result = StepResult(transport, load, mode, run_dir, slo_checks=None if slos is None else [])
+    result.lag_limit_ms = lag_limit_ms
     try:
         data = load_run(run_dir)
     except ConfigError as exc:
@@ -176,7 +187,7 @@ def evaluate_step(
     if not result.turns or result.window_s <= 0:
         result.note = "no turn in the measured window"
         return result.judge(max_error_rate)
-    result.turns_per_s = result.turns / result.window_s
+    result.turns_per_s = (result.turns - failures) / result.window_s
     result.error_rate = failures / result.turns
     if slos is not None:
         run = {**data.summary.get("run", {}), "duration_s": result.window_s}
