@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shlex
 import subprocess
 import sys
@@ -51,7 +50,7 @@ from loadgen.server.config import LOCAL_AMQP_URL
 from loadgen.server.main import AMQP_URL_ENV
 
 EXIT_INTERRUPTED = 130
-#: How long ``locust --help`` may take when the sweep asks which options the plug-in takes.
+#: How long asking which options the Locust plug-in takes may take.
 HELP_TIMEOUT_S = 60.0
 #: The options a step passes on to Locust when its plug-in takes them.
 PASSED_ON = ("--warmup", "--slo", "--arrival-rate", "--max-in-flight")
@@ -195,15 +194,26 @@ def build_plan(args: argparse.Namespace) -> SweepPlan:
     )
 
 
+#: Run in a subprocess: load the locustfile (its plug-in registers its options), build Locust's parser, print the
+#: flags. ``locust --help`` cannot tell: it answers before it loads the locustfile.
+_FLAGS_SCRIPT = """
+import sys
+from locust.argument_parser import get_parser
+from locust.util.load_locustfile import load_locustfile
+load_locustfile(sys.argv[1])
+print(" ".join(f for action in get_parser()._actions for f in action.option_strings))
+"""
+
+
 def plugin_flags(locustfile: str) -> frozenset[str]:
-    """Which of :data:`PASSED_ON` the Locust plug-in takes, from ``locust --help`` (asked in a subprocess:
-    importing Locust here would monkey-patch this process)."""
-    cmd = [sys.executable, "-m", "locust", "-f", locustfile, "--help"]
+    """Which of :data:`PASSED_ON` the Locust plug-in takes (asked in a subprocess: importing Locust here would
+    monkey-patch this process); none when it cannot tell."""
+    cmd = [sys.executable, "-c", _FLAGS_SCRIPT, locustfile]
     try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=HELP_TIMEOUT_S, check=False).stdout
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=HELP_TIMEOUT_S, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return frozenset()
-    found = set(re.findall(r"(--[a-z][a-z0-9-]*)", out))
+    found = set(done.stdout.split()) if done.returncode == 0 else set()
     return frozenset(f for f in PASSED_ON if f in found)
 
 

@@ -97,6 +97,7 @@ def run_step(plan: SweepPlan, transport: str, load: float, server: EmbeddedServe
         slos=plan.slos if plan.slo_texts else None,
         max_error_rate=plan.max_error_rate,
         lag_limit_ms=plan.lag_limit_ms,
+        step_s=plan.step_s,
     )
     held = "holds" if result.holds else "does not hold"
     sys.stdout.write(f"   {result.turns_per_s:.2f} turns/s, error rate {100 * result.error_rate:.2f}%: {held}\n")

@@ -1,9 +1,11 @@
-"""One step of a load sweep, read back from its run folder: what it measured in its steady state, and whether it held.
+"""One step of a load sweep, read back from its run folder: what it measured in its steady state, and whether it
+held.
 
-The steady state leaves the warm-up out: the run's interval snapshots that start at least ``warmup_s`` after the
-run's start, merged exactly (:func:`loadgen.report.transports_rounds.measured`, as a transport comparison cuts its
-runs). Over that window: turns per second (successful turns), the error rate (failed turns / turns), the e2e and
-TTFT percentiles and the generator's own lag p99.
+The steady state leaves the warm-up and the users' stop out: the run's interval snapshots that start at least
+``warmup_s`` after the run's start and before the step's measured time is over, merged exactly
+(:func:`loadgen.report.transports_rounds.measured`, as a transport comparison cuts its runs). Over that window:
+turns per second (successful turns), the error rate (failed turns / turns), the e2e and TTFT percentiles and the
+generator's own lag p99.
 
 The SLOs (``--slo``, the threshold grammar of :mod:`loadgen.report.threshold_grammar`) are checked by the sweep
 itself on the steady window's histograms and counters; an objective scoped to a dialogue or a turn, a recovery or a
@@ -30,7 +32,7 @@ from loadgen.metrics.histograms import Metric
 from loadgen.metrics.keys import ALL, Count, SeriesKey
 from loadgen.report.rundata import RunData, load_run
 from loadgen.report.thresholds import ALWAYS_CHECKED, Threshold, evaluate
-from loadgen.report.transports_rounds import measured
+from loadgen.report.transports_rounds import _only, measured
 
 #: The percentiles of a latency block, as sweep.json writes them.
 LATENCY_STATS: tuple[str, ...] = ("p50", "p95", "p99", "mean")
@@ -114,6 +116,30 @@ class StepResult:
         }
 
 
+def steady(
+    data: RunData, transport: str, warmup_s: float, step_s: float | None
+) -> tuple[tuple[float, float], MetricsBatch]:
+    """The window measured (unix seconds) and the transport's aggregate series (and the generator lag) in it: the
+    interval snapshots that start after the warm-up and within ``step_s`` of its end (None: up to the run's end;
+    the users' stop is left out). A folder without snapshots is measured whole."""
+    if step_s is None or not data.has_intervals():
+        return measured(data, transport, warmup_s)
+    run = data.summary.get("run", {})
+    started = float(run.get("started_at") or data.time_origin())
+    ended = float(run.get("ended_at") or started + data.duration_s)
+    low, high = started + warmup_s - 1e-6, started + warmup_s + step_s - 1e-6
+    batch = MetricsBatch()
+    first: float | None = None
+    last = low
+    for interval in data.iter_intervals():
+        if not low <= interval.start < high:
+            continue
+        first = interval.start if first is None else first
+        last = max(last, min(interval.end, ended))
+        batch.merge(_only(interval.batch, {(transport, ALL, 0), (ALL, ALL, 0)}))
+    return (first if first is not None else low, last), batch
+
+
 def _latency(batch: MetricsBatch, transport: str, metric: Metric) -> dict[str, float | None]:
     hist = batch.histograms.get(SeriesKey(transport, ALL, 0, metric))
     if hist is None or not hist.count:
@@ -166,6 +192,7 @@ def evaluate_step(
     slos: list[Threshold] | None,
     max_error_rate: float,
     lag_limit_ms: float = GENERATOR_LAG_LIMIT_MS,
+    step_s: float | None = None,
 ) -> StepResult:
     """The step measured in ``run_dir`` (a finished run folder of ``transport``), judged."""
     result = StepResult(transport, load, mode, run_dir, slo_checks=None if slos is None else [])
@@ -176,7 +203,7 @@ def evaluate_step(
         result.run_dir = run_dir if run_dir.is_dir() else None
         result.note = f"no results: {exc}"
         return result.judge(max_error_rate)
-    (start, end), batch = measured(data, transport, warmup_s)
+    (start, end), batch = steady(data, transport, warmup_s, step_s)
     result.window_s = max(0.0, end - start)
     result.turns = int(batch.counter(SeriesKey(transport, ALL, 0, Count.TURNS)))
     failures = batch.counter(SeriesKey(transport, ALL, 0, Count.FAILURES))
@@ -191,8 +218,8 @@ def evaluate_step(
     result.error_rate = failures / result.turns
     if slos is not None:
         run = {**data.summary.get("run", {}), "duration_s": result.window_s}
-        steady = RunData(run_dir, {**data.summary, "run": run}, batch, started_at=data.started_at)
-        result.slo_checks = check_slos(data, steady, transport, slos)
+        window = RunData(run_dir, {**data.summary, "run": run}, batch, started_at=data.started_at)
+        result.slo_checks = check_slos(data, window, transport, slos)
     return result.judge(max_error_rate)
 
 
@@ -201,4 +228,4 @@ def missing_step(transport: str, load: float, mode: str, run_dir: Path | None, w
     return StepResult(transport, load, mode, run_dir, note=why)
 
 
-__all__ = ["LATENCY_STATS", "SloCheck", "StepResult", "check_slos", "evaluate_step", "missing_step"]
+__all__ = ["LATENCY_STATS", "SloCheck", "StepResult", "check_slos", "evaluate_step", "missing_step", "steady"]

@@ -111,3 +111,17 @@ def test_a_lagging_generator_or_a_missing_folder_does_not_hold(tmp_path: Path) -
     assert not gone.holds and gone.turns == 0
     other = evaluate_step(run_dir, "grpc", 8, "users", warmup_s=5, slos=None, max_error_rate=0.01)
     assert other.note == "no turn in the measured window" and not other.holds
+
+
+def test_the_window_ends_with_the_steps_measured_time(tmp_path: Path) -> None:
+    """The users' stop (the run goes on past -t while dialogues finish) is left out: only the snapshots that start
+    within the measured time count."""
+    run_dir = make_run(tmp_path, "stop", transports=("rest",), intervals=5)
+    intervals = load_run(run_dir).intervals
+    kept = intervals[1:3]  # 5 s of warm-up, then 10 s measured
+    turns = sum(i.batch.counter(SeriesKey("rest", ALL, 0, Count.TURNS)) for i in kept)
+    step = evaluate_step(run_dir, "rest", 8, "users", warmup_s=5, slos=None, max_error_rate=0.2, step_s=10)
+    assert step.window_s == pytest.approx(kept[-1].end - kept[0].start) == pytest.approx(10.0)
+    assert step.turns == turns
+    whole = evaluate_step(run_dir, "rest", 8, "users", warmup_s=5, slos=None, max_error_rate=0.2)
+    assert whole.window_s == pytest.approx(20.0) and whole.turns > step.turns
