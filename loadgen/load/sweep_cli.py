@@ -247,6 +247,9 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, ValueError) as exc:
         sys.stderr.write(f"loadgen sweep: {exc}\n")
         return EXIT_BAD_INPUT
+    except KeyboardInterrupt:  # before the first step (a step's Ctrl-C is the sweep's to handle)
+        sys.stderr.write("loadgen sweep: interrupted before any step ran\n")
+        return EXIT_INTERRUPTED
     write_outputs(sweep)
     sys.stdout.write(to_markdown(sweep))
     sys.stdout.write(f"wrote {SWEEP_JSON}, {SWEEP_MD}, {SWEEP_HTML} in {plan.out_dir}\n")

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from loadgen.load.sweep_runner import Sweep
-from loadgen.load.sweep_step import StepResult
+from loadgen.load.sweep_step import StepResult, json_load
 from loadgen.transports import redact_url
 
 SCHEMA_VERSION = 1
@@ -35,7 +35,7 @@ def transport_block(sweep: Sweep, transport: str) -> dict[str, Any]:
     at_knee = next((s for s in steps if knee.knee is not None and s.load == knee.knee.load), None)
     return {
         "max_sustainable_turns_per_s": _round(knee.max_sustainable_turns_per_s),
-        "knee_load": None if knee.knee is None else knee.knee.load,
+        "knee_load": None if knee.knee is None else json_load(knee.knee.load),
         "ceiling_turns_per_s": _round(knee.ceiling_turns_per_s),
         "limited_by_generator": knee.limited_by_generator,
         "e2e_mean_ms_at_knee": None if at_knee is None else at_knee.e2e_ms.get("mean"),
@@ -55,7 +55,7 @@ def to_json(sweep: Sweep) -> str:
         "schema_version": SCHEMA_VERSION,
         "id": plan.sweep_id,
         "mode": plan.mode,
-        "loads": plan.loads,
+        "loads": [json_load(load) for load in plan.loads],
         "step_s": plan.step_s,
         "warmup_s": plan.warmup_s,
         "slo": list(plan.slo_texts),
@@ -130,7 +130,7 @@ def step_row(s: StepResult) -> list[str]:
         f"{s.load:g}", _rate(s.turns_per_s), _rate(s.goodput), _ms(s.e2e_ms.get("p50")), _ms(s.e2e_ms.get("p99")),
         _ms(s.e2e_ms.get("mean")), _ms(s.ttft_ms.get("p50")), _ms(s.ttft_ms.get("p99")), _pct(s.error_rate),
         "-" if s.generator_lag_p99_ms is None else f"{s.generator_lag_p99_ms:.2f}", slo,
-        "yes" if s.holds else "no" + (f" ({s.note})" if s.note else ""),
+        "yes" if s.holds else f"no: {s.why_not}" if s.why_not else "no",
     ]  # fmt: skip
 
 

@@ -71,6 +71,7 @@ class StepResult:
     note: str | None = None  # why the step has nothing to judge
     lag_limit_ms: float = GENERATOR_LAG_LIMIT_MS
     holds: bool = False
+    why_not: str | None = None  # why it does not hold (set by :meth:`judge`)
 
     @property
     def slo_held(self) -> bool | None:
@@ -91,14 +92,31 @@ class StepResult:
 
     def judge(self, max_error_rate: float) -> StepResult:
         self.holds = self.step().holds(max_error_rate)
+        self.why_not = self._why_not(max_error_rate)
         return self
+
+    def _why_not(self, max_error_rate: float) -> str | None:
+        """Why the step does not hold, in a few words; None when it holds."""
+        if self.holds:
+            return None
+        if self.note is not None:
+            return self.note
+        why = []
+        if self.slo_held is False:
+            why.append("SLO broken: " + ", ".join(c.objective for c in self.slo_checks or [] if not c.held))
+        if self.error_rate > max_error_rate:
+            why.append(f"error rate {100 * self.error_rate:.2f}% > {100 * max_error_rate:g}%")
+        lag = self.generator_lag_p99_ms
+        if lag is None or lag > self.lag_limit_ms:
+            why.append(f"generator lag p99 {'unknown' if lag is None else f'{lag:.1f} ms'} > {self.lag_limit_ms:g} ms")
+        return "; ".join(why)
 
     def to_json(self, base: Path | None = None) -> dict[str, Any]:
         run_dir = None
         if self.run_dir is not None:
             run_dir = str(self.run_dir.relative_to(base)) if base is not None else str(self.run_dir)
         return {
-            "load": self.load,
+            "load": json_load(self.load),
             "mode": self.mode,
             "turns": self.turns,
             "window_s": round(self.window_s, 3),
@@ -111,6 +129,7 @@ class StepResult:
             "slo_held": self.slo_held,
             "slo_checks": None if self.slo_checks is None else [c.to_json() for c in self.slo_checks],
             "holds": self.holds,
+            "why_not": self.why_not,
             "note": self.note,
             "run_dir": run_dir,
         }
@@ -138,6 +157,11 @@ def steady(
         last = max(last, min(interval.end, ended))
         batch.merge(_only(interval.batch, {(transport, ALL, 0), (ALL, ALL, 0)}))
     return (first if first is not None else low, last), batch
+
+
+def json_load(load: float) -> float | int:
+    """A load as JSON writes it: 10 users as 10, 2.5 conversations/s as 2.5."""
+    return int(load) if float(load).is_integer() else load
 
 
 def _latency(batch: MetricsBatch, transport: str, metric: Metric) -> dict[str, float | None]:
@@ -225,7 +249,18 @@ def evaluate_step(
 
 def missing_step(transport: str, load: float, mode: str, run_dir: Path | None, why: str) -> StepResult:
     """A step that produced nothing to judge (the run failed to start, or was cut short before it wrote)."""
-    return StepResult(transport, load, mode, run_dir, note=why)
+    result = StepResult(transport, load, mode, run_dir, note=why)
+    result.why_not = why
+    return result
 
 
-__all__ = ["LATENCY_STATS", "SloCheck", "StepResult", "check_slos", "evaluate_step", "missing_step", "steady"]
+__all__ = [
+    "LATENCY_STATS",
+    "SloCheck",
+    "StepResult",
+    "check_slos",
+    "evaluate_step",
+    "json_load",
+    "missing_step",
+    "steady",
+]

@@ -130,7 +130,8 @@ def test_sweep_files_give_each_transports_knee(tmp_path: Path) -> None:
     markdown = to_markdown(sweep)
     assert "| transport | avg latency at knee (ms) | max QPS within SLO (turns/s) | error rate at knee |" in markdown
     assert "| rest | 60.0 | 8.00 | 0.00% | 4 users | 12.00 |  |" in markdown
-    assert "| 16 | 12.00 | - | 550.0 | 1650.0 | 660.0 | 10.0 | 30.0 | 10.00% | 1.00 | broken | no |" in markdown
+    last = "| 16 | 12.00 | - | 550.0 | 1650.0 | 660.0 | 10.0 | 30.0 | 10.00% | 1.00 | broken |"
+    assert f"{last} no: SLO broken: e2e.p99 < 1s; error rate 10.00% > 5% |" in markdown
     html = to_html(sweep)
     assert html.count('class="plotly-graph-div"') == 2 and 'id="sweep-rest"' in html and 'id="sweep-grpc"' in html
     assert "knee: 4 users" in html and 'id="steps-grpc"' in html

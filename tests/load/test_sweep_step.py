@@ -43,7 +43,8 @@ def test_the_steady_window_leaves_the_warmup_out(tmp_path: Path) -> None:
     assert set(step.ttft_ms) == {"p50", "p95", "p99", "mean"}
     assert step.generator_lag_p99_ms is not None and 0 < step.generator_lag_p99_ms <= 3.0
     assert step.slo_held is None and step.holds  # no SLO given: error rate and lag decide
-    assert not evaluate_step(run_dir, "rest", 8, "users", warmup_s=5, slos=None, max_error_rate=0.01).holds
+    strict = evaluate_step(run_dir, "rest", 8, "users", warmup_s=5, slos=None, max_error_rate=0.01)
+    assert not strict.holds and strict.why_not == f"error rate {100 * step.error_rate:.2f}% > 1%"
 
 
 def test_slos_are_checked_on_the_steady_window(tmp_path: Path) -> None:
@@ -74,6 +75,7 @@ def test_slos_are_checked_on_the_steady_window(tmp_path: Path) -> None:
 
     cold = evaluate_step(run_dir, "rest", 8, "users", warmup_s=0, slos=slos, max_error_rate=0.01)
     assert cold.slo_checks is not None and not cold.slo_checks[0].held and not cold.holds
+    assert cold.why_not == f"SLO broken: {slos[0].text}" and step.why_not is None
 
 
 def test_a_turn_scoped_slo_is_checked_over_the_whole_run(tmp_path: Path) -> None:
@@ -105,12 +107,13 @@ def test_a_lagging_generator_or_a_missing_folder_does_not_hold(tmp_path: Path) -
     step = evaluate_step(run_dir, "rest", 8, "users", warmup_s=5, slos=None, max_error_rate=0.01)
     assert step.generator_lag_p99_ms is not None and step.generator_lag_p99_ms > 5.0
     assert step.error_rate == 0 and not step.holds
+    assert step.why_not == f"generator lag p99 {step.generator_lag_p99_ms:.1f} ms > 5 ms"
     assert evaluate_step(run_dir, "rest", 8, "users", warmup_s=5, slos=None, max_error_rate=0.01, lag_limit_ms=10).holds
     gone = evaluate_step(tmp_path / "nothing", "rest", 8, "users", warmup_s=5, slos=None, max_error_rate=0.01)
     assert gone.run_dir is None and gone.note is not None and gone.note.startswith("no results: ")
     assert not gone.holds and gone.turns == 0
     other = evaluate_step(run_dir, "grpc", 8, "users", warmup_s=5, slos=None, max_error_rate=0.01)
-    assert other.note == "no turn in the measured window" and not other.holds
+    assert other.note == other.why_not == "no turn in the measured window" and not other.holds
 
 
 def test_the_window_ends_with_the_steps_measured_time(tmp_path: Path) -> None:
