@@ -53,7 +53,7 @@ EXIT_INTERRUPTED = 130
 #: How long asking which options the Locust plug-in takes may take.
 HELP_TIMEOUT_S = 60.0
 #: The options a step passes on to Locust when its plug-in takes them.
-PASSED_ON = ("--warmup", "--slo", "--arrival-rate", "--max-in-flight")
+PASSED_ON = ("--warmup", "--slo", "--arrival-rate")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -10,7 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from loadgen.load import sweep_cli
 from loadgen.load.sweep_cli import plugin_flags
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "report"))
+
+from report_helpers import run_command
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LOCUSTFILE = REPO_ROOT / "scenarios" / "multiturn.py"
@@ -56,7 +61,9 @@ def test_the_knee_is_the_highest_step_the_server_can_take(tmp_path: Path) -> Non
     assert (out_dir / "sweep.html").read_text().count('class="plotly-graph-div"') == 2
 
 
-def test_the_sweep_asks_locust_which_options_its_plug_in_takes(tmp_path: Path) -> None:
+def test_the_sweep_asks_locust_which_options_its_plug_in_takes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     locustfile = tmp_path / "with_slo.py"
     locustfile.write_text(
         "from locust import User, events, task\n\n\n"
@@ -70,3 +77,11 @@ def test_the_sweep_asks_locust_which_options_its_plug_in_takes(tmp_path: Path) -
     )
     assert plugin_flags(str(locustfile)) == frozenset({"--slo"})
     assert plugin_flags(str(tmp_path / "missing.py")) == frozenset()
+    # the open model needs a plug-in that takes --arrival-rate: one line, before any load
+    reports = tmp_path / "reports"
+    argv = ["--transport", "rest", "--rates", "1,2", "-f", str(locustfile), "--reports-dir", str(reports)]
+    assert run_command(sweep_cli, argv) == 2
+    assert capsys.readouterr().err == (
+        "loadgen sweep: --rates: this Locust plug-in has no --arrival-rate (open model); sweep --users instead\n"
+    )
+    assert not reports.exists()
