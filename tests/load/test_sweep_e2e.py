@@ -4,8 +4,11 @@ capacity is known, and the knee found below the highest step."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -85,3 +88,39 @@ def test_the_sweep_asks_locust_which_options_its_plug_in_takes(
         "loadgen sweep: --rates: this Locust plug-in has no --arrival-rate (open model); sweep --users instead\n"
     )
     assert not reports.exists()
+
+
+def test_ctrl_c_stops_the_sweep_and_writes_what_ran(tmp_path: Path) -> None:
+    """Ctrl-C at a terminal reaches the whole process group: the step under way (Locust) stops and writes its
+    folder, the sweep writes its files with the steps that ran and exits 130; no later step starts."""
+    cmd = [
+        sys.executable, "-m", "loadgen", "sweep", "--transport", "rest", "--users", "1,2,4", "--step", "12s",
+        "--warmup", "1s", "--run-id", "sw", "--reports-dir", "reports", "-f", str(LOCUSTFILE),
+        "--", "--think-min", "0.05", "--think-max", "0.2", "--dialogues", DIALOGUES, "--stop-timeout", "2",
+    ]  # fmt: skip
+    out_dir = tmp_path / "reports" / "sw"
+    proc = subprocess.Popen(
+        cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (out_dir / "sweep.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)  # the first step is over
+        while not (out_dir / "sw-rest-u2.log").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(4.0)  # the second step is under way
+        os.killpg(proc.pid, signal.SIGINT)
+        output, _ = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130, output[-3000:]
+    data = json.loads((out_dir / "sweep.json").read_text())
+    assert data["interrupted"] is True
+    steps = data["transports"]["rest"]["steps"]
+    assert [s["load"] for s in steps] == [1, 2]  # 4 users never started
+    assert steps[0]["turns"] > 0 and steps[0]["run_dir"] == "sw-rest-u1"
+    assert not (out_dir / "sw-rest-u4.log").exists()
+    assert "INTERRUPTED" in (out_dir / "sweep.md").read_text()
+    assert "INTERRUPTED" in (out_dir / "sweep.html").read_text()
