@@ -167,7 +167,7 @@ def parse_slos(texts: Sequence[str]) -> list[Threshold]:
             slos.append(parse_threshold(text, where="--slo"))
         except ConfigError as exc:
             first = str(exc).splitlines()[0]
-            raise ConfigError(f"{first} (the threshold grammar: loadgen report --help)") from None
+            raise ConfigError(f"{first} (the threshold grammar: README, CI gates)") from None
     return slos
 
 
