@@ -1,0 +1,282 @@
+"""The open model in Locust (``--arrival-rate``): arrivals per process, rate steps, the ``arrivals`` summary block.
+
+With ``--arrival-rate R`` the users Locust spawns are conversation *slots*: each waits for an arrival, runs one
+whole dialogue from it (think times included) and waits again (:class:`~loadgen.locust_plugin.user.ConversationUser`).
+The users' count (``-u``, or ``--max-in-flight N``, which sets it) is the cap on live conversations; in a headless
+run without a shape, every slot is spawned at once unless ``-r`` says otherwise (an idle slot costs nothing).
+
+- Each load-generating process runs a :class:`~loadgen.load.dispatcher.Dispatcher` from ``test_start`` to
+  ``test_stopping``, with an :class:`~loadgen.load.arrivals.ArrivalClock` at its share of R: a single process has
+  the whole rate; in distributed mode (``--processes``, ``--master``/``--worker``) the master sends each worker its
+  plan (:data:`MESSAGE`: the run's rate, the arrival kind, the number of shares and the worker's index) as the test
+  starts, before the spawn messages, so the workers' arrivals add up to R (a worker that joins later gets none).
+- Rate steps: a ``LoadTestShape`` whose ``tick()`` sets an ``arrival_rate`` attribute drives the rate: the master
+  (or the single process) reads it every :data:`SHAPE_POLL_S` and hands a new value to every dispatcher. Its
+  user count is the cap, as ``-u`` is. In the web UI the rate is ``--arrival-rate``'s; the users field is the cap.
+- The counts (:class:`~loadgen.metrics.keys.Count` ``arrivals*``) are recorded with the turns, so they merge
+  across workers and appear per interval in ``intervals.jsonl``; summary.json's ``arrivals`` block and the console
+  line ``arrivals: requested R/s, achieved X/s, dropped D (cap N)`` are built from them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import gevent
+from locust import events
+
+from loadgen.errors import ConfigError
+from loadgen.load.arrivals import ArrivalClock, ArrivalKind
+from loadgen.load.dispatcher import Dispatcher
+from loadgen.locust_plugin import events as plugin_events
+from loadgen.locust_plugin.runtime import LoadgenRuntime, get_runtime
+from loadgen.metrics.batch import MetricsBatch
+from loadgen.metrics.keys import ALL, Count, SeriesKey
+
+logger = logging.getLogger("loadgen")
+
+#: The master's message to each worker: ``{"rate", "kind", "shares", "index"}`` (:class:`Plan`).
+MESSAGE = "loadgen_arrivals"
+#: How often the rate of a LoadTestShape's ``arrival_rate`` is read.
+SHAPE_POLL_S = 0.2
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one process's dispatcher runs: the whole run's rate, split over ``shares`` processes."""
+
+    rate: float
+    kind: str
+    shares: int = 1
+    index: int = 0
+
+
+class _State:
+    plan: Plan | None = None  # this process's plan (master: the run's, with shares 1)
+    dispatcher: Dispatcher | None = None
+    shape_poller: gevent.Greenlet | None = None
+    rate_steps: list[tuple[float, float]] = []  # master/local: (time.time(), run rate) from the test's start
+
+
+state = _State()
+
+
+def current() -> Dispatcher | None:
+    """This process's dispatcher while an open-model test runs; None in the closed model."""
+    return state.dispatcher
+
+
+def reset() -> None:
+    """Forget everything (tests)."""
+    stop_dispatching()
+    state.plan = None
+    state.rate_steps = []
+
+
+# --- set-up (init, no greenlet switch) --------------------------------------------------------------------------
+def _setup(environment: Any, rt: LoadgenRuntime, role: str, web_ui: Any) -> None:
+    runner = getattr(environment, "runner", None)
+    if role == "worker":
+        if runner is not None:
+            runner.register_message(MESSAGE, _on_plan)
+        return
+    o = rt.options
+    if o.arrival_rate is None:
+        return
+    state.plan = Plan(o.arrival_rate, o.arrival.value)
+    parsed = environment.parsed_options
+    if getattr(environment, "shape_class", None) is not None:
+        return  # the shape's user count is the cap
+    if o.max_in_flight is not None:
+        parsed.num_users = o.max_in_flight
+    if getattr(parsed, "headless", False):
+        if parsed.num_users is None:
+            raise ConfigError(f"--arrival-rate {o.arrival_rate:g}: give the cap on live conversations, -u N or "
+                              "--max-in-flight N")  # fmt: skip
+        if getattr(parsed, "spawn_rate", None) is None:
+            parsed.spawn_rate = parsed.num_users  # idle slots cost nothing: all of them at once
+
+
+def _on_plan(environment: Any = None, msg: Any = None, **_: Any) -> None:
+    """A worker: the master's plan, before the test's spawn message (or a new rate while it runs)."""
+    plan = Plan(**msg.data)
+    state.plan = plan
+    if state.dispatcher is not None:
+        state.dispatcher.set_rate(plan.rate)
+
+
+# --- the test's life ----------------------------------------------------------------------------------------------
+def _on_test_start(environment: Any, **_: Any) -> None:
+    try:
+        rt = get_runtime()
+    except RuntimeError:
+        return
+    plan = state.plan
+    if plan is None:
+        return
+    if rt.role != "worker":
+        rate = _shape_rate(environment)
+        if rate is not None:
+            plan = state.plan = Plan(rate, plan.kind)
+        state.rate_steps = [(time.time(), plan.rate)]
+        folder = plugin_events.state.folder
+        if folder is not None and arrivals_source not in folder.sources:
+            folder.sources.append(arrivals_source)
+        if getattr(environment, "shape_class", None) is not None:
+            state.shape_poller = gevent.spawn(_poll_shape, environment)
+    if rt.role == "master":
+        _send_plans(environment.runner, plan)
+    else:
+        start_dispatching(rt, plan)
+
+
+def start_dispatching(rt: LoadgenRuntime, plan: Plan) -> Dispatcher:
+    """This process's dispatcher for ``plan``, started; its counts go into ``rt``'s pending figures."""
+    stop_dispatching()
+    transport = rt.options.transport
+
+    def record(counter: Count, amount: int) -> None:
+        rt.pending.counts[SeriesKey(transport, ALL, 0, str(counter))] += amount
+
+    now = time.perf_counter()
+    clock = ArrivalClock(plan.rate, ArrivalKind(plan.kind), start=now, shares=plan.shares, index=plan.index)
+    dispatcher = state.dispatcher = Dispatcher(clock, record)
+    dispatcher.start()
+    return dispatcher
+
+
+def stop_dispatching() -> None:
+    if state.shape_poller is not None:
+        state.shape_poller.kill(block=False)
+        state.shape_poller = None
+    if state.dispatcher is not None:
+        state.dispatcher.stop()
+        state.dispatcher = None
+
+
+def _on_test_stopping(**_: Any) -> None:
+    stop_dispatching()  # no arrival while the users stop; the live time so far is recorded
+
+
+def _send_plans(runner: Any, plan: Plan) -> None:
+    """The master: each worker its share of ``plan``."""
+    from locust.runners import STATE_MISSING
+
+    workers = sorted(c.id for c in runner.clients.all if c.state != STATE_MISSING)
+    for index, client_id in enumerate(workers):
+        share = Plan(plan.rate, plan.kind, len(workers), index)
+        runner.send_message(MESSAGE, asdict(share), client_id)
+
+
+def _shape_rate(environment: Any) -> float | None:
+    shape = getattr(environment, "shape_class", None)
+    rate = getattr(shape, "arrival_rate", None)
+    return None if rate is None else max(0.0, float(rate))
+
+
+def set_rate(environment: Any, rate: float) -> None:
+    """A new rate for the whole run (master or single process): to every dispatcher."""
+    if state.plan is None or rate == state.plan.rate:
+        return
+    state.plan = Plan(rate, state.plan.kind)
+    state.rate_steps.append((time.time(), rate))
+    logger.info("arrival rate: %g conversations/s", rate)
+    if get_runtime().role == "master":
+        _send_plans(environment.runner, state.plan)
+    elif state.dispatcher is not None:
+        state.dispatcher.set_rate(rate)
+
+
+def _poll_shape(environment: Any) -> None:
+    while True:
+        rate = _shape_rate(environment)
+        if rate is not None:
+            set_rate(environment, rate)
+        gevent.sleep(SHAPE_POLL_S)
+
+
+# --- what the run folder and the console say -------------------------------------------------------------------
+def requested_per_s(steps: list[tuple[float, float]], start: float, end: float) -> float | None:
+    """The mean requested rate over ``[start, end]`` given its steps ``(since, rate)``."""
+    if not steps or end <= start:
+        return steps[-1][1] if steps else None
+    total = 0.0
+    for i, (since, rate) in enumerate(steps):
+        until = steps[i + 1][0] if i + 1 < len(steps) else end
+        total += rate * max(0.0, min(until, end) - max(since, start))
+    return total / (end - start)
+
+
+def arrivals_block(
+    batch: MetricsBatch, *, kind: str, requested: float | None, duration_s: float, cap: int | None
+) -> dict[str, Any]:
+    """summary.json's ``arrivals``: the counts of every transport's aggregate series, rates over ``duration_s``."""
+
+    def count(name: Count) -> int:
+        return sum(int(v) for k, v in batch.counts.items() if k.metric == name and k.dialogue == ALL and not k.turn)
+
+    offered, started = count(Count.ARRIVALS), count(Count.ARRIVALS_STARTED)
+    seconds = max(duration_s, 1e-9)
+    return {
+        "mode": kind,
+        "requested_per_s": None if requested is None else round(requested, 4),
+        "achieved_per_s": round(offered / seconds, 4) if duration_s > 0 else None,
+        "started_per_s": round(started / seconds, 4) if duration_s > 0 else None,
+        "offered": offered,
+        "started": started,
+        "dropped": count(Count.ARRIVALS_DROPPED),
+        "max_in_flight": cap,
+        "live_max": count(Count.ARRIVALS_LIVE_MAX),
+        "live_mean": round(count(Count.ARRIVALS_LIVE_MS) / 1000.0 / seconds, 3) if duration_s > 0 else None,
+    }
+
+
+def arrivals_source(started_at: float) -> tuple[dict[str, Any], list[str]]:
+    """The run folder's ``arrivals`` block (a :data:`~loadgen.locust_plugin.persistence.SectionSource`)."""
+    rt = get_runtime()
+    if state.plan is None or rt.aggregator is None:
+        return {}, []
+    folder = plugin_events.state.folder
+    end = (folder.stopped_at if folder is not None else None) or time.time()
+    runner = getattr(plugin_events.state.environment, "runner", None)
+    cap = getattr(runner, "target_user_count", None)
+    block = arrivals_block(
+        rt.aggregator.total,
+        kind=state.plan.kind,
+        requested=requested_per_s(state.rate_steps, started_at, end),
+        duration_s=end - started_at,
+        cap=cap,
+    )
+    warnings = []
+    if block["dropped"]:
+        warnings.append(f"{block['dropped']} of {block['offered']} arrivals were dropped: every conversation slot "
+                        f"was busy (cap {cap}: raise -u/--max-in-flight or lower --arrival-rate)")  # fmt: skip
+    return {"arrivals": block}, warnings
+
+
+def console_line(block: dict[str, Any]) -> str:
+    def rate(value: float | None) -> str:
+        return "-" if value is None else f"{value:.2f}"
+
+    cap = block.get("max_in_flight")
+    return (
+        f"arrivals: requested {rate(block.get('requested_per_s'))}/s, achieved {rate(block.get('achieved_per_s'))}/s, "
+        f"dropped {block.get('dropped', 0)} (cap {'-' if cap is None else cap})"
+    )
+
+
+def _on_summary(environment: Any, summary: dict[str, Any], run_dir: Path) -> None:
+    block = summary.get("arrivals")
+    if block:
+        plugin_events.say(console_line(block))
+
+
+plugin_events.setup_hooks.append(_setup)
+plugin_events.summary_listeners.add(_on_summary)
+_hooks: Any = events
+_hooks.test_start.add_listener(_on_test_start)
+_hooks.test_stopping.add_listener(_on_test_stopping)
