@@ -136,7 +136,8 @@ def _on_test_start(environment: Any, **_: Any) -> None:
 
 def start_dispatching(rt: LoadgenRuntime, plan: Plan) -> Dispatcher:
     """This process's dispatcher for ``plan``, started; its counts go into ``rt``'s pending figures."""
-    stop_dispatching()
+    if state.dispatcher is not None:
+        state.dispatcher.stop()
     transport = rt.options.transport
 
     def record(counter: Count, amount: int) -> None:
