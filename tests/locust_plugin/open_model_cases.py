@@ -5,6 +5,7 @@ scripted transport that notes when each conversation started. Run in a Python of
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import time
 from collections.abc import Iterator
@@ -102,7 +103,7 @@ def _count(rt: runtime.LoadgenRuntime, name: Count) -> int:
 
 
 def _cv(times: list[float]) -> float:
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     return statistics.pstdev(gaps) / statistics.mean(gaps)
 
 
@@ -124,7 +125,7 @@ def test_constant_arrivals_are_evenly_spaced(tmp_path: Path) -> None:
 
 def test_arrivals_beyond_the_cap_are_dropped_and_counted_never_delayed(tmp_path: Path) -> None:
     # 2 slots, each conversation 5 turns x 0.1 s: at most ~2 / 0.5 s conversations start, of 20 arrivals a second
-    rt, env = _run(tmp_path, 2, 2.0, "--arrival-rate", "20", "--arrival", "constant", delay_s=0.1)
+    rt, _ = _run(tmp_path, 2, 2.0, "--arrival-rate", "20", "--arrival", "constant", delay_s=0.1)
     offered, started = _count(rt, Count.ARRIVALS), _count(rt, Count.ARRIVALS_STARTED)
     dropped = _count(rt, Count.ARRIVALS_DROPPED)
     assert 36 <= offered <= 42  # the schedule kept going while every slot was busy
@@ -213,9 +214,9 @@ def _with_users(tmp_path: Path, users: int | None, *argv: str, headless: bool = 
 
 
 def test_the_users_are_the_slots_and_must_agree_with_max_in_flight(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="^-u 0: --arrival-rate needs at least one conversation slot"):
+    with pytest.raises(ConfigError, match=r"^-u 0: --arrival-rate needs at least one conversation slot"):
         options.LoadgenOptions.from_parsed(_with_users(tmp_path, 0, "--arrival-rate", "5"))
-    with pytest.raises(ConfigError, match="^--max-in-flight 8 and -u 4 disagree"):
+    with pytest.raises(ConfigError, match=r"^--max-in-flight 8 and -u 4 disagree"):
         options.LoadgenOptions.from_parsed(_with_users(tmp_path, 4, "--arrival-rate", "5", "--max-in-flight", "8"))
     env = Environment(user_classes=[_user_class(0.0)], events=Events(), host="http://scripted")
     env.parsed_options = _with_users(tmp_path, None, "--arrival-rate", "5")
