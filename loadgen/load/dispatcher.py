@@ -8,10 +8,12 @@ service meets the same arrivals a fast one does).
 
 What is counted (:class:`ArrivalCounts`) goes to the ``record`` callback as it happens (the
 :class:`~loadgen.metrics.keys.Count` ``arrivals*`` names), so it travels with the turns' figures: ``offered``
-(arrivals due), ``started`` (handed to a slot), ``dropped``, ``live_ms`` (the live conversations integrated over
-time, in conversation-milliseconds: divided by a duration it is the mean number of live conversations, and it sums
-exactly across processes) and ``live_max`` (raised by how much this process's highest live count grew, so that the
-run's figure is the sum of each process's highest: exact with one process, an upper bound with several).
+(arrivals due), ``started`` (handed to a slot), ``dropped``, ``dispatch_ms`` (how long this dispatcher has run)
+with ``dispatchers`` (1 when it starts: summed over processes, the number that dispatched), ``live_ms`` (the live
+conversations integrated over time, in conversation-milliseconds: divided by the dispatching time it is the mean
+number of live conversations, and it sums exactly across processes) and ``live_max`` (raised by how much this
+process's highest live count grew, so that the run's figure is the sum of each process's highest: exact with one
+process, an upper bound with several).
 
 Times are ``time.perf_counter()`` seconds (the clock the users measure turns with) unless ``now`` says otherwise.
 """
@@ -49,6 +51,7 @@ class ArrivalCounts:
     live: int = 0
     live_max: int = 0
     live_ms: int = 0
+    dispatch_ms: int = 0
 
 
 class Dispatcher:
@@ -62,9 +65,10 @@ class Dispatcher:
         self._now = now or time.perf_counter
         self._idle: collections.deque[gevent.event.AsyncResult] = collections.deque()
         self._sampled_at = self._now()
-        self._live_ms_carry = 0.0
+        self._carry: dict[Count, float] = {}
         self._greenlet: gevent.Greenlet | None = None
         self._wake = gevent.event.Event()
+        self._stopped = False
 
     @property
     def idle(self) -> int:
@@ -126,26 +130,41 @@ class Dispatcher:
         self._idle.popleft().set(intended)
 
     def _sample(self, now: float) -> None:
-        """Integrate the live conversations up to ``now`` (whole milliseconds recorded, the rest carried)."""
-        live_ms = self.counts.live * max(0.0, now - self._sampled_at) * 1000.0 + self._live_ms_carry
+        """Integrate the dispatching time and the live conversations up to ``now`` (whole milliseconds recorded, the
+        rest carried)."""
+        if self._stopped:
+            return  # the live time ends where the dispatching did
+        elapsed_ms = max(0.0, now - self._sampled_at) * 1000.0
         self._sampled_at = now
-        whole = int(live_ms + 1e-6)  # 0.7 - 0.2 s is 499.99... ms in floating point
-        self._live_ms_carry = live_ms - whole
+        self.counts.dispatch_ms += self._accrue(Count.ARRIVALS_DISPATCH_MS, elapsed_ms)
+        self.counts.live_ms += self._accrue(Count.ARRIVALS_LIVE_MS, self.counts.live * elapsed_ms)
+
+    def _accrue(self, counter: Count, ms: float) -> int:
+        ms += self._carry.get(counter, 0.0)
+        whole = int(ms + 1e-6)  # 0.7 - 0.2 s is 499.99... ms in floating point
+        self._carry[counter] = ms - whole
         if whole:
-            self.counts.live_ms += whole
-            self._record(Count.ARRIVALS_LIVE_MS, whole)
+            self._record(counter, whole)
+        return whole
 
     def start(self) -> None:
-        if self._greenlet is None:
-            self._sampled_at = self._now()
+        """Dispatch in a greenlet of its own; the dispatching time counts from now, and arrivals the clock had due
+        before now are skipped, not offered (the schedule keeps its phase). Once only: a stopped dispatcher stays
+        stopped."""
+        if self._greenlet is None and not self._stopped:
+            now = self._sampled_at = self._now()
+            while self.clock.peek() < now:
+                self.clock.pop()
+            self._record(Count.ARRIVALS_DISPATCHERS, 1)
             self._greenlet = gevent.spawn(self._run)
 
     def stop(self) -> None:
-        """Stop dispatching; the live time up to now is recorded."""
+        """Stop dispatching; the live time up to now is recorded, none after it."""
         if self._greenlet is not None:
             self._greenlet.kill()
             self._greenlet = None
         self._sample(self._now())
+        self._stopped = True
 
     def _run(self) -> None:
         while True:

@@ -5,11 +5,13 @@ whole dialogue from it (think times included) and waits again (:class:`~loadgen.
 The users' count (``-u``, or ``--max-in-flight N``, which sets it) is the cap on live conversations; in a headless
 run without a shape, every slot is spawned at once unless ``-r`` says otherwise (an idle slot costs nothing).
 
-- Each load-generating process runs a :class:`~loadgen.load.dispatcher.Dispatcher` from ``test_start`` to
-  ``test_stopping``, with an :class:`~loadgen.load.arrivals.ArrivalClock` at its share of R: a single process has
-  the whole rate; in distributed mode (``--processes``, ``--master``/``--worker``) the master sends each worker its
-  plan (:data:`MESSAGE`: the run's rate, the arrival kind, the number of shares and the worker's index) as the test
-  starts, before the spawn messages, so the workers' arrivals add up to R (a worker that joins later gets none).
+- Each load-generating process makes a :class:`~loadgen.load.dispatcher.Dispatcher` at ``test_start`` (its slots
+  wait in it as they are spawned), starts it at its first ``spawning_complete`` (no arrival is dropped for want of
+  a slot not yet spawned) and stops it at ``test_stopping``. Its :class:`~loadgen.load.arrivals.ArrivalClock` runs
+  at its share of R: a single process has the whole rate; in distributed mode (``--processes``,
+  ``--master``/``--worker``) the master sends each worker its plan (:data:`MESSAGE`: the run's rate, the arrival
+  kind, the number of shares and the worker's index) as the test starts, before the spawn messages, so the
+  workers' arrivals add up to R (a worker that joins later gets none). With ``--seed`` the gaps are reproducible.
 - Rate steps: a ``LoadTestShape`` whose ``tick()`` sets an ``arrival_rate`` attribute drives the rate: the master
   (or the single process) reads it every :data:`SHAPE_POLL_S` and hands a new value to every dispatcher. Its
   user count is the cap, as ``-u`` is. In the web UI the rate is ``--arrival-rate``'s; the users field is the cap.
@@ -21,6 +23,7 @@ run without a shape, every slot is spawned at once unless ``-r`` says otherwise 
 from __future__ import annotations
 
 import logging
+import random
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -131,11 +134,19 @@ def _on_test_start(environment: Any, **_: Any) -> None:
     if rt.role == "master":
         _send_plans(environment.runner, plan)
     else:
-        start_dispatching(rt, plan)
+        prepare_dispatching(rt, plan)  # the slots wait in it; it starts once they are spawned
 
 
-def start_dispatching(rt: LoadgenRuntime, plan: Plan) -> Dispatcher:
-    """This process's dispatcher for ``plan``, started; its counts go into ``rt``'s pending figures."""
+def _on_spawning_complete(**_: Any) -> None:
+    """The slots are there (a single process, or a worker): dispatch arrivals from now on. Later spawns (a shape's
+    new user count, the web UI's) change the slots, not the dispatcher."""
+    if state.dispatcher is not None:
+        state.dispatcher.start()
+
+
+def prepare_dispatching(rt: LoadgenRuntime, plan: Plan) -> Dispatcher:
+    """This process's dispatcher for ``plan``, not yet started (:meth:`Dispatcher.start`); its counts go into
+    ``rt``'s pending figures."""
     if state.dispatcher is not None:
         state.dispatcher.stop()
     transport = rt.options.transport
@@ -143,24 +154,29 @@ def start_dispatching(rt: LoadgenRuntime, plan: Plan) -> Dispatcher:
     def record(counter: Count, amount: int) -> None:
         rt.pending.counts[SeriesKey(transport, ALL, 0, str(counter))] += amount
 
-    now = time.perf_counter()
-    clock = ArrivalClock(plan.rate, ArrivalKind(plan.kind), start=now, shares=plan.shares, index=plan.index)
+    seed = rt.options.seed
+    rng = random.Random(f"{seed}:arrivals:{plan.index}") if seed is not None else None  # --seed: the same gaps
+    clock = ArrivalClock(plan.rate, ArrivalKind(plan.kind), start=time.perf_counter(), shares=plan.shares,
+                         index=plan.index, rng=rng)  # fmt: skip
     dispatcher = state.dispatcher = Dispatcher(clock, record)
-    dispatcher.start()
     return dispatcher
 
 
-def stop_dispatching() -> None:
+def stop_dispatching(*, forget: bool = True) -> None:
+    """No more arrivals (the live time so far is recorded). Not ``forget``: the stopped dispatcher stays this
+    process's, so a slot whose conversation ends while the users are being stopped waits in it (and is stopped
+    there) instead of starting a closed-model chat."""
     if state.shape_poller is not None:
         state.shape_poller.kill(block=False)
         state.shape_poller = None
     if state.dispatcher is not None:
         state.dispatcher.stop()
-        state.dispatcher = None
+        if forget:
+            state.dispatcher = None
 
 
 def _on_test_stopping(**_: Any) -> None:
-    stop_dispatching()  # no arrival while the users stop; the live time so far is recorded
+    stop_dispatching(forget=False)
 
 
 def _send_plans(runner: Any, plan: Plan) -> None:
@@ -202,37 +218,51 @@ def _poll_shape(environment: Any) -> None:
 
 # --- what the run folder and the console say -------------------------------------------------------------------
 def requested_per_s(steps: list[tuple[float, float]], start: float, end: float) -> float | None:
-    """The mean requested rate over ``[start, end]`` given its steps ``(since, rate)``."""
+    """The mean requested rate over ``[start, end]`` given its steps ``(since, rate)``; the first step's rate is the
+    one in effect at ``start``."""
     if not steps or end <= start:
         return steps[-1][1] if steps else None
     total = 0.0
     for i, (since, rate) in enumerate(steps):
         until = steps[i + 1][0] if i + 1 < len(steps) else end
-        total += rate * max(0.0, min(until, end) - max(since, start))
+        total += rate * max(0.0, min(until, end) - (start if i == 0 else max(since, start)))
     return total / (end - start)
 
 
-def arrivals_block(
-    batch: MetricsBatch, *, kind: str, requested: float | None, duration_s: float, cap: int | None
-) -> dict[str, Any]:
-    """summary.json's ``arrivals``: the counts of every transport's aggregate series, rates over ``duration_s``."""
+def _count(batch: MetricsBatch, name: Count) -> int:
+    """A count summed over every transport's aggregate series."""
+    return sum(int(v) for k, v in batch.counts.items() if k.metric == name and k.dialogue == ALL and not k.turn)
 
-    def count(name: Count) -> int:
-        return sum(int(v) for k, v in batch.counts.items() if k.metric == name and k.dialogue == ALL and not k.turn)
 
-    offered, started = count(Count.ARRIVALS), count(Count.ARRIVALS_STARTED)
-    seconds = max(duration_s, 1e-9)
+def dispatch_seconds(batch: MetricsBatch) -> float:
+    """How long arrivals were dispatched: the processes' dispatching time, averaged over the processes."""
+    dispatchers = _count(batch, Count.ARRIVALS_DISPATCHERS)
+    return _count(batch, Count.ARRIVALS_DISPATCH_MS) / 1000.0 / dispatchers if dispatchers else 0.0
+
+
+def arrivals_block(batch: MetricsBatch, *, kind: str, requested: float | None, cap: int | None) -> dict[str, Any]:
+    """summary.json's ``arrivals``: the counts of every transport's aggregate series, rates over the time arrivals
+    were dispatched (:func:`dispatch_seconds`: from the test's start to when it began to stop, so neither a
+    worker's late start nor the users' graceful stop dilutes them)."""
+    seconds = dispatch_seconds(batch)
+    offered, started = _count(batch, Count.ARRIVALS), _count(batch, Count.ARRIVALS_STARTED)
+
+    def per_s(value: float) -> float | None:
+        return round(value / seconds, 4) if seconds > 0 else None
+
+    live_mean = per_s(_count(batch, Count.ARRIVALS_LIVE_MS) / 1000.0)
     return {
         "mode": kind,
         "requested_per_s": None if requested is None else round(requested, 4),
-        "achieved_per_s": round(offered / seconds, 4) if duration_s > 0 else None,
-        "started_per_s": round(started / seconds, 4) if duration_s > 0 else None,
+        "achieved_per_s": per_s(offered),
+        "started_per_s": per_s(started),
         "offered": offered,
         "started": started,
-        "dropped": count(Count.ARRIVALS_DROPPED),
+        "dropped": _count(batch, Count.ARRIVALS_DROPPED),
         "max_in_flight": cap,
-        "live_max": count(Count.ARRIVALS_LIVE_MAX),
-        "live_mean": round(count(Count.ARRIVALS_LIVE_MS) / 1000.0 / seconds, 3) if duration_s > 0 else None,
+        "live_max": _count(batch, Count.ARRIVALS_LIVE_MAX),
+        "live_mean": None if live_mean is None else round(live_mean, 3),
+        "duration_s": round(seconds, 3),
     }
 
 
@@ -241,17 +271,11 @@ def arrivals_source(started_at: float) -> tuple[dict[str, Any], list[str]]:
     rt = get_runtime()
     if state.plan is None or rt.aggregator is None:
         return {}, []
-    folder = plugin_events.state.folder
-    end = (folder.stopped_at if folder is not None else None) or time.time()
+    batch = rt.aggregator.total
     runner = getattr(plugin_events.state.environment, "runner", None)
     cap = getattr(runner, "target_user_count", None)
-    block = arrivals_block(
-        rt.aggregator.total,
-        kind=state.plan.kind,
-        requested=requested_per_s(state.rate_steps, started_at, end),
-        duration_s=end - started_at,
-        cap=cap,
-    )
+    requested = requested_per_s(state.rate_steps, started_at, started_at + dispatch_seconds(batch))
+    block = arrivals_block(batch, kind=state.plan.kind, requested=requested, cap=cap)
     warnings = []
     if block["dropped"]:
         warnings.append(f"{block['dropped']} of {block['offered']} arrivals were dropped: every conversation slot "
@@ -280,4 +304,5 @@ plugin_events.setup_hooks.append(_setup)
 plugin_events.summary_listeners.add(_on_summary)
 _hooks: Any = events
 _hooks.test_start.add_listener(_on_test_start)
+_hooks.spawning_complete.add_listener(_on_spawning_complete)
 _hooks.test_stopping.add_listener(_on_test_stopping)

@@ -11,7 +11,8 @@ stands for all transports or all dialogues, turn 0 for all turns. A metric name 
 - a :class:`Count`, an integer counter: ``count`` (turns), ``failures`` (all failed turns, equal to Locust's
   failures), ``failures.transport``, ``failures.retention``, ``failures.session``, ``retention.checked``,
   ``retention.passed``, ``prompt_tokens``, ``cut_off`` (turns in flight when their user was stopped), and the open
-  model's ``arrivals``, ``arrivals.started``, ``arrivals.dropped``, ``arrivals.live_ms``, ``arrivals.live_max``;
+  model's ``arrivals``, ``arrivals.started``, ``arrivals.dropped``, ``arrivals.live_ms``, ``arrivals.live_max``,
+  ``arrivals.dispatch_ms``, ``arrivals.dispatchers``;
 - a :class:`Total`, a sum that may hold fractions: ``output_tokens`` (a reply's tokens may be estimated);
 - a :class:`FailureReason`, an integer counter per reason a turn failed: ``reason:<kind>:<text>``, the kind being
   the error's class name (``TurnTimeout``, ``ServerError``, ..., ``RetentionFailure``), the text cut at
@@ -62,6 +63,8 @@ class Count(enum.StrEnum):
     ARRIVALS_DROPPED = "arrivals.dropped"  # due while every slot was busy: dropped, never delayed
     ARRIVALS_LIVE_MS = "arrivals.live_ms"  # live conversations integrated over time (conversation-milliseconds)
     ARRIVALS_LIVE_MAX = "arrivals.live_max"  # the sum of each process's highest live count
+    ARRIVALS_DISPATCH_MS = "arrivals.dispatch_ms"  # how long the processes' dispatchers ran, summed (milliseconds)
+    ARRIVALS_DISPATCHERS = "arrivals.dispatchers"  # how many processes dispatched arrivals
 
 
 class Total(enum.StrEnum):

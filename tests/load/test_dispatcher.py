@@ -113,6 +113,10 @@ def test_live_conversations_are_integrated_over_time_and_their_maximum_kept() ->
     dispatcher.stop()  # the live time up to the stop is recorded
     assert dispatcher.counts.live == 2
     assert recorded[Count.ARRIVALS_LIVE_MS] == dispatcher.counts.live_ms == 2 * 500 + 1 * 500 + 2 * 1000
+    assert recorded[Count.ARRIVALS_DISPATCH_MS] == 2200  # from its making (no start here) to its stop
+    now.t = 3.0
+    dispatcher.done()
+    assert dispatcher.counts.live_ms == 3500 and recorded[Count.ARRIVALS_DISPATCH_MS] == 2200  # none after the stop
 
 
 def test_a_clock_at_rate_zero_offers_nothing_until_a_rate_step() -> None:
@@ -139,10 +143,12 @@ def test_the_running_dispatcher_hands_out_arrivals_on_time() -> None:
             dispatcher.done()
 
     slots = [gevent.spawn(slot) for _ in range(2)]
+    gevent.sleep(0.1)  # the slots are spawned: the arrivals due meanwhile are not offered
     dispatcher.start()
     gevent.sleep(0.5)
     dispatcher.stop()
     gevent.killall(slots)
     assert 40 <= dispatcher.counts.offered <= 55
     assert dispatcher.counts.dropped == 0 and dispatcher.counts.started == len(lags)
+    assert 450 <= dispatcher.counts.dispatch_ms <= 600
     assert sorted(lags)[len(lags) // 2] < 0.02
