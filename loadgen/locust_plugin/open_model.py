@@ -184,6 +184,10 @@ def _send_plans(runner: Any, plan: Plan) -> None:
     from locust.runners import STATE_MISSING
 
     workers = sorted(c.id for c in runner.clients.all if c.state != STATE_MISSING)
+    slots = getattr(runner, "target_user_count", None)
+    if slots is not None and slots < len(workers):
+        logger.warning("%d conversation slot(s) (-u) for %d workers: a worker with none drops all its arrivals",
+                       slots, len(workers))  # fmt: skip
     for index, client_id in enumerate(workers):
         share = Plan(plan.rate, plan.kind, len(workers), index)
         runner.send_message(MESSAGE, asdict(share), client_id)

@@ -10,6 +10,7 @@ import statistics
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import configargparse
@@ -240,3 +241,29 @@ def test_the_users_are_the_slots_and_must_agree_with_max_in_flight(tmp_path: Pat
     rt = runtime.build_runtime(env.parsed_options, "local", env.events.request)
     open_model._setup(env, rt, "local", None)
     assert (env.parsed_options.num_users, env.parsed_options.spawn_rate) == (12, 12)  # every slot at once
+
+
+def test_the_master_gives_each_worker_its_share_and_a_worker_follows_a_new_rate(tmp_path: Path) -> None:
+    from locust.runners import STATE_MISSING, STATE_RUNNING
+
+    sent: list[tuple[str, dict[str, Any], str]] = []
+    clients = [SimpleNamespace(id=i, state=s) for i, s in [("w-b", STATE_RUNNING), ("w-gone", STATE_MISSING),
+                                                            ("w-a", STATE_RUNNING)]]  # fmt: skip
+
+    def send(kind: str, data: dict[str, Any], client_id: str) -> None:
+        sent.append((kind, data, client_id))
+
+    runner = SimpleNamespace(clients=SimpleNamespace(all=clients), target_user_count=10, send_message=send)
+    open_model._send_plans(runner, open_model.Plan(6.0, "constant"))
+    assert sent == [
+        (open_model.MESSAGE, {"rate": 6.0, "kind": "constant", "shares": 2, "index": 0}, "w-a"),
+        (open_model.MESSAGE, {"rate": 6.0, "kind": "constant", "shares": 2, "index": 1}, "w-b"),
+    ]
+    # the worker's side: the plan before its test, then a rate step while it runs
+    parsed = _parsed(tmp_path)
+    rt = runtime.build_runtime(parsed, "worker", Events().request)
+    open_model._on_plan(msg=SimpleNamespace(data=sent[1][1]))
+    dispatcher = open_model.prepare_dispatching(rt, open_model.state.plan)
+    assert (dispatcher.clock.shares, dispatcher.clock.rate_per_s) == (2, 3.0)
+    open_model._on_plan(msg=SimpleNamespace(data={**sent[1][1], "rate": 20.0}))
+    assert dispatcher.clock.rate_per_s == 10.0
