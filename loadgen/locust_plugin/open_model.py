@@ -69,7 +69,8 @@ state = _State()
 
 
 def current() -> Dispatcher | None:
-    """This process's dispatcher while an open-model test runs; None in the closed model."""
+    """This process's dispatcher in the open model (once a test has stopped, that test's, stopped: its slots wait
+    there until they are stopped too); None in the closed model."""
     return state.dispatcher
 
 
