@@ -20,12 +20,15 @@ Importing this package registers its event listeners; a locustfile only needs::
   written whole when a test stops; ``distributed``: what workers ship, what the master merges, and the master's
   wait for its workers' final reports (a lost worker is a warning and exit code 4); ``report_hooks``: report
   files, CI gates and the web UI tab, as summary listeners.
+- ``open_model``: ``--arrival-rate``: a dispatcher per process hands arrivals to idle users (conversation slots),
+  the master splits the rate over its workers, a LoadTestShape's ``arrival_rate`` steps it.
 - ``embedded``: the reference server started when no ``--host`` is given.
 
 With Locust's ``--otel`` each turn is a span (:mod:`loadgen.telemetry.locust_tracing`).
 """
 
 from loadgen.locust_plugin import events as _events  # noqa: F401 - registers listeners
+from loadgen.locust_plugin import open_model as _open_model  # noqa: F401 - the open model's listeners
 from loadgen.locust_plugin import report_hooks as _report_hooks  # noqa: F401 - reports, CI gates, web UI tab
 from loadgen.locust_plugin.user import ConversationUser
 from loadgen.telemetry import locust_tracing as _locust_tracing  # noqa: F401 - --otel: spans per turn

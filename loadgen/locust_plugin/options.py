@@ -18,6 +18,7 @@ from loadgen.dialogues.fakers import DEFAULT_LOCALE
 from loadgen.dialogues.history import RequestSettings
 from loadgen.dialogues.model import MAX_TOKENS_LIMIT, ThinkTime
 from loadgen.errors import ConfigError
+from loadgen.load.arrivals import ArrivalKind
 from loadgen.load.slo import Objective, parse_objectives
 from loadgen.metrics.rundir import check_run_id
 from loadgen.option_table import Option, add_options, at_least, between, duration, read_options
@@ -131,6 +132,16 @@ OPTIONS: tuple[Option, ...] = (
            validate=lambda value, flag: parse_objectives(value, flag=flag)),
     Option("--allow-worker-loss", "a worker lost during the run is a warning only, not a non-zero exit", False,
            type=None),
+    Option("--arrival-rate", "open model: start this many new conversations per second over the whole run (all "
+           "processes together), whatever the service does; the users (-u) are then conversation slots, the cap on "
+           "live conversations (default: the closed model, each user chats again when its chat ends)", type=float,
+           metavar="R", validate=at_least(0, strict=True, unit=" conversations/s")),
+    Option("--arrival", "open model: how arrivals are spaced: poisson (random, exponential gaps) or constant "
+           "(default %(default)s)", ArrivalKind.POISSON.value, choices=tuple(k.value for k in ArrivalKind),
+           validate=lambda value, _: ArrivalKind(value)),
+    Option("--max-in-flight", "open model: the most conversations live at once (the cap; arrivals beyond it are "
+           "dropped and counted, never delayed); sets the user count (-u) the same", type=int, metavar="N",
+           validate=at_least(1)),
     ),
     *_grouped(
     REPORT_GROUP,
@@ -179,6 +190,9 @@ class LoadgenOptions:
     cooldown_s: float
     slo: tuple[Objective, ...]
     allow_worker_loss: bool
+    arrival_rate: float | None
+    arrival: ArrivalKind
+    max_in_flight: int | None
     thresholds: list[str]
     thresholds_files: list[str]
     turn_log: str | None
@@ -199,6 +213,7 @@ class LoadgenOptions:
                 f"--warmup {options.warmup_s:g}s + --cooldown {options.cooldown_s:g}s leave nothing of the run time "
                 f"({float(run_s):g}s): shorten them or give a longer -t"
             )
+        check_open_model(options, parsed)
         return options
 
     def request_settings(self) -> RequestSettings:
@@ -224,6 +239,24 @@ def test_options(parsed: Any) -> tuple[float, float, tuple[Objective, ...], floa
     values = read_options(parsed, [o for o in OPTIONS if o.flag in _TEST_OPTIONS])
     run_s = getattr(parsed, "run_time", None) or getattr(parsed, RUN_S_ATTR, None) or None
     return values["warmup_s"], values["cooldown_s"], values["slo"], None if run_s is None else float(run_s)
+
+
+def check_open_model(options: LoadgenOptions, parsed: Any) -> None:
+    """--max-in-flight needs --arrival-rate, and with it the users are the slots: -u must agree and be >= 1."""
+    users = getattr(parsed, "num_users", None)
+    cap = options.max_in_flight
+    if options.arrival_rate is None:
+        if cap is not None:
+            raise ConfigError(f"--max-in-flight {cap}: caps open-model conversations, give --arrival-rate too")
+        return
+    if getattr(parsed, "worker", False):
+        return  # a worker's slots are what the master gives it
+    if cap is not None and users is not None and users != cap:
+        raise ConfigError(f"--max-in-flight {cap} and -u {users} disagree: with --arrival-rate the users are the "
+                          "conversation slots; give one of the two")  # fmt: skip
+    if users is not None and users < 1:
+        raise ConfigError(f"-u {users}: --arrival-rate needs at least one conversation slot (-u N or "
+                          "--max-in-flight N, N >= 1)")  # fmt: skip
 
 
 def drop_inherited_json_file(parsed: Any) -> None:

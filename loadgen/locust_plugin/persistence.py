@@ -25,6 +25,7 @@ in seconds from the run's start (``end_s`` null while a fault lasts; an instant 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -170,6 +171,7 @@ class RunFolder:
         self.active = False  # a test has begun and its folder is not yet final
         self.written_updates = -1
         self.last_summary: dict[str, Any] | None = None
+        self._writing = threading.Lock()  # gevent's once Locust has patched threading
 
     def begin(self, rt: LoadgenRuntime, now: float) -> None:
         """A test starts: a folder of its own (the second test of a process gets ``<run-id>-2``), figures from 0."""
@@ -193,7 +195,15 @@ class RunFolder:
             self.stopped_at = now
 
     def write(self, environment: Any, rt: LoadgenRuntime, *, final: bool) -> dict[str, Any] | None:
-        """A checkpoint (``final`` False: with pauses, timed) or the test's last write."""
+        """A checkpoint (``final`` False: with pauses, timed) or the test's last write. One write at a time: the
+        test's last write waits for a checkpoint under way, and a checkpoint that waited for the last write (or
+        began after it) writes nothing, so it never overwrites the complete folder with an incomplete one."""
+        with self._writing:
+            if not final and not self.active:
+                return self.last_summary
+            return self._write_timed(environment, rt, final=final)
+
+    def _write_timed(self, environment: Any, rt: LoadgenRuntime, *, final: bool) -> dict[str, Any] | None:
         agg = rt.aggregator
         if agg is None:
             return None

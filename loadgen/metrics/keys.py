@@ -11,7 +11,9 @@ stands for all transports or all dialogues, turn 0 for all turns. A metric name 
 - a :class:`Count`, an integer counter: ``count`` (turns), ``failures`` (all failed turns, equal to Locust's
   failures), ``failures.transport``, ``failures.retention``, ``failures.session``, ``retention.checked``,
   ``retention.passed``, ``prompt_tokens``, ``cut_off`` (turns in flight when their user was stopped), ``slo.met``
-  (turns that met every per-turn SLO of ``--slo``);
+  (turns that met every per-turn SLO of ``--slo``), and the open model's ``arrivals``, ``arrivals.started``,
+  ``arrivals.dropped``, ``arrivals.live_ms``, ``arrivals.live_max``, ``arrivals.dispatch_ms``,
+  ``arrivals.dispatchers``;
 - a :class:`Total`, a sum that may hold fractions: ``output_tokens`` (a reply's tokens may be estimated);
 - a :class:`FailureReason`, an integer counter per reason a turn failed: ``reason:<kind>:<text>``, the kind being
   the error's class name (``TurnTimeout``, ``ServerError``, ..., ``RetentionFailure``), the text cut at
@@ -59,6 +61,14 @@ class Count(enum.StrEnum):
     PROMPT_TOKENS = "prompt_tokens"
     CUT_OFF = "cut_off"  # turns in flight when their user was stopped (a transport's aggregate series only)
     SLO_MET = "slo.met"  # turns that met every per-turn SLO (--slo) in scope; a failed turn never does
+    # the open model (--arrival-rate), a transport's aggregate series only: see loadgen.load.dispatcher
+    ARRIVALS = "arrivals"  # conversations due to start (offered)
+    ARRIVALS_STARTED = "arrivals.started"  # handed to an idle slot
+    ARRIVALS_DROPPED = "arrivals.dropped"  # due while every slot was busy: dropped, never delayed
+    ARRIVALS_LIVE_MS = "arrivals.live_ms"  # live conversations integrated over time (conversation-milliseconds)
+    ARRIVALS_LIVE_MAX = "arrivals.live_max"  # the sum of each process's highest live count
+    ARRIVALS_DISPATCH_MS = "arrivals.dispatch_ms"  # how long the processes' dispatchers ran, summed (milliseconds)
+    ARRIVALS_DISPATCHERS = "arrivals.dispatchers"  # how many processes dispatched arrivals
 
 
 class Total(enum.StrEnum):

@@ -8,6 +8,7 @@ Importing Locust monkey-patches the process with gevent, so these run in a Pytho
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import time
@@ -26,6 +27,8 @@ from loadgen.errors import ConfigError, ConnectError, RetentionFailure
 from loadgen.locust_plugin import ConversationUser, distributed, options, report_hooks, runtime
 from loadgen.locust_plugin import events as plugin_events
 from loadgen.locust_plugin.listeners import Listeners
+from loadgen.locust_plugin.persistence import RunFolder
+from loadgen.metrics.aggregator import RunAggregator
 from loadgen.metrics.keys import Count, FailureReason, SeriesKey, Total
 from loadgen.report.rundata import load_batch
 from loadgen.report.thresholds import parse_thresholds
@@ -584,3 +587,23 @@ def test_the_turn_log_says_when_a_session_was_lost(env: Environment, tmp_path: P
     assert lines[2]["error"] == "SessionLost: session lost: the server did not know the session"
     # what was planted before the loss is gone with the session: the later probes are skipped, not failed
     assert [line["retention"]["checked"] for line in lines[3:]] == [0, 0]
+
+
+def test_a_checkpoint_under_way_when_the_test_stops_never_overwrites_the_complete_folder(
+    env: Environment, tmp_path: Path
+) -> None:
+    rt = _converse(env, tmp_path, ScriptedTransport())
+    rt.aggregator = RunAggregator()
+    folder = RunFolder(str(tmp_path / "reports"), "run", 5.0)
+    folder.begin(rt, time.time())
+    environment = SimpleNamespace(runner=SimpleNamespace(target_user_count=1, user_count=1))
+    checkpoint = gevent.spawn(folder.write, environment, rt, final=False)
+    gevent.sleep(0)  # the checkpoint is under way, at one of its pauses
+    assert not checkpoint.ready()
+    folder.stop(time.time())
+    folder.active = False  # the test stops: its last write
+    assert folder.write(environment, rt, final=True)["run"]["complete"]
+    checkpoint.join()
+    written = json.loads((folder.run_dir / "summary.json").read_text())
+    assert written["run"]["complete"] and written["transports"]["rest"]["count"] == 5
+    folder.close()

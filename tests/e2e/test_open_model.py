@@ -1,0 +1,83 @@
+"""The open model end to end: ``--arrival-rate`` in a real headless Locust run against the embedded reference server,
+over REST, gRPC and AMQP (a real RabbitMQ broker), split over two processes, and driven from the web UI."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from harness import LOCUSTFILE, REPO_ROOT, LocustRun, free_port, run_locust
+
+from tests.conftest import require_broker
+from tests.locust_plugin.test_web_ui import _get, _post, _stop_and_read, _until
+
+pytestmark = pytest.mark.e2e
+
+
+def _turn1_count(run: LocustRun) -> int:
+    return sum(r["count"] for r in run.summary["turns"] if r["turn"] == 1)
+
+
+def _check(run: LocustRun, rate: float) -> dict[str, object]:
+    assert run.returncode == 0, run.output[-3000:]
+    arrivals = run.summary["arrivals"]
+    assert arrivals["mode"] == "constant" and arrivals["requested_per_s"] == pytest.approx(rate)
+    assert arrivals["achieved_per_s"] == pytest.approx(rate, rel=0.25)  # the whole run's rate, not per process
+    assert arrivals["dropped"] == 0 and arrivals["started"] == arrivals["offered"]
+    assert 1 <= arrivals["live_max"] <= arrivals["max_in_flight"]
+    assert arrivals["live_mean"] > 0
+    # every started conversation ran its first turn (one may have been cut off at the end)
+    cut = run.summary["run"]["cut_off_turns"]
+    assert arrivals["started"] - cut <= _turn1_count(run) <= arrivals["started"]
+    assert f"arrivals: requested {rate:.2f}/s, achieved " in run.output
+    return dict(arrivals)
+
+
+@pytest.mark.parametrize("transport", ["rest", "grpc", "amqp"])
+def test_conversations_start_at_the_requested_rate(tmp_path: Path, transport: str) -> None:
+    if transport == "amqp":
+        require_broker()
+    run = run_locust(tmp_path, "--transport", transport, "--arrival-rate", "4", "--arrival", "constant",
+                     users=30, spawn_rate=30, run_time="8s")  # fmt: skip
+    arrivals = _check(run, 4.0)
+    assert arrivals["max_in_flight"] == 30
+
+
+def test_two_processes_share_the_rate(tmp_path: Path) -> None:
+    run = run_locust(tmp_path, "--arrival-rate", "6", "--arrival", "constant", "--processes", "2",
+                     users=30, spawn_rate=30, run_time="8s", timeout=120)  # fmt: skip
+    _check(run, 6.0)
+    assert run.summary["run"]["processes"] == 2
+
+
+def test_the_web_ui_runs_the_open_model_with_its_users_field_as_the_cap(tmp_path: Path) -> None:
+    port = free_port()
+    log = tmp_path / "locust.log"
+    cmd = [
+        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--web-host", "127.0.0.1", "--web-port", str(port),
+        "--dialogues", str(REPO_ROOT / "scenarios" / "dialogues"), "--think-min", "0.05", "--think-max", "0.2",
+        "--reports-dir", "reports", "--run-id", "run", "--no-html", "--arrival-rate", "5", "--arrival", "constant",
+    ]  # fmt: skip
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _until(lambda: _get(base, "/") is not None, 90, "the web UI")
+        for folder in ("run", "run-2"):  # a test started again from the UI dispatches afresh
+            _post(base, "/swarm", {"user_count": 25, "spawn_rate": 25})
+            time.sleep(5.0)
+            arrivals = _stop_and_read(base, tmp_path / "reports" / folder)["arrivals"]
+            assert arrivals["max_in_flight"] == 25 and arrivals["dropped"] == 0, arrivals
+            assert arrivals["achieved_per_s"] == pytest.approx(5.0, rel=0.25), arrivals
+            assert arrivals["started"] >= 15
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+        assert "Traceback" not in log.read_text(errors="replace")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
