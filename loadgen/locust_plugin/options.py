@@ -19,7 +19,7 @@ from loadgen.dialogues.history import RequestSettings
 from loadgen.dialogues.model import MAX_TOKENS_LIMIT, ThinkTime
 from loadgen.errors import ConfigError
 from loadgen.metrics.rundir import check_run_id
-from loadgen.option_table import Option, add_options, at_least, between, duration, read_options
+from loadgen.option_table import Option, add_options, at_least, between, duration, port, read_options
 from loadgen.report.thresholds import THRESHOLD_OPTIONS
 from loadgen.server.config import LOCAL_AMQP_URL
 from loadgen.transports import check_name as check_transport
@@ -120,6 +120,11 @@ OPTIONS: tuple[Option, ...] = (
            validate=_POSITIVE_SECONDS),
     Option("--allow-worker-loss", "a worker lost during the run is a warning only, not a non-zero exit", False,
            type=None),
+    Option("--metrics-port", "serve the run's live figures as Prometheus metrics at http://BIND:PORT/metrics (0: any "
+           "free port, printed at start; the master serves them in distributed mode; default: off)", type=port,
+           metavar="PORT"),
+    Option("--metrics-bind", "address --metrics-port listens on (default %(default)s; 0.0.0.0 for a scraper on "
+           "another host)", "127.0.0.1", metavar="ADDRESS"),
     ),
     *_grouped(
     REPORT_GROUP,
@@ -165,6 +170,8 @@ class LoadgenOptions:
     checkpoint_s: float
     drift_window_s: float | None
     allow_worker_loss: bool
+    metrics_port: int | None
+    metrics_bind: str
     thresholds: list[str]
     thresholds_files: list[str]
     turn_log: str | None
