@@ -110,7 +110,8 @@ def test_every_metric_recorded_gets_a_histogram() -> None:
         batch.record(AGG.with_metric(metric), 3)
     names = {name for name, _ in _scrape(_aggregator(batch))}
     for metric in Metric:
-        expected = f"chat_loadgen_turn_{metric}" if metric.value.endswith("_tokens") else f"chat_loadgen_{metric}_seconds"
+        tokens = metric.value.endswith("_tokens")
+        expected = f"chat_loadgen_turn_{metric}" if tokens else f"chat_loadgen_{metric}_seconds"
         assert f"{expected}_count" in names, metric
 
 
