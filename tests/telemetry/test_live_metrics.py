@@ -130,12 +130,16 @@ def test_metrics_are_served_during_the_run_and_equal_the_summary_at_the_end(tmp_
     assert final[("chat_loadgen_turns_total", agg)] == locust_requests
 
 
-def test_a_busy_port_stops_the_run_before_any_user_starts(tmp_path: Path) -> None:
+@pytest.mark.parametrize("given", ["option", "environment"])
+def test_a_busy_port_stops_the_run_before_any_user_starts(tmp_path: Path, given: str) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        run = start_locust(tmp_path, "--metrics-port", str(port), run_time="30s")
+        if given == "option":
+            run = start_locust(tmp_path, "--metrics-port", str(port), run_time="30s")
+        else:
+            run = start_locust(tmp_path, run_time="30s", env={"LOADGEN_METRICS_PORT": str(port)})
         try:
             finished = run.finish(timeout=90)
         finally:
