@@ -2,26 +2,27 @@
 aggregator: the only process, or the master (``--master``, ``--processes``); workers serve nothing.
 
 The server runs in the Locust process's gevent hub, beside the users: a scrape is one greenlet, which pauses
-between groups of histograms (:class:`~loadgen.telemetry.prometheus.RunCollector`). It is bound at start-up,
-before any user starts: a port in use stops the run with one line (exit 2). Port 0 takes any free port; the
-address is printed on one line either way, ``chat-loadgen: Prometheus metrics on http://HOST:PORT/metrics``.
-"""
+between groups of histograms while it reads them (:class:`~loadgen.telemetry.prometheus.RunCollector`) and
+between chunks of the text it sends (:mod:`loadgen.telemetry.exposition`), so the users are never held up for
+long. It is bound at start-up, before any user starts: a port in use stops the run with one line (exit 2). Port 0
+takes any free port; the address is printed on one line either way,
+``chat-loadgen: Prometheus metrics on http://HOST:PORT/metrics``."""
 
 from __future__ import annotations
 
 import errno
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import gevent
 from gevent.pywsgi import WSGIServer
-from prometheus_client import make_wsgi_app
 from prometheus_client.registry import CollectorRegistry
 
 from loadgen.errors import ConfigError
 from loadgen.metrics.aggregator import RunAggregator
+from loadgen.telemetry.exposition import CONTENT_TYPE, exposition_chunks
 from loadgen.telemetry.prometheus import RunCollector, registry_for
 
 #: The line that tells where the metrics are (``{url}``); tests and scripts read the port from it.
@@ -56,16 +57,18 @@ def _pause() -> None:
     gevent.sleep(0)
 
 
-def _metrics_only(app: Callable[..., Any]) -> Callable[..., Any]:
-    """``app`` at /metrics (and /, as prometheus_client serves it); 404 elsewhere."""
+def _metrics_app(registry: CollectorRegistry) -> Callable[..., Any]:
+    """The WSGI app: ``registry``'s exposition at /metrics (and /), streamed in chunks with pauses
+    (:mod:`loadgen.telemetry.exposition`); 404 elsewhere."""
 
-    def route(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        if environ.get("PATH_INFO", "/") in (PATH, "/"):
-            return app(environ, start_response)
-        start_response("404 Not Found", [("Content-Type", "text/plain")])
-        return [f"not found: metrics are at {PATH}\n".encode()]
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO", "/") not in (PATH, "/"):
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [f"not found: metrics are at {PATH}\n".encode()]
+        start_response("200 OK", [("Content-Type", CONTENT_TYPE)])
+        return exposition_chunks(registry, _pause)
 
-    return route
+    return app
 
 
 def serve_metrics(
@@ -79,8 +82,7 @@ def serve_metrics(
     """Start serving ``/metrics`` on ``bind:port`` (0: any free port) and say where (``announce``, by default a
     line on stderr); :class:`ConfigError` naming ``--metrics-port`` when the port cannot be had."""
     registry = registry_for(RunCollector(aggregator, users, pause=_pause))
-    app = _metrics_only(make_wsgi_app(registry))
-    server = WSGIServer((bind, port), app, log=None, error_log=logging.getLogger("loadgen"))
+    server = WSGIServer((bind, port), _metrics_app(registry), log=None, error_log=logging.getLogger("loadgen"))
     try:
         server.start()
     except OSError as exc:

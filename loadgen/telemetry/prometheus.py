@@ -162,7 +162,8 @@ def _bound(value: float) -> str:
 class RunCollector(Collector):
     """Reads the run totals of ``aggregator()`` at each scrape (see the module doc). ``users()`` is Locust's
     running user count (None when unknown); ``pause`` (e.g. ``gevent.sleep(0)``) runs between groups of
-    histograms so that a scrape of a big run never holds the users up for the whole of it."""
+    histograms while they are read, and after each family is formatted, so that a scrape of a big run never holds
+    the users up for the whole of it."""
 
     def __init__(
         self,
@@ -183,7 +184,10 @@ class RunCollector(Collector):
             with agg.held():
                 snapshot = Snapshot.read(agg.total, self._pause)
                 started_at = agg.started_at
-            yield from snapshot.families()
+            for family in snapshot.families():
+                yield family  # formatted by the exposition before the next one is asked for: pause after each
+                if self._pause is not None:
+                    self._pause()
             yield GaugeMetricFamily(PREFIX + "run_start_time_seconds", "Unix time the test started.", started_at)
         users = self._users()
         if users is not None:
