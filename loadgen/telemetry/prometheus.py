@@ -56,8 +56,9 @@ COUNTERS: dict[str, tuple[str, str]] = {
     Count.CUT_OFF: ("cut_off_turns", "Turns in flight when their user was stopped (not in the other figures)."),
     Total.OUTPUT_TOKENS: ("output_tokens", "Reply tokens (counted, or estimated where the server gives none)."),
 }
-#: Counters left out: all failures (the sum of the kinds), and Locust-style totals already shown otherwise.
+#: Counters left out: all failures (the sum of the kinds shown).
 SKIPPED_COUNTERS = frozenset({str(Count.FAILURES)})
+_KNOWN_COUNTERS = frozenset(c.value for c in Count) | frozenset(t.value for t in Total)
 
 
 def label_values(key: SeriesKey) -> tuple[str, str, str]:
@@ -122,7 +123,7 @@ class Snapshot:
             family, labels = "failures", (*labels, name[len(FAILURE_PREFIX) :])
         elif name in COUNTERS:
             family = COUNTERS[name][0]
-        elif name in {c.value for c in Count} or name in {t.value for t in Total}:
+        elif name in _KNOWN_COUNTERS:
             family = name.replace(".", "_")
         else:
             return  # failure reasons: free text, left out
