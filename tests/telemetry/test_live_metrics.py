@@ -1,8 +1,8 @@
 """``--metrics-port`` in real headless runs against the embedded reference server: /metrics answers over HTTP while
 the users run, parses with prometheus-client's parser, and a scrape taken after the run folder's last write
 (``final_scrape.py``, at ``quit``) equals summary.json exactly: turns, failures by kind, retention checks, tokens,
-latency counts and means, and the very bucket counts of histograms.json. A master with two workers serves it from
-the master only. A busy port stops the run with one line and exit 2 before any user starts."""
+latency counts and means, and the very bucket counts of histograms.json; with ``--processes 2`` too. A master with
+two worker processes of their own serves it from the master only. A busy port stops the run with one line and exit 2 before any user starts."""
 
 from __future__ import annotations
 
@@ -95,9 +95,11 @@ def parse_families(snapshot: Snapshot) -> Samples:
     }
 
 
-def test_metrics_are_served_during_the_run_and_equal_the_summary_at_the_end(tmp_path: Path) -> None:
-    run = start_locust(tmp_path, "-f", f"{LOCUSTFILE},{LISTENER}", "--metrics-port", "0", users=4, spawn_rate=4,
-                       run_time="8s")  # fmt: skip
+@pytest.mark.parametrize("processes", [None, "2"], ids=["one-process", "processes-2"])
+def test_metrics_are_served_during_the_run_and_equal_the_summary_at_the_end(tmp_path: Path, processes: str) -> None:
+    more = ("--processes", processes) if processes else ()
+    run = start_locust(tmp_path, "-f", f"{LOCUSTFILE},{LISTENER}", "--metrics-port", "0", *more, users=4,
+                       spawn_rate=4, run_time="8s")  # fmt: skip
     try:
         url = None
         deadline = time.monotonic() + 60
