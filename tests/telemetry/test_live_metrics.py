@@ -2,7 +2,8 @@
 the users run, parses with prometheus-client's parser, and a scrape taken after the run folder's last write
 (``final_scrape.py``, at ``quit``) equals summary.json exactly: turns, failures by kind, retention checks, tokens,
 latency counts and means, and the very bucket counts of histograms.json; with ``--processes 2`` too. A master with
-two worker processes of their own serves it from the master only. A busy port stops the run with one line and exit 2 before any user starts."""
+two worker processes of their own serves it from the master only. A busy port stops the run with one line and
+exit 2 before any user starts."""
 
 from __future__ import annotations
 
