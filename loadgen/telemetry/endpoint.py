@@ -82,7 +82,9 @@ def serve_metrics(
     """Start serving ``/metrics`` on ``bind:port`` (0: any free port) and say where (``announce``, by default a
     line on stderr); :class:`ConfigError` naming ``--metrics-port`` when the port cannot be had."""
     registry = registry_for(RunCollector(aggregator, users, pause=_pause))
-    server = WSGIServer((bind, port), _metrics_app(registry), log=None, error_log=logging.getLogger("loadgen"))
+    # SERVER_NAME given: gevent would look the address up (a DNS query, a greenlet switch, in Locust's init)
+    server = WSGIServer((bind, port), _metrics_app(registry), log=None, error_log=logging.getLogger("loadgen"),
+                        environ={"SERVER_NAME": bind})  # fmt: skip
     try:
         server.start()
     except OSError as exc:
