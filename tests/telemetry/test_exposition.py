@@ -10,7 +10,7 @@ from prometheus_client import generate_latest
 from loadgen.metrics.aggregator import RunAggregator
 from loadgen.metrics.batch import MetricsBatch
 from loadgen.metrics.keys import ALL, Count, Metric, SeriesKey, Total
-from loadgen.telemetry.exposition import exposition_chunks
+from loadgen.telemetry.exposition import CHUNK_SAMPLES, exposition_chunks
 from loadgen.telemetry.prometheus import RunCollector, registry_for
 
 
@@ -54,6 +54,6 @@ def test_a_pause_after_every_chunk_keeps_each_stretch_short() -> None:
 
     text = b"".join(exposition_chunks(registry, pause))
     lines = text.count(b"\n")
-    assert lines > 20_000 and len(stretches) >= lines // 102
-    # each chunk is 100 lines; loose bound, for a loaded machine: the whole text would take ~0.5 s in one go
+    assert lines > 20_000 and len(stretches) >= lines // (CHUNK_SAMPLES + 2)
+    # loose bound, for a loaded machine: the whole text would take ~0.5 s in one go
     assert sorted(stretches)[len(stretches) // 2] < 0.05

@@ -7,10 +7,12 @@ exit 2 before any user starts."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
 import socket
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -96,9 +98,14 @@ def parse_families(snapshot: Snapshot) -> Samples:
     }
 
 
-@pytest.mark.parametrize("processes", [None, "2"], ids=["one-process", "processes-2"])
+#: Failed turns of two kinds: server errors (transport) and, sessions kept by the server, lost ones (session).
+FAULTS = ("--history", "server", "--exit-code-on-error", "0",
+          "--embedded-server-args", "--faults '0s+60s error 15%; 3s forget-sessions'")  # fmt: skip
+
+
+@pytest.mark.parametrize("processes", [None, "2"], ids=["one-process-with-faults", "processes-2"])
 def test_metrics_are_served_during_the_run_and_equal_the_summary_at_the_end(tmp_path: Path, processes: str) -> None:
-    more = ("--processes", processes) if processes else ()
+    more = ("--processes", processes) if processes else FAULTS
     run = start_locust(tmp_path, "-f", f"{LOCUSTFILE},{LISTENER}", "--metrics-port", "0", *more, users=4,
                        spawn_rate=4, run_time="8s")  # fmt: skip
     try:
@@ -108,12 +115,14 @@ def test_metrics_are_served_during_the_run_and_equal_the_summary_at_the_end(tmp_
             url = metrics_url(run.output())
             time.sleep(0.1)
         assert url is not None and url.startswith("http://127.0.0.1:"), run.output()[-3000:]
+        with pytest.raises(urllib.error.HTTPError, match="404"):
+            urllib.request.urlopen(url.replace("/metrics", "/elsewhere"), timeout=5)
         during: list[Samples] = []
         while run.proc.poll() is None:
             try:
                 during.append(scrape(url))
-            except OSError:
-                break  # the run is ending: the server has closed
+            except (OSError, http.client.HTTPException):
+                break  # the run is ending: the server has closed, or the process exited in the middle of a reply
             time.sleep(0.25)
         finished = run.finish(timeout=120)
     finally:
@@ -127,6 +136,9 @@ def test_metrics_are_served_during_the_run_and_equal_the_summary_at_the_end(tmp_
     final = parse((tmp_path / FINAL_SCRAPE).read_text())
     histograms = json.loads((finished.run_dir / "histograms.json").read_text())
     assert_equals_summary(final, finished.summary, histograms)
+    if not processes:
+        kinds = {dict(k[1])["kind"] for k, v in final.items() if k[0] == "chat_loadgen_failures_total" and v}
+        assert {"transport", "session"} <= kinds, kinds
     last = during[-1]  # the last scrape over HTTP, just before the end: never more than the final figures
     assert 0 < last[("chat_loadgen_turns_total", agg)] <= final[("chat_loadgen_turns_total", agg)]
     locust_requests = sum(n for n, _ in finished.locust_requests().values())
