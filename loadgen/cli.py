@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "loadgen.report.transports_cli",
         "run the same load over each transport in interleaved rounds and write one comparison with intervals",
     ),
+    "sweep": ("loadgen.load.sweep_cli", "measured steps of rising load per transport: the knee within the SLOs"),
 }
 
 

@@ -7,6 +7,7 @@ as the transport's library allows. Metrics convert them to integer microseconds.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 
@@ -28,7 +29,10 @@ class ChatRequest:
     """One turn as sent on the wire, whatever the transport.
 
     In ``client`` history mode ``messages`` is the whole conversation so far; in ``server`` mode it is the
-    new user message only and ``session_id`` names the server-side session.
+    new user message only and ``session_id`` names the server-side session. ``trace_headers``: the trace
+    context of the turn's span (W3C ``traceparent``, ``tracestate``) when tracing is on
+    (:mod:`loadgen.telemetry.tracing`), which every transport adds to its HTTP headers, gRPC metadata or AMQP
+    message headers; ``None`` (the default) when it is off, and then no transport does any work for it.
     """
 
     messages: tuple[ChatMessage, ...]
@@ -36,6 +40,7 @@ class ChatRequest:
     stream: bool = True
     model: str = "loadgen-sim"
     session_id: str | None = None
+    trace_headers: Mapping[str, str] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,8 @@
 """The knee of a load sweep: the highest step that held its SLOs with a generator that kept up.
 
 A sweep runs measured steps of rising offered load (arrival rates, or user counts). A step *holds* when every SLO
-held, its error rate stayed within the limit and the generator's own lag p99 stayed under
-``GENERATOR_LAG_LIMIT_MS`` (past that, the generator and not the service set the figures). The knee is the
+held, its error rate stayed within the limit and the generator's own lag p99 stayed under ``GENERATOR_LAG_LIMIT_MS``
+(past that, the generator and not the service set the figures; a sweep may set another limit). The knee is the
 highest step that holds; ``max_sustainable_turns_per_s`` is the throughput measured at it; the ceiling is the
 highest throughput seen at any step. :func:`next_probe` picks the next load to try in ``--find`` mode: halfway
 (geometrically) between the highest step that held and the lowest above it that did not, until they are within
@@ -26,9 +26,10 @@ class Step:
     slo_held: bool
     error_rate: float
     generator_lag_p99_ms: float | None
+    lag_limit_ms: float = GENERATOR_LAG_LIMIT_MS  # past this lag p99 the generator, not the service, set the figures
 
     def generator_kept_up(self) -> bool:
-        return self.generator_lag_p99_ms is not None and self.generator_lag_p99_ms <= GENERATOR_LAG_LIMIT_MS
+        return self.generator_lag_p99_ms is not None and self.generator_lag_p99_ms <= self.lag_limit_ms
 
     def holds(self, max_error_rate: float) -> bool:
         return self.slo_held and self.error_rate <= max_error_rate and self.generator_kept_up()

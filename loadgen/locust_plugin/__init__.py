@@ -21,10 +21,13 @@ Importing this package registers its event listeners; a locustfile only needs::
   wait for its workers' final reports (a lost worker is a warning and exit code 4); ``report_hooks``: report
   files, CI gates and the web UI tab, as summary listeners.
 - ``embedded``: the reference server started when no ``--host`` is given.
+
+With Locust's ``--otel`` each turn is a span (:mod:`loadgen.telemetry.locust_tracing`).
 """
 
 from loadgen.locust_plugin import events as _events  # noqa: F401 - registers listeners
 from loadgen.locust_plugin import report_hooks as _report_hooks  # noqa: F401 - reports, CI gates, web UI tab
 from loadgen.locust_plugin.user import ConversationUser
+from loadgen.telemetry import locust_tracing as _locust_tracing  # noqa: F401 - --otel: spans per turn
 
 __all__ = ["ConversationUser"]

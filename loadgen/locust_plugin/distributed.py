@@ -3,7 +3,8 @@ what the master merges, and how the master makes sure it has every worker's last
 
 - A worker's every report (Locust's ``report_to_master``, every 3 s and once more when it quits) carries its
   figures since the last one (``loadgen``: :meth:`MetricsBatch.to_wire`, then reset), its outage events
-  (``loadgen_outages``) and whether its users were all stopped when the report was made (``loadgen_stopped``):
+  (``loadgen_outages``), its turns of the warm-up and cool-down (``loadgen_unsteady``: for the intervals only,
+  null when none) and whether its users were all stopped when the report was made (``loadgen_stopped``):
   such a report holds every turn the worker ran (a turn in flight when its user was stopped is counted as cut
   off), it is the worker's final one.
 - The master merges them exactly (``worker_report``).
@@ -35,6 +36,7 @@ logger = logging.getLogger("loadgen")
 WIRE_FIELD = "loadgen"
 OUTAGES_FIELD = "loadgen_outages"
 STOPPED_FIELD = "loadgen_stopped"
+UNSTEADY_FIELD = "loadgen_unsteady"
 #: Exit code of a run that lost a worker (unless --allow-worker-loss). Thresholds use 3, Locust 1 and 2.
 EXIT_WORKER_LOST = 4
 #: How much longer than --stop-timeout the master waits for its workers' final reports.
@@ -95,6 +97,7 @@ def ship_to_master(runner: Any) -> Callable[..., None]:
         rt = get_runtime()
         data[WIRE_FIELD] = rt.take_pending_wire()
         data[OUTAGES_FIELD] = rt.take_outages_wire()
+        data[UNSTEADY_FIELD] = rt.take_unsteady_wire()
         data[STOPPED_FIELD] = runner.state == STATE_STOPPED
 
     return ship
@@ -110,6 +113,8 @@ def merge_from_worker(client_id: str, data: dict[str, Any]) -> None:
         return
     if data[WIRE_FIELD]:
         rt.aggregator.merge_wire(data[WIRE_FIELD])
+    if data.get(UNSTEADY_FIELD):
+        rt.aggregator.merge_unsteady_wire(data[UNSTEADY_FIELD])
     if data.get(OUTAGES_FIELD):
         rt.aggregator.merge_outages_wire(data[OUTAGES_FIELD])
 
@@ -160,6 +165,7 @@ __all__ = [
     "EXIT_WORKER_LOST",
     "OUTAGES_FIELD",
     "STOPPED_FIELD",
+    "UNSTEADY_FIELD",
     "WIRE_FIELD",
     "Workers",
     "install_graceful_quit",

@@ -8,7 +8,8 @@
   check the target (:func:`loadgen.transports.preflight`). Bad input exits 2 with one line, before any user
   starts and before the run folder is named. ``--metrics-port``: ``/metrics`` is served from here on by the
   process holding the aggregator (:mod:`loadgen.telemetry.endpoint`), until ``quit``.
-- ``test_start``: a run folder of its own (:mod:`loadgen.locust_plugin.persistence`), the lag probe, the local
+- ``test_start``: the test's steady window (``--warmup``/``--cooldown``) and SLOs in every process, a run folder
+  of its own (:mod:`loadgen.locust_plugin.persistence`), the lag probe, the local
   merge loop (single process: its figures into the aggregator every second, or every ``--interval`` when that
   is shorter) and the checkpoint loop.
 - ``test_stop``: the folder written whole (a master first waits for its workers' final reports:
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -32,6 +34,7 @@ from typing import Any
 
 import gevent
 import gevent.event
+import greenlet  # type: ignore[import-untyped]
 from locust import events
 
 from loadgen import __version__
@@ -91,9 +94,12 @@ def _on_init(environment: Any, runner: Any = None, web_ui: Any = None, **_: Any)
     if parsed is None:  # used as a library (tests building an Environment by hand)
         return
     state.environment = environment
+    _interrupt_in_main_greenlet()
     try:
         # nothing here may switch greenlets: a worker's own options must be read before the master's replace them
         rt = build_runtime(parsed, role, environment.events.request)
+        if role == "master":  # Locust clears a worker's run time: send the planned one with the master's options
+            setattr(parsed, opts.RUN_S_ATTR, getattr(parsed, "run_time", None))
         for hook in setup_hooks:
             hook(environment, rt, role, web_ui)
         if role != "worker":
@@ -113,6 +119,20 @@ def _on_init(environment: Any, runner: Any = None, web_ui: Any = None, **_: Any)
             sys.stderr.write(f"chat-loadgen: {exc}\n")
         _stop_embedded()
         sys.exit(2)
+
+
+def _interrupt_in_main_greenlet() -> None:
+    """Ctrl-C raises KeyboardInterrupt in the main greenlet, where Locust handles it (stops, writes, exits), as
+    gevent's hub does for an error it cannot handle. Left to Python, the signal lands in whatever greenlet runs at
+    that moment: often a user's, mid-turn, whose traceback gevent then prints before Locust stops all the same."""
+    main = greenlet.getcurrent()
+    if main.parent is not None or not hasattr(signal, "SIGINT"):
+        return  # not the process's main greenlet (a library use): leave signals alone
+
+    def interrupt() -> None:
+        gevent.get_hub().loop.run_callback(main.throw, KeyboardInterrupt)
+
+    gevent.signal_handler(signal.SIGINT, interrupt)
 
 
 def _install_distributed(environment: Any, runner: Any, role: str) -> None:
@@ -173,6 +193,8 @@ def _redacted_argv() -> list[str]:
 
 def _on_test_start(environment: Any, **_: Any) -> None:
     rt = get_runtime()
+    if environment.parsed_options is not None:  # the steady window and SLOs of this test (a worker: the master's)
+        rt.begin_test(environment.parsed_options, time.time())
     if rt.role != "master":
         if state.lag_probe is None:
             state.lag_probe = LagProbe(rt.record_generator_lag)

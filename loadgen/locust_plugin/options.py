@@ -18,6 +18,7 @@ from loadgen.dialogues.fakers import DEFAULT_LOCALE
 from loadgen.dialogues.history import RequestSettings
 from loadgen.dialogues.model import MAX_TOKENS_LIMIT, ThinkTime
 from loadgen.errors import ConfigError
+from loadgen.load.slo import Objective, parse_objectives
 from loadgen.metrics.rundir import check_run_id
 from loadgen.option_table import Option, add_options, at_least, between, duration, port, read_options
 from loadgen.report.thresholds import THRESHOLD_OPTIONS
@@ -118,6 +119,16 @@ OPTIONS: tuple[Option, ...] = (
     Option("--drift-window", "length of the windows the drift of latency, errors and retention is measured over, "
            "e.g. 1h or 600 (default: 1 h, or the run time / 8 for shorter runs)", type=duration, attr="drift_window_s",
            validate=_POSITIVE_SECONDS),
+    Option("--warmup", "turns started in the first DURATION of the test (e.g. 30s, 1m) go to the interval log only, "
+           "not to the summary's figures, thresholds and comparisons (default 0)", 0.0, type=duration,
+           attr="warmup_s", metavar="DURATION", validate=_SECONDS),
+    Option("--cooldown", "turns started in the last DURATION before the planned end (-t) are left out of the "
+           "summary's figures like the warm-up's (default 0; needs -t)", 0.0, type=duration, attr="cooldown_s",
+           metavar="DURATION", validate=_SECONDS),
+    Option("--slo", "a service-level objective on a turn's latency, e.g. 'ttft.p99 < 500ms' (repeatable): each "
+           "turn is checked against it (goodput, SLO attainment) and it is evaluated over the run; informative, "
+           "gate with --threshold 'slo_attainment >= 99%%'", repeat=True, metavar="EXPR", attr="slo",
+           validate=lambda value, flag: parse_objectives(value, flag=flag)),
     Option("--allow-worker-loss", "a worker lost during the run is a warning only, not a non-zero exit", False,
            type=None),
     Option("--metrics-port", "serve the run's live figures as Prometheus metrics at http://BIND:PORT/metrics (0: any "
@@ -169,6 +180,9 @@ class LoadgenOptions:
     interval_s: float
     checkpoint_s: float
     drift_window_s: float | None
+    warmup_s: float
+    cooldown_s: float
+    slo: tuple[Objective, ...]
     allow_worker_loss: bool
     metrics_port: int | None
     metrics_bind: str
@@ -186,6 +200,12 @@ class LoadgenOptions:
         low, high = options.think_min, options.think_max
         if low is not None and high is not None and low > high:
             raise ConfigError(f"--think-min {low} is larger than --think-max {high}")
+        run_s = getattr(parsed, "run_time", None)
+        if run_s and options.warmup_s + options.cooldown_s >= float(run_s):
+            raise ConfigError(
+                f"--warmup {options.warmup_s:g}s + --cooldown {options.cooldown_s:g}s leave nothing of the run time "
+                f"({float(run_s):g}s): shorten them or give a longer -t"
+            )
         return options
 
     def request_settings(self) -> RequestSettings:
@@ -197,6 +217,20 @@ class LoadgenOptions:
         low = think.min_s if self.think_min is None else self.think_min
         high = think.max_s if self.think_max is None else self.think_max
         return low, max(low, high)
+
+
+#: The options a test reads again when it starts: a worker's are the master's by then (its spawn message).
+_TEST_OPTIONS = ("--warmup", "--cooldown", "--slo")
+#: The attribute a master adds to its parsed options for its workers: the planned run time (Locust clears a
+#: worker's ``run_time``; the master's custom options reach its workers with each spawn message).
+RUN_S_ATTR = "loadgen_run_s"
+
+
+def test_options(parsed: Any) -> tuple[float, float, tuple[Objective, ...], float | None]:
+    """(warm-up s, cool-down s, SLO objectives, planned run time s or None) of the test about to start."""
+    values = read_options(parsed, [o for o in OPTIONS if o.flag in _TEST_OPTIONS])
+    run_s = getattr(parsed, "run_time", None) or getattr(parsed, RUN_S_ATTR, None) or None
+    return values["warmup_s"], values["cooldown_s"], values["slo"], None if run_s is None else float(run_s)
 
 
 def drop_inherited_json_file(parsed: Any) -> None:

@@ -12,6 +12,9 @@ when each test stops.
   time between pauses) and ``max_block_ms`` (the longest stretch of that work without a pause: the most a
   checkpoint held the users up, less what other processes took of the core meanwhile). A run killed with
   ``kill -9`` loses at most the seconds since the last checkpoint.
+- The run block says the test's steady window (``warmup_s``, ``cooldown_s``, ``steady``:
+  :class:`~loadgen.metrics.steady.SteadyWindow`); the summary's rates are over it, and with ``--slo`` it has the SLO
+  figures (:mod:`loadgen.load.slo`).
 - When the test stops, the folder is written whole (``run.complete`` true) and the summary listeners run (report
   files, CI gates).
 
@@ -24,7 +27,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -225,7 +228,19 @@ class RunFolder:
             warnings.extend(said)
         run = self._run_block(environment, rt, started, ended, final)
         run.update(sections.pop("run", {}))
-        return write_run(self.run_dir, agg, run, warnings, pause=meter, sections=sections)
+        if rt.steady is not None:  # the window as the master sees it: from its own start
+            window = replace(rt.steady, started_at=started)
+            run.update(window.run_block(ended))
+            warnings.extend(window.warnings())
+        return write_run(
+            self.run_dir,
+            agg,
+            run,
+            warnings,
+            pause=meter,
+            sections=sections,
+            slo=rt.slo.objectives if rt.slo is not None else (),
+        )
 
     def _run_block(
         self, environment: Any, rt: LoadgenRuntime, started: float, ended: float, final: bool

@@ -12,6 +12,16 @@ Each turn also goes to the process's :class:`~loadgen.metrics.outages.OutageReco
 ``time.time()`` when the turn is reported and ``sent`` is ``done`` minus the turn's end-to-end time (the reply's
 own ``perf_counter`` times are per process, wall-clock times merge across processes). A turn in flight when its
 user is stopped is counted by :meth:`LoadgenRuntime.cut_off`.
+
+When a test starts (:meth:`LoadgenRuntime.begin_test`, in every process: a worker reads the master's options by
+then) the runtime learns the test's steady window (``--warmup``, ``--cooldown``, the planned run time) and its
+``--slo`` objectives. A turn that started outside the steady window is recorded into a batch of its own
+(``unsteady``) that only feeds the intervals: a worker ships it beside its figures, so the mark survives the trip
+to the master. Each turn is checked against the SLOs where it ran (``slo.met``).
+
+A user builds each turn's request with :meth:`LoadgenRuntime.request`: with Locust's ``--otel`` the turn's span
+starts there and the request carries its trace context (:mod:`loadgen.telemetry.tracing`); off, it costs a
+``None`` check.
 """
 
 from __future__ import annotations
@@ -19,22 +29,29 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from loadgen.adapters import with_adapter
 from loadgen.dialogues import ConversationFactory, load_dialogues
 from loadgen.dialogues.conversation import SESSION_LOST, TurnResult
 from loadgen.dialogues.model import Dialogue
 from loadgen.errors import ConfigError, RetentionFailure
+from loadgen.load.slo import SloChecker
 from loadgen.locust_plugin.listeners import Listeners
-from loadgen.locust_plugin.options import LoadgenOptions
+from loadgen.locust_plugin.options import LoadgenOptions, test_options
 from loadgen.metrics.aggregator import RunAggregator
 from loadgen.metrics.batch import MetricsBatch, Pause
 from loadgen.metrics.histograms import Metric
 from loadgen.metrics.keys import ALL, SeriesKey
 from loadgen.metrics.outages import OutageRecorder
+from loadgen.metrics.steady import SteadyWindow
 from loadgen.metrics.turns import TurnOutcome, record_cut_off, record_turn
 from loadgen.transports.base import TransportConfig
+from loadgen.types import ChatRequest
+
+if TYPE_CHECKING:
+    from loadgen.dialogues import Conversation, Turn
+    from loadgen.telemetry.tracing import TurnTracing
 
 _GENERATOR_LAG_KEY = SeriesKey(ALL, ALL, 0, Metric.GENERATOR_LAG)
 
@@ -62,7 +79,27 @@ class LoadgenRuntime:
     outages: OutageRecorder = field(default_factory=OutageRecorder)
     #: Called with (outcome, conversation id) for every finished turn in the process that ran it.
     turn_listeners: Listeners[[TurnOutcome, str]] = field(default_factory=lambda: Listeners("turn"))
+    #: Spans per conversation and turn with ``--otel`` (:mod:`loadgen.telemetry.tracing`); ``None``: off.
+    tracing: TurnTracing | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    #: Turns started in the warm-up or cool-down: for the intervals only.
+    unsteady: MetricsBatch = field(default_factory=MetricsBatch)
+    #: The test's steady window (None before a test starts: every turn counts).
+    steady: SteadyWindow | None = None
+    #: The per-turn SLO check (None without --slo).
+    slo: SloChecker | None = None
+
+    def __post_init__(self) -> None:
+        if self.slo is None and self.options.slo:
+            self.slo = SloChecker(self.options.slo)
+
+    def begin_test(self, parsed: Any, now: float) -> SteadyWindow:
+        """A test starts at ``now``: its steady window and SLOs from ``parsed`` (a worker's are the master's by
+        now); a :class:`ConfigError` if they are bad."""
+        warmup_s, cooldown_s, objectives, run_s = test_options(parsed)
+        self.steady = SteadyWindow(now, warmup_s, cooldown_s, run_s)
+        self.slo = SloChecker(objectives) if objectives else None
+        return self.steady
 
     def transport_config(self, host: str | None) -> TransportConfig:
         if not host:
@@ -78,6 +115,13 @@ class LoadgenRuntime:
             model=self.options.model,
         )
         return with_adapter(config, self.options.adapter)
+
+    def request(self, conversation: Conversation, turn: Turn) -> ChatRequest:
+        """The request of a conversation's turn; with tracing on its span starts here and the request carries
+        its trace context."""
+        request = conversation.request(turn)
+        tracing = self.tracing
+        return request if tracing is None else tracing.start_turn(conversation, turn, request)
 
     def report(
         self, result: TurnResult, *, schedule_lag_s: float, elapsed_s: float, user: str | None = None
@@ -118,8 +162,10 @@ class LoadgenRuntime:
 
     def record(self, outcome: TurnOutcome, user: str, took_s: float, conversation_id: str) -> None:
         """Our record of a turn Locust has been told of: histograms, the outage recorder, the turn listeners."""
-        record_turn(self.pending, outcome)
         done = time.time()
+        steady = self.steady
+        batch = self.pending if steady is None or steady.is_steady(done - took_s) else self.unsteady
+        record_turn(batch, outcome, self.slo)
         self.outages.turn(outcome.transport, user, done - took_s, done, outcome.reply is not None)
         self.turn_listeners.fire(outcome, conversation_id)
 
@@ -149,6 +195,11 @@ class LoadgenRuntime:
             finally:
                 self._give_back(batch)
 
+    def take_unsteady_wire(self) -> dict[str, Any] | None:
+        """This process's warm-up and cool-down turns since the last report, encoded; None when there were none."""
+        batch = self.unsteady.take()
+        return None if batch.is_empty() else batch.to_wire()
+
     def take_outages_wire(self) -> dict[str, Any]:
         """This process's outage events since the last report, for the master."""
         return self.outages.take_wire()
@@ -164,6 +215,7 @@ class LoadgenRuntime:
                 self.aggregator.merge(batch, pause=pause)
             finally:
                 self._give_back(batch)
+            self.aggregator.merge_unsteady(self.unsteady.take())
             self.aggregator.merge_outages_wire(self.outages.take_wire())
 
 

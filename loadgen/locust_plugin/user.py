@@ -66,7 +66,7 @@ class ConversationUser(User):
     def _turn(self, rt: LoadgenRuntime, conversation: Conversation, turn: Turn, meant_start: float) -> None:
         assert self.transport is not None
         started = time.perf_counter()
-        request = conversation.request(turn)
+        request = rt.request(conversation, turn)
         try:
             reply, error = self.transport.send(request, timeout=rt.options.turn_timeout), None
         except TransportError as exc:

@@ -2,7 +2,9 @@
 
 One aggregator lives in the process that writes the report (Locust's master, or the only process). It receives
 deltas: from this process's own recorder (``merge``), or encoded from workers (``merge_wire``, and
-``merge_outages_wire`` for their outage events).
+``merge_outages_wire`` for their outage events). Turns started in the warm-up or cool-down come separately
+(``merge_unsteady``, ``merge_unsteady_wire``: the process that ran them sorted them): they go to the intervals only,
+never to the totals the summary, thresholds and comparisons read.
 
 Every ``interval_s`` (at the first merge or :meth:`RunAggregator.maybe_roll` after it) the aggregate series
 (dialogue ``*``) of the interval just ended become an :class:`IntervalSnapshot`, handed to ``on_interval`` (the
@@ -39,6 +41,15 @@ class IntervalSnapshot:
     def to_json(self) -> dict[str, Any]:
         """One line of ``intervals.jsonl``."""
         return {"start": self.start, "end": self.end, **self.wire}
+
+
+def _aggregate_only(data: dict[str, Any]) -> dict[str, Any]:
+    """The aggregate series (dialogue ``*``) of a wire form: what an interval keeps."""
+    return {
+        "v": data["v"],
+        "h": {k: v for k, v in data["h"].items() if SeriesKey.decode(k).dialogue == ALL},
+        "c": {k: v for k, v in data["c"].items() if SeriesKey.decode(k).dialogue == ALL},
+    }
 
 
 class RunAggregator:
@@ -110,12 +121,23 @@ class RunAggregator:
     def merge_wire(self, data: dict[str, Any]) -> None:
         with self._lock:
             self.total.merge_wire(data)
-            aggregate_only = {
-                "v": data["v"],
-                "h": {k: v for k, v in data["h"].items() if SeriesKey.decode(k).dialogue == ALL},
-                "c": {k: v for k, v in data["c"].items() if SeriesKey.decode(k).dialogue == ALL},
-            }
-            self._interval.merge_wire(aggregate_only)
+            self._interval.merge_wire(_aggregate_only(data))
+            self.updates += 1
+        self.maybe_roll()
+
+    def merge_unsteady(self, batch: MetricsBatch) -> None:
+        """This process's turns of the warm-up or cool-down: into the interval (``intervals.jsonl``) only."""
+        if batch.is_empty():
+            return
+        with self._lock:
+            self._interval.merge(batch, dialogue=ALL)
+            self.updates += 1
+        self.maybe_roll()
+
+    def merge_unsteady_wire(self, data: dict[str, Any]) -> None:
+        """A worker's turns of the warm-up or cool-down (wire form): into the interval only."""
+        with self._lock:
+            self._interval.merge_wire(_aggregate_only(data))
             self.updates += 1
         self.maybe_roll()
 

@@ -1,7 +1,9 @@
 """The end-of-run console table: one row per dialogue and turn, then the run's outages, recovery and drift.
 
 A latency with no sample (a block with ``count`` 0, or a null statistic) is shown as "-", never 0.0. The lines
-after the table come from ``summary.json``'s ``outages``, ``recovery`` and ``drift`` when the run has them.
+after the table come from ``summary.json``: per transport its TPOT and its latency from the intended start, its
+SLO goodput and attainment (with ``--slo``), the steady window (with ``--warmup``/``--cooldown``), then
+``outages``, ``recovery`` and ``drift`` when the run has them.
 """
 
 from __future__ import annotations
@@ -53,6 +55,58 @@ def _lag_line(lag: dict[str, Any]) -> str:
     if not lag.get("count") or lag.get("p50") is None:
         return "generator lag: - (no samples)"
     return f"generator lag: p50 {lag['p50']} ms, p99 {lag['p99']} ms, max {lag['max']} ms"
+
+
+def _ms(block: dict[str, Any] | None, stat: str) -> str:
+    value = (block or {}).get(stat) if (block or {}).get("count") else None
+    return "-" if value is None else f"{float(value):.1f} ms"
+
+
+def latency_lines(summary: dict[str, Any]) -> list[str]:
+    """One line per transport: TPOT p50/p99 and the e2e p99 from the intended start beside the service e2e p99."""
+    lines = []
+    for transport, row in sorted((summary.get("transports") or {}).items()):
+        tpot, intended = row.get("tpot_ms"), row.get("e2e_from_intended_ms")
+        if tpot is None and intended is None:
+            continue  # a run folder from before these figures
+        lines.append(
+            f"{transport}: TPOT p50 {_ms(tpot, 'p50')}, p99 {_ms(tpot, 'p99')}; e2e p99 from the intended start "
+            f"{_ms(intended, 'p99')} (service e2e p99 {_ms(row.get('e2e_ms'), 'p99')})"
+        )
+    return lines
+
+
+def slo_lines(summary: dict[str, Any]) -> list[str]:
+    """With --slo: one line per transport, its goodput and attainment and the objectives that did not hold."""
+    slo = summary.get("slo")
+    if not slo:
+        return []
+    lines = [f"SLOs: {'; '.join(slo.get('objectives') or [])}"]
+    verdicts = slo.get("transports") or {}
+    for transport, row in sorted((summary.get("transports") or {}).items()):
+        figures = row.get("slo") or {}
+        attainment, goodput = figures.get("attainment"), figures.get("goodput_per_s")
+        attained = "-" if attainment is None else f"{100.0 * float(attainment):.1f}%"
+        good = "-" if goodput is None else f"{float(goodput):.2f} turns/s"
+        checks = (verdicts.get(transport) or {}).get("checks") or []
+        missed = [c["objective"] for c in checks if c.get("held") is not True]
+        held = "all held" if checks and not missed else f"not held: {', '.join(missed)}" if missed else "-"
+        lines.append(
+            f"SLO {transport}: goodput {good} of {float(row.get('turns_per_s') or 0.0):.2f} turns/s, "
+            f"attainment {attained} ({figures.get('met', 0)}/{row.get('count', 0)} turns); {held}"
+        )
+    return lines
+
+
+def steady_line(run: dict[str, Any]) -> list[str]:
+    """The steady window, when a warm-up or cool-down was asked for."""
+    steady = run.get("steady")
+    if not steady or not (run.get("warmup_s") or run.get("cooldown_s")):
+        return []
+    return [
+        f"steady state: {float(steady.get('duration_s') or 0.0):.1f} s (warm-up {float(run.get('warmup_s') or 0):g} s "
+        f"and cool-down {float(run.get('cooldown_s') or 0):g} s left out of the figures)"
+    ]
 
 
 def _seconds(value: Any) -> str:
@@ -112,6 +166,9 @@ def format_table(summary: dict[str, Any]) -> str:
         if agg is not None:
             lines.append(_format(_row_values({**agg, "transport": transport, "dialogue": "(all)", "turn": 0})))
     lines.append(_lag_line(summary.get("generator_lag_ms") or {}))
+    lines.extend(latency_lines(summary))
+    lines.extend(slo_lines(summary))
+    lines.extend(steady_line(summary.get("run") or {}))
     lines.extend(event_lines(summary))
     lines.extend(drift_lines(summary))
     lines.extend(f"WARNING: {w}" for w in summary.get("warnings", []))

@@ -33,6 +33,8 @@ METRIC_RANGES: dict[Metric, HistogramRange] = {
     Metric.E2E: HistogramRange(1, _HOUR_US, 3),
     Metric.TTFT: HistogramRange(1, _HOUR_US, 3),
     Metric.ITL: HistogramRange(1, _MINUTE_US, 3),
+    Metric.TPOT: HistogramRange(1, _MINUTE_US, 3),
+    Metric.E2E_FROM_INTENDED: HistogramRange(1, _HOUR_US, 3),
     Metric.SCHEDULE_LAG: HistogramRange(1, _HOUR_US, 2),
     Metric.GENERATOR_LAG: HistogramRange(1, _MINUTE_US, 3),
     Metric.PROMPT_TOKENS: HistogramRange(1, 10_000_000, 2),

@@ -4,13 +4,14 @@ A series is a :class:`SeriesKey`: transport x dialogue x turn x metric name. On 
 (``histograms.json``, ``intervals.json``) it is written ``transport|dialogue|turn|metric``; ``*`` (:data:`ALL`)
 stands for all transports or all dialogues, turn 0 for all turns. A metric name is one of:
 
-- a histogram :class:`Metric`: ``e2e``, ``ttft``, ``itl``, ``schedule_lag``, ``generator_lag`` (microseconds),
-  ``prompt_tokens``, ``output_tokens`` (tokens);
+- a histogram :class:`Metric`: ``e2e``, ``ttft``, ``itl``, ``tpot``, ``e2e_from_intended``, ``schedule_lag``,
+  ``generator_lag`` (microseconds), ``prompt_tokens``, ``output_tokens`` (tokens);
 - a :class:`ContextMetric`, a latency histogram of one prompt-length bucket: ``<metric>@ctx<bucket>``, e.g.
   ``e2e@ctx<512`` (buckets :data:`CONTEXT_BUCKETS`, of the per-transport aggregate series only);
 - a :class:`Count`, an integer counter: ``count`` (turns), ``failures`` (all failed turns, equal to Locust's
   failures), ``failures.transport``, ``failures.retention``, ``failures.session``, ``retention.checked``,
-  ``retention.passed``, ``prompt_tokens``, ``cut_off`` (turns in flight when their user was stopped);
+  ``retention.passed``, ``prompt_tokens``, ``cut_off`` (turns in flight when their user was stopped), ``slo.met``
+  (turns that met every per-turn SLO of ``--slo``);
 - a :class:`Total`, a sum that may hold fractions: ``output_tokens`` (a reply's tokens may be estimated);
 - a :class:`FailureReason`, an integer counter per reason a turn failed: ``reason:<kind>:<text>``, the kind being
   the error's class name (``TurnTimeout``, ``ServerError``, ..., ``RetentionFailure``), the text cut at
@@ -37,6 +38,8 @@ class Metric(enum.StrEnum):
     E2E = "e2e"  # end-to-end latency of a turn (sent -> last byte)
     TTFT = "ttft"  # time to first token
     ITL = "itl"  # inter-token latency, per token, excluding the time to first token
+    TPOT = "tpot"  # time per output token of a turn: (e2e - ttft) / (output tokens - 1), one sample per turn
+    E2E_FROM_INTENDED = "e2e_from_intended"  # e2e + schedule lag: from when the turn was meant to start
     SCHEDULE_LAG = "schedule_lag"  # when a turn started minus when it was meant to start
     GENERATOR_LAG = "generator_lag"  # lateness of a 10 ms ticking greenlet: the load generator's own lag
     PROMPT_TOKENS = "prompt_tokens"  # a count, not microseconds
@@ -55,6 +58,7 @@ class Count(enum.StrEnum):
     RETENTION_PASSED = "retention.passed"
     PROMPT_TOKENS = "prompt_tokens"
     CUT_OFF = "cut_off"  # turns in flight when their user was stopped (a transport's aggregate series only)
+    SLO_MET = "slo.met"  # turns that met every per-turn SLO (--slo) in scope; a failed turn never does
 
 
 class Total(enum.StrEnum):

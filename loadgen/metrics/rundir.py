@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from loadgen.errors import ConfigError
+from loadgen.load.slo import Objective
 from loadgen.metrics.aggregator import IntervalSnapshot, RunAggregator
 from loadgen.metrics.batch import Pause
 from loadgen.metrics.summary import build_summary, cut_off_turns
@@ -90,11 +91,13 @@ def write_run(
     *,
     pause: Pause | None = None,
     sections: dict[str, Any] | None = None,
+    slo: tuple[Objective, ...] = (),
 ) -> dict[str, Any]:
     """Write ``summary.json`` and ``histograms.json`` from the aggregator, held still meanwhile (merges wait);
     ``pause`` is called between groups of series, for a checkpoint written while users run. ``sections`` (faults,
     workers) join the aggregator's own (windows, drift, outages, recovery). Intervals the aggregator kept itself
-    (no ``on_interval`` sink: tests, offline use) are written to ``intervals.jsonl`` too."""
+    (no ``on_interval`` sink: tests, offline use) are written to ``intervals.jsonl`` too. ``slo``: the run's
+    ``--slo`` objectives (:func:`~loadgen.metrics.summary.build_summary`)."""
     run_dir.mkdir(parents=True, exist_ok=True)
 
     def step() -> None:
@@ -106,7 +109,9 @@ def write_run(
         step()
         run = {**run, "cut_off_turns": cut_off_turns(aggregator.total)}
         all_warnings = [*(warnings or []), *more_warnings]
-        summary = build_summary(aggregator.total, run, all_warnings, pause=pause, sections={**own, **(sections or {})})
+        summary = build_summary(
+            aggregator.total, run, all_warnings, pause=pause, sections={**own, **(sections or {})}, slo=slo
+        )
         histograms = {"schema_version": 1, "unit": "us", **aggregator.total.to_wire(pause=pause)}
         kept = [i.to_json() for i in aggregator.intervals]
     _write_json(run_dir / HISTOGRAMS_FILE, histograms, indent=None)

@@ -5,19 +5,24 @@ in README.md ("Reading the report"):
 {
   "schema_version": 2,
   "run": {id, started_at, ended_at, duration_s, target, transports, history_mode, users, complete, cut_off_turns,
-          checkpoints, ... options},
+          checkpoints, warmup_s, cooldown_s, steady: {start, end, duration_s}, ... options},
   "turns": [ {transport, dialogue, turn, count, failures, failures_by_kind: {transport, retention, session},
-              failure_reasons: {"Kind: reason": n}, e2e_ms, ttft_ms, itl_ms, schedule_lag_ms
-              (each {p50, p95, p99, max, mean, count, out_of_range}), retention: {checked, passed, rate},
-              output_tokens, prompt_tokens, output_tokens_per_s} ... ],
+              failure_reasons: {"Kind: reason": n}, e2e_ms, ttft_ms, itl_ms, tpot_ms, e2e_from_intended_ms,
+              schedule_lag_ms (each {p50, p95, p99, max, mean, count, out_of_range}),
+              retention: {checked, passed, rate}, output_tokens, prompt_tokens, output_tokens_per_s,
+              slo: {met, attainment, goodput_per_s} (with --slo)} ... ],
   "transports": {name: the same figures over all dialogues and turns, plus turns_per_s},
+  "slo": {objectives: [text, ...], transports: {name: {held, checks: [{objective, value_ms, held}]}}} (with --slo),
   "context_buckets": {transport: {bucket: {e2e_ms, ttft_ms}}},
   "generator_lag_ms": {p50, p95, p99, max, mean, count},
   "warnings": [text, ...],
   ... and the sections the run adds (``sections``): windows, drift, outages, recovery, faults, workers
 }
 Percentile fields are milliseconds (floats); quantile names follow the percentile scale (p99 = 0.99). A latency
-block with no samples has every statistic ``null`` (count 0), never 0.0.
+block with no samples has every statistic ``null`` (count 0), never 0.0. Rates (turns_per_s, output tokens/s,
+goodput) are over the steady-state duration (``run.steady.duration_s``: the run less its warm-up and cool-down)
+when the run block has one, else over ``run.duration_s``; turns started in the warm-up or cool-down are not in
+these figures at all (only in ``intervals.jsonl``).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+from loadgen.load.slo import Objective, evaluate, row_figures
 from loadgen.metrics.batch import MetricsBatch, Pause
 from loadgen.metrics.histograms import Metric, TrackedHistogram
 from loadgen.metrics.keys import ALL, ContextMetric, Count, FailureReason, SeriesKey, Total
@@ -56,8 +62,21 @@ def _reasons(batch: MetricsBatch) -> dict[tuple[str, str, int], dict[str, int]]:
     return out
 
 
+def figures_duration_s(run: dict[str, Any]) -> float:
+    """The seconds rates are computed over: the steady state's when the run block has one, else the run's."""
+    steady = run.get("steady")
+    if isinstance(steady, dict) and steady.get("duration_s") is not None:
+        return float(steady["duration_s"])
+    return float(run.get("duration_s") or 0.0)
+
+
 def _figures(
-    batch: MetricsBatch, base: SeriesKey, duration_s: float, reasons: dict[str, int], pause: Pause | None
+    batch: MetricsBatch,
+    base: SeriesKey,
+    duration_s: float,
+    reasons: dict[str, int],
+    pause: Pause | None,
+    slo: bool = False,
 ) -> dict[str, Any]:
     def counter(name: Count | Total) -> float:
         return batch.counter(base.with_metric(name))
@@ -76,7 +95,7 @@ def _figures(
     output_tokens = counter(Total.OUTPUT_TOKENS)
     e2e = hist(Metric.E2E)
     busy_s = (e2e.mean() * e2e.count / 1e6) if e2e is not None and e2e.count else 0.0
-    return {
+    figures = {
         "count": int(counter(Count.TURNS)),
         "failures": int(counter(Count.FAILURES)),
         "failures_by_kind": {
@@ -88,6 +107,8 @@ def _figures(
         "e2e_ms": block(Metric.E2E),
         "ttft_ms": block(Metric.TTFT),
         "itl_ms": block(Metric.ITL),
+        "tpot_ms": block(Metric.TPOT),
+        "e2e_from_intended_ms": block(Metric.E2E_FROM_INTENDED),
         "schedule_lag_ms": block(Metric.SCHEDULE_LAG),
         "retention": {"checked": checked, "passed": passed, "rate": (passed / checked) if checked else None},
         "output_tokens": round(output_tokens, 1),
@@ -98,6 +119,9 @@ def _figures(
         "output_tokens_per_s": round(output_tokens / duration_s, 2) if duration_s > 0 else 0.0,
         "turns_per_s": round(counter(Count.TURNS) / duration_s, 3) if duration_s > 0 else 0.0,
     }
+    if slo:
+        figures["slo"] = row_figures(int(counter(Count.SLO_MET)), int(counter(Count.TURNS)), duration_s)
+    return figures
 
 
 def build_summary(
@@ -107,11 +131,13 @@ def build_summary(
     *,
     pause: Pause | None = None,
     sections: dict[str, Any] | None = None,
+    slo: tuple[Objective, ...] = (),
 ) -> dict[str, Any]:
     """The summary of ``batch``; ``pause`` (e.g. ``gevent.sleep(0)``) is called after each histogram read, so
     that a checkpoint written while users run holds them up for one histogram at a time, never the whole of it.
-    ``sections`` (windows, drift, outages, ...) are added as they are, after the figures."""
-    duration_s = float(run.get("duration_s") or 0.0)
+    ``sections`` (windows, drift, outages, ...) are added as they are, after the figures; ``slo`` (the run's
+    ``--slo`` objectives) adds each row's ``slo`` figures and the top-level ``slo`` block."""
+    duration_s = figures_duration_s(run)
     turn_keys = sorted({k.turn_key() for k in batch.series_keys()})
     reasons = _reasons(batch)
     turns = []
@@ -120,7 +146,7 @@ def build_summary(
         if transport == ALL:
             continue
         base = SeriesKey.series(transport, dialogue, turn)
-        figures = _figures(batch, base, duration_s, reasons.get(base.turn_key(), {}), pause)
+        figures = _figures(batch, base, duration_s, reasons.get(base.turn_key(), {}), pause, bool(slo))
         if dialogue == ALL:
             transports[transport] = figures
             continue
@@ -137,9 +163,11 @@ def build_summary(
     if lag["p99"] is not None and float(lag["p99"]) > GENERATOR_LAG_WARN_MS:
         all_warnings.append(
             f"load generator lag p99 is {lag['p99']} ms (> {GENERATOR_LAG_WARN_MS} ms): the generator was "
-            "overloaded and its own delay is inside the latencies; use fewer users per process or --processes N"
+            "overloaded and its own delay is inside the latencies; use fewer users per process or --processes N. "
+            "Per-token figures: trust TPOT (a turn's whole stream after its first token, over its tokens) rather "
+            "than ITL, whose single gaps take the generator's stalls in full"
         )
-    return {
+    summary: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "run": run,
         "turns": turns,
@@ -147,8 +175,11 @@ def build_summary(
         "context_buckets": dict(buckets),
         "generator_lag_ms": lag,
         "warnings": all_warnings,
-        **(sections or {}),
     }
+    if slo:
+        summary["slo"] = evaluate(slo, batch)
+    summary.update(sections or {})
+    return summary
 
 
 def cut_off_turns(batch: MetricsBatch) -> int:

@@ -7,6 +7,11 @@ A turn is recorded twice: in its own series (transport x dialogue x turn) and in
 reply that says the server did not know the conversation's session (a lost session, not a forgetful model)
 counts ``failures``, ``failures.session`` and ``reason:SessionLost:<reason>`` beside its latencies, and no
 retention check. :func:`record_cut_off` counts a turn its user was stopped in the middle of.
+
+Beside the latencies a reply records its TPOT (time per output token: ``(e2e - ttft) / (output_tokens - 1)``, when
+the reply has a TTFT and at least 2 tokens) and its ``e2e_from_intended`` (its e2e plus its schedule lag: from when
+the turn was meant to start to its last byte, the latency without coordinated omission). With an
+:class:`~loadgen.load.slo.SloChecker`, a turn that did not fail and met every per-turn SLO counts ``slo.met``.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 
 from loadgen.errors import RetentionFailure, TransportError
+from loadgen.load.slo import SloChecker
 from loadgen.metrics.batch import MetricsBatch
 from loadgen.metrics.histograms import Metric, record_gaps_in_all
 from loadgen.metrics.keys import (
@@ -62,9 +68,9 @@ class _Series:
     cached in the batch so that recording a turn builds no keys and looks nothing up by key."""
 
     __slots__ = (
-        "count", "e2e", "failures", "failures_retention", "failures_session", "failures_transport", "itl", "key",
-        "output_tokens", "output_tokens_hist", "prompt_tokens", "prompt_tokens_hist", "retention_checked",
-        "retention_passed", "schedule_lag", "ttft",
+        "count", "e2e", "e2e_from_intended", "failures", "failures_retention", "failures_session",
+        "failures_transport", "itl", "key", "output_tokens", "output_tokens_hist", "prompt_tokens",
+        "prompt_tokens_hist", "retention_checked", "retention_passed", "schedule_lag", "slo_met", "tpot", "ttft",
     )  # fmt: skip
 
     def __init__(self, batch: MetricsBatch, key: SeriesKey) -> None:
@@ -78,9 +84,12 @@ class _Series:
         self.retention_passed = key.with_metric(Count.RETENTION_PASSED)
         self.output_tokens = key.with_metric(Total.OUTPUT_TOKENS)
         self.prompt_tokens = key.with_metric(Count.PROMPT_TOKENS)
+        self.slo_met = key.with_metric(Count.SLO_MET)
         self.e2e = batch.histogram(key.with_metric(Metric.E2E))
         self.ttft = batch.histogram(key.with_metric(Metric.TTFT))
         self.itl = batch.histogram(key.with_metric(Metric.ITL))
+        self.tpot = batch.histogram(key.with_metric(Metric.TPOT))
+        self.e2e_from_intended = batch.histogram(key.with_metric(Metric.E2E_FROM_INTENDED))
         self.schedule_lag = batch.histogram(key.with_metric(Metric.SCHEDULE_LAG))
         self.output_tokens_hist = batch.histogram(key.with_metric(Metric.OUTPUT_TOKENS))
         self.prompt_tokens_hist = batch.histogram(key.with_metric(Metric.PROMPT_TOKENS))
@@ -122,8 +131,16 @@ def _record_retention(counts: Counter[SeriesKey], both: tuple[_Series, _Series],
             counts[s.key.with_metric(missed)] += 1
 
 
-def record_turn(batch: MetricsBatch, outcome: TurnOutcome) -> None:
-    """Record one turn. Keys: the turn itself and the transport-wide aggregate (dialogue ``*``, turn 0)."""
+def tpot_us(e2e_s: float, ttft_s: float | None, output_tokens: float) -> int | None:
+    """Time per output token after the first, in microseconds; None without a TTFT or with fewer than 2 tokens."""
+    if ttft_s is None or output_tokens < 2:
+        return None
+    return to_us((e2e_s - ttft_s) / (output_tokens - 1))
+
+
+def record_turn(batch: MetricsBatch, outcome: TurnOutcome, slo: SloChecker | None = None) -> None:
+    """Record one turn. Keys: the turn itself and the transport-wide aggregate (dialogue ``*``, turn 0). With
+    ``slo``, a turn that did not fail and met every per-turn objective counts ``slo.met``."""
     both = (
         _series(batch, outcome.transport, outcome.dialogue, outcome.turn),
         _series(batch, outcome.transport, ALL, 0),
@@ -143,16 +160,22 @@ def record_turn(batch: MetricsBatch, outcome: TurnOutcome) -> None:
             counts[s.key.with_metric(failure)] += 1
         return
     reply = outcome.reply
-    e2e = to_us(reply.e2e_s())
+    e2e_s = reply.e2e_s()
+    e2e = to_us(e2e_s)
+    intended = e2e + lag_us
     ttft_s = reply.ttft_s()
     ttft = to_us(ttft_s) if ttft_s is not None else None
     output_tokens = reply.output_tokens
+    tpot = tpot_us(e2e_s, ttft_s, output_tokens)
     prompt_tokens = reply.usage.prompt_tokens if reply.usage is not None else None
     _record_inter_token(both, reply)
     for s in both:
         s.e2e.record(e2e)
+        s.e2e_from_intended.record(intended)
         if ttft is not None:
             s.ttft.record(ttft)
+        if tpot is not None:
+            s.tpot.record(tpot)
         totals[s.output_tokens] += output_tokens
         if output_tokens:
             s.output_tokens_hist.record(round(output_tokens))
@@ -167,6 +190,16 @@ def record_turn(batch: MetricsBatch, outcome: TurnOutcome) -> None:
             counts[s.key.with_metric(lost)] += 1
     elif outcome.retention_checked:
         _record_retention(counts, both, outcome)
+    if slo is not None and outcome.session_lost is None and outcome.retention_passed:
+        values: dict[str, int | None] = {
+            Metric.E2E: e2e,
+            Metric.TTFT: ttft,
+            Metric.TPOT: tpot,
+            Metric.E2E_FROM_INTENDED: intended,
+        }
+        if slo.met(outcome.transport, outcome.dialogue, outcome.turn, values):
+            for s in both:
+                counts[s.slo_met] += 1
     if prompt_tokens is not None:
         agg_key = both[1].key
         bucket = context_bucket(prompt_tokens)

@@ -1,6 +1,7 @@
 """``turns.csv``: one row per (transport, dialogue, turn) plus one aggregate row per transport.
 
-A statistic with no data (a latency with no sample, a rate of nothing) is an empty cell, never 0.
+A statistic with no data (a latency with no sample, a rate of nothing) is an empty cell, never 0. The TPOT, the
+latency from the intended start and the SLO figures (empty without ``--slo``) are the last columns.
 Deterministic: rows sorted, fixed columns, numbers formatted the same way every time, so regenerating the
 file from the same ``summary.json`` gives identical bytes.
 """
@@ -16,6 +17,8 @@ from loadgen.metrics.keys import ALL
 
 _LATENCY_FIELDS = ("e2e_ms", "ttft_ms", "itl_ms", "schedule_lag_ms")
 _LATENCY_STATS = ("p50", "p95", "p99", "max", "mean")
+#: Latencies added later: their columns come after the older ones, so that a reader by position still works.
+_LATER_LATENCY_FIELDS = ("tpot_ms", "e2e_from_intended_ms")
 
 TURN_COLUMNS: tuple[str, ...] = (
     "transport",
@@ -38,6 +41,10 @@ TURN_COLUMNS: tuple[str, ...] = (
     "output_tokens_per_s_per_user",
     "output_tokens_per_s",
     "turns_per_s",
+    *(f"{field.removesuffix('_ms')}_{stat}_ms" for field in _LATER_LATENCY_FIELDS for stat in _LATENCY_STATS),
+    "slo_met",
+    "slo_attainment",
+    "goodput_per_s",
 )
 
 
@@ -69,10 +76,7 @@ def turn_row(row: dict[str, Any], transport: str, dialogue: str, turn: int) -> l
         kinds.get("retention", 0),
         round(failures / count, 6) if count else None,
     ]
-    for field in _LATENCY_FIELDS:
-        block = row.get(field) or {}
-        # no samples: empty cells, also for an old folder that wrote 0.0 there
-        cells.extend(block.get(stat) if block.get("count") else None for stat in _LATENCY_STATS)
+    cells.extend(_latency_cells(row, _LATENCY_FIELDS))
     for field in ("e2e_ms", "ttft_ms", "itl_ms"):
         cells.append((row.get(field) or {}).get("out_of_range", 0))
     rate = retention.get("rate")
@@ -88,7 +92,19 @@ def turn_row(row: dict[str, Any], transport: str, dialogue: str, turn: int) -> l
             row.get("turns_per_s"),
         ]
     )
+    cells.extend(_latency_cells(row, _LATER_LATENCY_FIELDS))
+    slo = row.get("slo") or {}  # empty cells without --slo
+    cells.extend([slo.get("met"), slo.get("attainment"), slo.get("goodput_per_s")])
     return [fmt(c) for c in cells]
+
+
+def _latency_cells(row: dict[str, Any], fields: Sequence[str]) -> list[Any]:
+    cells: list[Any] = []
+    for field in fields:
+        block = row.get(field) or {}
+        # no samples: empty cells, also for an old folder that wrote 0.0 there
+        cells.extend(block.get(stat) if block.get("count") else None for stat in _LATENCY_STATS)
+    return cells
 
 
 def summary_rows(summary: dict[str, Any]) -> list[list[str]]:

@@ -21,7 +21,16 @@ from loadgen.metrics.histograms import Metric
 from loadgen.report import plots, plots_time
 from loadgen.report.rundata import RunData
 from loadgen.report.status import run_health
-from loadgen.report.tables import drift_table, esc, outages_table, recovery_line, turns_table, windows_table
+from loadgen.report.tables import (
+    drift_table,
+    esc,
+    intended_table,
+    outages_table,
+    recovery_line,
+    slo_table,
+    turns_table,
+    windows_table,
+)
 from loadgen.report.timeline import build_timeline
 
 __all__ = ["esc", "figure_div", "page", "render_report"]
@@ -193,6 +202,38 @@ def _over_time(data: RunData) -> list[str]:
     return body
 
 
+def _slo_section(summary: dict[str, Any]) -> list[str]:
+    body = []
+    intended = intended_table(summary)
+    if intended is not None:
+        body.append("<h2>Per token and from the intended start</h2>")
+        body.append(
+            "<p>TPOT = a turn's (e2e - TTFT) / (output tokens - 1), one sample per turn; when the generator-lag "
+            "warning is on, trust it over ITL, whose single gaps take the generator's stalls in full. e2e from "
+            "intended = from when the turn was meant to start (the previous turn's end plus its think time, or "
+            "its arrival) to its last byte: e2e plus the schedule lag.</p>"
+        )
+        body.append(intended)
+    run = summary.get("run") or {}
+    steady = run.get("steady") or {}
+    if run.get("warmup_s") or run.get("cooldown_s"):
+        body.append(
+            f"<p>Steady state: {esc(str(steady.get('duration_s')))} s. Turns started in the warm-up "
+            f"({esc(str(run.get('warmup_s')))} s) or the cool-down ({esc(str(run.get('cooldown_s')))} s) are left "
+            "out of these figures and rates (they are in the over-time plots).</p>"
+        )
+    slo = slo_table(summary)
+    if slo is not None:
+        body.append("<h2>Service-level objectives</h2>")
+        body.append(
+            "<p>Each turn is checked against every objective's bound on its own value (a failed turn never meets "
+            "them); goodput = the turns that met them per second of the steady state. Each objective is also "
+            "evaluated as written over the steady-state histogram.</p>"
+        )
+        body.append(slo)
+    return body
+
+
 def render_report(data: RunData) -> str:
     summary = data.summary
     body = _header(data)
@@ -203,6 +244,7 @@ def render_report(data: RunData) -> str:
         "still knew.</p>"
     )
     body.append(turns_table(summary))
+    body.extend(_slo_section(summary))
     body.extend(_distributions(data))
     body.extend(_over_time(data))
     body.append("<h2>Failures by reason</h2>")

@@ -23,6 +23,7 @@ from loadgen.metrics.batch import MetricsBatch
 from loadgen.metrics.histograms import Metric, TrackedHistogram
 from loadgen.metrics.keys import ALL, CONTEXT_BUCKET_ORDER, Count, SeriesKey, Total, is_total
 from loadgen.metrics.rundir import HISTOGRAMS_FILE, SUMMARY_FILE
+from loadgen.metrics.summary import figures_duration_s
 
 __all__ = [
     "CONTEXT_BUCKET_ORDER",
@@ -34,7 +35,14 @@ __all__ = [
     "load_run",
 ]
 #: The latency metrics (microsecond histograms) a report and a threshold can name.
-LATENCY_METRICS: tuple[str, ...] = (Metric.E2E, Metric.TTFT, Metric.ITL, Metric.SCHEDULE_LAG)
+LATENCY_METRICS: tuple[str, ...] = (
+    Metric.E2E,
+    Metric.TTFT,
+    Metric.ITL,
+    Metric.TPOT,
+    Metric.E2E_FROM_INTENDED,
+    Metric.SCHEDULE_LAG,
+)
 INTERVALS_JSONL = "intervals.jsonl"
 LEGACY_INTERVALS = "intervals.json"
 #: The interval files a run folder may hold, the one read first first.
@@ -69,7 +77,8 @@ class RunData:
 
     @property
     def duration_s(self) -> float:
-        return float(self.summary.get("run", {}).get("duration_s") or 0.0)
+        """The seconds rates are over: the steady state's (the run less its warm-up and cool-down) when recorded."""
+        return figures_duration_s(self.summary.get("run", {}))
 
     def transports(self) -> list[str]:
         """Transports with data, in a stable order."""

@@ -104,6 +104,61 @@ def turns_table(summary: dict[str, Any]) -> str:
     return table("turns-table", TURN_HEADER, rows, left=2)
 
 
+# --- per token and from the intended start ---------------------------------------------------------------------
+INTENDED_HEADER: tuple[str, ...] = (
+    "transport", "TPOT p50", "TPOT p95", "TPOT p99", "ITL p50", "ITL p99", "e2e p50", "e2e p99",
+    "e2e from intended p50", "e2e from intended p99", "schedule lag p99",
+)  # fmt: skip
+
+
+def intended_table(summary: dict[str, Any]) -> str | None:
+    """Per transport: TPOT beside ITL, and e2e from the intended start beside the service e2e (None in a run folder
+    from before these figures)."""
+    rows: list[tuple[str, Sequence[str]]] = []
+    for transport, row in sorted((summary.get("transports") or {}).items()):
+        if row.get("tpot_ms") is None and row.get("e2e_from_intended_ms") is None:
+            continue
+        cells = [esc(transport)]
+        cells.extend(latency(row.get("tpot_ms"), s, 2) for s in ("p50", "p95", "p99"))
+        cells.extend(latency(row.get("itl_ms"), s, 2) for s in ("p50", "p99"))
+        cells.extend(latency(row.get("e2e_ms"), s) for s in ("p50", "p99"))
+        cells.extend(latency(row.get("e2e_from_intended_ms"), s) for s in ("p50", "p99"))
+        cells.append(latency(row.get("schedule_lag_ms"), "p99"))
+        rows.append(("agg", cells))
+    if not rows:
+        return None
+    return table("intended-table", INTENDED_HEADER, rows)
+
+
+# --- SLOs -------------------------------------------------------------------------------------------------------
+SLO_HEADER: tuple[str, ...] = ("transport", "objective", "value", "held")
+
+
+def slo_table(summary: dict[str, Any]) -> str | None:
+    """With --slo: per transport its goodput and attainment, then each objective as written and whether it held."""
+    slo = summary.get("slo")
+    if not slo:
+        return None
+    rows: list[tuple[str, Sequence[str]]] = []
+    aggregates = summary.get("transports") or {}
+    for transport, verdict in sorted((slo.get("transports") or {}).items()):
+        figures = (aggregates.get(transport) or {}).get("slo") or {}
+        goodput = figures.get("goodput_per_s")
+        rows.append(("agg", [esc(transport), "goodput (turns/s that met every per-turn SLO)", num(goodput, 2),
+                             _held(verdict.get("held"))]))  # fmt: skip
+        rows.append(("", [esc(transport), "SLO attainment (turns that met them / turns)",
+                          pct(figures.get("attainment"), 1), ""]))  # fmt: skip
+        for check in verdict.get("checks") or []:
+            value = check.get("value_ms")
+            shown = DASH if value is None else f"{float(value):.2f} ms"
+            rows.append(("", [esc(transport), esc(str(check.get("objective"))), shown, _held(check.get("held"))]))
+    return table("slo-table", SLO_HEADER, rows, left=2)
+
+
+def _held(held: Any) -> str:
+    return "no data" if held is None else ("held" if held else "NOT held")
+
+
 # --- per window, drift ------------------------------------------------------------------------------------------
 WINDOW_HEADER: tuple[str, ...] = (
     "window", "transport", "turns", "errors", "TTFT p50", "TTFT p99", "e2e p50", "e2e p99", "retention",

@@ -33,12 +33,14 @@ from loadgen.transports import check_name, registered_names
 
 GRAMMAR = """\
 threshold grammar:
-  [TRANSPORT.][DIALOGUE.][turnN.]METRIC.STAT OP NUMBER UNIT   METRIC e2e|ttft|itl|schedule_lag
+  [TRANSPORT.][DIALOGUE.][turnN.]METRIC.STAT OP NUMBER UNIT   METRIC e2e|ttft|itl|tpot|e2e_from_intended|
+                                                                     schedule_lag
                                                               STAT p50|p90|p95|p99|p999|p9999|max|mean
                                                               UNIT us|µs|ms|s
-  [TRANSPORT.][DIALOGUE.][turnN.]RATE OP NUMBER%              RATE errors|transport_errors|retention
+  [TRANSPORT.][DIALOGUE.][turnN.]RATE OP NUMBER%              RATE errors|transport_errors|retention|
+                                                                   slo_attainment (needs --slo)
   [TRANSPORT.][DIALOGUE.][turnN.]COUNT OP NUMBER              COUNT turns|failures|successes|turns_per_s|
-                                                                    output_tokens_per_s
+                                                                    output_tokens_per_s|goodput_per_s
   generator_lag.STAT OP NUMBER UNIT                           the load generator's own lag (whole run)
   [TRANSPORT.]recovery.max|p50 OP NUMBER UNIT                 time from a service's return to all turns succeeding
   [TRANSPORT.]drift.ttft.p99|e2e.p99 OP NUMBER %/h|ms/h       trend per hour over the run's windows
@@ -47,12 +49,14 @@ threshold grammar:
   plug-ins) or package.module:Class; a left-out part means all of it.
   examples: 'turn5.ttft.p99 < 800ms'  'rest.travel_booking.turn3.e2e.p95 <= 2s'  'e2e.p99 < 2s'
             'retention >= 99%'  'errors < 1%'  'generator_lag.p99 < 5ms'  'turns >= 100'
-            'recovery.max < 2s'  'drift.ttft.p99 < 10%/h'  'drift.errors < 0.5pp/h'"""
+            'recovery.max < 2s'  'drift.ttft.p99 < 10%/h'  'drift.errors < 0.5pp/h'
+            'slo_attainment >= 99%'  'goodput_per_s >= 5'  'e2e_from_intended.p99 < 3s'"""
 
 RATE_METRICS: dict[str, str] = {
     "errors": "failed turns (transport errors and retention misses) / turns",
     "transport_errors": "turns that failed on the wire / turns",
     "retention": "probed facts still known / probed facts",
+    "slo_attainment": "turns that met every per-turn SLO (--slo) / turns",
 }
 COUNT_METRICS: dict[str, str] = {
     "turns": "turns sent",
@@ -60,6 +64,7 @@ COUNT_METRICS: dict[str, str] = {
     "successes": "turns that succeeded",
     "turns_per_s": "turns per second over the run",
     "output_tokens_per_s": "output tokens per second over the run, all users",
+    "goodput_per_s": "turns per second that met every per-turn SLO (--slo)",
 }
 RECOVERY = "recovery"
 RECOVERY_STATS: dict[str, str] = {"max": "max_s", "p50": "p50_s"}  # statistic -> summary.json field

@@ -3,7 +3,9 @@
 A scope part left out means "all of it": no transport = each transport of the run (every one must pass); no
 dialogue with ``turnN`` = turn N of every dialogue merged; neither dialogue nor turn = all turns. Latency
 statistics are read from the HDR histograms (exact merges), rates and counts from the counters, recovery and
-drift from ``summary.json`` (``recovery``, ``outages``, ``drift``).
+drift from ``summary.json`` (``recovery``, ``outages``, ``drift``). Rates per second are over the steady state
+(``--warmup``/``--cooldown`` left out); ``slo_attainment`` and ``goodput_per_s`` read the ``slo.met`` counter of a
+run with ``--slo`` (without it: no data, so the gate fails).
 
 Fail safe: a threshold whose scope has no data fails with "no data" (a gate that cannot be checked must not pass
 silently), and whenever thresholds are given, a run with no successful turn fails one more, implicit, check
@@ -118,6 +120,12 @@ def _observe_counter(data: RunData, t: Threshold, transport: str | None) -> tupl
     if not data.has_scope(transport, t.dialogue, t.turn):
         return None, f"{NO_DATA}: no turns in scope"
     count = counter(Count.TURNS)
+    if t.metric == "slo_attainment":
+        if not _has_slo(data):
+            return None, f"{NO_DATA}: the run had no --slo"
+        if not count:
+            return None, f"{NO_DATA}: no turns"
+        return counter(Count.SLO_MET) / count, "SLO attainment"
     if t.metric == "retention":
         checked = counter(Count.RETENTION_CHECKED)
         if not checked:
@@ -139,7 +147,15 @@ def _observe_counter(data: RunData, t: Threshold, transport: str | None) -> tupl
         return None, f"{NO_DATA}: the run has no duration"
     if t.metric == "turns_per_s":
         return count / duration, "turns/s"
+    if t.metric == "goodput_per_s":
+        if not _has_slo(data):
+            return None, f"{NO_DATA}: the run had no --slo"
+        return counter(Count.SLO_MET) / duration, "goodput (turns/s within SLO)"
     return counter(Total.OUTPUT_TOKENS) / duration, "output tokens/s"
+
+
+def _has_slo(data: RunData) -> bool:
+    return bool((data.summary.get("slo") or {}).get("objectives"))
 
 
 def _observe_recovery(summary: dict[str, Any], t: Threshold, transport: str | None) -> tuple[float | None, str]:

@@ -51,6 +51,7 @@ from yarl import URL
 from loadgen.errors import ConfigError, WireError
 from loadgen.server.fronts import Front
 from loadgen.server.service import failure_message, failure_of, is_bug
+from loadgen.telemetry.serve_tracing import carrier_of
 from loadgen.types import Usage
 from loadgen.wire.amqp import (
     CHUNK_TYPE,
@@ -278,7 +279,8 @@ class AmqpFront(Front):
         try:
             request = decode_request(message.body, default_max_tokens=self.config.default_max_tokens)
             api_key = bearer_key(message.headers)
-            stream = await self.service.chat(request, api_key=api_key, received_at=received_at)
+            trace = None if self.service.tracing is None else carrier_of(message.headers)  # --otel: the client's span
+            stream = await self.service.chat(request, api_key=api_key, received_at=received_at, trace=trace)
         except Exception as exc:
             await replier.fail(exc)
             return

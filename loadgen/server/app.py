@@ -98,6 +98,10 @@ async def serve(
         await running.start()
         sessions = make_session_store(config, running)
         service = ChatService(running, sessions, config)
+        if config.otel:
+            from loadgen.telemetry.serve_tracing import serve_tracing
+
+            service.tracing = serve_tracing()
         if on_service is not None:
             on_service(service)
         urls: dict[str, str] = {}

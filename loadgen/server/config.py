@@ -52,6 +52,7 @@ class ServerConfig:
     default_max_tokens: int = 64
     api_key: str | None = None  # if set, every front requires it
     faults: str | None = None  # a --faults schedule (loadgen.server.faults)
+    otel: bool = False  # --otel: a span per request, continuing the client's trace (loadgen.telemetry.serve_tracing)
 
     def __post_init__(self) -> None:
         if self.sim is None:

@@ -36,6 +36,7 @@ from loadgen.errors import ConfigError
 from loadgen.grpc_gen.chat.v1 import chat_pb2
 from loadgen.server.fronts import Front
 from loadgen.server.service import failure_message, failure_of, is_bug
+from loadgen.telemetry.serve_tracing import carrier_of
 from loadgen.types import Usage
 from loadgen.wire.auth import AUTH_HEADER, parse_bearer
 from loadgen.wire.grpc import (
@@ -164,9 +165,11 @@ class GrpcFront(Front):
     ) -> ChatStream:
         received_at = time.monotonic()
         request = decode_request(message, stream=stream, default_max_tokens=self.config.default_max_tokens)
-        api_key = bearer_key(context.invocation_metadata())
+        metadata = context.invocation_metadata()
+        api_key = bearer_key(metadata)
+        trace = None if self.service.tracing is None else carrier_of(metadata)  # --otel: the client's span
         try:
-            return await self.service.chat(request, api_key=api_key, received_at=received_at)
+            return await self.service.chat(request, api_key=api_key, received_at=received_at, trace=trace)
         except Exception as exc:
             await _abort_for(context, exc)
 

@@ -112,6 +112,9 @@ OPTIONS: tuple[Option, ...] = (
     _opt(_PROCESS, "--faults", "inject faults on a schedule, times from when every front is ready, e.g. "
          "'30s+10s down; 60s+5s stall; 90s+20s error 5%%; 120s+10s slow 3x; 150s forget-sessions'; each edge is "
          f"printed as a '{FAULT_PREFIX.strip()} {{...}}' line and served at GET /faults", metavar="SPEC"),
+    _opt(_PROCESS, "--otel", "trace every request with OpenTelemetry, continuing the client's trace (traceparent); "
+         "exporters from the OTEL_* environment variables (pip install 'chat-loadgen[otel]'); off by default",
+         _DEFAULTS.otel, type=None),
     _opt(_PROCESS, "--loop", "event loop implementation (default %(default)s; uvloop is faster, asyncio times sleeps "
          "more finely)", "asyncio", choices=("asyncio", "uvloop")),
     _opt(_PROCESS, "--log-level", "default %(default)s", "info", choices=("debug", "info", "warning", "error")),
@@ -179,6 +182,7 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
         default_max_tokens=args.default_max_tokens,
         api_key=api_key,
         faults=args.faults,
+        otel=args.otel,
     )
 
 

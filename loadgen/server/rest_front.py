@@ -46,6 +46,7 @@ from loadgen.errors import ConfigError
 from loadgen.server.config import ServerConfig
 from loadgen.server.fronts import Front
 from loadgen.server.service import ChatService, ChatStream, failure_message, failure_of, is_bug
+from loadgen.telemetry.serve_tracing import carrier_of
 from loadgen.types import Usage
 from loadgen.wire import sse
 from loadgen.wire.auth import AUTH_HEADER, parse_bearer
@@ -268,7 +269,8 @@ class RestFront(Front):
                 if not message.get("more_body", False):
                     break
             chat_request, include_usage = parse_chat_body(body, session_header, self.config.default_max_tokens)
-            stream = await service.chat(chat_request, api_key=api_key, received_at=received_at)
+            trace = None if service.tracing is None else carrier_of(scope["headers"])  # --otel: the client's span
+            stream = await service.chat(chat_request, api_key=api_key, received_at=received_at, trace=trace)
         except Exception as exc:
             await _send_failure(send, *_failure(exc))
             return

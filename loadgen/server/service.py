@@ -26,6 +26,9 @@ message(s) only; the kept history is prepended, the new messages are stored once
 request, and the assistant reply once the stream completed). Without one the request carries the whole
 conversation. Either way the context is fitted into ``config.context_window`` tokens (oldest whole turns
 dropped) with ``max_tokens`` reserved for the reply.
+
+With ``--otel`` (:attr:`ChatService.tracing`) each request is a server span, child of the client's turn span whose
+trace context the front passes in (``chat(..., trace=...)``): :mod:`loadgen.telemetry.serve_tracing`.
 """
 
 from __future__ import annotations
@@ -35,9 +38,9 @@ import hmac
 import inspect
 import itertools
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loadgen.errors import WireError
 from loadgen.server.config import ServerConfig
@@ -53,10 +56,14 @@ from loadgen.server.fault_control import FaultGate, InjectedFault
 from loadgen.server.faults import FaultLog
 from loadgen.server.responder import Responder
 from loadgen.server.sessions import SessionStore
+from loadgen.telemetry.serve_tracing import ServeTracing  # (imports no OpenTelemetry until tracing is on)
 from loadgen.types import ChatMessage, ChatRequest
 from loadgen.wire.auth import HINT, check_key
 from loadgen.wire.status import STATUS, Failure
 from loadgen.wire.text import short
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
 
 #: Largest ``max_tokens`` a request may ask for.
 MAX_TOKENS_LIMIT = 4096
@@ -118,11 +125,14 @@ class ChatStream:
     __slots__ = (
         "_closed",
         "_first",
+        "_first_at",
         "_iterator",
         "_parts",
+        "_received_at",
         "_reply",
         "_service",
         "_session_id",
+        "_span",
         "completion_tokens",
         "finish_reason",
         "finished",
@@ -160,6 +170,9 @@ class ChatStream:
         self._first = first
         self._parts: list[str] = []
         self._closed = False
+        self._span: Span | None = None  # with --otel (ChatService.tracing): this request's server span
+        self._received_at: float | None = None
+        self._first_at: float | None = None
         if exhausted and first is None:
             self._finish()
 
@@ -190,9 +203,17 @@ class ChatStream:
             if self._closed:  # aclose() from another task while we waited
                 await self._close_iterator()
                 raise StopAsyncIteration
+        if self._span is not None and not self._parts:
+            self._first_at = ServeTracing.first_token(self._span, self._received_at)
         self.completion_tokens += chunk.n_tokens
         self._parts.append(chunk.text)
         return chunk
+
+    def _traced(self, span: Span, received_at: float | None) -> None:
+        """With --otel: the span this reply ends (at once when the engine had nothing to send)."""
+        self._span, self._received_at = span, received_at
+        if self._closed:
+            self._service._end_span(self, completed=self.finished, cancelled=False)
 
     def _finish(self) -> None:
         if self._closed:
@@ -276,13 +297,43 @@ class ChatService:
         self.faults = FaultGate()
         #: every fault as it happened (``GET /faults``); the server sets it when it starts
         self.fault_log: FaultLog | None = None
+        #: with ``--otel``: a server span per request (:mod:`loadgen.telemetry.serve_tracing`); ``None``: off
+        self.tracing: ServeTracing | None = None
 
     # -- the one call --------------------------------------------------------------------------------------------
 
     async def chat(
-        self, request: ChatRequest, *, api_key: str | None = None, received_at: float | None = None
+        self,
+        request: ChatRequest,
+        *,
+        api_key: str | None = None,
+        received_at: float | None = None,
+        trace: Mapping[str, str] | None = None,
     ) -> ChatStream:
-        """Start one reply. ``received_at``: :func:`time.monotonic` when the front received the request."""
+        """Start one reply. ``received_at``: :func:`time.monotonic` when the front received the request; ``trace``:
+        the trace context it came with (:func:`loadgen.telemetry.serve_tracing.carrier_of`), the parent of its
+        span when tracing is on."""
+        tracing = self.tracing
+        if tracing is None:
+            return await self._chat(request, api_key, received_at)
+        span = tracing.start(trace, received_at)
+        try:
+            stream = await self._chat(request, api_key, received_at)
+        except BaseException as exc:
+            failure = failure_of(exc)
+            tracing.refused(span, failure.name, failure_message(failure, exc))
+            raise
+        tracing.admitted(
+            span,
+            received_at,
+            request_id=stream.request_id,
+            prompt_tokens=stream.prompt_tokens,
+            session_new=stream.session_new,
+        )
+        stream._traced(span, received_at)
+        return stream
+
+    async def _chat(self, request: ChatRequest, api_key: str | None, received_at: float | None) -> ChatStream:
         counts = self.counts
         counts["requests"] += 1
         faults = self.faults
@@ -412,6 +463,21 @@ class ChatService:
             counts["cancelled"] += 1
         else:
             counts["failed"] += 1
+        if stream._span is not None:
+            self._end_span(stream, completed=completed, cancelled=cancelled)
+
+    def _end_span(self, stream: ChatStream, *, completed: bool, cancelled: bool) -> None:
+        span, stream._span = stream._span, None
+        if span is None or self.tracing is None:
+            return
+        outcome = "completed" if completed else "cancelled" if cancelled else "failed"
+        self.tracing.done(
+            span,
+            outcome,
+            completion_tokens=stream.completion_tokens,
+            finish_reason=stream.finish_reason,
+            first_at=stream._first_at,
+        )
 
     def stats(self) -> dict[str, Any]:
         """``{"service": ..., "sessions": ..., "engine": ..., "faults": ...}``: numbers, and the fault log

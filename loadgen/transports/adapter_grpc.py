@@ -171,10 +171,12 @@ class AdapterGrpcTransport(GrpcTransport):
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             kind = method.input.DESCRIPTOR.full_name
             raise ProtocolError(f"the request does not fit {kind}: {short(first)}") from None
-        self._metadata = tuple(self._writer.header_values(values).items())
+        metadata = tuple(self._writer.header_values(values).items())
+        if request.trace_headers is not None:  # tracing on (loadgen.telemetry.tracing): the turn's span context
+            metadata = (*metadata, *request.trace_headers.items())
         if method.server_streaming:
-            return self._stream(call, message, turn_timeout)  # type: ignore[arg-type]  # the adapter's types
-        return self._whole(call, message, turn_timeout)  # type: ignore[arg-type]
+            return self._stream(call, message, turn_timeout, metadata)  # type: ignore[arg-type]  # the adapter's types
+        return self._whole(call, message, turn_timeout, metadata)  # type: ignore[arg-type]
 
     def close(self) -> None:
         self._call = None

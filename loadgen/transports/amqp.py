@@ -213,6 +213,8 @@ class AmqpTransport(Transport):
         if client is None or client.pid != os.getpid() or client.bridge is not AsyncBridge.current():
             client = self._client = _acquire(self._target, self.config.tls_verify)
         body, options = self._request(request)
+        if request.trace_headers is not None:  # tracing on (loadgen.telemetry.tracing): the turn's span context
+            options["headers"] = {**options["headers"], **request.trace_headers}
         connect_timeout = self.config.connect_timeout_s
         try:
             return client.bridge.run(

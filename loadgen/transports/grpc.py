@@ -86,6 +86,9 @@ if TYPE_CHECKING:  # grpc-stubs makes these generic; grpcio's own classes are no
     ChatCallable: TypeAlias = grpc.UnaryStreamMultiCallable[chat_pb2.ChatRequest, chat_pb2.ChatChunk]
     CompleteCallable: TypeAlias = grpc.UnaryUnaryMultiCallable[chat_pb2.ChatRequest, chat_pb2.ChatResponse]
 
+#: A call's metadata: the API key, and the turn's trace context when tracing is on.
+Metadata: TypeAlias = tuple[tuple[str, str], ...]
+
 # ---------------------------------------------------------------------------------------------------------------
 # gevent
 
@@ -254,7 +257,7 @@ class GrpcTransport(Transport):
             raise ConfigError(f"connect timeout must be positive, got {config.connect_timeout_s!r}")
         self._model = config.model or None
         self._secret = config.api_key or None
-        self._metadata: tuple[tuple[str, str], ...] = ()
+        self._metadata: Metadata = ()
         if self._secret is not None:
             self._metadata = ((AUTH_HEADER, bearer(self._secret)),)
         self._channel: grpc.Channel | None = None
@@ -303,15 +306,20 @@ class GrpcTransport(Transport):
     def _send(self, request: ChatRequest, turn_timeout: float) -> Reply:
         chat, complete = self._ensure_channel()
         message = self.to_proto(request)
+        metadata = self._metadata
+        if request.trace_headers is not None:  # tracing on (loadgen.telemetry.tracing): the turn's span context
+            metadata = (*metadata, *request.trace_headers.items())
         if request.stream:
-            return self._stream(chat, message, turn_timeout)
-        return self._whole(complete, message, turn_timeout)
+            return self._stream(chat, message, turn_timeout, metadata)
+        return self._whole(complete, message, turn_timeout, metadata)
 
     def to_proto(self, request: ChatRequest) -> chat_pb2.ChatRequest:
         """The message this transport sends for ``request`` (its ``model`` option wins)."""
         return encode_request(request, model=self._model)
 
-    def _stream(self, chat: ChatCallable, message: chat_pb2.ChatRequest, turn_timeout: float) -> Reply:
+    def _stream(
+        self, chat: ChatCallable, message: chat_pb2.ChatRequest, turn_timeout: float, metadata: Metadata
+    ) -> Reply:
         parts: list[str] = []
         times: list[float] = []
         tokens: list[float] = []
@@ -319,7 +327,7 @@ class GrpcTransport(Transport):
         phase: Phase = "send"
         left = limit = self.config.max_reply_bytes
         t_sent = time.perf_counter()
-        call: Any = chat(message, timeout=turn_timeout, metadata=self._metadata)
+        call: Any = chat(message, timeout=turn_timeout, metadata=metadata)
         done = False
         try:
             headers = call.initial_metadata()  # returns once the headers came (or the call ended)
@@ -349,9 +357,11 @@ class GrpcTransport(Transport):
         reply.session_new = session_is_new(headers)
         return reply
 
-    def _whole(self, complete: CompleteCallable, message: chat_pb2.ChatRequest, turn_timeout: float) -> Reply:
+    def _whole(
+        self, complete: CompleteCallable, message: chat_pb2.ChatRequest, turn_timeout: float, metadata: Metadata
+    ) -> Reply:
         t_sent = time.perf_counter()
-        future: Any = complete.future(message, timeout=turn_timeout, metadata=self._metadata)
+        future: Any = complete.future(message, timeout=turn_timeout, metadata=metadata)
         done = False
         try:
             headers = future.initial_metadata()

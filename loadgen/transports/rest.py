@@ -211,6 +211,8 @@ class RestTransport(Transport):
 
     def _send(self, request: ChatRequest, turn_timeout: float) -> Reply:
         http_request = self._build_request(request, turn_timeout)
+        if request.trace_headers is not None:  # tracing on (loadgen.telemetry.tracing): the turn's span context
+            http_request.headers.update(request.trace_headers)
         t_sent = time.perf_counter()
         self._turn_deadline.at = t_sent + turn_timeout
         try:

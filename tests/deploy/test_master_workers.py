@@ -251,6 +251,56 @@ def test_a_late_final_report_is_waited_for(tmp_path: Path) -> None:
     _assert_merged_equals_logged(run)
 
 
+def _checkpoints_grow_then_ctrl_c(folder: Path, seen: list[dict[str, Any]]) -> Callable[..., None]:
+    """Read summary.json as the master checkpoints it: incomplete, and growing; then Ctrl-C the master mid-run."""
+
+    def count(summary: dict[str, Any]) -> int:
+        return int(summary.get("transports", {}).get("rest", {}).get("count", 0))
+
+    def read() -> dict[str, Any] | None:
+        try:
+            summary: dict[str, Any] = json.loads((folder / "reports" / "run" / "summary.json").read_text())
+        except (OSError, ValueError):  # not written yet (each write replaces the file whole)
+            return None
+        return summary
+
+    def interrupt(procs: dict[str, subprocess.Popen[bytes]]) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline and len(seen) < 2:
+            summary = read()
+            if summary is not None and count(summary) > (count(seen[-1]) if seen else 0):
+                seen.append(summary)
+            time.sleep(0.1)
+        procs["master"].send_signal(signal.SIGINT)
+
+    return interrupt
+
+
+def test_checkpoints_grow_and_ctrl_c_completes_the_summary_after_a_late_worker_report(tmp_path: Path) -> None:
+    """Checkpoints every second while the run goes, each incomplete and larger than the last; Ctrl-C on the
+    master before ``-t`` is up; the workers' final reports come seconds late. The final summary is complete
+    and equals both the workers' turn logs and Locust's own merged counts."""
+    slow = tmp_path / "slow_final_report.py"
+    slow.write_text(SLOW_FINAL_REPORT, encoding="utf-8")
+    seen: list[dict[str, Any]] = []
+    run = run_master_and_two_workers(
+        tmp_path,
+        worker_files=(slow,),
+        master_args=("--checkpoint-interval", "1"),
+        during=_checkpoints_grow_then_ctrl_c(tmp_path, seen),
+    )
+    assert len(seen) == 2, f"no two growing checkpoints before Ctrl-C\n{run.logs}"
+    first, second = seen
+    assert first["run"]["complete"] is False and second["run"]["complete"] is False
+    assert second["run"]["checkpoints"]["count"] > first["run"]["checkpoints"]["count"]
+    assert run.master_rc == 0, run.logs
+    assert run.summary["run"]["complete"] is True
+    assert run.summary["run"]["duration_s"] < RUN_S, "Ctrl-C came before -t was up"
+    assert run.summary["workers"] == {"expected": 2, "reported": 2, "lost": []}
+    assert run.summary["transports"]["rest"]["count"] > second["transports"]["rest"]["count"]
+    _assert_merged_equals_logged(run)
+
+
 def _kill_worker_1_once_both_reported(folder: Path) -> Callable[[dict[str, subprocess.Popen[bytes]]], None]:
     def kill(procs: dict[str, subprocess.Popen[bytes]]) -> None:
         summary = folder / "reports" / "run" / "summary.json"

@@ -23,10 +23,11 @@ from locust.env import Environment
 from locust.event import Events
 
 from loadgen.errors import ConfigError, ConnectError, RetentionFailure
-from loadgen.locust_plugin import ConversationUser, options, report_hooks, runtime
+from loadgen.locust_plugin import ConversationUser, distributed, options, report_hooks, runtime
 from loadgen.locust_plugin import events as plugin_events
 from loadgen.locust_plugin.listeners import Listeners
 from loadgen.metrics.keys import Count, FailureReason, SeriesKey, Total
+from loadgen.report.rundata import load_batch
 from loadgen.report.thresholds import parse_thresholds
 from loadgen.transports.base import Transport, TransportConfig
 from loadgen.types import ChatMessage, ChatRequest, HistoryMode, Reply, Usage
@@ -140,6 +141,34 @@ def test_a_failed_turn_is_left_out_of_the_next_request_and_counted_once(env: Env
     assert _counter(rt, Total.OUTPUT_TOKENS) == 12.0
     assert env.stats.total.num_requests == _counter(rt, Count.TURNS)
     assert env.stats.total.num_failures == _counter(rt, Count.FAILURES)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 5])
+def test_a_turn_failing_at_k_is_left_out_of_every_later_request(env: Environment, tmp_path: Path, k: int) -> None:
+    """Whichever turn fails: each later request carries the history without that turn's message (and without a
+    reply to it), the conversation goes on to the end, and each counter counts the one failure once."""
+    transport = ScriptedTransport(fail_at=(k,))
+    rt = _converse(env, tmp_path, transport)
+    expected: list[tuple[ChatMessage, ...]] = []
+    history: list[ChatMessage] = [SYSTEM]
+    for turn in range(1, 6):  # the model: a failed turn leaves the history as it was
+        sent = (*history, U[turn])
+        expected.append(sent)
+        if turn != k:
+            history += [U[turn], ChatMessage("assistant", " | ".join(m.content for m in sent))]
+    assert [r.messages for r in transport.requests] == expected
+    assert [_locust(env, turn) for turn in range(1, 6)] == [(1, int(turn == k)) for turn in range(1, 6)]
+    counted = (Count.TURNS, Count.FAILURES, Count.TRANSPORT_FAILURES, Count.RETENTION_FAILURES)
+    assert [_counter(rt, c) for c in counted] == [5, 1, 1, 0]
+    assert [_counter(rt, Count.FAILURES, turn=turn) for turn in range(1, 6)] == [int(turn == k) for turn in range(1, 6)]
+    assert _counter(rt, FailureReason("ConnectError", f"refused at send {k}"), turn=k) == 1
+    # turn 4 probes the code planted at turn 2, turn 5 the name planted at turn 1: a probe is checked only when
+    # its fact was planted and its own turn got a reply
+    checked = [_counter(rt, Count.RETENTION_CHECKED, turn=turn) for turn in (4, 5)]
+    assert checked == [int(k not in (2, 4)), int(k not in (1, 5))]
+    assert _counter(rt, Count.RETENTION_PASSED) == sum(checked)
+    assert _counter(rt, Total.OUTPUT_TOKENS) == 4 * 3.0
+    assert env.stats.total.num_requests == 5 and env.stats.total.num_failures == 1
 
 
 def test_server_mode_sends_the_session_and_only_the_new_message(env: Environment, tmp_path: Path) -> None:
@@ -346,6 +375,11 @@ def test_environment_variables_and_repeatable_thresholds_files(monkeypatch: pyte
         (["--dialogues", " , "], "--dialogues is empty: give dialogue files or folders, comma-separated"),
         (["--embedded-server-args", "'--fixed"], "--embedded-server-args: cannot split No closing quotation"),
         (["--run-id", "a b"], "--run-id 'a b': use letters, digits, '.', '_' and '-' only"),
+        (
+            ["--slo", "ttft.p99 > 1s"],
+            "--slo 'ttft.p99 > 1s': an SLO is an upper bound: use < or <=; e.g. "
+            "'ttft.p99 < 500ms' or 'rest.turn2.e2e.p95 <= 2s'",
+        ),
     ],
 )
 def test_bad_options_are_one_config_error_naming_the_option(argv: list[str], message: str) -> None:
@@ -455,6 +489,71 @@ def test_a_flush_moves_figures_and_outages_into_the_aggregator_and_a_reset_drops
     plugin_events._on_reset_stats()  # the web UI's reset, as Locust fires it
     assert rt.aggregator.total.is_empty() and rt.aggregator.outages.outages() == {}
     assert rt.aggregator.updates > updates + 1  # the live tab sees the change
+
+
+# --- warm-up, cool-down and SLOs --------------------------------------------------------------------------------
+def _turns(batch: Any) -> float:
+    return float(batch.counter(SeriesKey.series("rest").with_metric(Count.TURNS)))
+
+
+def test_warm_up_turns_reach_the_intervals_but_not_the_totals(env: Environment, tmp_path: Path) -> None:
+    parsed = _parsed(tmp_path, "--warmup", "1m")
+    rt = runtime.build_runtime(parsed, "local", env.events.request)
+    assert rt.aggregator is not None
+    rt.begin_test(parsed, time.time())  # the test starts now
+    user = ChatUser(env)
+    user.transport = ScriptedTransport()
+    user.converse()  # 5 turns, all in the first minute
+    assert env.stats.total.num_requests == 5  # Locust's own statistics are its own
+    assert (_turns(rt.pending), _turns(rt.unsteady)) == (0, 5)
+    rt.flush_local()
+    rt.aggregator.maybe_roll(force=True)
+    assert _turns(rt.aggregator.total) == 0
+    assert sum(_turns(load_batch(i.wire, "interval")) for i in rt.aggregator.intervals) == 5
+    # the same options, the test having started two minutes ago: the turns are steady
+    rt.begin_test(parsed, time.time() - 120.0)
+    user.converse()
+    rt.flush_local()
+    assert _turns(rt.aggregator.total) == 5
+
+
+def test_a_worker_sorts_its_turns_with_the_masters_options_and_ships_the_mark(env: Environment, tmp_path: Path) -> None:
+    worker = runtime.build_runtime(_parsed(tmp_path), "worker", env.events.request)  # its own options: none
+    masters = _parsed(tmp_path, "--cooldown", "30s", "--slo", "ttft.p99 < 1s")
+    masters.run_time = None  # Locust clears a worker's run time; the master's comes as loadgen_run_s
+    setattr(masters, options.RUN_S_ATTR, 40)
+    window = worker.begin_test(masters, time.time() - 20.0)  # 20 s in: the cool-down began at 10 s
+    assert (window.end, window.warnings()) == (window.started_at + 10.0, [])
+    user = ChatUser(env)
+    user.transport = ScriptedTransport()
+    user.converse()
+    data: dict[str, Any] = {}
+    distributed.ship_to_master(SimpleNamespace(state="running"))("w1", data)
+    assert data[distributed.UNSTEADY_FIELD] is not None
+    runtime.reset_runtime()
+    master = runtime.build_runtime(_parsed(tmp_path), "master", env.events.request)
+    assert master.aggregator is not None
+    distributed.merge_from_worker("w1", data)
+    master.aggregator.maybe_roll(force=True)
+    assert _turns(master.aggregator.total) == 0
+    [interval] = master.aggregator.intervals
+    shipped = load_batch(interval.wire, "interval")
+    assert _turns(shipped) == 5
+    # the master's --slo reached the worker: every turn (TTFT 1 ms) met it
+    assert shipped.counter(SeriesKey.series("rest").with_metric(Count.SLO_MET)) == 5
+
+
+def test_warm_up_and_cool_down_must_leave_some_of_the_run_time(tmp_path: Path) -> None:
+    parsed = _parsed(tmp_path, "--warmup", "30s", "--cooldown", "30s")
+    parsed.run_time = 60
+    with pytest.raises(ConfigError) as bad:
+        options.LoadgenOptions.from_parsed(parsed)
+    assert (
+        str(bad.value)
+        == "--warmup 30s + --cooldown 30s leave nothing of the run time (60s): shorten them or give a longer -t"
+    )
+    parsed.run_time = 61
+    assert options.LoadgenOptions.from_parsed(parsed).cooldown_s == 30.0
 
 
 def _logged_turns(env: Environment, tmp_path: Path, transport: ScriptedTransport, *args: str) -> list[dict[str, Any]]:

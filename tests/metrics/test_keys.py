@@ -28,7 +28,7 @@ from loadgen.types import Reply, Usage
 def test_counter_names_are_the_ones_run_folders_hold() -> None:
     assert {str(c) for c in Count} == {
         "count", "failures", "failures.transport", "failures.retention", "failures.session", "retention.checked",
-        "retention.passed", "prompt_tokens", "cut_off",
+        "retention.passed", "prompt_tokens", "cut_off", "slo.met",
     }  # fmt: skip
     assert [str(t) for t in Total] == ["output_tokens"]
     assert is_total("output_tokens") and not is_total("count") and not is_total("reason:ServerError:x")

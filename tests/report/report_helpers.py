@@ -18,6 +18,7 @@ from hdrh.histogram import HdrHistogram
 from hdrh.log import HistogramLogReader
 
 from loadgen.errors import ServerError, TurnTimeout
+from loadgen.load.slo import SloChecker, parse_objectives
 from loadgen.metrics.aggregator import RunAggregator
 from loadgen.metrics.batch import MetricsBatch
 from loadgen.metrics.histograms import Metric
@@ -67,11 +68,14 @@ def make_run(
     dialogues: dict[str, int] | None = None,
     scale_at: Callable[[int], float] | None = None,
     lag_us: tuple[int, int] = (50, 3000),
+    slo: tuple[str, ...] = (),
 ) -> Path:
     """Write ``reports/<run_id>/`` with two dialogues of 3 and 5 turns over the given transports (every
     ``failure_every``-th turn fails on the wire, every ``retention_miss_every``-th probe misses: 1 = all).
     ``scale_at(i)`` multiplies the latencies of interval ``i`` (0-based); the generator lag is drawn from
-    ``lag_us`` (microseconds)."""
+    ``lag_us`` (microseconds); ``slo``: ``--slo`` expressions the turns are checked against."""
+    objectives = parse_objectives(slo)
+    checker = SloChecker(objectives) if objectives else None
     rng = random.Random(seed)
     clock = FakeClock()
     agg = RunAggregator(interval_s=5.0, clock=clock)
@@ -103,7 +107,7 @@ def make_run(
                                 ),
                                 schedule_lag_s=rng.uniform(0, 0.002),
                             )
-                        record_turn(batch, outcome)
+                        record_turn(batch, outcome, checker)
         lag_key = SeriesKey(ALL, ALL, 0, Metric.GENERATOR_LAG)
         for _ in range(500):
             batch.record(lag_key, rng.randint(*lag_us))
@@ -126,7 +130,7 @@ def make_run(
         "command": "locust -f scenarios/multiturn.py",
     }
     run_dir = reports / run_id
-    write_run(run_dir, agg, run)
+    write_run(run_dir, agg, run, slo=objectives)
     return run_dir
 
 

@@ -14,6 +14,7 @@ from report_helpers import run_command
 
 from loadgen.metrics.summary import build_summary
 from loadgen.report import cli
+from loadgen.report.csvout import TURN_COLUMNS
 from loadgen.report.rundata import load_run
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -32,8 +33,19 @@ def test_an_old_run_folder_reports_as_it_did(old_run: Path, capsys: pytest.Captu
     assert run_command(cli, [str(old_run), "--no-html"]) == 0
     printed = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("wrote ")]
     assert printed == (EXPECTED / "table.txt").read_text(encoding="utf-8").splitlines()
-    for expected in [*sorted(EXPECTED.glob("*.hlog")), EXPECTED / "turns.csv"]:
+    for expected in sorted(EXPECTED.glob("*.hlog")):
         assert (old_run / expected.name).read_bytes() == expected.read_bytes(), expected.name
+    # turns.csv: the same columns, then the later ones (TPOT, latency from the intended start, SLO): empty here
+    later = len(TURN_COLUMNS) - len(_first_line(EXPECTED / "turns.csv").split(","))
+    assert later == 13
+    written = (old_run / "turns.csv").read_text(encoding="utf-8").splitlines()
+    old = (EXPECTED / "turns.csv").read_text(encoding="utf-8").splitlines()
+    assert [line[: len(line) - later] if i else line.rsplit(",", later)[0] for i, line in enumerate(written)] == old
+    assert all(line.endswith("," * later) for line in written[1:])
+
+
+def _first_line(path: Path) -> str:
+    return path.read_text(encoding="utf-8").splitlines()[0]
 
 
 def test_an_old_run_folders_histograms_rebuild_its_summary(old_run: Path) -> None:
@@ -41,8 +53,11 @@ def test_an_old_run_folders_histograms_rebuild_its_summary(old_run: Path) -> Non
     saved = json.loads((old_run / "summary.json").read_text(encoding="utf-8"))
     rebuilt = build_summary(data.batch, saved["run"])
     # schema 2 adds the "session" failure kind (none in a version 1 folder); nothing else differs
+    # later ones add TPOT and the latency from the intended start (no samples in an old folder)
     for row in [*rebuilt["turns"], *rebuilt["transports"].values()]:
         assert row["failures_by_kind"].pop("session") == 0
+        assert row.pop("tpot_ms")["count"] == 0
+        assert row.pop("e2e_from_intended_ms")["count"] == 0
     for part in ("turns", "transports", "context_buckets", "generator_lag_ms"):
         assert rebuilt[part] == saved[part], part
     reasons = saved["transports"]["rest"]["failure_reasons"]

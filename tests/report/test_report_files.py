@@ -52,7 +52,7 @@ def test_hlog_files_read_back_with_the_counts_of_histograms_json(synthetic_run: 
         expected = HdrHistogram.decode(encoded[0]).get_total_count() if encoded else 0
         assert total == expected, name
         checked += 1
-    assert checked == 2 * 4 + 1
+    assert checked == 2 * 6 + 1  # e2e, ttft, itl, tpot, e2e_from_intended, schedule_lag per transport; the lag
     first = (synthetic_run / "rest.ttft.hlog").read_text().splitlines()
     assert first[0] == "#[Histogram log format version 1.2]"
     assert any(line.startswith("#[StartTime: ") for line in first)

@@ -105,7 +105,8 @@ def _check_page(browser: Any, page: Path, name: str, tmp_path: Path) -> dict[str
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     reports = tmp_path_factory.mktemp("visual") / "reports"
-    good = make_run(reports, "good", transports=("rest", "grpc"), intervals=8)
+    good = make_run(reports, "good", transports=("rest", "grpc"), intervals=8,
+                    slo=("ttft.p99 < 80ms", "rest.travel_booking.turn2.e2e_from_intended.p95 <= 2s"))  # fmt: skip
     update_summary(good, **soak_fields(40.0, ("rest", "grpc")))
     forgetful = make_run(reports, "forgetful", transports=("grpc",), intervals=8, retention_miss_every=1)
     update_summary(
@@ -126,7 +127,9 @@ def test_a_good_run_reads_at_a_glance(browser: Any, runs: dict[str, Path], tmp_p
     assert m["status"][0] == "status warn" and "complete, 1536 turns; 139 of 1536 turns failed" in m["status"][1]
     ids = {p["id"] for p in m["plots"]}
     assert {"latency-over-time", "throughput-over-time", "failures-over-time", "retention-by-turn"} <= ids
-    assert {"turns-table", "windows-table", "drift-table"} <= {t["id"] for t in m["tables"]}
+    assert {"turns-table", "windows-table", "drift-table", "intended-table", "slo-table"} <= {
+        t["id"] for t in m["tables"]
+    }
 
 
 def test_a_run_with_retention_failures_and_outages(browser: Any, runs: dict[str, Path], tmp_path: Path) -> None:

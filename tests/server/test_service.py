@@ -215,14 +215,21 @@ def test_closing_a_generator_engine_stream_from_another_task() -> None:
         service = ChatService(engine, SessionStore(10, 60), ServerConfig(rest_port=None))
         stream = await service.chat(ChatRequest((U("hi"),), max_tokens=100))
 
+        two_read = asyncio.Event()
+
         async def consume() -> int:
-            return sum([1 async for _ in stream])
+            got = 0
+            async for _ in stream:
+                got += 1
+                if got == 2:
+                    two_read.set()
+            return got
 
         consumer = asyncio.create_task(consume())
-        await asyncio.sleep(0.035)
+        await asyncio.wait_for(two_read.wait(), 10)
         await stream.aclose()  # the generator is running in the consumer: it closes at its next chunk
-        got = await asyncio.wait_for(consumer, 1.0)
-        assert 2 <= got <= 5
+        got = await asyncio.wait_for(consumer, 10)
+        assert 2 <= got <= 3  # of 100: closed at once, not at the end
         assert engine.closed
         assert service.stats()["service"]["cancelled"] == 1
 

@@ -690,7 +690,7 @@ def test_broker_restart_mid_run(broker: None, transports: Callable[..., AmqpTran
 
         worker = threading.Thread(target=long_turn)
         worker.start()
-        time.sleep(0.5)
+        assert wait_until(lambda: running.stats()["service"]["active"] == 1, 10, 0.01), "the long turn never started"
         with broker_app_stopped() as start_again:
             stopped_at = time.perf_counter()
             worker.join(30)

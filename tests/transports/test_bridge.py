@@ -158,16 +158,22 @@ def test_stop_ends_waiting_calls() -> None:
     """A call waiting without a timeout when the bridge stops gets BridgeError, not a hang."""
     bridge = AsyncBridge.get()
     outcome: list[BaseException] = []
+    running = threading.Event()
+
+    async def forever() -> None:
+        running.set()  # on the loop: the call is in flight, waiting, when stop() comes
+        await asyncio.sleep(60)
 
     def wait_forever() -> None:
         try:
-            bridge.run(lambda: asyncio.sleep(60), timeout=None)
+            bridge.run(forever, timeout=None)
         except BaseException as exc:
             outcome.append(exc)
 
     waiter = threading.Thread(target=wait_forever)
     waiter.start()
-    time.sleep(0.1)
+    assert running.wait(10), "the call never started on the loop"
+    assert waiter.is_alive() and not outcome
     assert bridge.stop()
     waiter.join(5)
     assert not waiter.is_alive()
@@ -410,15 +416,10 @@ def test_hub_lag_under_100_greenlets_doing_amqp_turns(capsys: pytest.CaptureFixt
     # high median. Those hold whatever the machine does.
     assert out["ticks"] > 0.6 * 15 / 0.010, out
     assert out["lag_p50_ms"] < 2.0, out
-    quiet = out["control_p99_ms"] < 2.0 and out["control_max_ms"] < 20.0
-    if quiet:
-        # The bar on a quiet machine: p99 < 5 ms, max < 50 ms (plus the control ticker's own noise).
-        assert out["lag_p99_ms"] < 5.0 + out["control_p99_ms"], out
-        assert out["lag_max_ms"] < 50.0 + out["control_max_ms"], out
-    else:
-        # Other processes are competing for the cores (the control ticker, alone in its process, lags too): the
-        # loaded process gets its CPU later than the light control, so only gross lag can be told apart here.
-        with capsys.disabled():
-            print("[hub lag] the machine is busy (see the control ticker): the 5 ms / 50 ms bar was not applied")
-        assert out["lag_p99_ms"] < 50.0, out
-        assert out["lag_max_ms"] < 1000.0, out
+    # Relative to the control ticker, which runs at the same time in a process of its own: on a quiet machine
+    # the bar is p99 < 5 ms and max < 100 ms (one turn blocking the hub shows as ~200 ms); a busy machine raises
+    # both by a multiple of the control's own lag (the loaded process gets its CPU later than the light control).
+    # No switch between two absolute limits: a tenfold regression of the p99 fails on a quiet machine and on a
+    # busy one alike.
+    assert out["lag_p99_ms"] < 5.0 + 3 * out["control_p99_ms"], out
+    assert out["lag_max_ms"] < 100.0 + 3 * out["control_max_ms"], out
