@@ -16,9 +16,10 @@ dialogue files. Metrics (counters restart from 0 when a new test starts or the s
   ``chat_loadgen_retention_passed_total``; ``chat_loadgen_output_tokens_total``, ``chat_loadgen_prompt_tokens_total``;
   ``chat_loadgen_cut_off_turns_total`` (per transport);
 - a histogram ``chat_loadgen_<metric>_seconds`` for every latency :class:`~loadgen.metrics.keys.Metric` recorded
-  (``e2e``, ``ttft``, ``itl``, ``schedule_lag``, ``generator_lag``, and any the recorder adds), with the bounds of
-  :data:`~loadgen.telemetry.buckets.LATENCY_BOUNDS_S`; ``chat_loadgen_turn_<metric>`` for the token ones
-  (``prompt_tokens``, ``output_tokens`` per turn, :data:`~loadgen.telemetry.buckets.TOKEN_BOUNDS`);
+  (``e2e``, ``ttft``, ``itl``, ``tpot``, ``e2e_from_intended``, ``schedule_lag``, ``generator_lag``, and any the
+  recorder adds), with the bounds of :data:`~loadgen.telemetry.buckets.LATENCY_BOUNDS_S`;
+  ``chat_loadgen_turn_<metric>`` for the token ones (``prompt_tokens``, ``output_tokens`` per turn,
+  :data:`~loadgen.telemetry.buckets.TOKEN_BOUNDS`);
 - gauges ``chat_loadgen_users`` (Locust's running users: live conversations) and
   ``chat_loadgen_run_start_time_seconds`` (unix time the test started).
 

@@ -22,6 +22,7 @@ from harness import LOCUSTFILE, start_locust
 from prometheus_client.parser import text_string_to_metric_families
 
 from loadgen.metrics.batch import MetricsBatch
+from loadgen.metrics.keys import Metric
 from loadgen.telemetry.endpoint import ANNOUNCE
 from loadgen.telemetry.prometheus import Snapshot
 from tests.deploy.test_master_workers import run_master_and_two_workers
@@ -74,7 +75,9 @@ def assert_equals_summary(samples: Samples, summary: dict[str, Any], histograms:
         assert samples.get(("chat_loadgen_retention_checked_total", at), 0) == row["retention"]["checked"], what
         assert samples.get(("chat_loadgen_retention_passed_total", at), 0) == row["retention"]["passed"], what
         assert round(samples.get(("chat_loadgen_output_tokens_total", at), 0.0), 1) == row["output_tokens"], what
-        for metric in ("e2e", "ttft", "itl", "schedule_lag"):
+        latencies = [m.value for m in Metric if f"{m.value}_ms" in row]  # every latency block the summary has
+        assert {"e2e", "ttft", "itl", "schedule_lag"} <= set(latencies)
+        for metric in latencies:
             block = row[f"{metric}_ms"]
             count = samples.get((f"chat_loadgen_{metric}_seconds_count", at), 0.0)
             assert count == block["count"], (what, metric)
