@@ -6,7 +6,8 @@
   dialogues, and run the :data:`setup_hooks` (turn log, CI gates, web UI tab). Then the steps that may switch:
   import the transport, start the embedded reference server when no ``--host`` is given (master/local only), and
   check the target (:func:`loadgen.transports.preflight`). Bad input exits 2 with one line, before any user
-  starts and before the run folder is named.
+  starts and before the run folder is named. ``--metrics-port``: ``/metrics`` is served from here on by the
+  process holding the aggregator (:mod:`loadgen.telemetry.endpoint`), until ``quit``.
 - ``test_start``: the test's steady window (``--warmup``/``--cooldown``) and SLOs in every process, a run folder
   of its own (:mod:`loadgen.locust_plugin.persistence`), the lag probe, the local
   merge loop (single process: its figures into the aggregator every second, or every ``--interval`` when that
@@ -47,6 +48,7 @@ from loadgen.locust_plugin.runtime import LoadgenRuntime, build_runtime, get_run
 from loadgen.metrics.console import format_table
 from loadgen.metrics.lag import LagProbe
 from loadgen.metrics.rundir import new_run_id
+from loadgen.telemetry.endpoint import MetricsEndpoint, serve_metrics
 from loadgen.transports import preflight, redact_url, transport_class
 
 logger = logging.getLogger("loadgen")
@@ -66,6 +68,7 @@ class _State:
     lag_probe: LagProbe | None = None
     greenlets: list[gevent.Greenlet] = []
     folder: RunFolder | None = None
+    metrics: MetricsEndpoint | None = None  # --metrics-port: /metrics of the process holding the aggregator
     environment: Any = None
     console: list[str] = []  # printed at quit, after Locust's own final statistics
     stopping = gevent.event.Event()  # set at quitting: the merge and checkpoint loops return
@@ -102,6 +105,9 @@ def _on_init(environment: Any, runner: Any = None, web_ui: Any = None, **_: Any)
         if role != "worker":
             state.folder = RunFolder(rt.options.reports_dir, rt.options.run_id or new_run_id(rt.options.transport),
                                      rt.options.checkpoint_s)  # fmt: skip
+            if rt.options.metrics_port is not None and state.metrics is None:
+                state.metrics = serve_metrics(rt.options.metrics_port, rt.options.metrics_bind, lambda: rt.aggregator,
+                                              lambda: getattr(environment.runner, "user_count", None))  # fmt: skip
         _install_distributed(environment, runner, role)
         # from here on greenlets may switch: import the transport's libraries now (the first user's import would
         # freeze the hub ~150 ms), start the embedded server, check the target
@@ -323,6 +329,8 @@ def _on_quit(exit_code: int = 0, **_: Any) -> None:
         if folder.last_summary is not None and rt.aggregator.updates != folder.written_updates:
             folder.write(env, rt, final=True)
         folder.close()
+    if state.metrics is not None:
+        state.metrics.close()  # no greenlet switch
     if state.console:
         sys.stderr.write("\n".join(state.console) + "\n")
         state.console.clear()

@@ -21,7 +21,7 @@ from loadgen.errors import ConfigError
 from loadgen.load.arrivals import ArrivalKind
 from loadgen.load.slo import Objective, parse_objectives
 from loadgen.metrics.rundir import check_run_id
-from loadgen.option_table import Option, add_options, at_least, between, duration, read_options
+from loadgen.option_table import Option, add_options, at_least, between, duration, port, read_options
 from loadgen.report.thresholds import THRESHOLD_OPTIONS
 from loadgen.server.config import LOCAL_AMQP_URL
 from loadgen.transports import check_name as check_transport
@@ -142,6 +142,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("--max-in-flight", "open model: the most conversations live at once (the cap; arrivals beyond it are "
            "dropped and counted, never delayed); sets the user count (-u) the same", type=int, metavar="N",
            validate=at_least(1)),
+    Option("--metrics-port", "serve the run's live figures as Prometheus metrics at http://BIND:PORT/metrics (0: any "
+           "free port, printed at start; the master serves them in distributed mode; default: off)", type=port,
+           metavar="PORT"),
+    Option("--metrics-bind", "address --metrics-port listens on (default %(default)s; 0.0.0.0 for a scraper on "
+           "another host)", "127.0.0.1", metavar="ADDRESS"),
     ),
     *_grouped(
     REPORT_GROUP,
@@ -193,6 +198,8 @@ class LoadgenOptions:
     arrival_rate: float | None
     arrival: ArrivalKind
     max_in_flight: int | None
+    metrics_port: int | None
+    metrics_bind: str
     thresholds: list[str]
     thresholds_files: list[str]
     turn_log: str | None

@@ -126,7 +126,7 @@ def test_workers_find_the_master_through_its_service() -> None:
         worker_labels = workers["spec"]["template"]["metadata"]["labels"].items()
         assert not selector <= worker_labels and workers["spec"]["selector"]["matchLabels"].items() <= worker_labels
     web_master = _variant("web")[MASTERS["web"]]
-    assert {p["containerPort"] for p in only_container(web_master)["ports"]} == {5557, 8089}
+    assert {p["containerPort"] for p in only_container(web_master)["ports"]} == {5557, 8089, 9646}
 
 
 def test_soak_job_waits_for_every_worker_and_returns_the_verdict() -> None:
