@@ -17,6 +17,7 @@ from loadgen.adapters import Adapter, adapter_option, resolve_transport
 from loadgen.dialogues.fakers import DEFAULT_LOCALE
 from loadgen.dialogues.history import RequestSettings
 from loadgen.dialogues.model import MAX_TOKENS_LIMIT, ThinkTime
+from loadgen.dialogues.prefix import MAX_PREFIX_TOKENS, SharedPrefixes, shared_prefixes
 from loadgen.errors import ConfigError
 from loadgen.load.slo import Objective, parse_objectives
 from loadgen.metrics.rundir import check_run_id
@@ -93,6 +94,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("--max-tokens", "override the reply length asked for in every turn", _REQUEST.max_tokens, type=int,
            validate=between(1, MAX_TOKENS_LIMIT)),
     Option("--model", "model name sent with each request (default %(default)s)", _REQUEST.model),
+    Option("--shared-prefix-tokens", "begin conversations with a shared system prompt of K generated tokens (prefix "
+           "caching shows in TTFT by turn)", type=int, metavar="K", validate=between(1, MAX_PREFIX_TOKENS)),
+    Option("--shared-prefix-share", "the fraction of conversations that get the shared prefix, 0 to 1 (default 1)",
+           type=float, metavar="F", validate=between(0, 1)),
+    Option("--prefix-count", "P distinct shared prefixes, the conversations spread over them at random (default 1)",
+           type=int, metavar="P", validate=at_least(1)),
     Option("--turn-timeout", "seconds one turn may take before it fails as a timeout (default %(default)s)",
            _TRANSPORT_DEFAULTS["timeout_s"], type=float, validate=_POSITIVE_SECONDS),
     Option("--connect-timeout", "seconds to establish a connection (default %(default)s)",
@@ -161,6 +168,9 @@ class LoadgenOptions:
     stream: bool
     max_tokens: int | None
     model: str
+    shared_prefix_tokens: int | None
+    shared_prefix_share: float | None
+    prefix_count: int | None
     turn_timeout: float
     connect_timeout: float
     max_reply_bytes: int
@@ -199,7 +209,12 @@ class LoadgenOptions:
                 f"--warmup {options.warmup_s:g}s + --cooldown {options.cooldown_s:g}s leave nothing of the run time "
                 f"({float(run_s):g}s): shorten them or give a longer -t"
             )
+        options.shared_prefixes()  # a share or a count without a length stops the run here
         return options
+
+    def shared_prefixes(self) -> SharedPrefixes | None:
+        """The shared prefixes conversations begin with (``--shared-prefix-tokens``), or None."""
+        return shared_prefixes(self.shared_prefix_tokens, self.shared_prefix_share, self.prefix_count)
 
     def request_settings(self) -> RequestSettings:
         """What every request of the run asks for besides its messages."""

@@ -239,7 +239,11 @@ def build_runtime(parsed_options: Any, role: str, request_event: RequestEvent) -
     options = LoadgenOptions.from_parsed(parsed_options)
     dialogues = load_dialogues(options.dialogue_paths, locale=options.locale)
     factory = ConversationFactory(
-        dialogues, seed=options.seed, locale=options.locale, settings=options.request_settings()
+        dialogues,
+        seed=options.seed,
+        locale=options.locale,
+        settings=options.request_settings(),
+        prefixes=options.shared_prefixes(),
     )
     aggregator = None
     if role != "worker":
