@@ -47,6 +47,15 @@ def _dialogue_paths(value: str, flag: str) -> tuple[str, ...]:
     return paths
 
 
+def _dataset_paths(value: str | None, flag: str) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    paths = tuple(p.strip() for p in str(value).split(",") if p.strip())
+    if not paths:
+        raise ConfigError(f"{flag} is empty: give JSONL dataset files, comma-separated")
+    return paths
+
+
 def _server_args(value: str, flag: str) -> tuple[str, ...]:
     try:
         return tuple(shlex.split(value or ""))
@@ -82,6 +91,11 @@ OPTIONS: tuple[Option, ...] = (
            validate=adapter_option),
     Option("--dialogues", "dialogue scripts: files or folders, comma-separated (default %(default)s)",
            "scenarios/dialogues", attr="dialogue_paths", validate=_dialogue_paths),
+    Option("--dataset", "replay conversations from JSONL files instead of the dialogues (OpenAI `messages` or ShareGPT "
+           "`conversations` lines, .jsonl or .jsonl.gz, comma-separated): each one's user turns in order, the "
+           "server's replies as history", attr="dataset_paths", metavar="FILE", validate=_dataset_paths),
+    Option("--plant-probes", "with --dataset: plant a generated fact in each conversation's first turn and ask for "
+           "it in an appended last turn, checked as a retention probe", False, type=None),
     Option("--history", "client: send the whole history every turn; server: session id + new message only "
            "(default %(default)s)", _REQUEST.history.value, choices=tuple(m.value for m in HistoryMode),
            validate=lambda value, _: HistoryMode(value)),
@@ -162,6 +176,8 @@ class LoadgenOptions:
     transport: str
     adapter: Adapter | None
     dialogue_paths: tuple[str, ...]
+    dataset_paths: tuple[str, ...] | None
+    plant_probes: bool
     history: HistoryMode
     think_min: float | None
     think_max: float | None
@@ -210,6 +226,9 @@ class LoadgenOptions:
                 f"({float(run_s):g}s): shorten them or give a longer -t"
             )
         options.shared_prefixes()  # a share or a count without a length stops the run here
+        if options.plant_probes and options.dataset_paths is None:
+            raise ConfigError("--plant-probes needs --dataset FILE: it plants facts into replayed dataset "
+                              "conversations (dialogues have their own probes)")  # fmt: skip
         return options
 
     def shared_prefixes(self) -> SharedPrefixes | None:
