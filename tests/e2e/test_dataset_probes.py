@@ -43,6 +43,7 @@ def test_planted_probes_pass_while_the_server_keeps_the_context(tmp_path: Path, 
     assert all(r["retention"]["checked"] == 0 for r in rows if r["turn"] <= 5)
     assert sum(r["failures"] for r in rows) == 0
     assert run.summary["transports"]["rest"]["retention"]["rate"] == 1.0
+    assert run.summary["run"]["dialogues"] == [DATASET_DIALOGUE]
     assert run.returncode == 0, run.output[-3000:]
 
 
