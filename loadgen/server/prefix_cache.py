@@ -11,7 +11,9 @@ Capacity is in tokens (``capacity_tokens // block_tokens`` blocks), least recent
 one prompt are touched from its last block to its first, so the first blocks of a prompt are the most recent ones
 and eviction takes a chain's tail before its head (a block whose parent is gone can never be reached again).
 
-At least one token of every prompt is always prefilled (as in vLLM: the last token's logits are needed), so a
+Blocks are cached when a request is looked up (at admission), not a step later when a real server has prefilled
+them: a request admitted just after another with the same beginning already finds it. At least one token of every
+prompt is always prefilled (as in vLLM: the last token's logits are needed), so a
 prompt cached whole saves all its tokens but one. Not thread-safe: the engine calls it from its event loop.
 """
 
