@@ -219,16 +219,16 @@ class LoadgenOptions:
         low, high = options.think_min, options.think_max
         if low is not None and high is not None and low > high:
             raise ConfigError(f"--think-min {low} is larger than --think-max {high}")
+        options.shared_prefixes()  # a share or a count without a length stops the run here
+        if options.plant_probes and options.dataset_paths is None:
+            raise ConfigError("--plant-probes needs --dataset FILE: it plants facts into replayed dataset "
+                              "conversations (dialogues have their own probes)")  # fmt: skip
         run_s = getattr(parsed, "run_time", None)
         if run_s and options.warmup_s + options.cooldown_s >= float(run_s):
             raise ConfigError(
                 f"--warmup {options.warmup_s:g}s + --cooldown {options.cooldown_s:g}s leave nothing of the run time "
                 f"({float(run_s):g}s): shorten them or give a longer -t"
             )
-        options.shared_prefixes()  # a share or a count without a length stops the run here
-        if options.plant_probes and options.dataset_paths is None:
-            raise ConfigError("--plant-probes needs --dataset FILE: it plants facts into replayed dataset "
-                              "conversations (dialogues have their own probes)")  # fmt: skip
         return options
 
     def shared_prefixes(self) -> SharedPrefixes | None:
