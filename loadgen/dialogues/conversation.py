@@ -39,6 +39,8 @@ from typing import Any
 from loadgen.dialogues.fakers import DEFAULT_LOCALE, check_slot_spec, make_faker, normalize_locale
 from loadgen.dialogues.history import History, RequestSettings
 from loadgen.dialogues.model import Dialogue, DialogueError, Problem, SlotSpec, Turn
+from loadgen.dialogues.prefix import SEPARATOR as PREFIX_SEPARATOR
+from loadgen.dialogues.prefix import SharedPrefixes
 from loadgen.dialogues.text import (
     COMMON_WORDS,
     clean_value,
@@ -125,7 +127,17 @@ class TurnResult:
 class Conversation:
     """One user's run through one dialogue: the slot values, the history, what has been planted, the checks."""
 
-    __slots__ = ("_asked", "_replied", "conversation_id", "dialogue", "history", "planted", "settings", "slots")
+    __slots__ = (
+        "_asked",
+        "_replied",
+        "conversation_id",
+        "dialogue",
+        "history",
+        "planted",
+        "prefix",
+        "settings",
+        "slots",
+    )
 
     def __init__(
         self,
@@ -133,11 +145,14 @@ class Conversation:
         slots: dict[str, str],
         conversation_id: str | None = None,
         settings: RequestSettings = _DEFAULT_SETTINGS,
+        prefix: str | None = None,
     ) -> None:
         self.conversation_id: str = conversation_id or uuid.uuid4().hex
         self.dialogue = dialogue
         self.slots = slots
         self.settings = settings
+        #: A shared prefix (``--shared-prefix-tokens``) the system prompt begins with, or None.
+        self.prefix = prefix
         self.planted: dict[str, tuple[str, int]] = {}
         self.history = History(settings.history, self.conversation_id, self.system_prompt())
         self._asked: tuple[Turn, str] | None = None  # the turn last asked, and its user message
@@ -191,8 +206,12 @@ class Conversation:
         return render_template(turn.user, self.slots)
 
     def system_prompt(self) -> str | None:
+        """The dialogue's system prompt with its slots filled, after the shared prefix when there is one."""
         system = self.dialogue.system
-        return None if system is None else render_template(system, self.slots)
+        rendered = None if system is None else render_template(system, self.slots)
+        if self.prefix is None:
+            return rendered
+        return self.prefix if rendered is None else self.prefix + PREFIX_SEPARATOR + rendered
 
     def mark_sent(self, turn: Turn) -> None:
         """Record that ``turn`` reached the other side (it got a reply): its planted facts now count."""
@@ -251,6 +270,7 @@ class ConversationFactory:
         seed: int | None = None,
         locale: str = DEFAULT_LOCALE,
         settings: RequestSettings = _DEFAULT_SETTINGS,
+        prefixes: SharedPrefixes | None = None,
     ) -> None:
         if not dialogues:
             raise ConfigError("no dialogues to choose from: give dialogue files or folders (--dialogues)")
@@ -258,6 +278,7 @@ class ConversationFactory:
         self.seed = seed
         self.locale = normalize_locale(locale)
         self.settings = settings
+        self.prefixes = prefixes
         self._faker = make_faker(self.locale)
         self._check_providers()
         self._cum_weights = list(itertools.accumulate(d.weight for d in self.dialogues))
@@ -294,7 +315,11 @@ class ConversationFactory:
         position = bisect.bisect_right(self._cum_weights, rng.random() * total)
         plan = self._plans[min(position, len(self._plans) - 1)]
         self._faker.seed_instance(rng.getrandbits(64))
-        return Conversation(plan.dialogue, self._fill(plan), settings=self.settings)
+        prefix = None
+        if self.prefixes is not None:  # drawn after the rest: a seeded run without prefixes draws what it did
+            index = self.prefixes.pick(rng)
+            prefix = None if index is None else self.prefixes.text(index)
+        return Conversation(plan.dialogue, self._fill(plan), settings=self.settings, prefix=prefix)
 
     def _value(self, spec: SlotSpec) -> str:
         if spec.choices is not None:

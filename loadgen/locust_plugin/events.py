@@ -38,6 +38,7 @@ import greenlet  # type: ignore[import-untyped]
 from locust import events
 
 from loadgen import __version__
+from loadgen.datasets.replay import DATASET_DIALOGUE
 from loadgen.errors import ConfigError
 from loadgen.locust_plugin import distributed
 from loadgen.locust_plugin import options as opts
@@ -160,7 +161,7 @@ def _prepare_target(environment: Any, rt: LoadgenRuntime) -> None:
         transports=[o.transport],
         history_mode=o.history.value,
         stream=o.stream,
-        dialogues=[d.name for d in rt.dialogues],
+        dialogues=[d.name for d in rt.dialogues] if o.dataset_paths is None else [DATASET_DIALOGUE],
         seed=o.seed,
         locale=o.locale,
         turn_timeout_s=o.turn_timeout,

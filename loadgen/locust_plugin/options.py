@@ -17,6 +17,7 @@ from loadgen.adapters import Adapter, adapter_option, resolve_transport
 from loadgen.dialogues.fakers import DEFAULT_LOCALE
 from loadgen.dialogues.history import RequestSettings
 from loadgen.dialogues.model import MAX_TOKENS_LIMIT, ThinkTime
+from loadgen.dialogues.prefix import MAX_PREFIX_TOKENS, SharedPrefixes, shared_prefixes
 from loadgen.errors import ConfigError
 from loadgen.load.arrivals import ArrivalKind
 from loadgen.load.slo import Objective, parse_objectives
@@ -44,6 +45,15 @@ def _dialogue_paths(value: str, flag: str) -> tuple[str, ...]:
     paths = tuple(p.strip() for p in str(value).split(",") if p.strip())
     if not paths:
         raise ConfigError(f"{flag} is empty: give dialogue files or folders, comma-separated")
+    return paths
+
+
+def _dataset_paths(value: str | None, flag: str) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    paths = tuple(p.strip() for p in str(value).split(",") if p.strip())
+    if not paths:
+        raise ConfigError(f"{flag} is empty: give JSONL dataset files, comma-separated")
     return paths
 
 
@@ -82,6 +92,11 @@ OPTIONS: tuple[Option, ...] = (
            validate=adapter_option),
     Option("--dialogues", "dialogue scripts: files or folders, comma-separated (default %(default)s)",
            "scenarios/dialogues", attr="dialogue_paths", validate=_dialogue_paths),
+    Option("--dataset", "replay conversations from JSONL files instead of the dialogues (OpenAI `messages` or ShareGPT "
+           "`conversations` lines, .jsonl or .jsonl.gz, comma-separated): each one's user turns in order, the "
+           "server's replies as history", attr="dataset_paths", metavar="FILE", validate=_dataset_paths),
+    Option("--plant-probes", "with --dataset: plant a generated fact in each conversation's first turn and ask for "
+           "it in an appended last turn, checked as a retention probe", False, type=None),
     Option("--history", "client: send the whole history every turn; server: session id + new message only "
            "(default %(default)s)", _REQUEST.history.value, choices=tuple(m.value for m in HistoryMode),
            validate=lambda value, _: HistoryMode(value)),
@@ -94,6 +109,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("--max-tokens", "override the reply length asked for in every turn", _REQUEST.max_tokens, type=int,
            validate=between(1, MAX_TOKENS_LIMIT)),
     Option("--model", "model name sent with each request (default %(default)s)", _REQUEST.model),
+    Option("--shared-prefix-tokens", "begin conversations with a shared system prompt of K generated tokens (prefix "
+           "caching shows in TTFT by turn)", type=int, metavar="K", validate=between(1, MAX_PREFIX_TOKENS)),
+    Option("--shared-prefix-share", "the fraction of conversations that get the shared prefix, 0 to 1 (default 1)",
+           type=float, metavar="F", validate=between(0, 1)),
+    Option("--prefix-count", "P distinct shared prefixes, the conversations spread over them at random (default 1)",
+           type=int, metavar="P", validate=at_least(1)),
     Option("--turn-timeout", "seconds one turn may take before it fails as a timeout (default %(default)s)",
            _TRANSPORT_DEFAULTS["timeout_s"], type=float, validate=_POSITIVE_SECONDS),
     Option("--connect-timeout", "seconds to establish a connection (default %(default)s)",
@@ -171,12 +192,17 @@ class LoadgenOptions:
     transport: str
     adapter: Adapter | None
     dialogue_paths: tuple[str, ...]
+    dataset_paths: tuple[str, ...] | None
+    plant_probes: bool
     history: HistoryMode
     think_min: float | None
     think_max: float | None
     stream: bool
     max_tokens: int | None
     model: str
+    shared_prefix_tokens: int | None
+    shared_prefix_share: float | None
+    prefix_count: int | None
     turn_timeout: float
     connect_timeout: float
     max_reply_bytes: int
@@ -214,6 +240,10 @@ class LoadgenOptions:
         low, high = options.think_min, options.think_max
         if low is not None and high is not None and low > high:
             raise ConfigError(f"--think-min {low} is larger than --think-max {high}")
+        options.shared_prefixes()  # a share or a count without a length stops the run here
+        if options.plant_probes and options.dataset_paths is None:
+            raise ConfigError("--plant-probes needs --dataset FILE: it plants facts into replayed dataset "
+                              "conversations (dialogues have their own probes)")  # fmt: skip
         run_s = getattr(parsed, "run_time", None)
         if run_s and options.warmup_s + options.cooldown_s >= float(run_s):
             raise ConfigError(
@@ -222,6 +252,10 @@ class LoadgenOptions:
             )
         check_open_model(options, parsed)
         return options
+
+    def shared_prefixes(self) -> SharedPrefixes | None:
+        """The shared prefixes conversations begin with (``--shared-prefix-tokens``), or None."""
+        return shared_prefixes(self.shared_prefix_tokens, self.shared_prefix_share, self.prefix_count)
 
     def request_settings(self) -> RequestSettings:
         """What every request of the run asks for besides its messages."""

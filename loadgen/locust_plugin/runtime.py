@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from loadgen.adapters import with_adapter
+from loadgen.datasets import DatasetError, open_dataset
+from loadgen.datasets.replay import DatasetConversationFactory
 from loadgen.dialogues import ConversationFactory, load_dialogues
 from loadgen.dialogues.conversation import SESSION_LOST, TurnResult
 from loadgen.dialogues.model import Dialogue
@@ -70,7 +72,7 @@ class RequestEvent(Protocol):
 class LoadgenRuntime:
     options: LoadgenOptions
     dialogues: list[Dialogue]
-    factory: ConversationFactory
+    factory: ConversationFactory | DatasetConversationFactory
     role: str  # "local" | "master" | "worker"
     request_event: RequestEvent
     pending: MetricsBatch = field(default_factory=MetricsBatch)  # what turns are recorded into now
@@ -233,14 +235,39 @@ def runner_role(runner: Any) -> str:
 _runtime: LoadgenRuntime | None = None
 
 
+def _dataset_factory(options: LoadgenOptions, paths: tuple[str, ...]) -> DatasetConversationFactory:
+    """Open the dataset (read through once: a bad line stops the run here) and hand out its conversations."""
+    try:
+        feed = open_dataset(paths)
+    except DatasetError as exc:
+        raise ConfigError(f"--dataset {exc}") from None
+    return DatasetConversationFactory(
+        feed,
+        seed=options.seed,
+        locale=options.locale,
+        settings=options.request_settings(),
+        prefixes=options.shared_prefixes(),
+        plant_probes=options.plant_probes,
+    )
+
+
 def build_runtime(parsed_options: Any, role: str, request_event: RequestEvent) -> LoadgenRuntime:
     """The process's runtime (options validated, dialogues loaded: :class:`ConfigError` if either is bad)."""
     global _runtime
     options = LoadgenOptions.from_parsed(parsed_options)
-    dialogues = load_dialogues(options.dialogue_paths, locale=options.locale)
-    factory = ConversationFactory(
-        dialogues, seed=options.seed, locale=options.locale, settings=options.request_settings()
-    )
+    dialogues: list[Dialogue] = []
+    factory: ConversationFactory | DatasetConversationFactory
+    if options.dataset_paths is not None:
+        factory = _dataset_factory(options, options.dataset_paths)
+    else:
+        dialogues = load_dialogues(options.dialogue_paths, locale=options.locale)
+        factory = ConversationFactory(
+            dialogues,
+            seed=options.seed,
+            locale=options.locale,
+            settings=options.request_settings(),
+            prefixes=options.shared_prefixes(),
+        )
     aggregator = None
     if role != "worker":
         aggregator = RunAggregator(

@@ -18,6 +18,9 @@ class SimEngineConfig:
     fixed: bool = False  # exact timing for measurement tests: TTFT and a per-token interval, no batching
     fixed_ttft_ms: float = 50.0
     fixed_itl_ms: float = 10.0
+    #: Prefix cache capacity in tokens (LRU, 64-token blocks, :mod:`loadgen.server.prefix_cache`); 0: off. A hit
+    #: skips the prefill of the cached part of a prompt (batching mode; fixed timing is unaffected).
+    prefix_cache_tokens: int = 0
 
 
 @dataclass

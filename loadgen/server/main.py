@@ -24,7 +24,7 @@ import sys
 from typing import Any
 
 from loadgen.errors import ConfigError
-from loadgen.option_table import Option, add_options, non_negative, port, positive_int
+from loadgen.option_table import Option, add_options, non_negative, port, positive_int, whole_number
 from loadgen.server.config import ServerConfig, SimEngineConfig, TorchEngineConfig
 from loadgen.server.fault_control import FAULT_PREFIX
 from loadgen.server.faults import parse_faults
@@ -93,6 +93,9 @@ OPTIONS: tuple[Option, ...] = (
          type=non_negative),
     _opt(_SIM_ENGINE, "--step-per-seq-us", "step time added per sequence in the batch, µs (default %(default)s)",
          _SIM.step_per_seq_us, type=non_negative),
+    _opt(_SIM_ENGINE, "--prefix-cache-tokens", "prefix cache capacity in tokens (LRU, 64-token blocks keyed on the "
+         "prompt's beginning): a hit skips the prefill of the cached part; 0: off (default %(default)s; fixed timing "
+         "has none)", _SIM.prefix_cache_tokens, type=whole_number, metavar="N"),
     _opt(_SIM_ENGINE, "--fixed", "exact timing instead: first token --fixed-ttft-ms after the front received the "
          "request, then one every --fixed-itl-ms, no batching", _SIM.fixed, type=None),
     _opt(_SIM_ENGINE, "--fixed-ttft-ms", "default %(default)s", _SIM.fixed_ttft_ms, type=non_negative),
@@ -150,6 +153,7 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
         step_base_us=args.step_base_us,
         step_per_seq_us=args.step_per_seq_us,
         fixed=args.fixed,
+        prefix_cache_tokens=args.prefix_cache_tokens,
         fixed_ttft_ms=args.fixed_ttft_ms,
         fixed_itl_ms=args.fixed_itl_ms,
     )

@@ -23,6 +23,14 @@ LOCUSTFILE = REPO_ROOT / "scenarios" / "multiturn.py"
         (["--run-id", "nightly/1"], "chat-loadgen: --run-id 'nightly/1': use letters, digits, '.', '_' and '-' only"),
         (["--think-min", "2", "--think-max", "1"], "chat-loadgen: --think-min 2.0 is larger than --think-max 1.0"),
         (["--checkpoint-interval", "0"], "chat-loadgen: --checkpoint-interval 0.0: must be > 0 seconds"),
+        (["--plant-probes"],
+         "chat-loadgen: --plant-probes needs --dataset FILE: it plants facts into replayed dataset conversations "
+         "(dialogues have their own probes)"),
+        (["--dataset", "missing.jsonl"], "chat-loadgen: --dataset missing.jsonl: no such file"),
+        (["--prefix-count", "4"],
+         "chat-loadgen: --prefix-count needs --shared-prefix-tokens K (the length of the shared prefix)"),
+        (["--shared-prefix-tokens", "64", "--shared-prefix-share", "1.5"],
+         "chat-loadgen: --shared-prefix-share 1.5: must be between 0 and 1"),
         (["--host", "htp://127.0.0.1:1"],
          "chat-loadgen: target 'htp://127.0.0.1:1' does not suit transport 'rest': expected a URL starting with "
          "http:// or https://"),

@@ -13,6 +13,11 @@ the front received it (``GenerationRequest.received_at``; admission when not giv
 every ``fixed_itl_ms``, each against an absolute deadline
 (``t0 + ttft + i * itl``), so sleep overshoot never accumulates: exact timing for measurement tests.
 
+Prefix cache (``prefix_cache_tokens`` > 0, :mod:`loadgen.server.prefix_cache`): at admission the prompt's
+leading 64-token blocks are looked up, and only the tokens after the cached prefix are charged
+``prefill_us_per_token`` when the sequence joins the batch, as a server with automatic prefix caching skips their
+prefill. Hits and misses are in :meth:`SimEngine.stats`. ``fixed`` mode has no prefill, so no cache either.
+
 A ``slow Nx`` fault (``Engine.slow_factor``) multiplies every step's cost, and in fixed mode the time to first
 token of a request admitted meanwhile and every interval that starts meanwhile.
 """
@@ -35,6 +40,7 @@ from loadgen.server.engines.base import (
     TokenChunk,
     Tokenizer,
 )
+from loadgen.server.prefix_cache import PrefixCache
 from loadgen.server.responder import STOCK_TEXT
 from loadgen.server.timer import PreciseSleeper
 from loadgen.server.tokens import WordTokenizer
@@ -180,10 +186,18 @@ class SimEngine(Engine):
             raise ValueError(f"max_batch must be at least 1, got {c.max_batch}")
         if c.queue_limit < 0:
             raise ValueError(f"queue_limit must not be negative, got {c.queue_limit}")
-        for name in ("prefill_us_per_token", "step_base_us", "step_per_seq_us", "fixed_ttft_ms", "fixed_itl_ms"):
+        for name in (
+            "prefix_cache_tokens",
+            "prefill_us_per_token",
+            "step_base_us",
+            "step_per_seq_us",
+            "fixed_ttft_ms",
+            "fixed_itl_ms",
+        ):
             if getattr(c, name) < 0:
                 raise ValueError(f"{name} must not be negative, got {getattr(c, name)}")
         self._tokenizer = WordTokenizer()
+        self.prefix_cache = PrefixCache(c.prefix_cache_tokens) if c.prefix_cache_tokens > 0 and not c.fixed else None
         self._waiting: collections.deque[_Sequence] = collections.deque()
         self._running: list[_Sequence] = []
         self._wakeup: asyncio.Event | None = None
@@ -265,11 +279,19 @@ class SimEngine(Engine):
                 f"engine queue full: {len(self._waiting)} requests waiting, {len(self._running)} running"
             )
         tokens = self._tokenizer.split(request.reply)[: request.max_tokens]
-        seq = _Sequence(tokens, self._tokenizer.count(request.prompt))
+        seq = _Sequence(tokens, self._prefill_tokens(request.prompt))
         self._waiting.append(seq)
         self.admitted += 1
         self._wakeup.set()
         return _BatchStream(self, seq)
+
+    def _prefill_tokens(self, prompt: str) -> int:
+        """The prompt tokens to prefill: all of them, less the prefix the cache holds (when it is on)."""
+        cache = self.prefix_cache
+        if cache is None:
+            return self._tokenizer.count(prompt)
+        tokens = self._tokenizer.split(prompt)
+        return len(tokens) - cache.lookup(tokens)
 
     def _cancelled(self, seq: _Sequence) -> None:
         self.cancelled += 1
@@ -356,7 +378,9 @@ class SimEngine(Engine):
     # -- figures -------------------------------------------------------------------------------------------------
 
     def stats(self) -> dict[str, float]:
+        cache = self.prefix_cache
         return {
+            **(cache.stats() if cache is not None else {"prefix_cache_capacity_tokens": 0}),
             "queue_depth": len(self._waiting),
             "running": self._fixed_active if self.config.fixed else len(self._running),
             "steps": self.steps,
