@@ -11,7 +11,9 @@ stands for all transports or all dialogues, turn 0 for all turns. A metric name 
 - a :class:`Count`, an integer counter: ``count`` (turns), ``failures`` (all failed turns, equal to Locust's
   failures), ``failures.transport``, ``failures.retention``, ``failures.session``, ``retention.checked``,
   ``retention.passed``, ``prompt_tokens``, ``cut_off`` (turns in flight when their user was stopped), ``slo.met``
-  (turns that met every per-turn SLO of ``--slo``);
+  (turns that met every per-turn SLO of ``--slo``), ``tokens.by_usage`` / ``tokens.by_tokenizer`` /
+  ``tokens.by_estimate`` (replies whose tokens that source counted), ``tokens.short_reply``,
+  ``tokens.usage_mismatch`` (token accounting, :mod:`loadgen.dialogues.accounting`);
 - a :class:`Total`, a sum that may hold fractions: ``output_tokens`` (a reply's tokens may be estimated);
 - a :class:`FailureReason`, an integer counter per reason a turn failed: ``reason:<kind>:<text>``, the kind being
   the error's class name (``TurnTimeout``, ``ServerError``, ..., ``RetentionFailure``), the text cut at
@@ -59,6 +61,11 @@ class Count(enum.StrEnum):
     PROMPT_TOKENS = "prompt_tokens"
     CUT_OFF = "cut_off"  # turns in flight when their user was stopped (a transport's aggregate series only)
     SLO_MET = "slo.met"  # turns that met every per-turn SLO (--slo) in scope; a failed turn never does
+    TOKENS_BY_USAGE = "tokens.by_usage"  # replies counted by the server's usage ...
+    TOKENS_BY_TOKENIZER = "tokens.by_tokenizer"  # ... by a local tokenizer file (--tokenizer) ...
+    TOKENS_BY_ESTIMATE = "tokens.by_estimate"  # ... by an estimate
+    SHORT_REPLY = "tokens.short_reply"  # replies shorter than the length asked (--output-tokens)
+    USAGE_MISMATCH = "tokens.usage_mismatch"  # the server's usage disagreed with the local count
 
 
 class Total(enum.StrEnum):
