@@ -71,7 +71,7 @@ class ConversationTokens:
         self._asked: int | None = None
 
     def user_text(self, text: str) -> str:
-        """The user message of a turn: ``text`` with filler before it to the drawn input length, if shaped."""
+        """The user message of a turn: ``text`` with filler after it to the drawn input length, if shaped."""
         target = self.shape.input
         if target is None:
             return text

@@ -15,7 +15,7 @@ File format (see README.md, "Writing dialogues")::
     min_turns: 5                    # >= 5 (the default); the file must have at least this many turns
     think_time: {min: 1, max: 3}    # seconds before each turn after the first; default 1-3 s
     max_tokens: 64                  # reply length asked per turn; default 64
-    input_tokens: 200±50            # optional: user messages of N±S tokens (filler before each turn's text)
+    input_tokens: 200±50            # optional: user messages of N±S tokens (filler after each turn's text)
     output_tokens: 128              # optional: replies of M±S tokens (max_tokens = min_tokens, ignore_eos)
     system: "You are ..."           # optional system prompt; may use {slots}
     slots:                          # name -> Faker provider | {faker: name, args: {...}} | {choice: [...]}

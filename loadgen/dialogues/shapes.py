@@ -4,10 +4,12 @@ A shape is written ``N`` or ``N±S`` (``N+-S`` where ``±`` is awkward to type):
 uniformly from ``N-S`` to ``N+S`` (whole tokens, at least 1). ``--input-tokens`` / a dialogue's
 ``input_tokens:`` shape the user messages, ``--output-tokens`` / ``output_tokens:`` the replies asked for.
 
-Input: :func:`fill_to` puts generated filler text *before* a turn's own text (separated by a blank line), so the
-user message counts the drawn number of tokens with the run's :class:`~loadgen.datasets.tokens.TokenCounter`; a
-turn whose own text is already as long keeps it as it is. The turn's own text stays last, so a question still ends
-the message (the reference server's responder, and a model, read it as the question). The filler is drawn from
+Input: :func:`fill_to` appends generated filler text to a turn's own text (after a blank line), so that the user
+message counts the drawn number of tokens with the run's :class:`~loadgen.datasets.tokens.TokenCounter`; a turn
+whose own text is already as long keeps it as it is. The filler's sentences end as the turn's text does (``?`` or
+``.``): a question stays a question (the reference server's responder quotes statements, not questions, as the
+facts a probe asks for), and the turn's own text comes first, so a quoted fact still starts with it. The filler
+is drawn from
 :data:`FILLER_WORDS`, a fixed list of common English function words: no probed value can occur in them (probed
 values avoid common words) and the reference server's fact finder ignores them (they are its stop words), so
 filler never decides a retention probe. It is the same for the same random generator state (a seeded run's
@@ -96,27 +98,32 @@ class TokenShape:
 NO_SHAPE = TokenShape()
 
 
-def filler_words(rng: random.Random, n: int) -> list[str]:
-    """``n`` filler words in short sentences (capitalised first word, full stop after the last)."""
+def filler_words(rng: random.Random, n: int, end: str = ".") -> list[str]:
+    """``n`` filler words in short sentences (capitalised first word, ``end`` after the last)."""
     words: list[str] = []
     while len(words) < n:
         sentence = rng.choices(FILLER_WORDS, k=rng.randint(6, 12))
         sentence[0] = sentence[0].capitalize()
-        sentence[-1] += "."
+        sentence[-1] += end
         words.extend(sentence)
     return words[:n]
 
 
 def fill_to(text: str, target: int, counter: TokenCounter, rng: random.Random) -> str:
-    """``text`` with filler before it so that the whole counts ``target`` tokens (or as close below as whole words
-    allow: a word that would overshoot is left out); ``text`` unchanged when it already counts ``target`` or more."""
+    """``text`` with filler after it so that the whole counts ``target`` tokens (or as close below as whole words
+    allow: a word that would overshoot is left out); ``text`` unchanged when it already counts ``target`` or more.
+    The filler ends with ``?`` when ``text`` does, else with ``.``."""
     need = target - counter.count(text)
     if need <= 0:
         return text
-    words = filler_words(rng, 2 * need + 8)  # a filler word may count less than one token (the estimate)
+    end = "?" if text.rstrip().endswith("?") else "."
+    words = filler_words(rng, 2 * need + 8, end)  # a filler word may count less than one token (the estimate)
 
     def compose(k: int) -> str:
-        return " ".join(words[:k]) + SEPARATOR + text if k else text
+        if not k:
+            return text
+        filler = " ".join(words[:k])
+        return text + SEPARATOR + (filler if filler.endswith(end) else filler + end)
 
     low, high = 0, len(words)  # the most words whose text still counts <= target: counts grow with k
     while low < high:

@@ -102,8 +102,8 @@ OPTIONS: tuple[Option, ...] = (
            type=None, attr="stream", validate=_not),
     Option("--max-tokens", "override the reply length asked for in every turn", _REQUEST.max_tokens, type=int,
            validate=between(1, MAX_TOKENS_LIMIT)),
-    Option("--input-tokens", "token-length shape of the user messages: N or N±S (also N+-S) tokens, filler put "
-           "before each turn's own text; overrides the dialogues' input_tokens", metavar="N[±S]",
+    Option("--input-tokens", "token-length shape of the user messages: N or N±S (also N+-S) tokens, filler appended "
+           "to each turn's own text; overrides the dialogues' input_tokens", metavar="N[±S]",
            validate=_input_tokens),
     Option("--output-tokens", "token-length shape of the replies: M or M±S tokens, asked as max_tokens = min_tokens "
            "= M with ignore_eos (not with --max-tokens); overrides the dialogues' output_tokens", metavar="M[±S]",
