@@ -28,7 +28,8 @@ from loadgen.types import Reply, Usage
 def test_counter_names_are_the_ones_run_folders_hold() -> None:
     assert {str(c) for c in Count} == {
         "count", "failures", "failures.transport", "failures.retention", "failures.session", "retention.checked",
-        "retention.passed", "prompt_tokens", "cut_off", "slo.met",
+        "retention.passed", "prompt_tokens", "cut_off", "slo.met", "tokens.by_usage", "tokens.by_tokenizer",
+        "tokens.by_estimate", "tokens.short_reply", "tokens.usage_mismatch",
     }  # fmt: skip
     assert [str(t) for t in Total] == ["output_tokens"]
     assert is_total("output_tokens") and not is_total("count") and not is_total("reason:ServerError:x")
