@@ -63,12 +63,12 @@ def _not(value: bool, flag: str) -> bool:
     return not value
 
 
-def _input_tokens(value: str, flag: str) -> TokenTarget:
-    return parse_target(value, flag)
+def _input_tokens(value: str | None, flag: str) -> TokenTarget | None:
+    return None if value is None else parse_target(value, flag)
 
 
-def _output_tokens(value: str, flag: str) -> TokenTarget:
-    return parse_target(value, flag, high=MAX_TOKENS_LIMIT)
+def _output_tokens(value: str | None, flag: str) -> TokenTarget | None:
+    return None if value is None else parse_target(value, flag, high=MAX_TOKENS_LIMIT)
 
 
 _SECONDS = at_least(0, unit=" seconds")
