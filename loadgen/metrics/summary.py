@@ -169,8 +169,8 @@ def token_warnings(transports: dict[str, Any]) -> list[str]:
         if tokens["usage_mismatch"]:
             out.append(
                 f"{transport}: in {tokens['usage_mismatch']} of {turns} turns the server's usage disagreed with the "
-                "local count (--tokenizer) by more than --token-tolerance: a different tokenizer, or wrong usage "
-                "figures; per turn in the report's token table"
+                "local count (--tokenizer) by more than --token-tolerance: a different tokenizer, a context the "
+                "server cut, or wrong usage figures; per turn in the report's token table"
             )
     return out
 

@@ -59,7 +59,8 @@ def test_summary_blocks_counting_and_warnings() -> None:
         "rest: 1 of 5 replies were shorter than the length asked (--output-tokens): the server stops early or "
         "ignores min_tokens/ignore_eos; per turn in the report's token table",
         "rest: in 1 of 5 turns the server's usage disagreed with the local count (--tokenizer) by more than "
-        "--token-tolerance: a different tokenizer, or wrong usage figures; per turn in the report's token table",
+        "--token-tolerance: a different tokenizer, a context the server cut, or wrong usage figures; per turn in the "
+        "report's token table",
     ]
 
 
