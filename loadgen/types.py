@@ -33,6 +33,8 @@ class ChatRequest:
     context of the turn's span (W3C ``traceparent``, ``tracestate``) when tracing is on
     (:mod:`loadgen.telemetry.tracing`), which every transport adds to its HTTP headers, gRPC metadata or AMQP
     message headers; ``None`` (the default) when it is off, and then no transport does any work for it.
+    ``min_tokens`` and ``ignore_eos`` ask for a reply of at least that many tokens (token-length shapes,
+    :mod:`loadgen.dialogues.shapes`): the OpenAI body's extensions, sent on the REST wire only when set.
     """
 
     messages: tuple[ChatMessage, ...]
@@ -41,12 +43,29 @@ class ChatRequest:
     model: str = "loadgen-sim"
     session_id: str | None = None
     trace_headers: Mapping[str, str] | None = field(default=None, compare=False)
+    min_tokens: int | None = None
+    ignore_eos: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class Usage:
     prompt_tokens: int
     completion_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class TokenCheck:
+    """A turn's token accounting (:mod:`loadgen.dialogues.accounting`): who counted its tokens (``usage``: the
+    server's; ``tokenizer``: a local tokenizer file; ``estimate``), the local counts of its prompt and reply, the
+    reply length asked for, and the verdicts: the reply was shorter than asked, the server's usage disagreed
+    with the local count."""
+
+    counted_by: str
+    prompt_tokens: int | None = None
+    output_tokens: int | None = None
+    asked: int | None = None
+    short_reply: bool = False
+    usage_mismatch: bool = False
 
 
 #: ``Reply.status`` of a whole reply accepted for a streaming request (``accept_unstreamed``): its one chunk came

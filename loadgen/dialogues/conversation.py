@@ -36,6 +36,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from loadgen.dialogues.accounting import ConversationTokens, TokenAccounting
 from loadgen.dialogues.fakers import DEFAULT_LOCALE, check_slot_spec, make_faker, normalize_locale
 from loadgen.dialogues.history import History, RequestSettings
 from loadgen.dialogues.model import Dialogue, DialogueError, Problem, SlotSpec, Turn
@@ -50,7 +51,7 @@ from loadgen.dialogues.text import (
     render_template,
 )
 from loadgen.errors import ConfigError, TransportError
-from loadgen.types import ChatRequest, Reply
+from loadgen.types import ChatRequest, Reply, TokenCheck
 
 __all__ = [
     "COMMON_WORDS",
@@ -110,6 +111,7 @@ class TurnResult:
     error: TransportError | None
     retention: RetentionVerdict | None  # None: the turn probed nothing, got no reply, or lost its session
     session_lost: bool = False  # the server did not know the session (see the module doc)
+    tokens: TokenCheck | None = None  # the turn's token accounting (None: off, or no reply)
 
     @property
     def retention_miss(self) -> str | None:
@@ -137,6 +139,7 @@ class Conversation:
         "prefix",
         "settings",
         "slots",
+        "tokens",
     )
 
     def __init__(
@@ -146,6 +149,8 @@ class Conversation:
         conversation_id: str | None = None,
         settings: RequestSettings = _DEFAULT_SETTINGS,
         prefix: str | None = None,
+        accounting: TokenAccounting | None = None,
+        token_rng: random.Random | None = None,
     ) -> None:
         self.conversation_id: str = conversation_id or uuid.uuid4().hex
         self.dialogue = dialogue
@@ -157,6 +162,12 @@ class Conversation:
         self.history = History(settings.history, self.conversation_id, self.system_prompt())
         self._asked: tuple[Turn, str] | None = None  # the turn last asked, and its user message
         self._replied = False  # a turn got a reply: in server mode the server holds a session since
+        #: Token shapes and accounting (:mod:`loadgen.dialogues.accounting`); None when the run has neither.
+        self.tokens: ConversationTokens | None = None
+        if accounting is not None:
+            shape = accounting.shape.over(dialogue.shape)
+            rng = token_rng if token_rng is not None else random.Random()
+            self.tokens = ConversationTokens(accounting, shape, rng, self.system_prompt())
 
     def __repr__(self) -> str:
         return f"Conversation({self.dialogue.name!r}, id={self.conversation_id}, slots={self.slots!r})"
@@ -164,13 +175,21 @@ class Conversation:
     def request(self, turn: Turn) -> ChatRequest:
         """The request that asks ``turn``: its user message, with what the history mode sends before it."""
         text = self.render(turn)
+        max_tokens = self.settings.max_tokens or self.dialogue.max_tokens_for(turn)
+        min_tokens = None
+        if self.tokens is not None:
+            text = self.tokens.user_text(text)
+            min_tokens = self.tokens.ask(text)
+            max_tokens = min_tokens or max_tokens
         self._asked = (turn, text)
         return ChatRequest(
             messages=self.history.messages_for(text),
-            max_tokens=self.settings.max_tokens or self.dialogue.max_tokens_for(turn),
+            max_tokens=max_tokens,
             stream=self.settings.stream,
             model=self.settings.model,
             session_id=self.history.session_id,
+            min_tokens=min_tokens,
+            ignore_eos=min_tokens is not None,
         )
 
     def record(self, turn: Turn, reply: Reply | None, error: TransportError | None = None) -> TurnResult:
@@ -182,6 +201,7 @@ class Conversation:
         self._asked = None
         verdict = None
         lost = False
+        tokens = None if self.tokens is None else self.tokens.check(reply)
         if reply is None:
             self.history.failed()
         else:
@@ -193,7 +213,7 @@ class Conversation:
             self.mark_sent(turn)
             self.history.replied(text, reply.text)
             self._replied = True
-        return TurnResult(self.conversation_id, self.dialogue.name, turn.index, reply, error, verdict, lost)
+        return TurnResult(self.conversation_id, self.dialogue.name, turn.index, reply, error, verdict, lost, tokens)
 
     def _session_lost(self, reply: Reply) -> bool:
         """A server-mode reply that says the server started a new session after an earlier turn got a reply."""
@@ -271,6 +291,7 @@ class ConversationFactory:
         locale: str = DEFAULT_LOCALE,
         settings: RequestSettings = _DEFAULT_SETTINGS,
         prefixes: SharedPrefixes | None = None,
+        accounting: TokenAccounting | None = None,
     ) -> None:
         if not dialogues:
             raise ConfigError("no dialogues to choose from: give dialogue files or folders (--dialogues)")
@@ -279,6 +300,7 @@ class ConversationFactory:
         self.locale = normalize_locale(locale)
         self.settings = settings
         self.prefixes = prefixes
+        self.accounting = accounting
         self._faker = make_faker(self.locale)
         self._check_providers()
         self._cum_weights = list(itertools.accumulate(d.weight for d in self.dialogues))
@@ -319,7 +341,17 @@ class ConversationFactory:
         if self.prefixes is not None:  # drawn after the rest: a seeded run without prefixes draws what it did
             index = self.prefixes.pick(rng)
             prefix = None if index is None else self.prefixes.text(index)
-        return Conversation(plan.dialogue, self._fill(plan), settings=self.settings, prefix=prefix)
+        if self.accounting is None:
+            return Conversation(plan.dialogue, self._fill(plan), settings=self.settings, prefix=prefix)
+        token_rng = random.Random(rng.getrandbits(64))  # drawn only with accounting: seeded runs stay as they were
+        return Conversation(
+            plan.dialogue,
+            self._fill(plan),
+            settings=self.settings,
+            prefix=prefix,
+            accounting=self.accounting,
+            token_rng=token_rng,
+        )
 
     def _value(self, spec: SlotSpec) -> str:
         if spec.choices is not None:

@@ -15,6 +15,8 @@ File format (see README.md, "Writing dialogues")::
     min_turns: 5                    # >= 5 (the default); the file must have at least this many turns
     think_time: {min: 1, max: 3}    # seconds before each turn after the first; default 1-3 s
     max_tokens: 64                  # reply length asked per turn; default 64
+    input_tokens: 200±50            # optional: user messages of N±S tokens (filler after each turn's text)
+    output_tokens: 128              # optional: replies of M±S tokens (max_tokens = min_tokens, ignore_eos)
     system: "You are ..."           # optional system prompt; may use {slots}
     slots:                          # name -> Faker provider | {faker: name, args: {...}} | {choice: [...]}
       name: first_name
@@ -43,6 +45,7 @@ from loadgen.dialogues.model import (
     DEFAULT_MIN_TURNS,
     DEFAULT_THINK_TIME,
     DEFAULT_WEIGHT,
+    MAX_TOKENS_LIMIT,
     MIN_TURNS_FLOOR,
     Dialogue,
     DialogueError,
@@ -51,11 +54,16 @@ from loadgen.dialogues.model import (
     ThinkTime,
     Turn,
 )
+from loadgen.dialogues.shapes import NO_SHAPE, TokenShape, TokenTarget, parse_target
 from loadgen.dialogues.turn_checks import TurnChecks
 from loadgen.dialogues.yaml_nodes import line_of, read_root
+from loadgen.errors import ConfigError
 
 DIALOGUE_SUFFIXES = (".yaml", ".yml")
-TOP_KEYS = ("name", "description", "weight", "min_turns", "think_time", "max_tokens", "system", "slots", "turns")
+TOP_KEYS = (
+    "name", "description", "weight", "min_turns", "think_time", "max_tokens", "input_tokens", "output_tokens",
+    "system", "slots", "turns",
+)  # fmt: skip
 NAME_RE = re.compile(r"^[a-z0-9_]+$")
 
 
@@ -68,6 +76,7 @@ class _Header:
     min_turns: int | None
     think: ThinkTime | None
     max_tokens: int | None
+    shape: TokenShape = NO_SHAPE
 
 
 @dataclass
@@ -134,7 +143,20 @@ class _FileChecker(TurnChecks):
             header.think = self.think_time(node, "think_time")
         if (node := nodes.get("max_tokens")) is not None:
             header.max_tokens = self.max_tokens(node, "max_tokens")
+        header.shape = TokenShape(
+            self._target(nodes.get("input_tokens"), "input_tokens", None),
+            self._target(nodes.get("output_tokens"), "output_tokens", MAX_TOKENS_LIMIT),
+        )
         return header
+
+    def _target(self, node: Node | None, key: str, high: int | None) -> TokenTarget | None:
+        if node is None:
+            return None
+        try:
+            return parse_target(self.scalar(node), key, high=high)
+        except ConfigError as exc:
+            self.problem(node, key, str(exc).removeprefix(key).strip())
+            return None
 
     def _min_turns(self, node: Node) -> int | None:
         what = f"a whole number >= {MIN_TURNS_FLOOR}"
@@ -164,6 +186,7 @@ class _FileChecker(TurnChecks):
             system=system,
             slots=MappingProxyType(dict(slots)),
             turns=tuple(turns),
+            shape=header.shape,
         )
 
 

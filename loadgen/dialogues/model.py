@@ -12,6 +12,7 @@ from functools import cached_property
 from types import MappingProxyType
 from typing import Any
 
+from loadgen.dialogues.shapes import NO_SHAPE, TokenShape
 from loadgen.errors import ConfigError
 
 #: Defaults a dialogue file may leave out.
@@ -79,6 +80,7 @@ class Dialogue:
     system: str | None
     slots: Mapping[str, SlotSpec] = field(hash=False)
     turns: tuple[Turn, ...]
+    shape: TokenShape = NO_SHAPE  # token-length shapes (input_tokens, output_tokens); none by default
 
     def think_time_before(self, turn: Turn) -> ThinkTime:
         """The pause before ``turn``: its own ``think_time`` if it has one, else the dialogue's."""

@@ -14,10 +14,12 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from loadgen.adapters import Adapter, adapter_option, resolve_transport
+from loadgen.dialogues.accounting import DEFAULT_TOLERANCE
 from loadgen.dialogues.fakers import DEFAULT_LOCALE
 from loadgen.dialogues.history import RequestSettings
 from loadgen.dialogues.model import MAX_TOKENS_LIMIT, ThinkTime
 from loadgen.dialogues.prefix import MAX_PREFIX_TOKENS, SharedPrefixes, shared_prefixes
+from loadgen.dialogues.shapes import TokenShape, TokenTarget, parse_target
 from loadgen.errors import ConfigError
 from loadgen.load.arrivals import ArrivalKind
 from loadgen.load.slo import Objective, parse_objectives
@@ -72,6 +74,14 @@ def _not(value: bool, flag: str) -> bool:
     return not value
 
 
+def _input_tokens(value: str | None, flag: str) -> TokenTarget | None:
+    return None if value is None else parse_target(value, flag)
+
+
+def _output_tokens(value: str | None, flag: str) -> TokenTarget | None:
+    return None if value is None else parse_target(value, flag, high=MAX_TOKENS_LIMIT)
+
+
 _SECONDS = at_least(0, unit=" seconds")
 _POSITIVE_SECONDS = at_least(0, strict=True, unit=" seconds")
 
@@ -108,6 +118,18 @@ OPTIONS: tuple[Option, ...] = (
            type=None, attr="stream", validate=_not),
     Option("--max-tokens", "override the reply length asked for in every turn", _REQUEST.max_tokens, type=int,
            validate=between(1, MAX_TOKENS_LIMIT)),
+    Option("--input-tokens", "token-length shape of the user messages: N or N±S (also N+-S) tokens, filler appended "
+           "to each turn's own text; overrides the dialogues' input_tokens", metavar="N[±S]",
+           validate=_input_tokens),
+    Option("--output-tokens", "token-length shape of the replies: M or M±S tokens, asked as max_tokens = min_tokens "
+           "= M with ignore_eos (not with --max-tokens); overrides the dialogues' output_tokens", metavar="M[±S]",
+           validate=_output_tokens),
+    Option("--tokenizer", "a local tokenizer file (tokenizer.json, the `tokenizers` package; nothing is downloaded) "
+           "to count tokens with where a reply carries no usage, to shape turns with and to check the server's "
+           "usage against (default: the estimate, ~4 characters a token, no usage check)", metavar="FILE"),
+    Option("--token-tolerance", "how far (a fraction of the local count) the server's usage may be from the local "
+           "count, or a locally counted reply below the length asked, before a turn is counted as a usage mismatch "
+           "or a short reply (default %(default)s)", DEFAULT_TOLERANCE, type=float, validate=between(0, 1)),
     Option("--model", "model name sent with each request (default %(default)s)", _REQUEST.model),
     Option("--shared-prefix-tokens", "begin conversations with a shared system prompt of K generated tokens (prefix "
            "caching shows in TTFT by turn)", type=int, metavar="K", validate=between(1, MAX_PREFIX_TOKENS)),
@@ -199,6 +221,10 @@ class LoadgenOptions:
     think_max: float | None
     stream: bool
     max_tokens: int | None
+    input_tokens: TokenTarget | None
+    output_tokens: TokenTarget | None
+    tokenizer: str | None
+    token_tolerance: float
     model: str
     shared_prefix_tokens: int | None
     shared_prefix_share: float | None
@@ -237,6 +263,8 @@ class LoadgenOptions:
         options = LoadgenOptions(**read_options(parsed, OPTIONS))
         options = replace(options, transport=resolve_transport(options.adapter, options.transport, options.history,
                                                                parsed))  # fmt: skip
+        if options.max_tokens is not None and options.output_tokens is not None:
+            raise ConfigError("--max-tokens and --output-tokens both set the reply length: give one of them")
         low, high = options.think_min, options.think_max
         if low is not None and high is not None and low > high:
             raise ConfigError(f"--think-min {low} is larger than --think-max {high}")
@@ -260,6 +288,10 @@ class LoadgenOptions:
     def request_settings(self) -> RequestSettings:
         """What every request of the run asks for besides its messages."""
         return RequestSettings(history=self.history, stream=self.stream, model=self.model, max_tokens=self.max_tokens)
+
+    def token_shape(self) -> TokenShape:
+        """The token-length shape the command line asks for (empty: the dialogues' own, if any)."""
+        return TokenShape(self.input_tokens, self.output_tokens)
 
     def think_range(self, think: ThinkTime) -> tuple[float, float]:
         """The think time to draw from before a turn: the dialogue's, where --think-min/--think-max do not say."""

@@ -34,7 +34,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 from loadgen.adapters import with_adapter
 from loadgen.datasets import DatasetError, open_dataset
 from loadgen.datasets.replay import DatasetConversationFactory
+from loadgen.datasets.tokens import token_counter
 from loadgen.dialogues import ConversationFactory, load_dialogues
+from loadgen.dialogues.accounting import TokenAccounting
 from loadgen.dialogues.conversation import SESSION_LOST, TurnResult
 from loadgen.dialogues.model import Dialogue
 from loadgen.errors import ConfigError, RetentionFailure
@@ -144,6 +146,7 @@ class LoadgenRuntime:
             schedule_lag_s=max(0.0, schedule_lag_s),
             session_lost=SESSION_LOST if result.session_lost else None,
             retention_detail=result.retention_detail,
+            tokens=result.tokens,
         )
         took_s = reply.e2e_s() if reply is not None else elapsed_s
         exception: Exception | None = result.error
@@ -267,6 +270,7 @@ def build_runtime(parsed_options: Any, role: str, request_event: RequestEvent) -
             locale=options.locale,
             settings=options.request_settings(),
             prefixes=options.shared_prefixes(),
+            accounting=token_accounting(options, dialogues),
         )
     aggregator = None
     if role != "worker":
@@ -285,6 +289,15 @@ def build_runtime(parsed_options: Any, role: str, request_event: RequestEvent) -
         aggregator=aggregator,
     )
     return _runtime
+
+
+def token_accounting(options: LoadgenOptions, dialogues: list[Dialogue]) -> TokenAccounting | None:
+    """The run's token accounting: on with a token-length shape (the command line's or a dialogue's) or a
+    ``--tokenizer`` file (read now: a bad one is a :class:`ConfigError` before load starts); None: off."""
+    shape = options.token_shape()
+    if not shape and options.tokenizer is None and not any(d.shape for d in dialogues):
+        return None
+    return TokenAccounting(token_counter(options.tokenizer), shape, options.token_tolerance)
 
 
 def get_runtime() -> LoadgenRuntime:

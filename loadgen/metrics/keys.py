@@ -11,9 +11,11 @@ stands for all transports or all dialogues, turn 0 for all turns. A metric name 
 - a :class:`Count`, an integer counter: ``count`` (turns), ``failures`` (all failed turns, equal to Locust's
   failures), ``failures.transport``, ``failures.retention``, ``failures.session``, ``retention.checked``,
   ``retention.passed``, ``prompt_tokens``, ``cut_off`` (turns in flight when their user was stopped), ``slo.met``
-  (turns that met every per-turn SLO of ``--slo``), and the open model's ``arrivals``, ``arrivals.started``,
+  (turns that met every per-turn SLO of ``--slo``), the open model's ``arrivals``, ``arrivals.started``,
   ``arrivals.dropped``, ``arrivals.live_ms``, ``arrivals.live_max``, ``arrivals.dispatch_ms``,
-  ``arrivals.dispatchers``;
+  ``arrivals.dispatchers``, and ``tokens.by_usage`` / ``tokens.by_tokenizer`` /
+  ``tokens.by_estimate`` (replies whose tokens that source counted), ``tokens.short_reply``,
+  ``tokens.usage_mismatch`` (token accounting, :mod:`loadgen.dialogues.accounting`);
 - a :class:`Total`, a sum that may hold fractions: ``output_tokens`` (a reply's tokens may be estimated);
 - a :class:`FailureReason`, an integer counter per reason a turn failed: ``reason:<kind>:<text>``, the kind being
   the error's class name (``TurnTimeout``, ``ServerError``, ..., ``RetentionFailure``), the text cut at
@@ -69,6 +71,11 @@ class Count(enum.StrEnum):
     ARRIVALS_LIVE_MAX = "arrivals.live_max"  # the sum of each process's highest live count
     ARRIVALS_DISPATCH_MS = "arrivals.dispatch_ms"  # how long the processes' dispatchers ran, summed (milliseconds)
     ARRIVALS_DISPATCHERS = "arrivals.dispatchers"  # how many processes dispatched arrivals
+    TOKENS_BY_USAGE = "tokens.by_usage"  # replies counted by the server's usage ...
+    TOKENS_BY_TOKENIZER = "tokens.by_tokenizer"  # ... by a local tokenizer file (--tokenizer) ...
+    TOKENS_BY_ESTIMATE = "tokens.by_estimate"  # ... by an estimate
+    SHORT_REPLY = "tokens.short_reply"  # replies shorter than the length asked (--output-tokens)
+    USAGE_MISMATCH = "tokens.usage_mismatch"  # the server's usage disagreed with the local count
 
 
 class Total(enum.StrEnum):

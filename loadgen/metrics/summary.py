@@ -10,11 +10,14 @@ in README.md ("Reading the report"):
               failure_reasons: {"Kind: reason": n}, e2e_ms, ttft_ms, itl_ms, tpot_ms, e2e_from_intended_ms,
               schedule_lag_ms (each {p50, p95, p99, max, mean, count, out_of_range}),
               retention: {checked, passed, rate}, output_tokens, prompt_tokens, output_tokens_per_s,
-              slo: {met, attainment, goodput_per_s} (with --slo)} ... ],
+              slo: {met, attainment, goodput_per_s} (with --slo),
+              tokens: {prompt, output (each {p50, p95, p99, max, mean, count}, in tokens), counted_by: {usage,
+              tokenizer, estimate}, short_reply, usage_mismatch}} ... ],
   "transports": {name: the same figures over all dialogues and turns, plus turns_per_s},
   "slo": {objectives: [text, ...], transports: {name: {held, checks: [{objective, value_ms, held}]}}} (with --slo),
   "context_buckets": {transport: {bucket: {e2e_ms, ttft_ms}}},
   "generator_lag_ms": {p50, p95, p99, max, mean, count},
+  "token_counting": "usage" | "tokenizer" | "estimate" | null (who counted most replies' tokens),
   "warnings": [text, ...],
   ... and the sections the run adds (``sections``): windows, drift, outages, recovery, faults, workers
 }
@@ -34,6 +37,7 @@ from loadgen.load.slo import Objective, evaluate, row_figures
 from loadgen.metrics.batch import MetricsBatch, Pause
 from loadgen.metrics.histograms import Metric, TrackedHistogram
 from loadgen.metrics.keys import ALL, ContextMetric, Count, FailureReason, SeriesKey, Total
+from loadgen.metrics.turns import COUNTED_BY
 
 SCHEMA_VERSION = 2
 QUANTILES: dict[str, float] = {"p50": 0.50, "p95": 0.95, "p99": 0.99}
@@ -50,6 +54,16 @@ def latency_block(hist: TrackedHistogram | None) -> dict[str, float | int | None
     block["mean"] = round(hist.mean() / 1000.0, 3)
     block["count"] = hist.count
     block["out_of_range"] = hist.above_range + hist.below_range
+    return block
+
+
+def token_block(hist: TrackedHistogram | None) -> dict[str, float | int | None]:
+    """Percentiles of a histogram of token counts (as they are, not scaled); None statistics when it is empty."""
+    if hist is None or hist.count == 0:
+        return {"p50": None, "p95": None, "p99": None, "max": None, "mean": None, "count": 0}
+    values = hist.quantiles(QUANTILES.values())
+    block: dict[str, float | int | None] = {name: int(values[q]) for name, q in QUANTILES.items()}
+    block.update(max=int(hist.max()), mean=round(hist.mean(), 1), count=hist.count)
     return block
 
 
@@ -121,7 +135,44 @@ def _figures(
     }
     if slo:
         figures["slo"] = row_figures(int(counter(Count.SLO_MET)), int(counter(Count.TURNS)), duration_s)
+    figures["tokens"] = {
+        "prompt": token_block(hist(Metric.PROMPT_TOKENS)),
+        "output": token_block(hist(Metric.OUTPUT_TOKENS)),
+        "counted_by": {source: int(counter(count)) for source, count in COUNTED_BY.items()},
+        "short_reply": int(counter(Count.SHORT_REPLY)),
+        "usage_mismatch": int(counter(Count.USAGE_MISMATCH)),
+    }
     return figures
+
+
+def token_counting(transports: dict[str, Any]) -> str | None:
+    """Who counted the most replies' tokens over the run (``usage``, ``tokenizer``, ``estimate``), None: no reply."""
+    totals = {source: 0 for source in COUNTED_BY}
+    for figures in transports.values():
+        for source, n in figures["tokens"]["counted_by"].items():
+            totals[source] += n
+    best = max(totals, key=lambda source: totals[source])
+    return best if totals[best] else None
+
+
+def token_warnings(transports: dict[str, Any]) -> list[str]:
+    """A warning per transport whose replies were short of the length asked or whose usage disagreed."""
+    out = []
+    for transport, figures in sorted(transports.items()):
+        tokens, turns = figures["tokens"], figures["count"]
+        if tokens["short_reply"]:
+            out.append(
+                f"{transport}: {tokens['short_reply']} of {turns} replies were shorter than the length asked "
+                "(--output-tokens): the server stops early or ignores min_tokens/ignore_eos; per turn in the "
+                "report's token table"
+            )
+        if tokens["usage_mismatch"]:
+            out.append(
+                f"{transport}: in {tokens['usage_mismatch']} of {turns} turns the server's usage disagreed with the "
+                "local count (--tokenizer) by more than --token-tolerance: a different tokenizer, a context the "
+                "server cut, or wrong usage figures; per turn in the report's token table"
+            )
+    return out
 
 
 def build_summary(
@@ -160,6 +211,7 @@ def build_summary(
                 pause()
     lag = latency_block(batch.histograms.get(SeriesKey(ALL, ALL, 0, Metric.GENERATOR_LAG)))
     all_warnings = list(warnings or [])
+    all_warnings.extend(token_warnings(transports))
     if lag["p99"] is not None and float(lag["p99"]) > GENERATOR_LAG_WARN_MS:
         all_warnings.append(
             f"load generator lag p99 is {lag['p99']} ms (> {GENERATOR_LAG_WARN_MS} ms): the generator was "
@@ -174,6 +226,7 @@ def build_summary(
         "transports": transports,
         "context_buckets": dict(buckets),
         "generator_lag_ms": lag,
+        "token_counting": token_counting(transports),
         "warnings": all_warnings,
     }
     if slo:

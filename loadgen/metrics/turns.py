@@ -10,7 +10,10 @@ retention check. :func:`record_cut_off` counts a turn its user was stopped in th
 
 Beside the latencies a reply records its TPOT (time per output token: ``(e2e - ttft) / (output_tokens - 1)``, when
 the reply has a TTFT and at least 2 tokens) and its ``e2e_from_intended`` (its e2e plus its schedule lag: from when
-the turn was meant to start to its last byte, the latency without coordinated omission). With an
+the turn was meant to start to its last byte, the latency without coordinated omission). Each reply counts
+``tokens.by_<source>`` for who counted its tokens: the server's usage, else (with token accounting,
+:attr:`TurnOutcome.tokens`) the local count, which then also stands for the prompt and output tokens, else the
+transport's estimate; accounting also counts ``tokens.short_reply`` and ``tokens.usage_mismatch``. With an
 :class:`~loadgen.load.slo.SloChecker`, a turn that did not fail and met every per-turn SLO counts ``slo.met``.
 """
 
@@ -34,7 +37,7 @@ from loadgen.metrics.keys import (
     Total,
     context_bucket,
 )
-from loadgen.types import Reply
+from loadgen.types import Reply, TokenCheck
 
 __all__ = ["CONTEXT_BUCKETS", "TurnOutcome", "context_bucket", "record_cut_off", "record_turn", "to_us"]
 
@@ -42,6 +45,12 @@ __all__ = ["CONTEXT_BUCKETS", "TurnOutcome", "context_bucket", "record_cut_off",
 RETENTION_KIND = RetentionFailure.__name__
 #: The kind a lost session is counted under.
 SESSION_KIND = "SessionLost"
+#: The counter of the replies each source counted the tokens of (:attr:`TokenCheck.counted_by`).
+COUNTED_BY: dict[str, Count] = {
+    "usage": Count.TOKENS_BY_USAGE,
+    "tokenizer": Count.TOKENS_BY_TOKENIZER,
+    "estimate": Count.TOKENS_BY_ESTIMATE,
+}
 
 
 def to_us(seconds: float) -> int:
@@ -61,6 +70,7 @@ class TurnOutcome:
     schedule_lag_s: float = 0.0
     session_lost: str | None = None  # the reason, when the server did not know the session
     retention_detail: str | None = None  # the forgotten values too (for the turn log only)
+    tokens: TokenCheck | None = None  # token accounting (shapes or --tokenizer), None when off
 
 
 class _Series:
@@ -68,9 +78,10 @@ class _Series:
     cached in the batch so that recording a turn builds no keys and looks nothing up by key."""
 
     __slots__ = (
-        "count", "e2e", "e2e_from_intended", "failures", "failures_retention", "failures_session",
+        "count", "counted_by", "e2e", "e2e_from_intended", "failures", "failures_retention", "failures_session",
         "failures_transport", "itl", "key", "output_tokens", "output_tokens_hist", "prompt_tokens",
-        "prompt_tokens_hist", "retention_checked", "retention_passed", "schedule_lag", "slo_met", "tpot", "ttft",
+        "prompt_tokens_hist", "retention_checked", "retention_passed", "schedule_lag", "short_reply", "slo_met",
+        "tpot", "ttft", "usage_mismatch",
     )  # fmt: skip
 
     def __init__(self, batch: MetricsBatch, key: SeriesKey) -> None:
@@ -85,6 +96,9 @@ class _Series:
         self.output_tokens = key.with_metric(Total.OUTPUT_TOKENS)
         self.prompt_tokens = key.with_metric(Count.PROMPT_TOKENS)
         self.slo_met = key.with_metric(Count.SLO_MET)
+        self.counted_by = {source: key.with_metric(count) for source, count in COUNTED_BY.items()}
+        self.short_reply = key.with_metric(Count.SHORT_REPLY)
+        self.usage_mismatch = key.with_metric(Count.USAGE_MISMATCH)
         self.e2e = batch.histogram(key.with_metric(Metric.E2E))
         self.ttft = batch.histogram(key.with_metric(Metric.TTFT))
         self.itl = batch.histogram(key.with_metric(Metric.ITL))
@@ -131,6 +145,15 @@ def _record_retention(counts: Counter[SeriesKey], both: tuple[_Series, _Series],
             counts[s.key.with_metric(missed)] += 1
 
 
+def _record_tokens(counts: Counter[SeriesKey], both: tuple[_Series, _Series], check: TokenCheck) -> None:
+    for s in both:
+        counts[s.counted_by[check.counted_by]] += 1
+        if check.short_reply:
+            counts[s.short_reply] += 1
+        if check.usage_mismatch:
+            counts[s.usage_mismatch] += 1
+
+
 def tpot_us(e2e_s: float, ttft_s: float | None, output_tokens: float) -> int | None:
     """Time per output token after the first, in microseconds; None without a TTFT or with fewer than 2 tokens."""
     if ttft_s is None or output_tokens < 2:
@@ -166,8 +189,18 @@ def record_turn(batch: MetricsBatch, outcome: TurnOutcome, slo: SloChecker | Non
     ttft_s = reply.ttft_s()
     ttft = to_us(ttft_s) if ttft_s is not None else None
     output_tokens = reply.output_tokens
-    tpot = tpot_us(e2e_s, ttft_s, output_tokens)
     prompt_tokens = reply.usage.prompt_tokens if reply.usage is not None else None
+    check = outcome.tokens
+    if check is not None:
+        _record_tokens(counts, both, check)
+        if reply.usage is None:  # counted locally: the tokenizer file's or the estimate's count
+            prompt_tokens = check.prompt_tokens
+            output_tokens = float(check.output_tokens or 0)
+    else:
+        source = "usage" if reply.usage is not None else "estimate"  # the transport's own estimate
+        for s in both:
+            counts[s.counted_by[source]] += 1
+    tpot = tpot_us(e2e_s, ttft_s, output_tokens)
     _record_inter_token(both, reply)
     for s in both:
         s.e2e.record(e2e)

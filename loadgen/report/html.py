@@ -32,6 +32,7 @@ from loadgen.report.tables import (
     windows_table,
 )
 from loadgen.report.timeline import build_timeline
+from loadgen.report.tokens_table import tokens_section
 
 __all__ = ["esc", "figure_div", "page", "render_report"]
 
@@ -244,6 +245,7 @@ def render_report(data: RunData) -> str:
         "still knew.</p>"
     )
     body.append(turns_table(summary))
+    body.extend(tokens_section(summary))
     body.extend(_slo_section(summary))
     body.extend(_distributions(data))
     body.extend(_over_time(data))

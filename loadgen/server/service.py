@@ -27,6 +27,10 @@ request, and the assistant reply once the stream completed). Without one the req
 conversation. Either way the context is fitted into ``config.context_window`` tokens (oldest whole turns
 dropped) with ``max_tokens`` reserved for the reply.
 
+Reply length: the responder's text is always longer than ``max_tokens`` (its filler), so every reply runs to
+``max_tokens`` tokens: a request's ``min_tokens`` (at most ``max_tokens``) and ``ignore_eos`` (token-length shapes,
+:mod:`loadgen.dialogues.shapes`) are honoured as they are; a ``min_tokens`` above ``max_tokens`` is a bad request.
+
 With ``--otel`` (:attr:`ChatService.tracing`) each request is a server span, child of the client's turn span whose
 trace context the front passes in (``chat(..., trace=...)``): :mod:`loadgen.telemetry.serve_tracing`.
 """
@@ -450,6 +454,9 @@ class ChatService:
             raise BadChatRequest(f"max_tokens must be an integer, got {max_tokens!r}")
         if not 1 <= max_tokens <= MAX_TOKENS_LIMIT:
             raise BadChatRequest(f"max_tokens must be between 1 and {MAX_TOKENS_LIMIT}, got {max_tokens}")
+        min_tokens = request.min_tokens
+        if min_tokens is not None and not 0 <= min_tokens <= max_tokens:
+            raise BadChatRequest(f"min_tokens must be between 0 and max_tokens ({max_tokens}), got {min_tokens}")
         if request.session_id is not None and (not isinstance(request.session_id, str) or not request.session_id):
             raise BadChatRequest("session_id must be a non-empty string")
 

@@ -58,6 +58,9 @@ def test_an_old_run_folders_histograms_rebuild_its_summary(old_run: Path) -> Non
         assert row["failures_by_kind"].pop("session") == 0
         assert row.pop("tpot_ms")["count"] == 0
         assert row.pop("e2e_from_intended_ms")["count"] == 0
+        tokens = row.pop("tokens")  # and the token block: lengths from the histograms, no accounting counters
+        assert tokens["counted_by"] == {"usage": 0, "tokenizer": 0, "estimate": 0} and not tokens["short_reply"]
+        assert tokens["output"]["count"] == row["e2e_ms"]["count"]
     for part in ("turns", "transports", "context_buckets", "generator_lag_ms"):
         assert rebuilt[part] == saved[part], part
     reasons = saved["transports"]["rest"]["failure_reasons"]

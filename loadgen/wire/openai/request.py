@@ -1,7 +1,9 @@
 """The chat-completions request body: built by the REST transport, parsed by the REST front.
 
 Body (JSON, UTF-8): ``{model, messages: [{role, content}], max_tokens | max_completion_tokens, stream,
-stream_options: {include_usage}, session_id}``. ``session_id`` is our extension for server history mode (the
+stream_options: {include_usage}, session_id, min_tokens, ignore_eos}``. ``min_tokens`` and ``ignore_eos`` (vLLM's
+extensions: a reply of at least that many tokens, whatever the model's end of sequence) are written only when a
+request sets them (token-length shapes). ``session_id`` is our extension for server history mode (the
 front also takes it from the ``X-Session-Id`` header); ``content`` may be a string or OpenAI text parts
 (``[{"type": "text", "text": "..."}]``). :func:`encode_request` writes what :func:`parse_chat_body` reads back
 to the same :class:`~loadgen.types.ChatRequest` (a streamed request asks for usage). The parser raises
@@ -41,6 +43,10 @@ def encode_request(request: ChatRequest, *, model: str | None = None) -> bytes:
         body["stream_options"] = {"include_usage": True}
     if request.session_id is not None:
         body["session_id"] = request.session_id
+    if request.min_tokens is not None:
+        body["min_tokens"] = request.min_tokens
+    if request.ignore_eos:
+        body["ignore_eos"] = True
     return orjson.dumps(body)
 
 
@@ -73,6 +79,12 @@ def parse_chat_body(body: bytes, session_header: str | None, default_max_tokens:
     stream = obj.get("stream", False)
     if not isinstance(stream, bool):
         raise WireError("'stream' must be true or false")
+    min_tokens = obj.get("min_tokens")
+    if min_tokens is not None and (not isinstance(min_tokens, int) or isinstance(min_tokens, bool)):
+        raise WireError(f"min_tokens must be an integer, got {json.dumps(min_tokens)}")
+    ignore_eos = obj.get("ignore_eos", False)
+    if not isinstance(ignore_eos, bool):
+        raise WireError("'ignore_eos' must be true or false")
     return (
         ChatRequest(
             messages=tuple(messages),
@@ -80,6 +92,8 @@ def parse_chat_body(body: bytes, session_header: str | None, default_max_tokens:
             stream=stream,
             model=_model(obj.get("model")),
             session_id=_session_id(obj.get("session_id"), session_header),
+            min_tokens=min_tokens,
+            ignore_eos=ignore_eos,
         ),
         _include_usage(obj),
     )
