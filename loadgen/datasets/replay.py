@@ -6,8 +6,10 @@ stands for scripted dialogues: ``new(user_index)`` hands a user its next
 (:mod:`loadgen.datasets.feed`), its user turns in order, as a one-off :class:`~loadgen.dialogues.model.Dialogue`
 named :data:`DATASET_DIALOGUE` (so the report has one row per turn number, whichever conversation it came from),
 with the run's think times and reply length (the dialogue defaults, or ``--think-min``/``--think-max`` and
-``--max-tokens``). The server's replies become the history, in the run's history mode; the dataset's recorded
-replies are not sent. With ``--plant-probes`` (:mod:`loadgen.datasets.probes`) a fact is planted in the first
+``--max-tokens``). The server's replies become the history, in the run's history mode; with ``recorded_history``
+(``--dataset-history recorded``, client history mode only) the dataset's recorded replies are sent as the history
+instead, for a server that must see fixed context (the server's replies are still timed and checked). With
+``--plant-probes`` (:mod:`loadgen.datasets.probes`) a fact is planted in the first
 turn and probed in an appended last one, checked like any scripted probe.
 
 With ``--seed``, the facts, their kinds and the shared prefixes are the same for the same (seed, user index,
@@ -44,12 +46,14 @@ class DatasetConversationFactory:
         settings: RequestSettings | None = None,
         prefixes: SharedPrefixes | None = None,
         plant_probes: bool = False,
+        recorded_history: bool = False,
     ) -> None:
         self.feed = feed
         self.seed = seed
         self.settings = settings or RequestSettings()
         self.prefixes = prefixes
         self.planter = ProbePlanter(locale) if plant_probes else None
+        self.recorded_history = recorded_history
         self._rng = random.Random()  # unseeded: from os.urandom
         self._counts: dict[int, int] = {}
 
@@ -82,7 +86,10 @@ class DatasetConversationFactory:
         if self.prefixes is not None:
             index = self.prefixes.pick(rng)
             prefix = None if index is None else self.prefixes.text(index)
-        return Conversation(dialogue, slots, settings=self.settings, prefix=prefix)
+        conversation = Conversation(dialogue, slots, settings=self.settings, prefix=prefix)
+        if self.recorded_history:
+            conversation.recorded_replies = tuple(turn.recorded_reply for turn in recorded.turns)
+        return conversation
 
 
 __all__ = ["DATASET_DIALOGUE", "DatasetConversationFactory"]

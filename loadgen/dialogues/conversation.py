@@ -137,6 +137,7 @@ class Conversation:
         "history",
         "planted",
         "prefix",
+        "recorded_replies",
         "settings",
         "slots",
         "tokens",
@@ -158,6 +159,9 @@ class Conversation:
         self.settings = settings
         #: A shared prefix (``--shared-prefix-tokens``) the system prompt begins with, or None.
         self.prefix = prefix
+        #: Replies to send as history in place of the server's (a dataset's recorded ones, ``--dataset-history
+        #: recorded``), by turn (index 0 = turn 1; None: the server's reply); None for the server's replies.
+        self.recorded_replies: tuple[str | None, ...] | None = None
         self.planted: dict[str, tuple[str, int]] = {}
         self.history = History(settings.history, self.conversation_id, self.system_prompt())
         self._asked: tuple[Turn, str] | None = None  # the turn last asked, and its user message
@@ -211,9 +215,18 @@ class Conversation:
             else:
                 verdict = self.check_retention(turn, reply.text)
             self.mark_sent(turn)
-            self.history.replied(text, reply.text)
+            self.history.replied(text, self._history_reply(turn, reply.text))
             self._replied = True
         return TurnResult(self.conversation_id, self.dialogue.name, turn.index, reply, error, verdict, lost, tokens)
+
+    def _history_reply(self, turn: Turn, reply_text: str) -> str:
+        """What the history keeps as ``turn``'s reply: the recorded one where there is one, else the server's."""
+        recorded = self.recorded_replies
+        if recorded is not None and turn.index <= len(recorded):
+            kept = recorded[turn.index - 1]
+            if kept is not None:
+                return kept
+        return reply_text
 
     def _session_lost(self, reply: Reply) -> bool:
         """A server-mode reply that says the server started a new session after an earlier turn got a reply."""

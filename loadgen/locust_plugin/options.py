@@ -105,6 +105,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("--dataset", "replay conversations from JSONL files instead of the dialogues (OpenAI `messages` or ShareGPT "
            "`conversations` lines, .jsonl or .jsonl.gz, comma-separated): each one's user turns in order, the "
            "server's replies as history", attr="dataset_paths", metavar="FILE", validate=_dataset_paths),
+    Option("--dataset-history", "with --dataset: replies: the server's replies become the history; recorded: the "
+           "dataset's recorded replies are sent as the history instead (fixed context; needs --history client) "
+           "(default %(default)s)", "replies", choices=("replies", "recorded")),
     Option("--plant-probes", "with --dataset: plant a generated fact in each conversation's first turn and ask for "
            "it in an appended last turn, checked as a retention probe", False, type=None),
     Option("--history", "client: send the whole history every turn; server: session id + new message only "
@@ -216,6 +219,7 @@ class LoadgenOptions:
     dialogue_paths: tuple[str, ...]
     dataset_paths: tuple[str, ...] | None
     plant_probes: bool
+    dataset_history: str
     history: HistoryMode
     think_min: float | None
     think_max: float | None
@@ -272,6 +276,13 @@ class LoadgenOptions:
         if options.plant_probes and options.dataset_paths is None:
             raise ConfigError("--plant-probes needs --dataset FILE: it plants facts into replayed dataset "
                               "conversations (dialogues have their own probes)")  # fmt: skip
+        if options.dataset_history == "recorded":
+            if options.dataset_paths is None:
+                raise ConfigError("--dataset-history recorded needs --dataset FILE: it sends a dataset's recorded "
+                                  "replies as the history")  # fmt: skip
+            if options.history is not HistoryMode.CLIENT:
+                raise ConfigError("--dataset-history recorded needs --history client: in server mode the server keeps "
+                                  "its own history")  # fmt: skip
         run_s = getattr(parsed, "run_time", None)
         if run_s and options.warmup_s + options.cooldown_s >= float(run_s):
             raise ConfigError(

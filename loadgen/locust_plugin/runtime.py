@@ -251,6 +251,7 @@ def _dataset_factory(options: LoadgenOptions, paths: tuple[str, ...]) -> Dataset
         settings=options.request_settings(),
         prefixes=options.shared_prefixes(),
         plant_probes=options.plant_probes,
+        recorded_history=options.dataset_history == "recorded",
     )
 
 

@@ -134,3 +134,31 @@ def test_a_shared_prefix_begins_a_dataset_conversation_too(tmp_path: Path) -> No
     factory = _factory(tmp_path, prefixes=SharedPrefixes(32))
     conversation = factory.new(0)
     assert conversation.system_prompt() == prefix_text(0, 32) + "\n\nBe {brief}."
+
+
+def test_recorded_history_sends_the_datasets_replies_and_checks_the_servers(tmp_path: Path) -> None:
+    factory = _factory(tmp_path, recorded_history=True, plant_probes=True, seed=3)
+    conversation = factory.new(0)
+    turns = conversation.dialogue.turns
+    for turn in turns[:2]:
+        conversation.request(turn)
+        conversation.record(turn, reply(f"server says {turn.index}"))
+    sent = conversation.request(turns[2]).messages
+    assert [(m.role, m.content) for m in sent[1:]][1::2] == [("assistant", "a a1"), ("assistant", "a a2")]
+    assert all("server says" not in m.content for m in sent)
+    conversation.record(turns[2], reply("ok"))
+    for turn in turns[3:-1]:
+        conversation.request(turn)
+        conversation.record(turn, reply("ok"))
+    conversation.request(turns[-1])  # the appended probe: no recorded reply, the server's is checked
+    missed = conversation.record(turns[-1], reply("a a5"))
+    assert missed.retention_miss is not None
+
+
+def test_the_servers_replies_are_the_history_by_default(tmp_path: Path) -> None:
+    conversation = _factory(tmp_path).new(0)
+    first = conversation.dialogue.turns[0]
+    conversation.request(first)
+    conversation.record(first, reply("server says 1"))
+    sent = conversation.request(conversation.dialogue.turns[1]).messages
+    assert [m.content for m in sent if m.role == "assistant"] == ["server says 1"]

@@ -15,6 +15,7 @@ import pytest
 from tests.conftest import REPO_ROOT
 
 LOCUSTFILE = REPO_ROOT / "scenarios" / "multiturn.py"
+SAMPLE_DATASET = REPO_ROOT / "scenarios" / "datasets" / "sample_openai.jsonl"
 
 
 @pytest.mark.parametrize(
@@ -27,6 +28,12 @@ LOCUSTFILE = REPO_ROOT / "scenarios" / "multiturn.py"
          "chat-loadgen: --plant-probes needs --dataset FILE: it plants facts into replayed dataset conversations "
          "(dialogues have their own probes)"),
         (["--dataset", "missing.jsonl"], "chat-loadgen: --dataset missing.jsonl: no such file"),
+        (["--dataset-history", "recorded"],
+         "chat-loadgen: --dataset-history recorded needs --dataset FILE: it sends a dataset's recorded replies as the "
+         "history"),
+        (["--dataset", str(SAMPLE_DATASET), "--dataset-history", "recorded", "--history", "server"],
+         "chat-loadgen: --dataset-history recorded needs --history client: in server mode the server keeps its own "
+         "history"),
         (["--prefix-count", "4"],
          "chat-loadgen: --prefix-count needs --shared-prefix-tokens K (the length of the shared prefix)"),
         (["--shared-prefix-tokens", "64", "--shared-prefix-share", "1.5"],
