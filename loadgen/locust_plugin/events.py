@@ -44,7 +44,7 @@ from loadgen.locust_plugin import distributed
 from loadgen.locust_plugin import options as opts
 from loadgen.locust_plugin.embedded import EmbeddedServer, start_embedded_server
 from loadgen.locust_plugin.listeners import Listeners
-from loadgen.locust_plugin.persistence import PAUSE_S, RunFolder, faults_section
+from loadgen.locust_plugin.persistence import RunFolder, faults_section, pause
 from loadgen.locust_plugin.runtime import LoadgenRuntime, build_runtime, get_runtime, runner_role
 from loadgen.metrics.console import format_table
 from loadgen.metrics.lag import LagProbe
@@ -289,9 +289,9 @@ def _checkpoint_loop(environment: Any, rt: LoadgenRuntime) -> None:
 
 
 def _yield() -> None:
-    """Let the users run between groups of histograms of a flush (it would hold the hub ~5-10 ms): a timer, so
-    that their timers and sockets are served too (:data:`~loadgen.locust_plugin.persistence.PAUSE_S`)."""
-    gevent.sleep(PAUSE_S)
+    """Let the users run between groups of histograms of a flush (it would hold the hub ~5-10 ms), their timers and
+    sockets too (:func:`~loadgen.locust_plugin.persistence.pause`)."""
+    pause()
 
 
 def _on_quitting(environment: Any, **_: Any) -> None:

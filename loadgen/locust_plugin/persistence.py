@@ -5,7 +5,7 @@ when each test stops.
   again from the web UI after a stop is a new run: ``<run-id>-2``, ``-3``, ...
 - ``intervals.jsonl`` is appended as each interval closes (:class:`~loadgen.metrics.rundir.IntervalLog`).
 - Every ``--checkpoint-interval`` seconds the checkpoint greenlet rewrites ``summary.json`` and
-  ``histograms.json`` (``run.complete`` false) with pauses (:func:`pause`, a 0.1 ms sleep) after each histogram read or
+  ``histograms.json`` (``run.complete`` false) with pauses (:func:`pause`) after each histogram read or
   encoded, so the users run between them; its cost does not grow with the run's length. ``run.checkpoints`` says
   what they cost: ``{"count", "interval_s", "last_ms", "mean_ms", "max_ms"}`` (wall-clock, the users' turns in the
   pauses included), ``cpu_last_ms``, ``cpu_mean_ms``, ``cpu_max_ms`` (the checkpoint's own work, this thread's CPU
@@ -46,16 +46,14 @@ logger = logging.getLogger("loadgen")
 SectionSource = Callable[[float], tuple[dict[str, Any], list[str]]]
 
 
-#: How long a checkpoint or a flush steps aside at each pause: a timer, so that the event loop turns and polls.
-#: ``gevent.sleep(0)`` only runs greenlets already ready: one waiting for a timer or a socket (a user's think time or
-#: reply, the lag probe) waited for the whole checkpoint (a 10 ms ticker ran ~45 ms late across 200 pauses after
-#: 1 ms of work each; with this pause ~2 ms).
-PAUSE_S = 0.0001
-
-
 def pause() -> None:
-    """Let the users run between groups of histograms of a checkpoint: their timers and sockets too."""
-    gevent.sleep(PAUSE_S)
+    """Let the users run between groups of histograms of a checkpoint or a flush: ``gevent.idle()`` returns once the
+    event loop has polled and run what was due (timers, sockets: a user's think time or reply, the lag probe), at
+    ~2 us when nothing was. ``gevent.sleep(0)`` only runs greenlets already ready, so one waiting for a timer or a
+    socket waited for the whole checkpoint (a 10 ms ticker ran ~45 ms late across 200 pauses after 1 ms of work
+    each; ~2 ms with this pause); ``gevent.sleep(0.0001)`` serves them too but costs ~1 ms a pause (the loop's
+    millisecond timers)."""
+    gevent.idle()
 
 
 class _Meter:
