@@ -16,7 +16,6 @@ above it that did not), whole users in the closed model; a transport stops probi
 from __future__ import annotations
 
 import os
-import secrets
 import shlex
 import subprocess
 import sys
@@ -24,12 +23,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from loadgen.analysis.knee import Knee, find_knee, next_probe
-from loadgen.errors import ConfigError
 from loadgen.load.sweep_plan import SweepPlan
 from loadgen.load.sweep_step import StepResult, evaluate_step, missing_step
 from loadgen.metrics.rundir import SUMMARY_FILE
 from loadgen.report.transports_runner import STARTUP_MARGIN_S, _wait
-from loadgen.server.launcher import EmbeddedServer, start_embedded_server
+from loadgen.server.launcher import EmbeddedServer, start_server_with_fronts
 from loadgen.transports import redact_url
 
 
@@ -55,21 +53,7 @@ class Sweep:
 def start_server(plan: SweepPlan) -> EmbeddedServer | None:
     """One ``loadgen serve`` with a front for each transport without a ``--host`` (None when all have one)."""
     fronts = {t for t in plan.transports if t not in plan.hosts}
-    if not fronts:
-        return None
-    args: list[str] = []
-    if "grpc" in fronts:
-        args += ["--grpc-port", "0"]
-    if "websocket" in fronts:
-        args += ["--ws-port", "0"]
-    if "amqp" in fronts:  # a queue of its own: concurrent sweeps on one broker never take each other's requests
-        args += ["--amqp-url", plan.amqp_url, "--amqp-queue", f"loadgen.chat.requests.{secrets.token_hex(4)}"]
-    server = start_embedded_server("rest", plan.amqp_url, [*args, *plan.server_args])
-    missing = sorted(f for f in fronts if f not in server.urls)
-    if missing:
-        server.stop()
-        raise ConfigError(f"the reference server started without a front for {', '.join(missing)}: check its arguments")
-    return server
+    return start_server_with_fronts(fronts, plan.amqp_url, plan.server_args) if fronts else None
 
 
 def run_step(plan: SweepPlan, transport: str, load: float, server: EmbeddedServer | None) -> tuple[StepResult, bool]:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shlex
 import subprocess
 import sys
@@ -36,7 +35,7 @@ from loadgen.metrics.rundir import check_run_id
 from loadgen.report.files import write_text
 from loadgen.report.transports_probe import CpuSampler, finish_floor, start_floor
 from loadgen.report.transports_rounds import Beside
-from loadgen.server.launcher import SERVED_TRANSPORTS, EmbeddedServer, start_embedded_server
+from loadgen.server.launcher import SERVED_TRANSPORTS, EmbeddedServer, start_server_with_fronts
 from loadgen.transports import check_name, redact_url
 
 ROUNDS_FILE = "rounds.json"
@@ -156,19 +155,7 @@ def locust_command(plan: Plan, arm: Arm, run_id: str, host: str) -> list[str]:
 def start_server(plan: Plan, arms: Sequence[Arm]) -> EmbeddedServer:
     """One ``loadgen serve`` with a front for each arm's transport (and REST always: its /stats counts requests)."""
     fronts = {a.transport for a in arms if a.target is None}
-    args: list[str] = []
-    if "grpc" in fronts:
-        args += ["--grpc-port", "0"]
-    if "websocket" in fronts:
-        args += ["--ws-port", "0"]
-    if "amqp" in fronts:  # a queue of its own: concurrent comparisons on one broker never take each other's requests
-        args += ["--amqp-url", plan.amqp_url, "--amqp-queue", f"loadgen.chat.requests.{secrets.token_hex(4)}"]
-    server = start_embedded_server("rest", plan.amqp_url, [*args, *plan.server_args])
-    missing = sorted(f for f in fronts if f not in server.urls)
-    if missing:
-        server.stop()
-        raise ConfigError(f"the reference server started without a front for {', '.join(missing)}: check its arguments")
-    return server
+    return start_server_with_fronts(fronts, plan.amqp_url, plan.server_args)
 
 
 @dataclass

@@ -201,6 +201,25 @@ def start_embedded_server(
     return server
 
 
+def start_server_with_fronts(fronts: set[str], amqp_url: str, server_args: Sequence[str]) -> EmbeddedServer:
+    """One reference server with REST and a front for each transport of ``fronts`` (the runs of a sweep or of a
+    transport comparison share it). An AMQP front consumes a queue of its own, so that concurrent runs on one
+    broker never take each other's requests."""
+    args: list[str] = []
+    if "grpc" in fronts:
+        args += ["--grpc-port", "0"]
+    if "websocket" in fronts:
+        args += ["--ws-port", "0"]
+    if "amqp" in fronts:
+        args += ["--amqp-url", amqp_url, "--amqp-queue", f"loadgen.chat.requests.{secrets.token_hex(4)}"]
+    server = start_embedded_server("rest", amqp_url, [*args, *server_args])
+    missing = sorted(f for f in fronts if f not in server.urls)
+    if missing:
+        server.stop()
+        raise ConfigError(f"the reference server started without a front for {', '.join(missing)}: check its arguments")
+    return server
+
+
 def _not_ready(transport: str, code: int | None, took_s: float, timeout_s: float, error: str, cmd: list[str]) -> str:
     what = f"the embedded reference server for {transport!r}"
     if code is not None:

@@ -26,6 +26,7 @@ from loadgen.report.transports_probe import (
 )
 from loadgen.report.transports_rounds import Beside, Sample
 from loadgen.report.transports_runner import Arm, Plan, parse_arms
+from loadgen.server import launcher
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LOCUSTFILE = str(REPO_ROOT / "scenarios" / "multiturn.py")
@@ -125,7 +126,7 @@ def test_runs_go_in_interleaved_order_against_one_server(monkeypatch: pytest.Mon
         ran.append((round_no, arm.label, server.urls.get(arm.transport) if arm.target is None else arm.target))
         return transports_runner.RunRecord(round_no, arm, "id", tmp_path / "id", 0, tmp_path / "log", Beside())
 
-    monkeypatch.setattr(transports_runner, "start_embedded_server", fake_start)
+    monkeypatch.setattr(launcher, "start_embedded_server", fake_start)  # under start_server_with_fronts
     monkeypatch.setattr(transports_runner, "run_one", fake_run)
     plan = _plan("--transports", "rest,grpc,amqp", "--repeats", "4", "--reports-dir", str(tmp_path),
                  "--embedded-server-args", "--fixed --fixed-ttft-ms 20", "--amqp-url", "amqp://b:5672/")  # fmt: skip
