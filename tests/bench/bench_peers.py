@@ -18,7 +18,7 @@ concurrency (Little's law: completed requests per second x mean request latency)
 server's promise, and the server's CPU per request beside it. The tokenizer (``--tokenizer``, default a tiny
 word-level one built here with the ``tokenizers`` package) never touches a network::
 
-    python tests/bench/bench_peers.py --aiperf-venv /tmp/peers/aiperf-venv --guidellm-venv /tmp/peers/guidellm-venv
+    python tests/bench/bench_peers.py --aiperf-venv ../peers/aiperf-venv --guidellm-venv ../peers/guidellm-venv
 """
 
 from __future__ import annotations
