@@ -1,4 +1,4 @@
-"""``loadgen bench rest|grpc|amqp|capacity``: runs against one reference server, measured by a probe.
+"""``loadgen bench rest|grpc|amqp|capacity|floor``: runs against one reference server, measured by a probe.
 
 For a transport: a bare Locust user doing the same streaming calls and the ConversationUser with no think
 time, at the same time (``--apart``: one after the other), each in one Locust process (one core) against the
@@ -7,6 +7,8 @@ Reports turns/s, client CPU per turn (each process's own CPU time in a steady-st
 ours/bare in turns per CPU-second, and the server's CPU per turn. ``capacity``: live conversations one
 generator process holds at 1-3 s think time, against a server paced like a model (fixed time to first token
 and per token), step by step, with the generator's own lag at each step (its p99 should stay under 5 ms).
+``floor``: the TTFT the ConversationUser adds over a bare blocking-socket client timing the same exact-timing
+server in the same seconds, per transport (:mod:`loadgen.bench.floor_probe`).
 
 An arm that recorded nothing (its process failed, its probe never reached the end of its measured window, no
 turn in the window, or every turn failed) never becomes a ratio: :func:`arm_problem` says why, the round is run
@@ -28,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from loadgen.bench import floor_probe
 from loadgen.server.config import LOCAL_AMQP_URL
 
 if TYPE_CHECKING:
@@ -47,10 +50,19 @@ TRIES = 3
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("what", choices=["rest", "grpc", "amqp", "capacity"], help="what to benchmark")
-    parser.add_argument("-u", "--users", type=int, default=20, help="users per arm (default 20)")
-    parser.add_argument("-t", "--seconds", type=int, default=15, help="measured seconds per arm (default 15)")
-    parser.add_argument("--max-tokens", type=int, default=64, help="reply length in tokens (default 64)")
+    parser.add_argument("what", choices=["rest", "grpc", "amqp", "capacity", "floor"], help="what to benchmark")
+    parser.add_argument("-u", "--users", type=int, default=None, help="users per arm (default 20; 10 for `floor`)")
+    parser.add_argument(
+        "-t", "--seconds", type=int, default=None, help="measured seconds per arm (default 15; 20 for `floor`)"
+    )
+    parser.add_argument(
+        "--max-tokens", type=int, default=None, help="reply length in tokens (default 64; 20 for `floor`)"
+    )
+    parser.add_argument(
+        "--transports",
+        default=",".join(floor_probe.TRANSPORTS),
+        help="transports `floor` probes, comma-separated (default %(default)s)",
+    )
     parser.add_argument("--rounds", type=int, default=3, help="bare/ours alternations per transport (default 3)")
     parser.add_argument(
         "--apart",
@@ -239,6 +251,7 @@ def bench_transport(args: argparse.Namespace) -> int:
     """Bare and ConversationUser arms, alternated ``--rounds`` times so that a noisy neighbour on a shared
     machine hits both arms alike; the ratio is taken over the sums, the per-round ratios show the spread."""
     transport = args.what
+    resolve_defaults(args)
     os.environ["LOADGEN_BENCH_MAX_TOKENS"] = str(args.max_tokens)
     server = _server(transport, args, _pacing(args, 0.0, 0.0))
     host = server.urls[transport]
@@ -316,6 +329,7 @@ def _pacing(args: argparse.Namespace, ttft_ms: float, itl_ms: float) -> list[str
 
 
 def bench_capacity(args: argparse.Namespace) -> int:
+    resolve_defaults(args)
     server = _server(args.transport, args, _pacing(args, 200.0, 20.0))
     host = server.urls[args.transport]
     print(
@@ -350,7 +364,22 @@ def bench_capacity(args: argparse.Namespace) -> int:
     return 0
 
 
+def resolve_defaults(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill in ``-u``, ``-t`` and ``--max-tokens`` where not given, by mode (``floor`` has its own)."""
+    floor = args.what == "floor"
+    if args.users is None:
+        args.users = floor_probe.USERS if floor else 20
+    if args.seconds is None:
+        args.seconds = floor_probe.SECONDS if floor else 15
+    if args.max_tokens is None:
+        args.max_tokens = floor_probe.MAX_TOKENS if floor else 64
+    return args
+
+
 def run(args: argparse.Namespace) -> int:
+    resolve_defaults(args)
+    if args.what == "floor":
+        return floor_probe.run_floor(args)
     if args.what == "capacity":
         return bench_capacity(args)
     return bench_transport(args)

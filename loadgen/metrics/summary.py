@@ -37,6 +37,7 @@ from loadgen.load.slo import Objective, evaluate, row_figures
 from loadgen.metrics.batch import MetricsBatch, Pause
 from loadgen.metrics.histograms import Metric, TrackedHistogram
 from loadgen.metrics.keys import ALL, ContextMetric, Count, FailureReason, SeriesKey, Total
+from loadgen.metrics.lag_advice import processes_advice
 from loadgen.metrics.turns import COUNTED_BY
 
 SCHEMA_VERSION = 2
@@ -215,7 +216,7 @@ def build_summary(
     if lag["p99"] is not None and float(lag["p99"]) > GENERATOR_LAG_WARN_MS:
         all_warnings.append(
             f"load generator lag p99 is {lag['p99']} ms (> {GENERATOR_LAG_WARN_MS} ms): the generator was "
-            "overloaded and its own delay is inside the latencies; use fewer users per process or --processes N. "
+            f"overloaded and its own delay is inside the latencies; {lag_advice(run)}. "
             "Per-token figures: trust TPOT (a turn's whole stream after its first token, over its tokens) rather "
             "than ITL, whose single gaps take the generator's stalls in full"
         )
@@ -233,6 +234,15 @@ def build_summary(
         summary["slo"] = evaluate(slo, batch)
     summary.update(sections or {})
     return summary
+
+
+def lag_advice(run: dict[str, Any]) -> str:
+    """The ``--processes`` suggestion for this run's user count and processes (run block: ``users``,
+    ``processes``)."""
+    users, processes = run.get("users"), run.get("processes")
+    return processes_advice(
+        users if isinstance(users, int) else None, processes if isinstance(processes, int) else None
+    )
 
 
 def cut_off_turns(batch: MetricsBatch) -> int:
