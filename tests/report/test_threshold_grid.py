@@ -376,6 +376,8 @@ def scoped(tmp_path_factory: pytest.TempPathFactory) -> RunData:
         key = SeriesKey(transport, dialogue, turn, Metric.E2E)
         for count, n in ((Count.TURNS, turns), (Count.FAILURES, failures), (Count.SLO_MET, met)):
             batch.counts[key.with_metric(count)] += n
+        if turn == 1:  # e2e: 1,000 us in dialogue chat, 2,000 us in dialogue trip (exact in HDR)
+            batch.record(key, 2000 if dialogue == "trip" else 1000)
     summary = {**_summary(), "slo": {"objectives": {"e2e.p99": 2.0}}}
     return load_run(write_known_run(tmp_path_factory.mktemp("scoped") / "run", summary, batch))
 
@@ -431,3 +433,28 @@ def test_format_results_written_out(scoped: RunData) -> None:
         "  FAIL turns < 1: turns = 50 (limit < 1) [grpc, all dialogues, all turns]",
         "  FAIL turns < 1: turns = 100 (limit < 1) [rest, all dialogues, all turns]",
     ]
+
+
+def test_latency_read_in_its_dialogue_and_shown_in_ms(scoped: RunData) -> None:
+    (chat,) = evaluate(scoped, [parse_threshold("rest.chat.turn1.e2e.max < 2ms")])
+    assert chat.passed and chat.detail == "e2e.max = 1.000 ms (limit < 2.000 ms)"
+    (both,) = evaluate(scoped, [parse_threshold("rest.turn1.e2e.max < 2ms")])
+    assert not both.passed and both.observed == 2000.0
+
+
+@pytest.mark.parametrize("stat", ["p05", "p0", "p123", "p100", "p1000"])
+def test_percentiles_that_do_not_exist_are_refused(stat: str) -> None:
+    with pytest.raises(ThresholdError, match=f"unknown statistic '{stat}'"):
+        parse_threshold(f"e2e.{stat} < 1s")
+
+
+def test_threshold_fields_and_labels() -> None:
+    drift = parse_threshold(" drift.errors < 1pp/h ")
+    assert (drift.text, drift.quantile(), drift.scope_label()) == ("drift.errors < 1pp/h", None, "all transports")
+    assert parse_threshold("turns >= 1").quantile() is None
+    assert parse_threshold("e2e.max < 1s").quantile() is None
+    assert parse_threshold("e2e.p5 < 1s").quantile() == pytest.approx(0.05)
+    latency = parse_threshold("e2e.p99 < 1s")
+    assert latency.scope_label() == "all transports, all dialogues, all turns"
+    assert latency.scope_label("grpc") == "grpc, all dialogues, all turns"
+    assert parse_threshold("rest.chat.turn2.e2e.p99 < 1s").scope_label() == "rest, dialogue chat, turn 2"
