@@ -458,3 +458,10 @@ def test_threshold_fields_and_labels() -> None:
     assert latency.scope_label() == "all transports, all dialogues, all turns"
     assert latency.scope_label("grpc") == "grpc, all dialogues, all turns"
     assert parse_threshold("rest.chat.turn2.e2e.p99 < 1s").scope_label() == "rest, dialogue chat, turn 2"
+
+
+def test_scope_of_run_level_and_no_data_results(known: RunData) -> None:
+    (lag,) = evaluate(known, [parse_threshold("generator_lag.max <= 1800us")])
+    assert (lag.scope, lag.passed) == ("whole run", True)
+    (none,) = evaluate(known, [parse_threshold("grpc.turn3.e2e.p99 < 1s")])
+    assert (none.scope, none.passed) == ("grpc, all dialogues, turn 3", False)
