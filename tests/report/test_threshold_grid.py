@@ -16,6 +16,7 @@ from loadgen.metrics.batch import MetricsBatch
 from loadgen.metrics.keys import ALL, Count, Metric, SeriesKey, Total
 from loadgen.report.rundata import RunData, load_run
 from loadgen.report.thresholds import (
+    ALWAYS_CHECKED,
     GRAMMAR,
     ThresholdError,
     collect_thresholds,
@@ -265,6 +266,7 @@ def test_a_run_with_no_successful_turn_fails_whatever_the_expressions(tmp_path: 
     assert by_text["recovery.max < 2s"].passed and "no outage" in by_text["recovery.max < 2s"].detail
     assert not by_text["e2e.p99 < 1s"].passed and by_text["e2e.p99 < 1s"].detail == "no data: no e2e samples"
     implicit = results[-1]  # ... but the run has no successful turn: the verdict fails
+    assert (implicit.threshold, implicit.scope, implicit.passed) == (ALWAYS_CHECKED, "whole run", False)
     assert not implicit.passed and "no successful turn: every one of the 40 turns failed" in implicit.detail
     assert evaluate(dead, []) == []
 
@@ -465,3 +467,32 @@ def test_scope_of_run_level_and_no_data_results(known: RunData) -> None:
     assert (lag.scope, lag.passed) == ("whole run", True)
     (none,) = evaluate(known, [parse_threshold("grpc.turn3.e2e.p99 < 1s")])
     assert (none.scope, none.passed) == ("grpc, all dialogues, turn 3", False)
+
+
+KNOWN_METRICS = (
+    "e2e, ttft, itl, tpot, e2e_from_intended, schedule_lag, generator_lag, errors, transport_errors, retention, "
+    "slo_attainment, turns, failures, successes, turns_per_s, output_tokens_per_s, goodput_per_s, recovery, drift"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [("rest.chat.latency.p99 < 1s", "latency"), ("rest.chat.speed < 1", "speed"), ("speed.max < 1s", "speed")],
+)
+def test_unknown_metric_is_named_with_the_list(text: str, name: str) -> None:
+    with pytest.raises(ThresholdError) as exc:
+        parse_threshold(text)
+    assert exc.value.problem == f"unknown metric {name!r}; expected one of {KNOWN_METRICS}"
+
+
+@pytest.mark.parametrize(
+    ("text", "accepted"),
+    [("errors <= 0%", True), ("errors <= 100%", True), ("errors < 100.5%", False), ("e2e.p99 <= 0us", True),
+     ("turns >= 0", True), ("turns_per_s > 5/s", True), ("turns > 5/s", False), ("failures > 5/S", False)],
+)  # fmt: skip
+def test_limits_at_the_edges_of_their_range(text: str, accepted: bool) -> None:
+    if accepted:
+        assert parse_threshold(text).text == text
+        return
+    with pytest.raises(ThresholdError):
+        parse_threshold(text)
