@@ -25,6 +25,7 @@ from loadgen.report.thresholds import (
     load_thresholds_file,
     parse_threshold,
     parse_thresholds,
+    results_json,
 )
 
 #: metric -> the values recorded (microseconds), one per turn
@@ -496,3 +497,25 @@ def test_limits_at_the_edges_of_their_range(text: str, accepted: bool) -> None:
         return
     with pytest.raises(ThresholdError):
         parse_threshold(text)
+
+
+def test_details_results_json_and_run_duration(known: RunData, tmp_path: Path) -> None:
+    results = evaluate(known, [parse_threshold(t) for t in ("retention >= 90%", "output_tokens_per_s < 100")])
+    assert results_json(results) == [
+        {"threshold": "retention >= 90%", "scope": "rest, all dialogues, all turns", "observed": 0.9, "passed": True,
+         "detail": "retention = 90.000% (limit >= 90.000%)"},
+        {"threshold": "output_tokens_per_s < 100", "scope": "rest, all dialogues, all turns", "observed": 123.45,
+         "passed": False, "detail": "output tokens/s = 123.45 (limit < 100)"},
+    ]  # fmt: skip
+    for seconds, rate in ((0.0, None), (0.5, 2000.0)):
+        summary = _summary()
+        summary["run"]["duration_s"] = seconds
+        data = load_run(write_known_run(tmp_path / f"run{seconds}", summary, _batch()))
+        (r,) = evaluate(data, [parse_threshold("turns_per_s > 0")])
+        assert r.observed == rate, r.detail
+        assert rate is not None or r.detail == "no data: the run has no duration"
+    assert str(ThresholdError("a < 1", "why")) == f"bad threshold 'a < 1': why\n{GRAMMAR}"
+    with pytest.raises(ThresholdError) as exc:
+        parse_threshold("rest.chat.recovery.max < 2s")
+    assert exc.value.problem.startswith("recovery is measured per transport: write [TRANSPORT.]recovery..., ")
+    assert exc.value.problem.endswith(" or package.module:Class (no dialogue or turn)")
