@@ -519,3 +519,39 @@ def test_details_results_json_and_run_duration(known: RunData, tmp_path: Path) -
         parse_threshold("rest.chat.recovery.max < 2s")
     assert exc.value.problem.startswith("recovery is measured per transport: write [TRANSPORT.]recovery..., ")
     assert exc.value.problem.endswith(" or package.module:Class (no dialogue or turn)")
+
+
+STATS_HINT = "use p50, p90, p95, p99, p999, p9999, max or mean"
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("  ", "it is empty"),
+        ("e2e.p99 1s", "no comparison operator; use one of < <= > >="),
+        ("e2e.p99 > ", "expected LEFT OP NUMBER[UNIT], e.g. 'e2e.p99 < 2s'"),
+        ("e2e.p99 = ", "expected LEFT OP NUMBER[UNIT], e.g. 'e2e.p99 < 2s'"),
+        ("retention >= 0.99", "retention is a rate: write the number as a percentage, e.g. retention >= 0.99%"),
+        ("p99.9 < 800ms", "write a percentile without a dot: p99.9 is p999"),
+        ("generator_lag < 5ms", "generator_lag needs a statistic, e.g. generator_lag.p99"),
+        ("rest.ttft < 5ms", "ttft needs a statistic, e.g. rest.ttft.p99"),
+        ("rest.e2e.p05 < 1s", f"unknown statistic 'p05' for e2e; {STATS_HINT}"),
+        ("rest.generator_lag.p99 < 5ms",
+         "generator_lag is measured for the whole run: write generator_lag.STAT with nothing before it"),
+        ("a.b.c.turn1.e2e.p99 < 1s", "too many parts before e2e: at most TRANSPORT.DIALOGUE.turnN (got 'a.b.c')"),
+        ("e2e.p99 < -1ms", "a latency cannot be negative"),
+        ("turn0.e2e.p99 < 1s", "turns are numbered from 1 (turn1, turn2, ...)"),
+    ],
+)  # fmt: skip
+def test_refused_expressions_say_exactly(text: str, problem: str) -> None:
+    with pytest.raises(ThresholdError) as exc:
+        parse_threshold(text)
+    assert exc.value.problem == problem
+
+
+def test_a_class_transport_alone_is_not_a_metric_and_fields_are_kept() -> None:
+    with pytest.raises(ThresholdError, match=r"unknown metric 'loadgen\.x:Y'"):
+        parse_threshold("loadgen.x:Y < 1")
+    assert parse_threshold("recovery.p50 < 1s").quantile() is None
+    t = parse_threshold("rest.e2e.p99 < 800ms")
+    assert (t.unit, t.stat, t.op, t.value) == ("ms", "p99", "<", 800_000.0)
