@@ -541,6 +541,7 @@ STATS_HINT = "use p50, p90, p95, p99, p999, p9999, max or mean"
         ("a.b.c.turn1.e2e.p99 < 1s", "too many parts before e2e: at most TRANSPORT.DIALOGUE.turnN (got 'a.b.c')"),
         ("e2e.p99 < -1ms", "a latency cannot be negative"),
         ("turn0.e2e.p99 < 1s", "turns are numbered from 1 (turn1, turn2, ...)"),
+        ("ttft.p99 < 800", "ttft.p99 needs a time unit (us, µs, ms or s), e.g. 800ms"),
     ],
 )  # fmt: skip
 def test_refused_expressions_say_exactly(text: str, problem: str) -> None:
