@@ -4,9 +4,9 @@ import pytest
 
 from loadgen.errors import ConnectError
 from loadgen.metrics.aggregator import RunAggregator
-from loadgen.metrics.batch import MetricsBatch
+from loadgen.metrics.batch import PAUSE_EVERY, WIRE_VERSION, MetricsBatch
 from loadgen.metrics.console import format_table
-from loadgen.metrics.keys import ALL, SeriesKey
+from loadgen.metrics.keys import ALL, Metric, SeriesKey, Total
 from loadgen.metrics.rundir import HISTOGRAMS_FILE, SUMMARY_FILE, write_run
 from loadgen.metrics.summary import build_summary
 from loadgen.metrics.turns import TurnOutcome, context_bucket, record_turn
@@ -190,3 +190,30 @@ def test_a_paused_run_folder_write_holds_merges_off_and_matches_an_unpaused_one(
     assert merged.is_set()
     assert [r["count"] for r in paused["turns"]] == [1, 1, 1]
     assert write_run(tmp_path / "b", agg, {"id": "t", "duration_s": 1.0})["turns"][0]["count"] == 2
+
+
+def test_batch_edges_found_by_mutation_testing() -> None:
+    """take() leaves a batch that still records; a missing total reads 0; a 3-field wire entry (no value sum) and a
+    version mismatch are handled as documented; pauses come every PAUSE_EVERY histograms."""
+    b = MetricsBatch()
+    tokens = SeriesKey.series("rest").with_metric(Total.OUTPUT_TOKENS)
+    assert b.counter(tokens) == 0.0
+    b.totals[tokens] += 5.0
+    taken = b.take()
+    assert taken.totals[tokens] == 5.0 and b.handles == {}
+    b.totals[tokens] += 2.0  # the fresh totals still default to 0.0
+    assert b.totals[tokens] == 2.0
+    for i in range(2 * PAUSE_EVERY + 1):
+        b.record(SeriesKey.series("rest", "chat", i + 1).with_metric(Metric.E2E), 100 + i)
+    pauses: list[int] = []
+    wire = b.to_wire(pause=lambda: pauses.append(1))
+    assert len(pauses) == 2
+    merged = MetricsBatch()
+    merged.merge(b, pause=lambda: pauses.append(1))
+    assert len(pauses) == 4
+    key_text, entry = next(iter(wire["h"].items()))
+    old = MetricsBatch()
+    old.merge_wire({"v": WIRE_VERSION, "h": {key_text: entry[:3]}, "c": {}})
+    assert old.histograms[SeriesKey.decode(key_text)].count == 1
+    with pytest.raises(ValueError, match=rf"^metrics wire version 0 is not {WIRE_VERSION}: mixed versions\?$"):
+        old.merge_wire({"v": 0, "h": {}, "c": {}})
