@@ -215,5 +215,6 @@ def test_batch_edges_found_by_mutation_testing() -> None:
     old = MetricsBatch()
     old.merge_wire({"v": WIRE_VERSION, "h": {key_text: entry[:3]}, "c": {}})
     assert old.histograms[SeriesKey.decode(key_text)].count == 1
+    assert old.histograms[SeriesKey.decode(key_text)].value_sum == 0  # no sum on the wire: none added
     with pytest.raises(ValueError, match=rf"^metrics wire version 0 is not {WIRE_VERSION}: mixed versions\?$"):
         old.merge_wire({"v": 0, "h": {}, "c": {}})
