@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 from tests.conftest import REPO_ROOT
+from tests.gevent_cases import run_gevent_cases
 
 CASES = Path(__file__).with_name("gevent_tracing_cases.py")
-RUN_CASES = "import locust, sys, pytest; sys.exit(pytest.main(sys.argv[1:]))"
 
 #: A conversation of five turns with tracing off, then: which OpenTelemetry modules were imported.
 OFF = """
@@ -45,16 +45,7 @@ print("imported:", sorted(m for m in sys.modules if m.startswith("opentelemetry"
 
 
 def test_turn_spans_in_a_gevent_process(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", RUN_CASES, "-q", "-p", "no:cacheprovider", "--basetemp", str(tmp_path),
-         "-W", "ignore::pytest.PytestAssertRewriteWarning", str(CASES)],  # Locust's own pytest plugin, imported first
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout[-8000:] + done.stderr[-2000:]
-    assert " passed" in done.stdout and " failed" not in done.stdout
+    run_gevent_cases(CASES, tmp_path)
 
 
 def test_tracing_off_imports_no_opentelemetry(tmp_path: Path) -> None:
