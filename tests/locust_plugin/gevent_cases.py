@@ -23,7 +23,7 @@ import pytest
 from locust.env import Environment
 from locust.event import Events
 
-from loadgen.errors import ConfigError, ConnectError, RetentionFailure
+from loadgen.errors import ConfigError, RetentionFailure
 from loadgen.locust_plugin import ConversationUser, distributed, options, report_hooks, runtime
 from loadgen.locust_plugin import events as plugin_events
 from loadgen.locust_plugin.listeners import Listeners
@@ -32,8 +32,8 @@ from loadgen.metrics.aggregator import RunAggregator
 from loadgen.metrics.keys import Count, FailureReason, SeriesKey, Total
 from loadgen.report.rundata import load_batch
 from loadgen.report.thresholds import parse_thresholds
-from loadgen.transports.base import Transport, TransportConfig
-from loadgen.types import ChatMessage, ChatRequest, HistoryMode, Reply, Usage
+from loadgen.types import ChatMessage, ChatRequest, HistoryMode, Reply
+from tests.scripted_transport import ScriptedTransport
 
 DIALOGUE = """\
 name: plan
@@ -60,29 +60,6 @@ U = {
     4: ChatMessage("user", "What was my code?"),
     5: ChatMessage("user", "And my name?"),
 }
-
-
-class ScriptedTransport(Transport):
-    """Replies with every message it was sent (so a fact in the history is "remembered"); raises ConnectError at
-    the turns in ``fail_at`` and forgets everything at the turns in ``forget_at`` (1-based, counted per send)."""
-
-    name = "rest"
-    schemes = ("http",)
-
-    def __init__(self, fail_at: tuple[int, ...] = (), forget_at: tuple[int, ...] = ()) -> None:
-        super().__init__(TransportConfig(target="http://scripted"))
-        self.fail_at, self.forget_at = fail_at, forget_at
-        self.requests: list[ChatRequest] = []
-
-    def _send(self, request: ChatRequest, turn_timeout: float) -> Reply:
-        self.requests.append(request)
-        k = len(self.requests)
-        if k in self.fail_at:
-            raise ConnectError(f"refused at send {k}")
-        text = "no idea" if k in self.forget_at else " | ".join(m.content for m in request.messages)
-        now = time.perf_counter()
-        return Reply(text, t_sent=now, t_done=now + 0.002, chunk_times=[now + 0.001], chunk_tokens=[3.0],
-                     usage=Usage(40, 3))  # fmt: skip
 
 
 class ChatUser(ConversationUser):

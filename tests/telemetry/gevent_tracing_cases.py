@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -27,7 +26,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from loadgen.errors import ConfigError, ConnectError
+from loadgen.errors import ConfigError
 from loadgen.locust_plugin import ConversationUser, options, runtime
 from loadgen.telemetry import locust_tracing
 from loadgen.telemetry.tracing import (
@@ -37,8 +36,7 @@ from loadgen.telemetry.tracing import (
     TURN_SPAN,
     turn_tracing,
 )
-from loadgen.transports.base import Transport, TransportConfig
-from loadgen.types import ChatRequest, Reply, Usage
+from tests.scripted_transport import ScriptedTransport
 
 EXPORTER = InMemorySpanExporter()
 _provider = TracerProvider()
@@ -61,31 +59,6 @@ turns:
   - user: "And my name?"
     probe: [name]
 """
-
-
-class ScriptedTransport(Transport):
-    """Echoes every message it was sent (a fact in the history is "remembered"): ConnectError at the sends in
-    ``fail_at``, forgets at those in ``forget_at``, waits ``hang_at`` seconds (cut off by the test) at send 3."""
-
-    name = "rest"
-    schemes = ("http",)
-
-    def __init__(self, fail_at: tuple[int, ...] = (), forget_at: tuple[int, ...] = (), hang: bool = False) -> None:
-        super().__init__(TransportConfig(target="http://scripted"))
-        self.fail_at, self.forget_at, self.hang = fail_at, forget_at, hang
-        self.requests: list[ChatRequest] = []
-
-    def _send(self, request: ChatRequest, turn_timeout: float) -> Reply:
-        self.requests.append(request)
-        k = len(self.requests)
-        if self.hang and k == 3:
-            gevent.sleep(60)
-        if k in self.fail_at:
-            raise ConnectError(f"refused at send {k}")
-        text = "no idea" if k in self.forget_at else " | ".join(m.content for m in request.messages)
-        now = time.perf_counter()
-        return Reply(text, t_sent=now, t_done=now + 0.004, chunk_times=[now + 0.002], chunk_tokens=[3.0],
-                     usage=Usage(40, 3))  # fmt: skip
 
 
 class ChatUser(ConversationUser):
@@ -157,7 +130,7 @@ def test_one_span_per_turn_children_of_the_conversation_span(env: Environment, t
         assert (attrs["chat.transport"], attrs["chat.dialogue"], attrs["chat.turn.index"]) == ("rest", "plan", k)
         assert attrs["chat.conversation.id"] == cid
     ok, failed, _, unchecked, forgot = (_attrs(s) for s in turns)
-    assert 1.9 <= ok["chat.ttft_ms"] <= 2.1 and ok["chat.output_tokens"] == 3.0
+    assert 0.9 <= ok["chat.ttft_ms"] <= 1.1 and ok["chat.output_tokens"] == 3.0
     assert (ok["chat.retention"], "chat.failure.kind" in ok) == ("unchecked", False)
     assert turns[0].status.status_code is StatusCode.UNSET
     # a transport failure: no reply (no TTFT, no tokens), its kind, status ERROR with the reason
