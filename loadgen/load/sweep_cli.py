@@ -21,8 +21,6 @@ under way writes its folder, and the sweep's files show what ran).
 from __future__ import annotations
 
 import argparse
-import os
-import shlex
 import subprocess
 import sys
 from collections.abc import Callable
@@ -46,8 +44,7 @@ from loadgen.metrics.rundir import check_run_id, new_run_id
 from loadgen.option_table import duration
 from loadgen.report import EXIT_BAD_INPUT, EXIT_THRESHOLD_VIOLATED
 from loadgen.report.files import write_text
-from loadgen.server.config import LOCAL_AMQP_URL
-from loadgen.server.main import AMQP_URL_ENV
+from loadgen.server.cli_options import add_reference_server_options, reference_amqp_url, reference_server_args
 
 EXIT_INTERRUPTED = 130
 #: How long asking which options the Locust plug-in takes may take.
@@ -97,17 +94,7 @@ def _load_options(add: Callable[..., Any], parser: argparse.ArgumentParser) -> N
     add("--run-id", help="the sweep's folder name under --reports-dir (default: time stamp)")
     add("--reports-dir", default="reports", help="where the sweep's folder goes (default %(default)s)")
     add("-f", "--locustfile", default="scenarios/multiturn.py", help="default %(default)s")
-    add(
-        "--embedded-server-args",
-        default="",
-        metavar="ARGS",
-        help="`loadgen serve` arguments for the reference server, e.g. '--max-batch 4 --queue-limit 8'",
-    )
-    add(
-        "--amqp-url",
-        default=None,
-        help=f"broker of the reference server's AMQP front (default: ${AMQP_URL_ENV} or {LOCAL_AMQP_URL})",
-    )
+    add_reference_server_options(add, "'--max-batch 4 --queue-limit 8'")
 
 
 def _judging_options(add: Callable[..., Any]) -> None:
@@ -163,10 +150,7 @@ def build_plan(args: argparse.Namespace) -> SweepPlan:
         raise ConfigError(f"--max-in-flight {args.max_in_flight}: give 1 or more conversation slots")
     if not Path(args.locustfile).exists():
         raise ConfigError(f"locustfile {args.locustfile} not found: run from the project folder or give -f PATH")
-    try:
-        server_args = shlex.split(args.embedded_server_args or "")
-    except ValueError as exc:
-        raise ConfigError(f"--embedded-server-args: {exc}") from exc
+    server_args = reference_server_args(args)
     if args.lag_limit_ms <= 0:
         raise ConfigError(f"--lag-limit-ms {args.lag_limit_ms:g}: give a limit above 0")
     slos = parse_slos(args.slo)
@@ -189,7 +173,7 @@ def build_plan(args: argparse.Namespace) -> SweepPlan:
         find_steps=args.find_steps if args.find else 0,
         max_in_flight=args.max_in_flight,
         server_args=server_args,
-        amqp_url=args.amqp_url or os.environ.get(AMQP_URL_ENV) or LOCAL_AMQP_URL,
+        amqp_url=reference_amqp_url(args),
         locust_args=extra[1:] if extra[:1] == ["--"] else extra,
     )
 

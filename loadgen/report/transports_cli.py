@@ -26,9 +26,7 @@ Exit codes: 0 every run produced its folder (failed turns show in the table), 3 
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -43,8 +41,7 @@ from loadgen.report.transports_build import Judging, apply_sweep, from_folders, 
 from loadgen.report.transports_page import to_html
 from loadgen.report.transports_rounds import LAG_LIMIT_MS
 from loadgen.report.transports_runner import ROUNDS_FILE, Plan, RunRecord, parse_arms, run_rounds
-from loadgen.server.config import LOCAL_AMQP_URL
-from loadgen.server.main import AMQP_URL_ENV
+from loadgen.server.cli_options import add_reference_server_options, reference_amqp_url, reference_server_args
 
 EXIT_INTERRUPTED = 130
 #: The warm-up when none is given: this, or a fifth of the run when that is shorter.
@@ -96,17 +93,10 @@ def _run_options(add: Callable[..., Any]) -> None:
         metavar="ARM=URL",
         help="use a running service for one arm instead of the reference server (repeatable)",
     )
-    add(
-        "--embedded-server-args",
-        default="",
-        metavar="ARGS",
-        help="`loadgen serve` arguments for the reference server, e.g. '--fixed --fixed-ttft-ms 20'; with "
-        "'--faults ...' every run gets a server of its own, so each run sees the same schedule",
-    )
-    add(
-        "--amqp-url",
-        default=None,
-        help=f"broker of the reference server's AMQP front (default: ${AMQP_URL_ENV} or {LOCAL_AMQP_URL})",
+    add_reference_server_options(
+        add,
+        "'--fixed --fixed-ttft-ms 20'; with '--faults ...' every run gets a server of its own, so each run sees "
+        "the same schedule",
     )
 
 
@@ -168,10 +158,7 @@ def build_plan(args: argparse.Namespace, comparison_id: str) -> Plan:
     warmup_s = min(DEFAULT_WARMUP_S, run_s / 5) if args.warmup is None else _duration("--warmup", args.warmup)
     if warmup_s >= run_s:
         raise ConfigError(f"--warmup {warmup_s:g} s leaves nothing of -t {args.run_time} to measure")
-    try:
-        server_args = shlex.split(args.embedded_server_args or "")
-    except ValueError as exc:
-        raise ConfigError(f"--embedded-server-args: {exc}") from exc
+    server_args = reference_server_args(args)
     extra = list(args.locust_args or [])
     return Plan(
         arms=arms,
@@ -185,7 +172,7 @@ def build_plan(args: argparse.Namespace, comparison_id: str) -> Plan:
         reports_dir=Path(args.reports_dir),
         locustfile=args.locustfile,
         server_args=server_args,
-        amqp_url=args.amqp_url or os.environ.get(AMQP_URL_ENV) or LOCAL_AMQP_URL,
+        amqp_url=reference_amqp_url(args),
         floor=args.floor,
         locust_args=extra[1:] if extra[:1] == ["--"] else extra,
     )
