@@ -1,4 +1,5 @@
-"""A transport that needs no server, for the cases run in a gevent-patched Python (the plugin's, tracing's)."""
+"""A dialogue and a transport that needs no server, for the cases run in a gevent-patched Python (the plugin's,
+tracing's)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,25 @@ import gevent
 from loadgen.errors import ConnectError
 from loadgen.transports.base import Transport, TransportConfig
 from loadgen.types import ChatRequest, Reply, Usage
+
+#: A five-turn dialogue that plants a name and a code and probes both (turns 4 and 5), its slots fixed.
+DIALOGUE = """\
+name: plan
+system: "You help {name}."
+slots:
+  name: {choice: [Zephyrine]}
+  code: {choice: [QX-7781]}
+turns:
+  - user: "Hi, I am {name}."
+    plant: [name]
+  - user: "My code is {code}."
+    plant: [code]
+  - user: "Any news?"
+  - user: "What was my code?"
+    probe: [code]
+  - user: "And my name?"
+    probe: [name]
+"""
 
 
 class ScriptedTransport(Transport):

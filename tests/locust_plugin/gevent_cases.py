@@ -33,25 +33,8 @@ from loadgen.metrics.keys import Count, FailureReason, SeriesKey, Total
 from loadgen.report.rundata import load_batch
 from loadgen.report.thresholds import parse_thresholds
 from loadgen.types import ChatMessage, ChatRequest, HistoryMode, Reply
-from tests.scripted_transport import ScriptedTransport
+from tests.scripted_transport import DIALOGUE, ScriptedTransport
 
-DIALOGUE = """\
-name: plan
-system: "You help {name}."
-slots:
-  name: {choice: [Zephyrine]}
-  code: {choice: [QX-7781]}
-turns:
-  - user: "Hi, I am {name}."
-    plant: [name]
-  - user: "My code is {code}."
-    plant: [code]
-  - user: "Any news?"
-  - user: "What was my code?"
-    probe: [code]
-  - user: "And my name?"
-    probe: [name]
-"""
 SYSTEM = ChatMessage("system", "You help Zephyrine.")
 U = {
     1: ChatMessage("user", "Hi, I am Zephyrine."),

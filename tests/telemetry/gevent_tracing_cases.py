@@ -36,29 +36,12 @@ from loadgen.telemetry.tracing import (
     TURN_SPAN,
     turn_tracing,
 )
-from tests.scripted_transport import ScriptedTransport
+from tests.scripted_transport import DIALOGUE, ScriptedTransport
 
 EXPORTER = InMemorySpanExporter()
 _provider = TracerProvider()
 _provider.add_span_processor(SimpleSpanProcessor(EXPORTER))
 trace.set_tracer_provider(_provider)  # what Locust's --otel does (with exporters from OTEL_*)
-
-DIALOGUE = """\
-name: plan
-slots:
-  name: {choice: [Zephyrine]}
-  code: {choice: [QX-7781]}
-turns:
-  - user: "Hi, I am {name}."
-    plant: [name]
-  - user: "My code is {code}."
-    plant: [code]
-  - user: "Any news?"
-  - user: "What was my code?"
-    probe: [code]
-  - user: "And my name?"
-    probe: [name]
-"""
 
 
 class ChatUser(ConversationUser):
