@@ -46,7 +46,7 @@ distributions without starting any load.
 
 from __future__ import annotations
 
-from loadgen.datasets.feed import ORDERS, ConversationFeed, Shard, open_dataset
+from loadgen.datasets.feed import ORDERS, ConversationFeed, Shard, open_dataset, split_over
 from loadgen.datasets.model import DEFAULT_MIN_USER_TURNS, DatasetConversation, DatasetError, DatasetTurn
 from loadgen.datasets.parse import ROLE_ALIASES
 from loadgen.datasets.reader import FileCounts, iter_entries
@@ -67,5 +67,6 @@ __all__ = [
     "TokenizerFile",
     "iter_entries",
     "open_dataset",
+    "split_over",
     "token_counter",
 ]

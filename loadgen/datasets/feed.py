@@ -46,6 +46,15 @@ class Shard:
     count: int = 1
 
 
+def split_over(worker_ids: Sequence[str], usable: int) -> dict[str, Shard]:
+    """Each worker's shard of a dataset of ``usable`` conversations: workers in sorted id order, one shard each;
+    {} (no split) for fewer than two workers or fewer conversations than workers."""
+    workers = sorted(worker_ids)
+    if len(workers) < 2 or usable < len(workers):
+        return {}
+    return {worker: Shard(index, len(workers)) for index, worker in enumerate(workers)}
+
+
 @dataclass
 class _FileIndex:
     """Where each usable conversation of one uncompressed file is: offsets and lengths in bytes, lines."""
@@ -150,6 +159,7 @@ class ConversationFeed:
         self._total = sum(c.usable for c in counts)
         self._len = len(range(shard.index, self._total, shard.count))
         self._order: array[int] | None = None
+        self._shuffle_seed: int | None = None
         self._lock = threading.Lock()
         self._handed_out = 0
         self._stream: Generator[DatasetConversation] | None = None
@@ -157,6 +167,31 @@ class ConversationFeed:
     def __len__(self) -> int:
         """Usable conversations in this shard (one cycle)."""
         return self._len
+
+    @property
+    def usable(self) -> int:
+        """Usable conversations in the whole dataset, every shard together."""
+        return self._total
+
+    def reshard(self, shard: Shard) -> None:
+        """Hand out ``shard``'s conversations from now on, from the start of its order (the same permutation seed
+        when shuffled). Raises :class:`DatasetError` when the shard does not exist or holds no conversation."""
+        where = ", ".join(c.path for c in self.counts)
+        if not 0 <= shard.index < shard.count:
+            raise DatasetError(where, 0, f"shard {shard.index} of {shard.count} does not exist")
+        if shard.index >= self._total:
+            raise DatasetError(
+                where, 0, f"{self._total} usable conversations, none in shard {shard.index} of {shard.count}"
+            )
+        with self._lock:
+            self.shard = shard
+            self._len = len(range(shard.index, self._total, shard.count))
+            self._handed_out = 0
+            if self._stream is not None:
+                self._stream.close()
+                self._stream = None
+            if self._shuffle_seed is not None:
+                self._shuffle(self._shuffle_seed)
 
     @property
     def random_access(self) -> bool:
@@ -209,6 +244,7 @@ class ConversationFeed:
         self.close()
 
     def _shuffle(self, seed: int) -> None:
+        self._shuffle_seed = seed
         order = array("I", range(self._len))
         random.Random(seed).shuffle(order)
         self._order = order

@@ -22,11 +22,13 @@ Importing this package registers its event listeners; a locustfile only needs::
   files, CI gates and the web UI tab, as summary listeners.
 - ``open_model``: ``--arrival-rate``: a dispatcher per process hands arrivals to idle users (conversation slots),
   the master splits the rate over its workers, a LoadTestShape's ``arrival_rate`` steps it.
+- ``dataset_shards``: ``--dataset`` in distributed mode: the master gives each worker its own part of the dataset.
 - ``embedded``: the reference server started when no ``--host`` is given.
 
 With Locust's ``--otel`` each turn is a span (:mod:`loadgen.telemetry.locust_tracing`).
 """
 
+from loadgen.locust_plugin import dataset_shards as _dataset_shards  # noqa: F401 - a dataset split over workers
 from loadgen.locust_plugin import events as _events  # noqa: F401 - registers listeners
 from loadgen.locust_plugin import open_model as _open_model  # noqa: F401 - the open model's listeners
 from loadgen.locust_plugin import report_hooks as _report_hooks  # noqa: F401 - reports, CI gates, web UI tab

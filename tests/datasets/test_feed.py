@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from loadgen.datasets import DatasetError, Shard, open_dataset
+from loadgen.datasets import DatasetError, Shard, open_dataset, split_over
 from tests.conftest import REPO_ROOT
 from tests.datasets.helpers import openai_line, sharegpt_line, write_lines
 
@@ -134,6 +134,47 @@ def test_shards_are_disjoint_and_cover_the_dataset(tmp_path: Path, gz: bool) -> 
     assert [len(s) for s in shards] == [3, 2, 2]
     taken = [[s.next().index for _ in range(len(s) * 2)] for s in shards]
     assert taken == [[0, 3, 6, 0, 3, 6], [1, 4, 1, 4], [2, 5, 2, 5]]
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_a_feed_resharded_hands_out_its_new_shard_from_the_start(tmp_path: Path, gz: bool) -> None:
+    feed = open_dataset(dataset(tmp_path, gz=gz), skip_bad=True)
+    assert feed.usable == 7
+    assert [feed.next().index for _ in range(3)] == [0, 1, 2]
+    feed.reshard(Shard(1, 3))
+    assert len(feed) == 2 and feed.handed_out == 0 and feed.usable == 7
+    assert [feed.next().index for _ in range(5)] == [1, 4, 1, 4, 1]
+    feed.reshard(Shard(0, 1))
+    assert [feed.next().index for _ in range(8)] == [0, 1, 2, 3, 4, 5, 6, 0]
+
+
+def test_a_shuffled_feed_resharded_keeps_its_permutation_seed(tmp_path: Path) -> None:
+    paths = dataset(tmp_path)
+    feed = open_dataset(paths, skip_bad=True, order="shuffled", seed=3)
+    feed.reshard(Shard(2, 3))
+    fresh = open_dataset(paths, skip_bad=True, order="shuffled", seed=3, shard=Shard(2, 3))
+    assert [feed.next().index for _ in range(4)] == [fresh.next().index for _ in range(4)]
+
+
+def test_resharding_into_no_conversation_is_refused_and_changes_nothing(tmp_path: Path) -> None:
+    paths = dataset(tmp_path)
+    feed = open_dataset(paths, skip_bad=True)
+    with pytest.raises(DatasetError, match=r": 7 usable conversations, none in shard 7 of 8$"):
+        feed.reshard(Shard(7, 8))
+    with pytest.raises(DatasetError, match=r"shard 3 of 3 does not exist$"):
+        feed.reshard(Shard(3, 3))
+    assert feed.shard == Shard() and [feed.next().index for _ in range(2)] == [0, 1]
+
+
+def test_workers_in_id_order_get_one_shard_each() -> None:
+    assert split_over(["w-b", "w-c", "w-a"], usable=10) == {"w-a": Shard(0, 3), "w-b": Shard(1, 3), "w-c": Shard(2, 3)}
+    assert split_over(["a", "b"], usable=2) == {"a": Shard(0, 2), "b": Shard(1, 2)}
+
+
+def test_no_split_for_one_worker_or_fewer_conversations_than_workers() -> None:
+    assert split_over(["a"], usable=100) == {}
+    assert split_over([], usable=100) == {}
+    assert split_over(["a", "b", "c"], usable=2) == {}
 
 
 def test_an_empty_shard_or_dataset_is_an_error(tmp_path: Path) -> None:
