@@ -143,6 +143,14 @@ def _live_source() -> tuple[MetricsBatch, int] | None:
     return rt.aggregator.total, rt.aggregator.updates
 
 
+def _live_slo() -> bool:
+    """Whether the test checks ``--slo`` objectives (the tab then shows the share of turns that met them)."""
+    try:
+        return get_runtime().slo is not None
+    except RuntimeError:
+        return False
+
+
 def _live_warnings() -> list[str]:
     """What the tab shows beside the table (with the generator's lag): workers the master lost sight of."""
     out: list[str] = []
@@ -160,7 +168,7 @@ def _live_warnings() -> list[str]:
 
 def live_table() -> LiveTable:
     if state.live is None:
-        state.live = LiveTable(_live_source, warnings=_live_warnings)
+        state.live = LiveTable(_live_source, warnings=_live_warnings, slo=_live_slo)
     return state.live
 
 

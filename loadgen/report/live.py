@@ -36,7 +36,10 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("ttft_p99", "TTFT p99 (ms)"),
     ("itl_p50", "ITL p50 (ms)"),
     ("itl_p99", "ITL p99 (ms)"),
+    ("tpot_p50", "TPOT p50 (ms)"),
+    ("tpot_p99", "TPOT p99 (ms)"),
     ("retention", "Retention %"),
+    ("slo", "SLO met %"),
 )
 
 
@@ -55,8 +58,9 @@ def _percentiles(hist: TrackedHistogram | None, prefix: str, row: dict[str, Any]
         row[f"{prefix}_{names[q]}"] = _ms(values[q])
 
 
-def build_rows(batch: MetricsBatch) -> list[dict[str, Any]]:
-    """Rows per (transport, dialogue, turn), each transport's '(all)' row after its turns."""
+def build_rows(batch: MetricsBatch, *, slo: bool = False) -> list[dict[str, Any]]:
+    """Rows per (transport, dialogue, turn), each transport's '(all)' row after its turns. ``slo``: the run checks
+    ``--slo`` objectives, so each row has the share of its turns that met them all (None without)."""
     counts = batch.counts
     turn_keys = sorted(
         {k.turn_key() for k in batch.series_keys() if k.transport != ALL},
@@ -79,7 +83,9 @@ def build_rows(batch: MetricsBatch) -> list[dict[str, Any]]:
         _percentiles(batch.histograms.get(base.with_metric(Metric.E2E)), "e2e", row, _QS)
         _percentiles(batch.histograms.get(base.with_metric(Metric.TTFT)), "ttft", row, _QS)
         _percentiles(batch.histograms.get(base.with_metric(Metric.ITL)), "itl", row, (0.5, 0.99))
+        _percentiles(batch.histograms.get(base.with_metric(Metric.TPOT)), "tpot", row, (0.5, 0.99))
         row["retention"] = round(100.0 * passed / checked, 1) if checked else None
+        row["slo"] = round(100.0 * counts.get(base.with_metric(Count.SLO_MET), 0) / count, 1) if slo else None
         rows.append(row)
     return rows
 
@@ -125,9 +131,11 @@ class LiveTable:
         clock: Callable[[], float] = time.monotonic,
         cost_factor: float = 10.0,
         warnings: Callable[[], list[str]] | None = None,
+        slo: Callable[[], bool] | None = None,
     ) -> None:
         self._source = source  # () -> (batch, version) or None when no run is set up
         self._warnings = warnings
+        self._slo = slo  # () -> whether the test checks --slo objectives
         self._min_interval_s = min_interval_s
         self._clock = clock
         self._computed_at: float | None = None
@@ -158,7 +166,7 @@ class LiveTable:
         started = time.perf_counter()
         lag = generator_lag(batch)
         self._snapshot = {
-            "rows": build_rows(batch),
+            "rows": build_rows(batch, slo=self._slo is not None and self._slo()),
             "generator_lag_ms": lag,
             "warnings": lag_warnings(lag) + (self._warnings() if self._warnings is not None else []),
             "updated_at": round(time.time(), 3),

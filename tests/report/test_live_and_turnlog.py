@@ -87,3 +87,20 @@ def test_turn_log_writes_jsonl_and_workers_get_their_own_file(tmp_path: Path) ->
     log.close()
     lines = (tmp_path / "sub" / "turns.jsonl").read_text().splitlines()
     assert [json.loads(line)["turn"] for line in lines] == [1, 2, 3]
+
+
+def test_live_rows_carry_tpot_and_with_slo_the_share_of_turns_that_met_it() -> None:
+    from loadgen.load.slo import SloChecker, parse_objectives
+
+    batch = MetricsBatch()
+    slo = SloChecker(parse_objectives(["ttft.p99 < 100ms"]))
+    for ttft in (0.05, 0.05, 0.05, 0.15):  # three of four turns meet it
+        record_turn(batch, TurnOutcome("rest", "travel", 1, _reply(ttft=ttft, gaps=(0.01, 0.01, 0.04))), slo)
+    record_turn(batch, TurnOutcome("rest", "travel", 1, None, error=ConnectError("refused")), slo)  # never meets it
+    turn1, agg = build_rows(batch, slo=True)
+    # (e2e - ttft) / (output tokens - 1): 60 ms over 4 tokens' 3 gaps
+    assert abs(turn1["tpot_p50"] - 20.0) < 0.1 and abs(turn1["tpot_p99"] - 20.0) < 0.1
+    assert turn1["slo"] == 60.0 and agg["slo"] == 60.0  # 3 of 5 turns, the failed one included
+    assert [row["slo"] for row in build_rows(batch)] == [None, None]  # no --slo: no column value
+    table = LiveTable(lambda: (batch, 1), slo=lambda: True)
+    assert table.snapshot()["rows"][0]["slo"] == 60.0
