@@ -9,7 +9,8 @@ service meets the same arrivals a fast one does (wrk2's lesson on coordinated om
 A run's rate is split over its load-generating processes: each of ``shares`` processes runs a clock at
 ``rate / shares``; Poisson streams superpose exactly, and constant streams are phase-shifted by
 ``index / shares`` of the whole run's gap so that together they are evenly spaced too. The rate may change
-while the clock runs (rate steps): the next gap is drawn at the new rate from the last arrival.
+while the clock runs (rate steps), and so may the number of shares (a worker joined): the next gap is drawn at
+the new rate from the last arrival (constant streams then keep their own phase).
 """
 
 from __future__ import annotations
@@ -54,11 +55,16 @@ class ArrivalClock:
         """This process's rate (the run's rate divided by ``shares``)."""
         return self._rate
 
-    def set_rate(self, run_rate_per_s: float, now: float | None = None) -> None:
-        """Change the run's rate (``shares`` is kept). The arrival already scheduled stays; the gaps after it are
-        drawn at the new rate. A clock stopped at rate 0 resumes one gap after ``now``."""
+    def set_rate(self, run_rate_per_s: float, now: float | None = None, *, shares: int | None = None) -> None:
+        """Change the run's rate, and with ``shares`` the number of processes it is split over (a worker joined
+        the run; kept when None). The arrival already scheduled stays; the gaps after it are drawn at the new
+        rate. A clock stopped at rate 0 resumes one gap after ``now``."""
         if run_rate_per_s < 0:
             raise ValueError(f"arrival rate must not be negative, got {run_rate_per_s}")
+        if shares is not None:
+            if shares < 1:
+                raise ValueError(f"{shares} shares")
+            self.shares = shares
         self._rate = run_rate_per_s / self.shares
         if now is not None and getattr(self, "_next", None) == float("inf"):
             self._next = now + self._gap()

@@ -9,7 +9,9 @@ service meets the same arrivals a fast one does).
 What is counted (:class:`ArrivalCounts`) goes to the ``record`` callback as it happens (the
 :class:`~loadgen.metrics.keys.Count` ``arrivals*`` names), so it travels with the turns' figures: ``offered``
 (arrivals due), ``started`` (handed to a slot), ``dropped``, ``dispatch_ms`` (how long this dispatcher has run)
-with ``dispatchers`` (1 when it starts: summed over processes, the number that dispatched), ``live_ms`` (the live
+with ``dispatchers`` (1 when it starts: summed over processes, the number that dispatched), ``run_ms`` (the
+dispatching time divided by the number of processes sharing the rate: summed over processes, the run's
+dispatching time, even when a worker joined late), ``live_ms`` (the live
 conversations integrated over time, in conversation-milliseconds: divided by the dispatching time it is the mean
 number of live conversations, and it sums exactly across processes) and ``live_max`` (raised by how much this
 process's highest live count grew, so that the run's figure is the sum of each process's highest: exact with one
@@ -75,9 +77,12 @@ class Dispatcher:
         """Slots waiting for an arrival now."""
         return len(self._idle)
 
-    def set_rate(self, run_rate_per_s: float) -> None:
-        """A new rate for the whole run (a rate step); the dispatcher loop picks it up at once."""
-        self.clock.set_rate(run_rate_per_s, now=self._now())
+    def set_rate(self, run_rate_per_s: float, *, shares: int | None = None) -> None:
+        """A new rate for the whole run (a rate step), split over ``shares`` processes when given (a worker joined);
+        the dispatcher loop picks it up at once."""
+        if shares is not None:
+            self._sample(self._now())  # the time so far counts at the old share
+        self.clock.set_rate(run_rate_per_s, now=self._now(), shares=shares)
         self._wake.set()
 
     # --- the slots' side ------------------------------------------------------------------------------------------
@@ -137,6 +142,7 @@ class Dispatcher:
         elapsed_ms = max(0.0, now - self._sampled_at) * 1000.0
         self._sampled_at = now
         self.counts.dispatch_ms += self._accrue(Count.ARRIVALS_DISPATCH_MS, elapsed_ms)
+        self._accrue(Count.ARRIVALS_RUN_MS, elapsed_ms / self.clock.shares)
         self.counts.live_ms += self._accrue(Count.ARRIVALS_LIVE_MS, self.counts.live * elapsed_ms)
 
     def _accrue(self, counter: Count, ms: float) -> int:

@@ -11,7 +11,8 @@ run without a shape, every slot is spawned at once unless ``-r`` says otherwise 
   at its share of R: a single process has the whole rate; in distributed mode (``--processes``,
   ``--master``/``--worker``) the master sends each worker its plan (:data:`MESSAGE`: the run's rate, the arrival
   kind, the number of shares and the worker's index) as the test starts, before the spawn messages, so the
-  workers' arrivals add up to R (a worker that joins later gets none). With ``--seed`` the gaps are reproducible.
+  workers' arrivals add up to R. A worker that joins a running test makes the master send every worker its new
+  share first (a lost worker's share is not handed on). With ``--seed`` the gaps are reproducible.
 - Rate steps: a ``LoadTestShape`` whose ``tick()`` sets an ``arrival_rate`` attribute drives the rate: the master
   (or the single process) reads it every :data:`SHAPE_POLL_S` and hands a new value to every dispatcher. Its
   user count is the cap, as ``-u`` is. In the web UI the rate is ``--arrival-rate``'s; the users field is the cap.
@@ -110,7 +111,7 @@ def _on_plan(environment: Any = None, msg: Any = None, **_: Any) -> None:
     plan = Plan(**msg.data)
     state.plan = plan
     if state.dispatcher is not None:
-        state.dispatcher.set_rate(plan.rate)
+        state.dispatcher.set_rate(plan.rate, shares=plan.shares)
 
 
 # --- the test's life ----------------------------------------------------------------------------------------------
@@ -180,11 +181,25 @@ def _on_test_stopping(**_: Any) -> None:
     stop_dispatching(forget=False)
 
 
-def _send_plans(runner: Any, plan: Plan) -> None:
-    """The master: each worker its share of ``plan``."""
+def _on_worker_connect(client_id: str = "", **_: Any) -> None:
+    """The master: a worker joined a running open-model test. Every worker gets its new share before the master
+    hands the newcomer its slots (Locust fires this before it rebalances the users), so the workers' arrivals
+    still add up to the run's rate and the newcomer's slots wait for arrivals instead of chatting unpaced."""
+    environment = plugin_events.state.environment
+    runner = getattr(environment, "runner", None)
+    if state.plan is None or runner is None or not hasattr(runner, "clients"):
+        return
+    from locust.runners import STATE_RUNNING, STATE_SPAWNING
+
+    if runner.state in (STATE_RUNNING, STATE_SPAWNING):
+        _send_plans(runner, state.plan, joining=client_id)
+
+
+def _send_plans(runner: Any, plan: Plan, joining: str | None = None) -> None:
+    """The master: each worker its share of ``plan`` (``joining``: a worker not in the runner's clients yet)."""
     from locust.runners import STATE_MISSING
 
-    workers = sorted(c.id for c in runner.clients.all if c.state != STATE_MISSING)
+    workers = sorted({c.id for c in runner.clients.all if c.state != STATE_MISSING} | ({joining} if joining else set()))
     slots = getattr(runner, "target_user_count", None)
     if slots is not None and slots < len(workers):
         logger.warning("%d conversation slot(s) (-u) for %d workers: a worker with none drops all its arrivals",
@@ -240,7 +255,13 @@ def _count(batch: MetricsBatch, name: Count) -> int:
 
 
 def dispatch_seconds(batch: MetricsBatch) -> float:
-    """How long arrivals were dispatched: the processes' dispatching time, averaged over the processes."""
+    """How long arrivals were dispatched: each process's dispatching time over the number of processes sharing the
+    rate meanwhile, summed (``arrivals.run_ms``): with every process from the start it is their mean time, and a
+    worker that joined later adds only its share of the time since. Without that count (figures of an older
+    version), the processes' dispatching time averaged over the processes."""
+    run_ms = _count(batch, Count.ARRIVALS_RUN_MS)
+    if run_ms:
+        return run_ms / 1000.0
     dispatchers = _count(batch, Count.ARRIVALS_DISPATCHERS)
     return _count(batch, Count.ARRIVALS_DISPATCH_MS) / 1000.0 / dispatchers if dispatchers else 0.0
 
@@ -311,3 +332,4 @@ _hooks: Any = events
 _hooks.test_start.add_listener(_on_test_start)
 _hooks.spawning_complete.add_listener(_on_spawning_complete)
 _hooks.test_stopping.add_listener(_on_test_stopping)
+_hooks.worker_connect.add_listener(_on_worker_connect)

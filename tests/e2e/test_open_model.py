@@ -3,6 +3,7 @@ over REST, gRPC and AMQP (a real RabbitMQ broker), split over two processes, and
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -81,3 +82,41 @@ def test_the_web_ui_runs_the_open_model_with_its_users_field_as_the_cap(tmp_path
         if proc.poll() is None:
             proc.kill()
             proc.wait(30)
+
+
+def test_a_worker_joining_a_running_test_takes_its_share_of_the_rate(tmp_path: Path) -> None:
+    """Master and workers started apart (as deploy/ does); the second worker joins a running test. The master
+    re-splits the rate before it gives the newcomer slots: the newcomer's slots wait for arrivals (no unpaced
+    chats: every first turn is an arrival), it runs some of them, and the run's rate stays the requested one."""
+    from tests.deploy.test_master_workers import _processes, _start, _wait, _wait_ready
+
+    locust = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE)]
+    common = ["--dialogues", str(REPO_ROOT / "scenarios" / "dialogues"), "--think-min", "0.05", "--think-max", "0.2"]
+    port = str(free_port())
+    master = [*locust, "--master", "--headless", "--expect-workers", "1", "--master-bind-host", "127.0.0.1",
+              "--master-bind-port", port, "-u", "40", "-r", "40", "-t", "24s", "--arrival-rate", "6",
+              "--arrival", "constant", *common, "--reports-dir", "reports", "--run-id", "run",
+              "--only-summary"]  # fmt: skip
+    worker = [*locust, "--worker", "--master-host", "127.0.0.1", "--master-port", port, *common]
+    logs = tmp_path / "logs"
+    with _processes() as started:
+        _start(started, tmp_path, "server", [sys.executable, "-m", "loadgen", "serve", "--rest-port", "0"])
+        url = _wait_ready(started[0][1], tmp_path / "server.log")
+        _start(started, tmp_path, "master", [*master, "--host", url])
+        _start(started, tmp_path, "worker1", [*worker, "--turn-log", "logs/first.jsonl"])
+        deadline = time.monotonic() + 60
+        while not any(logs.glob("first*.jsonl")) or not next(logs.glob("first*.jsonl")).stat().st_size:
+            assert time.monotonic() < deadline, (tmp_path / "master.log").read_text()[-3000:]
+            time.sleep(0.1)  # polling for the first worker's first turn: the test is running
+        _start(started, tmp_path, "worker2", [*worker, "--turn-log", "logs/late.jsonl"])
+        procs = dict(started)
+        master_rc = _wait(procs["master"], 150)
+    output = "\n".join((tmp_path / f"{n}.log").read_text(errors="replace")[-2000:] for n in ("master", "worker2"))
+    assert master_rc == 0, output
+    summary = json.loads((tmp_path / "reports" / "run" / "summary.json").read_text())
+    arrivals = summary["arrivals"]
+    assert arrivals["achieved_per_s"] == pytest.approx(6.0, rel=0.25), (arrivals, output)
+    first_turns = sum(r["count"] for r in summary["turns"] if r["turn"] == 1)
+    assert first_turns <= arrivals["started"], (first_turns, arrivals)  # no chat outside the arrivals
+    late = [json.loads(line) for p in logs.glob("late*.jsonl") for line in p.read_text().splitlines()]
+    assert sum(1 for line in late if line["turn"] == 1) >= 3, (late[:3], output)  # the newcomer ran arrivals

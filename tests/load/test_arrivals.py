@@ -72,6 +72,19 @@ def test_rate_changes_take_effect_from_the_next_arrival_and_zero_stops() -> None
     assert clock.peek() == pytest.approx(20.2)
 
 
+def test_a_change_of_shares_splits_the_run_rate_again() -> None:
+    clock = ArrivalClock(6.0, ArrivalKind.CONSTANT, start=0.0, shares=1)
+    assert clock.pop() == pytest.approx(1 / 6)
+    clock.set_rate(6.0, shares=3)
+    assert clock.rate_per_s == pytest.approx(2.0) and clock.shares == 3
+    assert clock.pop() == pytest.approx(2 / 6)  # already scheduled at the old rate
+    assert clock.pop() == pytest.approx(2 / 6 + 0.5)
+    clock.set_rate(12.0)  # the shares are kept
+    assert clock.rate_per_s == pytest.approx(4.0)
+    with pytest.raises(ValueError):
+        clock.set_rate(6.0, shares=0)
+
+
 def test_bad_arguments() -> None:
     with pytest.raises(ValueError):
         ArrivalClock(-1.0, start=0.0)

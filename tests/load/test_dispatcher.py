@@ -119,6 +119,22 @@ def test_live_conversations_are_integrated_over_time_and_their_maximum_kept() ->
     assert dispatcher.counts.live_ms == 3500 and recorded[Count.ARRIVALS_DISPATCH_MS] == 2200  # none after the stop
 
 
+def test_a_new_share_halves_the_rate_and_the_run_time_counts_at_each_share() -> None:
+    dispatcher, now, recorded = _dispatcher(rate=10.0)  # one process: the whole 10/s
+    _slots(dispatcher, 50)
+    now.t = 1.0
+    dispatcher.tick()
+    assert dispatcher.counts.offered == 10
+    dispatcher.set_rate(10.0, shares=2)  # a worker joined: this process now runs 5/s
+    assert dispatcher.clock.rate_per_s == pytest.approx(5.0)
+    now.t = 3.0
+    dispatcher.tick()
+    assert dispatcher.counts.offered == 10 + 10  # 1.0 s at 10/s, then 2.0 s at 5/s
+    dispatcher.stop()
+    assert recorded[Count.ARRIVALS_DISPATCH_MS] == 3000  # this process's own time
+    assert recorded[Count.ARRIVALS_RUN_MS] == 1000 + 2000 // 2  # its share of the run's time: 1 s whole, 2 s half
+
+
 def test_a_clock_at_rate_zero_offers_nothing_until_a_rate_step() -> None:
     dispatcher, now, _ = _dispatcher(rate=0.0)
     _slots(dispatcher, 1)
