@@ -11,7 +11,9 @@ What is counted (:class:`ArrivalCounts`) goes to the ``record`` callback as it h
 (arrivals due), ``started`` (handed to a slot), ``dropped``, ``dispatch_ms`` (how long this dispatcher has run)
 with ``dispatchers`` (1 when it starts: summed over processes, the number that dispatched), ``run_ms`` (the
 dispatching time divided by the number of processes sharing the rate: summed over processes, the run's
-dispatching time, even when a worker joined late), ``live_ms`` (the live
+dispatching time, even when a worker joined late), ``requested_milli`` (this process's rate integrated over its
+dispatching time, in thousandths of an arrival: summed, what the run asked for through its rate steps),
+``live_ms`` (the live
 conversations integrated over time, in conversation-milliseconds: divided by the dispatching time it is the mean
 number of live conversations, and it sums exactly across processes) and ``live_max`` (raised by how much this
 process's highest live count grew, so that the run's figure is the sum of each process's highest: exact with one
@@ -80,8 +82,7 @@ class Dispatcher:
     def set_rate(self, run_rate_per_s: float, *, shares: int | None = None) -> None:
         """A new rate for the whole run (a rate step), split over ``shares`` processes when given (a worker joined);
         the dispatcher loop picks it up at once."""
-        if shares is not None:
-            self._sample(self._now())  # the time so far counts at the old share
+        self._sample(self._now())  # the time so far counts at the old rate and share
         self.clock.set_rate(run_rate_per_s, now=self._now(), shares=shares)
         self._wake.set()
 
@@ -143,6 +144,7 @@ class Dispatcher:
         self._sampled_at = now
         self.counts.dispatch_ms += self._accrue(Count.ARRIVALS_DISPATCH_MS, elapsed_ms)
         self._accrue(Count.ARRIVALS_RUN_MS, elapsed_ms / self.clock.shares)
+        self._accrue(Count.ARRIVALS_REQUESTED_MILLI, elapsed_ms * self.clock.rate_per_s)  # ms x 1/s = 1/1000
         self.counts.live_ms += self._accrue(Count.ARRIVALS_LIVE_MS, self.counts.live * elapsed_ms)
 
     def _accrue(self, counter: Count, ms: float) -> int:

@@ -29,7 +29,7 @@ With Locust's ``--otel`` each turn is a span (:mod:`loadgen.telemetry.locust_tra
 """
 
 from loadgen.locust_plugin import dataset_shards as _dataset_shards  # noqa: F401 - a dataset split over workers
-from loadgen.locust_plugin import events as _events  # noqa: F401 - registers listeners
+from loadgen.locust_plugin import events as _events  # noqa: F401 - registers listeners (before the modules that import it)
 from loadgen.locust_plugin import open_model as _open_model  # noqa: F401 - the open model's listeners
 from loadgen.locust_plugin import report_hooks as _report_hooks  # noqa: F401 - reports, CI gates, web UI tab
 from loadgen.locust_plugin.user import ConversationUser

@@ -142,12 +142,15 @@ def install_graceful_quit(environment: Any, runner: Any) -> None:
     from locust.runners import STATE_INIT, STATE_MISSING, STATE_STOPPED
 
     original = runner.quit
-    draining: list[bool] = []
+    draining: list[Any] = []  # the greenlet of the call that drains
 
     def quit_after_final_reports() -> None:
-        if draining:  # called again meanwhile (Locust quits when its last worker quits): the first call goes on
+        # Called again meanwhile (Locust quits when its last worker quits): the first call goes on, unless it was
+        # killed before it quit (a LoadTestShape's end quits from the shape's greenlet, which Locust's stop on the
+        # last worker's quit kills): then this call drains and quits, or the master would never exit.
+        if draining and not draining[0].dead:
             return
-        draining.append(True)
+        draining[:] = [gevent.getcurrent()]
         if runner.state not in (STATE_INIT, STATE_STOPPED):
             told = [c.id for c in runner.clients.all if c.state != STATE_MISSING]
             workers.expect_final(told)

@@ -45,7 +45,7 @@ from loadgen.locust_plugin import options as opts
 from loadgen.locust_plugin.embedded import EmbeddedServer, start_embedded_server
 from loadgen.locust_plugin.listeners import Listeners
 from loadgen.locust_plugin.persistence import RunFolder, faults_section, pause
-from loadgen.locust_plugin.runtime import LoadgenRuntime, build_runtime, get_runtime, runner_role
+from loadgen.locust_plugin.runtime import LoadgenRuntime, await_runtime, build_runtime, get_runtime, runner_role
 from loadgen.metrics.console import format_table
 from loadgen.metrics.lag import LagProbe
 from loadgen.metrics.rundir import new_run_id
@@ -193,7 +193,7 @@ def _redacted_argv() -> list[str]:
 
 
 def _on_test_start(environment: Any, **_: Any) -> None:
-    rt = get_runtime()
+    rt = await_runtime()  # the first listener of test_start: the plugin's others find the runtime built
     if environment.parsed_options is not None:  # the steady window and SLOs of this test (a worker: the master's)
         rt.begin_test(environment.parsed_options, time.time())
     if rt.role != "master":

@@ -11,8 +11,9 @@ run without a shape, every slot is spawned at once unless ``-r`` says otherwise 
   at its share of R: a single process has the whole rate; in distributed mode (``--processes``,
   ``--master``/``--worker``) the master sends each worker its plan (:data:`MESSAGE`: the run's rate, the arrival
   kind, the number of shares and the worker's index) as the test starts, before the spawn messages, so the
-  workers' arrivals add up to R. A worker that joins a running test makes the master send every worker its new
-  share first (a lost worker's share is not handed on). With ``--seed`` the gaps are reproducible.
+  workers' arrivals add up to R. A worker that joins a running test waits at rate 0 until its plugin's first report
+  reaches the master, which then sends every worker its new share (a lost worker's share is not handed on). With
+  ``--seed`` the gaps are reproducible.
 - Rate steps: a ``LoadTestShape`` whose ``tick()`` sets an ``arrival_rate`` attribute drives the rate: the master
   (or the single process) reads it every :data:`SHAPE_POLL_S` and hands a new value to every dispatcher. Its
   user count is the cap, as ``-u`` is. In the web UI the rate is ``--arrival-rate``'s; the users field is the cap.
@@ -37,6 +38,7 @@ from loadgen.errors import ConfigError
 from loadgen.load.arrivals import ArrivalClock, ArrivalKind
 from loadgen.load.dispatcher import Dispatcher
 from loadgen.locust_plugin import events as plugin_events
+from loadgen.locust_plugin.distributed import WIRE_FIELD
 from loadgen.locust_plugin.runtime import LoadgenRuntime, get_runtime
 from loadgen.metrics.batch import MetricsBatch
 from loadgen.metrics.keys import ALL, Count, SeriesKey
@@ -64,6 +66,7 @@ class _State:
     dispatcher: Dispatcher | None = None
     shape_poller: gevent.Greenlet | None = None
     rate_steps: list[tuple[float, float]] = []  # master/local: (time.time(), run rate) from the test's start
+    planned: set[str] = set()  # master: the workers sent the current split of the rate
 
 
 state = _State()
@@ -121,6 +124,8 @@ def _on_test_start(environment: Any, **_: Any) -> None:
     except RuntimeError:
         return
     plan = state.plan
+    if plan is None and rt.role == "worker":
+        plan = _plan_to_come(environment)
     if plan is None:
         return
     if rt.role != "worker":
@@ -137,6 +142,16 @@ def _on_test_start(environment: Any, **_: Any) -> None:
         _send_plans(environment.runner, plan)
     else:
         prepare_dispatching(rt, plan)  # the slots wait in it; it starts once they are spawned
+
+
+def _plan_to_come(environment: Any) -> Plan | None:
+    """A worker that joined a running open-model test (its slots came before the master could reach its plugin):
+    its slots wait in a dispatcher at rate 0 until the master's plan comes, never chatting unpaced. None in the
+    closed model (the master's options, which came with the spawn message, have no arrival rate)."""
+    parsed = getattr(environment, "parsed_options", None)
+    if getattr(parsed, "arrival_rate", None) is None:
+        return None
+    return Plan(0.0, str(getattr(parsed, "arrival", None) or ArrivalKind.POISSON.value))
 
 
 def _on_spawning_complete(**_: Any) -> None:
@@ -181,13 +196,14 @@ def _on_test_stopping(**_: Any) -> None:
     stop_dispatching(forget=False)
 
 
-def _on_worker_connect(client_id: str = "", **_: Any) -> None:
-    """The master: a worker joined a running open-model test. Every worker gets its new share before the master
-    hands the newcomer its slots (Locust fires this before it rebalances the users), so the workers' arrivals
-    still add up to the run's rate and the newcomer's slots wait for arrivals instead of chatting unpaced."""
-    environment = plugin_events.state.environment
-    runner = getattr(environment, "runner", None)
-    if state.plan is None or runner is None or not hasattr(runner, "clients"):
+def _on_worker_report(client_id: str = "", data: Any = None, **_: Any) -> None:
+    """The master: the first report of a worker that joined a running open-model test (its first with the plugin's
+    figures: the worker's plugin is up and can take a plan, which a message sent when it connected could not).
+    Every worker gets its new share, so the workers' arrivals still add up to the run's rate."""
+    if state.plan is None or client_id in state.planned or not isinstance(data, dict) or WIRE_FIELD not in data:
+        return
+    runner = getattr(plugin_events.state.environment, "runner", None)
+    if runner is None or not hasattr(runner, "clients"):
         return
     from locust.runners import STATE_RUNNING, STATE_SPAWNING
 
@@ -207,6 +223,7 @@ def _send_plans(runner: Any, plan: Plan, joining: str | None = None) -> None:
     for index, client_id in enumerate(workers):
         share = Plan(plan.rate, plan.kind, len(workers), index)
         runner.send_message(MESSAGE, asdict(share), client_id)
+    state.planned = set(workers)
 
 
 def _shape_rate(environment: Any) -> float | None:
@@ -247,6 +264,20 @@ def requested_per_s(steps: list[tuple[float, float]], start: float, end: float) 
         until = steps[i + 1][0] if i + 1 < len(steps) else end
         total += rate * max(0.0, min(until, end) - (start if i == 0 else max(since, start)))
     return total / (end - start)
+
+
+def requested_rate(batch: MetricsBatch, steps: list[tuple[float, float]], started_at: float) -> float | None:
+    """The run's mean requested rate: the arrivals its dispatchers were asked for (each process's rate integrated
+    over its own dispatching time, ``arrivals.requested_milli``) over the run's dispatching time, so rate steps
+    count as long as they were in force where arrivals were dispatched. Without that count (figures of an older
+    version), the steps' mean from ``started_at``."""
+    if steps and all(rate == steps[0][1] for _, rate in steps):
+        return steps[0][1]  # one rate all along: that rate, not its integral's rounding
+    seconds = dispatch_seconds(batch)
+    requested = _count(batch, Count.ARRIVALS_REQUESTED_MILLI)
+    if requested and seconds > 0:
+        return requested / 1000.0 / seconds
+    return requested_per_s(steps, started_at, started_at + seconds)
 
 
 def _count(batch: MetricsBatch, name: Count) -> int:
@@ -300,7 +331,7 @@ def arrivals_source(started_at: float) -> tuple[dict[str, Any], list[str]]:
     batch = rt.aggregator.total
     runner = getattr(plugin_events.state.environment, "runner", None)
     cap = getattr(runner, "target_user_count", None)
-    requested = requested_per_s(state.rate_steps, started_at, started_at + dispatch_seconds(batch))
+    requested = requested_rate(batch, state.rate_steps, started_at)
     block = arrivals_block(batch, kind=state.plan.kind, requested=requested, cap=cap)
     warnings = []
     if block["dropped"]:
@@ -332,4 +363,4 @@ _hooks: Any = events
 _hooks.test_start.add_listener(_on_test_start)
 _hooks.spawning_complete.add_listener(_on_spawning_complete)
 _hooks.test_stopping.add_listener(_on_test_stopping)
-_hooks.worker_connect.add_listener(_on_worker_connect)
+_hooks.worker_report.add_listener(_on_worker_report)

@@ -301,6 +301,20 @@ def token_accounting(options: LoadgenOptions, dialogues: list[Dialogue]) -> Toke
     return TokenAccounting(token_counter(options.tokenizer), shape, options.token_tolerance)
 
 
+#: How long a worker's first test start waits for the process's ``init`` (see :func:`await_runtime`).
+INIT_WAIT_S = 60.0
+
+
+def await_runtime(timeout_s: float = INIT_WAIT_S) -> LoadgenRuntime:
+    """The runtime, waiting for it while this process's ``init`` has not built it yet: a worker that joins a
+    running test is handed its users (and its test start) by the master as soon as it connects, which is before
+    Locust fires ``init`` in it. Waits by sleeping (a gevent sleep in a Locust process), so ``init`` can run."""
+    deadline = time.monotonic() + timeout_s
+    while _runtime is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return get_runtime()
+
+
 def get_runtime() -> LoadgenRuntime:
     if _runtime is None:
         raise RuntimeError("chat-loadgen runtime not initialised: import loadgen.locust_plugin in the locustfile")

@@ -13,7 +13,7 @@ stands for all transports or all dialogues, turn 0 for all turns. A metric name 
   ``retention.passed``, ``prompt_tokens``, ``cut_off`` (turns in flight when their user was stopped), ``slo.met``
   (turns that met every per-turn SLO of ``--slo``), the open model's ``arrivals``, ``arrivals.started``,
   ``arrivals.dropped``, ``arrivals.live_ms``, ``arrivals.live_max``, ``arrivals.dispatch_ms``, ``arrivals.run_ms``,
-  ``arrivals.dispatchers``, and ``tokens.by_usage`` / ``tokens.by_tokenizer`` /
+  ``arrivals.requested_milli``, ``arrivals.dispatchers``, and ``tokens.by_usage`` / ``tokens.by_tokenizer`` /
   ``tokens.by_estimate`` (replies whose tokens that source counted), ``tokens.short_reply``,
   ``tokens.usage_mismatch`` (token accounting, :mod:`loadgen.dialogues.accounting`);
 - a :class:`Total`, a sum that may hold fractions: ``output_tokens`` (a reply's tokens may be estimated);
@@ -73,6 +73,8 @@ class Count(enum.StrEnum):
     ARRIVALS_DISPATCHERS = "arrivals.dispatchers"  # how many processes dispatched arrivals
     # the run's dispatching time: each process's, divided by how many processes shared the rate meanwhile, summed
     ARRIVALS_RUN_MS = "arrivals.run_ms"
+    # the arrivals the run asked for, in thousandths: each process's rate integrated over its dispatching time
+    ARRIVALS_REQUESTED_MILLI = "arrivals.requested_milli"
     TOKENS_BY_USAGE = "tokens.by_usage"  # replies counted by the server's usage ...
     TOKENS_BY_TOKENIZER = "tokens.by_tokenizer"  # ... by a local tokenizer file (--tokenizer) ...
     TOKENS_BY_ESTIMATE = "tokens.by_estimate"  # ... by an estimate

@@ -84,10 +84,25 @@ def test_the_web_ui_runs_the_open_model_with_its_users_field_as_the_cap(tmp_path
             proc.wait(30)
 
 
+#: A late worker's ``init`` held up for 3 s (a gevent sleep): the master hands it its users and its test start as
+#: soon as it connects, before its plugin has built its runtime.
+SLOW_INIT = """\
+import time
+
+from locust import events
+
+
+@events.init.add_listener
+def _slow(**_):
+    time.sleep(3)
+"""
+
+
 def test_a_worker_joining_a_running_test_takes_its_share_of_the_rate(tmp_path: Path) -> None:
-    """Master and workers started apart (as deploy/ does); the second worker joins a running test. The master
-    re-splits the rate before it gives the newcomer slots: the newcomer's slots wait for arrivals (no unpaced
-    chats: every first turn is an arrival), it runs some of them, and the run's rate stays the requested one."""
+    """Master and workers started apart (as deploy/ does); the second worker joins a running test, and its start
+    is slow. Its test start waits for its plugin; its slots wait for arrivals (no unpaced chats: every first turn
+    is an arrival) until its first report brings it its share of the rate; it runs some of them, it is not lost,
+    and the run's rate stays the requested one."""
     from tests.deploy.test_master_workers import _processes, _start, _wait, _wait_ready
 
     locust = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE)]
@@ -108,7 +123,10 @@ def test_a_worker_joining_a_running_test_takes_its_share_of_the_rate(tmp_path: P
         while not any(logs.glob("first*.jsonl")) or not next(logs.glob("first*.jsonl")).stat().st_size:
             assert time.monotonic() < deadline, (tmp_path / "master.log").read_text()[-3000:]
             time.sleep(0.1)  # polling for the first worker's first turn: the test is running
-        _start(started, tmp_path, "worker2", [*worker, "--turn-log", "logs/late.jsonl"])
+        slow_init = tmp_path / "slow_init.py"  # imported first, its init listener runs before the plugin's
+        slow_init.write_text(SLOW_INIT)
+        late = [*worker, "-f", f"{slow_init},{LOCUSTFILE}"]
+        _start(started, tmp_path, "worker2", late)
         procs = dict(started)
         master_rc = _wait(procs["master"], 150)
     output = "\n".join((tmp_path / f"{n}.log").read_text(errors="replace")[-2000:] for n in ("master", "worker2"))
@@ -118,5 +136,50 @@ def test_a_worker_joining_a_running_test_takes_its_share_of_the_rate(tmp_path: P
     assert arrivals["achieved_per_s"] == pytest.approx(6.0, rel=0.25), (arrivals, output)
     first_turns = sum(r["count"] for r in summary["turns"] if r["turn"] == 1)
     assert first_turns <= arrivals["started"], (first_turns, arrivals)  # no chat outside the arrivals
-    late = [json.loads(line) for p in logs.glob("late*.jsonl") for line in p.read_text().splitlines()]
-    assert sum(1 for line in late if line["turn"] == 1) >= 3, (late[:3], output)  # the newcomer ran arrivals
+    # the newcomer ran arrivals: the run's first turns less the first worker's (the newcomer's own options, its
+    # --turn-log among them, were replaced by the master's before its init read them)
+    first = [json.loads(line) for p in logs.glob("first*.jsonl") for line in p.read_text().splitlines()]
+    assert first_turns - sum(1 for line in first if line["turn"] == 1) >= 3, (first_turns, output)
+
+
+SHAPE = """\
+from locust import LoadTestShape
+
+
+class TwoRates(LoadTestShape):
+    arrival_rate = None
+
+    def tick(self):
+        run_time = self.get_run_time()
+        if run_time > 14.0:
+            return None
+        self.arrival_rate = 2.0 if run_time < 7.0 else 8.0
+        return 40, 40
+"""
+
+
+def test_a_shape_steps_the_rate_of_two_processes(tmp_path: Path) -> None:
+    """A LoadTestShape's ``arrival_rate`` read by the master and handed to both workers: the run's arrivals per
+    interval follow the step from 2/s to 8/s, and the requested rate is the steps' mean."""
+    shape = tmp_path / "two_rates.py"
+    shape.write_text(SHAPE)
+    run = run_locust(tmp_path, "-f", f"{LOCUSTFILE},{shape}", "--arrival-rate", "1", "--arrival", "constant",
+                     "--processes", "2", "--turn-log", str(tmp_path / "turns.jsonl"), run_time="20s",
+                     timeout=150)  # fmt: skip
+    assert run.returncode == 0, run.output[-3000:]
+    assert run.summary["run"]["processes"] == 2
+    arrivals = run.summary["arrivals"]
+    assert arrivals["requested_per_s"] == pytest.approx(5.0, abs=0.6), arrivals
+    intervals = [json.loads(line) for line in (run.run_dir / "intervals.jsonl").read_text().splitlines()]
+    began = intervals[0]["start"]  # the master's test start, when the shape's clock starts too
+    logs = list(tmp_path.glob("turns*.jsonl"))
+    assert len(logs) == 2, logs  # one per worker
+    # when each conversation started: its first turn's end less its e2e (both workers' together)
+    starts = [r["ts"] - r["e2e_ms"] / 1000.0 - began for p in logs for r in map(json.loads, p.read_text().splitlines())
+              if r["turn"] == 1 and r["e2e_ms"] is not None]  # fmt: skip
+
+    def rate(first_s: float, last_s: float) -> float:
+        return sum(1 for t in starts if first_s <= t < last_s) / (last_s - first_s)
+
+    assert rate(1.5, 6.5) == pytest.approx(2.0, rel=0.35), sorted(starts)
+    assert rate(8.5, 13.5) == pytest.approx(8.0, rel=0.25), sorted(starts)

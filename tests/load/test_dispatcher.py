@@ -133,6 +133,7 @@ def test_a_new_share_halves_the_rate_and_the_run_time_counts_at_each_share() -> 
     dispatcher.stop()
     assert recorded[Count.ARRIVALS_DISPATCH_MS] == 3000  # this process's own time
     assert recorded[Count.ARRIVALS_RUN_MS] == 1000 + 2000 // 2  # its share of the run's time: 1 s whole, 2 s half
+    assert recorded[Count.ARRIVALS_REQUESTED_MILLI] == 1000 * (10 + 10)  # asked for: 1 s at 10/s + 2 s at 5/s
 
 
 def test_a_clock_at_rate_zero_offers_nothing_until_a_rate_step() -> None:

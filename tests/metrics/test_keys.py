@@ -30,7 +30,7 @@ def test_counter_names_are_the_ones_run_folders_hold() -> None:
         "count", "failures", "failures.transport", "failures.retention", "failures.session", "retention.checked",
         "retention.passed", "prompt_tokens", "cut_off", "slo.met", "arrivals", "arrivals.started",
         "arrivals.dropped", "arrivals.live_ms", "arrivals.live_max", "arrivals.dispatch_ms", "arrivals.dispatchers",
-        "arrivals.run_ms",
+        "arrivals.run_ms", "arrivals.requested_milli",
         "tokens.by_usage", "tokens.by_tokenizer", "tokens.by_estimate", "tokens.short_reply", "tokens.usage_mismatch",
     }  # fmt: skip
     assert [str(t) for t in Total] == ["output_tokens"]
