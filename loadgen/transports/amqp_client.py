@@ -161,6 +161,13 @@ class Turn:
             self.done.set_result(None)
 
     def _add(self, at: float, chunk: Chunk) -> None:
+        if chunk.parts:  # a message of several chunks: each is a chunk that arrived now (loadgen.wire.amqp)
+            for text, count in chunk.parts:
+                if text:
+                    self.parts.append(text)
+                    self.chunk_times.append(at)
+                    self.chunk_tokens.append(float(count) if count > 0 else 0.0)
+            return
         if not chunk.text:
             return
         self.parts.append(chunk.text)
