@@ -13,7 +13,9 @@ A turn publishes one request (``mandatory``: a queue nobody declared fails at on
 instead of waiting out the timeout; ``expiration`` = the turn timeout; the API key in a header) and waits for
 its replies. Each reply message is stamped with ``time.perf_counter()`` the moment it reaches the consumer
 callback, before its JSON is decoded (:func:`loadgen.wire.amqp.decode_chunk`); ``t_sent`` just before the
-publish. An error reply is the failure kind :mod:`loadgen.wire.status` gives its code (:func:`reply_error`).
+publish. A message that carries several token chunks (those the server had ready at the same moment) gives that
+many chunks, all with the message's stamp, as REST stamps the events of one read. An error reply is the failure
+kind :mod:`loadgen.wire.status` gives its code (:func:`reply_error`).
 """
 
 from __future__ import annotations
