@@ -14,7 +14,9 @@ is read by :func:`loadgen.wire.auth.parse_bearer`, a failure is answered with th
   that already exists with other arguments (declared by someone else, e.g. durable) is used as it is, and
   never deleted: this front deletes nothing;
 - each request runs in its own task (aio-pika starts one per delivery): ``service.chat(...)``, then one reply
-  message per chunk to ``reply_to`` through the default exchange with the request's ``correlation_id``, the
+  message per chunk to ``reply_to`` through the default exchange with the request's ``correlation_id`` (with
+  ``--amqp-coalesce ready``, the default, one message per batch of the chunks the engine had ready at the same
+  moment, :class:`loadgen.server.ready.ReadyBatches`: a chunk that had to be waited for goes out alone at once), the
   last one with ``finish_reason`` and usage (or one whole reply when the request does not stream); the first one
   says ``"session": "new"`` when the server did not hold the session the request named
   (:mod:`loadgen.wire.session`). The request is acked once its reply went out, and also after an error reply.
@@ -50,6 +52,7 @@ from yarl import URL
 
 from loadgen.errors import ConfigError, WireError
 from loadgen.server.fronts import Front
+from loadgen.server.ready import ReadyBatches
 from loadgen.server.service import failure_message, failure_of, is_bug
 from loadgen.telemetry.serve_tracing import carrier_of
 from loadgen.types import Usage
@@ -63,6 +66,7 @@ from loadgen.wire.amqp import (
     decode_request,
     encode_chunk,
     failure_chunk,
+    several,
     split_target,
     with_queue,
     with_reconnect_interval,
@@ -82,6 +86,8 @@ log = logging.getLogger(__name__)
 STOP_GRACE_S = 1.0
 #: Connecting to the broker at start (and each step of the set-up) may take this long.
 CONNECT_TIMEOUT_S = 10.0
+#: ``--amqp-coalesce ready``: at most this many token chunks in one reply message.
+MAX_CHUNKS_PER_MESSAGE = 256
 
 
 class AmqpFrontError(ConfigError):
@@ -293,19 +299,26 @@ class AmqpFront(Front):
 
     async def _stream(self, replier: _Replier, stream: ChatStream, *, streaming: bool, deadline: float | None) -> None:
         parts: list[str] = []
+        batches = ReadyBatches(stream, limit=1 if self.config.amqp_coalesce == "off" else MAX_CHUNKS_PER_MESSAGE)
         try:
-            async for chunk in stream:
+            async for batch in batches:
                 if streaming:
-                    if not await replier.send(Chunk(seq=replier.seq, text=chunk.text, tokens=chunk.n_tokens)):
+                    message = several(replier.seq, [(chunk.text, chunk.n_tokens) for chunk in batch])
+                    if not await replier.send(message):
                         return
                 else:
-                    parts.append(chunk.text)
+                    parts.extend(chunk.text for chunk in batch)
                 if deadline is not None and time.time() > deadline:
                     self.counts["expired"] += 1
                     return  # the client has stopped waiting: stop generating (aclose frees the slot)
         except Exception as exc:
             await replier.fail(exc)
             return
+        finally:
+            if batches.waiting:  # stopped early while the next chunk was being waited for: the stream goes first
+                with contextlib.suppress(Exception):
+                    await stream.aclose()
+                batches.close()
         usage = Usage(prompt_tokens=stream.prompt_tokens, completion_tokens=stream.completion_tokens)
         final = Chunk(
             seq=replier.seq,

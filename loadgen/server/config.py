@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 #: The local RabbitMQ (guest/guest) an embedded or benchmarked reference server uses for its AMQP front.
 LOCAL_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+#: The values of ``--amqp-coalesce`` (:attr:`ServerConfig.amqp_coalesce`).
+AMQP_COALESCE = ("ready", "off")
 
 
 @dataclass
@@ -45,6 +47,9 @@ class ServerConfig:
     ws_port: int | None = None  # None: no WebSocket front; 0: pick a free port
     amqp_queue: str = "loadgen.chat.requests"
     amqp_prefetch: int = 64
+    #: "ready": one reply message carries every token chunk the engine had ready at the same moment (a chunk that
+    #: had to be waited for goes out alone, at once); "off": one message per chunk (loadgen.wire.amqp)
+    amqp_coalesce: str = "ready"
     engine: str = "sim"  # "sim" | "torch"
     sim: SimEngineConfig | None = None
     torch: TorchEngineConfig | None = None
@@ -58,6 +63,8 @@ class ServerConfig:
     otel: bool = False  # --otel: a span per request, continuing the client's trace (loadgen.telemetry.serve_tracing)
 
     def __post_init__(self) -> None:
+        if self.amqp_coalesce not in AMQP_COALESCE:
+            raise ValueError(f"amqp_coalesce must be one of {', '.join(AMQP_COALESCE)}, got {self.amqp_coalesce!r}")
         if self.sim is None:
             self.sim = SimEngineConfig()
         if self.torch is None:

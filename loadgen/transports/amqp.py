@@ -17,7 +17,8 @@ process. The connection closes when the last transport of the process closes, an
 queue goes with it (exclusive), so nothing is left on the broker.
 
 Timing: each reply message is stamped the moment it reaches the consumer callback in the asyncio thread, before
-its JSON is decoded, so TTFT and ITL mean what they mean for REST and gRPC; ``t_sent`` is stamped just before the
+its JSON is decoded, so TTFT and ITL mean what they mean for REST and gRPC (a message of several chunks, which the
+server had ready at once, is that many chunks with one stamp); ``t_sent`` is stamped just before the
 publish, in the same thread (the ~0.3 ms hop from the greenlet to the loop and back is outside every measured
 interval).
 

@@ -13,7 +13,9 @@ A turn publishes one request (``mandatory``: a queue nobody declared fails at on
 instead of waiting out the timeout; ``expiration`` = the turn timeout; the API key in a header) and waits for
 its replies. Each reply message is stamped with ``time.perf_counter()`` the moment it reaches the consumer
 callback, before its JSON is decoded (:func:`loadgen.wire.amqp.decode_chunk`); ``t_sent`` just before the
-publish. An error reply is the failure kind :mod:`loadgen.wire.status` gives its code (:func:`reply_error`).
+publish. A message that carries several token chunks (those the server had ready at the same moment) gives that
+many chunks, all with the message's stamp, as REST stamps the events of one read. An error reply is the failure
+kind :mod:`loadgen.wire.status` gives its code (:func:`reply_error`).
 """
 
 from __future__ import annotations
@@ -161,6 +163,13 @@ class Turn:
             self.done.set_result(None)
 
     def _add(self, at: float, chunk: Chunk) -> None:
+        if chunk.parts:  # a message of several chunks: each is a chunk that arrived now (loadgen.wire.amqp)
+            for text, count in chunk.parts:
+                if text:
+                    self.parts.append(text)
+                    self.chunk_times.append(at)
+                    self.chunk_tokens.append(float(count) if count > 0 else 0.0)
+            return
         if not chunk.text:
             return
         self.parts.append(chunk.text)

@@ -6,6 +6,7 @@ client transport's own tests are in tests/transports/test_amqp.py.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -106,7 +107,7 @@ def test_start_returns_the_url_with_credentials_and_logs_none(raw: RawAmqp, capl
 
 
 def test_streamed_and_whole_replies(raw: RawAmqp) -> None:
-    with start() as server:
+    with start(amqp_coalesce="off") as server:
         asker = Asker(raw, server.config.amqp_queue)
         cid = asker.send(request_body(max_tokens=6))
         messages = asker.replies(cid)
@@ -121,6 +122,80 @@ def test_streamed_and_whole_replies(raw: RawAmqp) -> None:
         (whole,) = chunks(asker.replies(cid))
         assert whole.final and whole.seq == 0 and whole.text == "".join(c.text for c in tokens)
         assert whole.tokens == 6 and whole.usage == final.usage
+
+
+class Bursts:
+    """A reply stream of two bursts: ``first`` chunks ready at once, a pause, then ``second`` chunks ready at once."""
+
+    prompt_tokens, finish_reason = 3, "stop"
+    session_new = False
+
+    def __init__(self, first: list[str], second: list[str], pause_s: float = 0.05) -> None:
+        self.first, self.second, self.pause_s = first, second, pause_s
+        self.completion_tokens = len(first) + len(second)
+
+    def __aiter__(self) -> AsyncIterator[TokenChunk]:
+        return self.gen()
+
+    async def gen(self) -> AsyncIterator[TokenChunk]:
+        for text in self.first:
+            yield TokenChunk(text)
+        await asyncio.sleep(self.pause_s)
+        for text in self.second:
+            yield TokenChunk(text)
+
+    async def aclose(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("coalesce", "sizes"), [("ready", [3, 2]), ("off", [1, 1, 1, 1, 1])])
+def test_chunks_ready_at_once_share_a_message(raw: RawAmqp, coalesce: str, sizes: list[int]) -> None:
+    """``--amqp-coalesce ready``: the chunks the engine had ready at the same moment go in one message, and the
+    first chunk after the pause (which had to be waited for) is not held back: it goes with the one ready beside it
+    only; every chunk and token arrives, in order. ``off``: one message per chunk."""
+    with start(amqp_coalesce=coalesce) as server:
+        service = server.service
+        assert service is not None
+        asker = Asker(raw, server.config.amqp_queue)
+
+        async def bursts(request: ChatRequest, **_: Any) -> Any:
+            return Bursts(["Hel", "lo", " wor"], ["ld", "!"])
+
+        service.chat = bursts  # type: ignore[method-assign]
+        *messages, final = chunks(asker.replies(asker.send(request_body())))
+        assert [len(m.parts) or 1 for m in messages] == sizes
+        assert [m.seq for m in [*messages, final]] == list(range(len(sizes) + 1))
+        assert "".join(m.text for m in messages) == "Hello world!"
+        assert sum(m.tokens for m in messages) == 5 == final.usage.completion_tokens  # type: ignore[union-attr]
+        assert [p for m in messages for p in (m.parts or ((m.text, m.tokens),))] == [
+            ("Hel", 1), ("lo", 1), (" wor", 1), ("ld", 1), ("!", 1)
+        ]  # fmt: skip
+
+
+def test_a_paced_stream_stays_one_message_per_token(raw: RawAmqp) -> None:
+    """Tokens 20 ms apart: each had to be waited for, so each goes alone, as soon as it was produced."""
+    with start(sim=SimEngineConfig(fixed=True, fixed_ttft_ms=20, fixed_itl_ms=20)) as server:
+        assert server.config.amqp_coalesce == "ready"
+        asker = Asker(raw, server.config.amqp_queue)
+        *tokens, final = chunks(asker.replies(asker.send(request_body(max_tokens=8))))
+        assert len(tokens) == 8 and all(not c.parts and c.tokens == 1 for c in tokens)
+        assert final.usage is not None and final.usage.completion_tokens == 8
+
+
+def test_a_burst_from_the_engine_keeps_every_token(raw: RawAmqp) -> None:
+    """A zero-cost engine produces faster than the front publishes: fewer messages than tokens, none lost."""
+    zero = SimEngineConfig(step_base_us=0, step_per_seq_us=0, prefill_us_per_token=0)
+    with start(sim=zero) as server, start(sim=zero, amqp_coalesce="off") as plain:
+        replies = []
+        for running in (server, plain):
+            asker = Asker(raw, running.config.amqp_queue)
+            replies.append(chunks(asker.replies(asker.send(request_body("Tell me a story.", max_tokens=64)))))
+        coalesced, one_each = replies
+        assert len(one_each) == 65
+        assert "".join(c.text for c in coalesced) == "".join(c.text for c in one_each)
+        assert sum(c.tokens for c in coalesced[:-1]) == 64 == coalesced[-1].usage.completion_tokens  # type: ignore[union-attr]
+        assert [c.seq for c in coalesced] == list(range(len(coalesced)))
+        assert len(coalesced) < 65
 
 
 @pytest.mark.parametrize(

@@ -52,6 +52,7 @@ from loadgen.wire.amqp import (
     decode_request,
     encode_chunk,
     error_chunk,
+    several,
 )
 from tests.amqp_broker import (
     BROKER_URL,
@@ -166,6 +167,23 @@ def test_turn_assembles_a_stream() -> None:
     assert reply.t_first_byte == 1.0
     assert reply.usage == Usage(3, 3)
     assert reply.ttft_s() == pytest.approx(0.5)
+
+
+def test_turn_reads_a_message_of_several_chunks_as_chunks_that_arrived_together() -> None:
+    """A message carrying the chunks the server had ready at once (loadgen.wire.amqp): each is a chunk of its own,
+    stamped with the message's arrival; the token counts add up exactly, and the old one-chunk form mixes in."""
+    turn, done = _turn()
+    turn.feed(1.0, encode_chunk(Chunk(seq=0, text="Hel", tokens=1)))
+    turn.feed(1.5, encode_chunk(several(1, [("lo", 1), (" wor", 2), ("", 0), ("ld", 1)])))
+    turn.feed(1.7, encode_chunk(several(2, [("!", 1)])))
+    turn.feed(1.8, encode_chunk(Chunk(seq=3, final=True, finish_reason="stop", usage=Usage(3, 6))))
+    assert done.is_done and done.error is None
+    reply = turn.reply(0.5, 1.9)
+    assert reply.text == "Hello world!"
+    assert reply.chunk_times == [1.0, 1.5, 1.5, 1.5, 1.7]
+    assert reply.chunk_tokens == [1.0, 1.0, 2.0, 1.0, 1.0]
+    assert reply.output_tokens == 6.0 == reply.usage.completion_tokens  # type: ignore[union-attr]
+    assert [n for _, n in reply.inter_token_samples()] == [1, 2, 1, 1]
 
 
 @pytest.mark.parametrize(

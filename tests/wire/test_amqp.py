@@ -24,6 +24,7 @@ from loadgen.wire.amqp import (
     encode_request,
     error_chunk,
     failure_chunk,
+    several,
     split_target,
     with_queue,
     with_reconnect_interval,
@@ -77,6 +78,41 @@ def test_chunk_round_trip() -> None:
     assert decode_chunk(b'{"seq":1,"error":{"code":"x","message":"y"}}').final  # an error always ends it
     with pytest.raises(WireError, match="seq"):
         decode_chunk(b'{"text":"x"}')
+
+
+def test_a_message_of_several_chunks() -> None:
+    """Chunks ready at the same moment travel in one message: ``text`` and ``tokens`` as lists, read back as the
+    same chunks (exact counts); one chunk keeps the old form, which still reads as before."""
+    parts = [("Grüße", 1), (" wor", 2), ("", 0), ("ld", 1)]
+    message = several(4, parts)
+    body = encode_chunk(message)
+    assert json.loads(body) == {"seq": 4, "text": ["Grüße", " wor", "", "ld"], "tokens": [1, 2, 0, 1], "final": False}
+    back = decode_chunk(body)
+    assert back == message
+    assert back.parts == tuple(parts) and back.text == "Grüße world" and back.tokens == 4 and not back.final
+    one = several(0, [("Hel", 1)])
+    assert one == Chunk(seq=0, text="Hel", tokens=1) and not one.parts
+    assert json.loads(encode_chunk(one)) == {"seq": 0, "text": "Hel", "tokens": 1, "final": False}
+    assert decode_chunk(b'{"seq":0,"text":"Hel","tokens":1,"final":false}') == one  # the old form
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        (b'{"seq":0,"text":[],"tokens":[]}', "non-empty list of strings"),
+        (b'{"seq":0,"text":["a",1],"tokens":[1,1]}', "non-empty list of strings"),
+        (b'{"seq":0,"text":["a","b"],"tokens":2}', "list of 2 counts"),
+        (b'{"seq":0,"text":["a","b"],"tokens":[1]}', "list of 2 counts"),
+        (b'{"seq":0,"text":["a"],"tokens":[-1]}', "non-negative integers"),
+        (b'{"seq":0,"text":["a"],"tokens":[true]}', "non-negative integers"),
+        (b'{"seq":0,"text":["a"],"tokens":[1.5]}', "non-negative integers"),
+        (b'{"seq":0,"text":{"a":1}}', "must be a string"),
+        (b'{"seq":0,"text":"a","tokens":[1]}', "non-negative integer"),
+    ],
+)
+def test_bad_messages_of_several_chunks(body: bytes, words: str) -> None:
+    with pytest.raises(WireError, match=words):
+        decode_chunk(body)
 
 
 def test_url_helpers() -> None:
