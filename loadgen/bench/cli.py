@@ -1,4 +1,4 @@
-"""``loadgen bench rest|grpc|amqp|capacity|floor``: runs against one reference server, measured by a probe.
+"""``loadgen bench rest|grpc|amqp|capacity|floor|transports``: runs against one reference server, measured by a probe.
 
 For a transport: a bare Locust user doing the same streaming calls and the ConversationUser with no think
 time, at the same time (``--apart``: one after the other), each in one Locust process (one core) against the
@@ -7,8 +7,10 @@ Reports turns/s, client CPU per turn (each process's own CPU time in a steady-st
 ours/bare in turns per CPU-second, and the server's CPU per turn. ``capacity``: live conversations one
 generator process holds at 1-3 s think time, against a server paced like a model (fixed time to first token
 and per token), step by step, with the generator's own lag at each step (its p99 should stay under 5 ms).
-``floor``: the TTFT the ConversationUser adds over a bare blocking-socket client timing the same exact-timing
-server in the same seconds, per transport (:mod:`loadgen.bench.floor_probe`).
+``transports``: the ConversationUser over several transports at once, client CPU per turn and its ratio to
+REST's (:mod:`loadgen.bench.transports_cost`). ``floor``: the TTFT the ConversationUser adds over a bare
+blocking-socket client timing the same exact-timing server in the same seconds, per transport
+(:mod:`loadgen.bench.floor_probe`).
 
 An arm that recorded nothing (its process failed, its probe never reached the end of its measured window, no
 turn in the window, or every turn failed) never becomes a ratio: :func:`arm_problem` says why, the round is run
@@ -50,7 +52,9 @@ TRIES = 3
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("what", choices=["rest", "grpc", "amqp", "capacity", "floor"], help="what to benchmark")
+    parser.add_argument(
+        "what", choices=["rest", "grpc", "amqp", "capacity", "floor", "transports"], help="what to benchmark"
+    )
     parser.add_argument("-u", "--users", type=int, default=None, help="users per arm (default 20; 10 for `floor`)")
     parser.add_argument(
         "-t", "--seconds", type=int, default=None, help="measured seconds per arm (default 15; 20 for `floor`)"
@@ -61,7 +65,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--transports",
         default=",".join(floor_probe.TRANSPORTS),
-        help="transports `floor` probes, comma-separated (default %(default)s)",
+        help="transports `floor` probes, or `transports` runs side by side (REST always, as the baseline), "
+        "comma-separated (default %(default)s)",
     )
     parser.add_argument("--rounds", type=int, default=3, help="bare/ours alternations per transport (default 3)")
     parser.add_argument(
@@ -382,4 +387,8 @@ def run(args: argparse.Namespace) -> int:
         return floor_probe.run_floor(args)
     if args.what == "capacity":
         return bench_capacity(args)
+    if args.what == "transports":
+        from loadgen.bench import transports_cost
+
+        return transports_cost.run(args)
     return bench_transport(args)

@@ -3,7 +3,7 @@ describes it (:mod:`loadgen.adapters`): the types from a ``.proto`` compiled at 
 reflection.
 
 The gRPC transport (:class:`~loadgen.transports.grpc.GrpcTransport`) with the adapter's method in place of ours: its
-channel (made on first use, one connection per user, gevent support switched on first), its timing (``t_sent``
+channel (made on first use, one connection per user, on the process's asyncio loop), its timing (``t_sent``
 before the call, ``t_first_byte`` at the initial metadata, each message when the iterator hands it over,
 ``t_done`` at the trailers) and its status table (every code but OK mapped as :mod:`loadgen.wire.status` says) are
 the same. The reply messages are read where the adapter points (``reply.text``, ``reply.tokens``,
@@ -21,23 +21,26 @@ user starts when the server answers then.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Callable
 from typing import Any, ClassVar
 
 import grpc
+import grpc.aio
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from loadgen.adapters.grpc_checks import method_problems
 from loadgen.adapters.paths import MISSING, Path
-from loadgen.adapters.protos import GrpcMethod, ProtoError, compile_proto, find_method, reflect_method, reflection_asker
+from loadgen.adapters.protos import Ask, GrpcMethod, ProtoError, compile_proto, find_method, reflect_method
 from loadgen.adapters.request import TurnWriter
 from loadgen.adapters.run import adapter_of
 from loadgen.adapters.spec import GrpcRequest, Protocol, ReplySpec
 from loadgen.errors import ConfigError, ProtocolError
 from loadgen.grpc_gen.chat.v1 import chat_pb2
 from loadgen.transports.base import TransportConfig
+from loadgen.transports.bridge import original
 from loadgen.transports.grpc import GrpcTransport, _rpc_error
 from loadgen.types import ChatRequest, Reply
 from loadgen.wire.text import short
@@ -100,7 +103,6 @@ class AdapterGrpcTransport(GrpcTransport):
         self._spec: GrpcRequest = adapter.grpc
         self._writer = TurnWriter(adapter, config.api_key, config.model or None)
         self._method: GrpcMethod | None = None
-        self._call: Any = None
         if self._spec.proto is not None:
             self._method = self._compiled()
 
@@ -128,11 +130,18 @@ class AdapterGrpcTransport(GrpcTransport):
         return found
 
     def _ask_reflection(self, timeout_s: float) -> GrpcMethod:
-        self._ensure_channel()
+        """Reflection over this transport's ``grpc.aio`` channel: :func:`reflect_method` (which asks one question at
+        a time) runs on a real thread of the loop's executor, each question a call on the loop."""
+
+        async def reflect() -> GrpcMethod:
+            loop = asyncio.get_running_loop()
+            ask = _loop_asker(loop, self._loop_channel(), timeout_s)
+            return await loop.run_in_executor(None, reflect_method, ask, self._spec.method)
+
         try:
-            return reflect_method(reflection_asker(self._channel, timeout_s), self._spec.method)
+            return self._on_loop(reflect, timeout_s)
         except grpc.RpcError as exc:
-            if isinstance(exc, grpc.Call) and exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+            if isinstance(exc, (grpc.Call, grpc.aio.AioRpcError)) and exc.code() == grpc.StatusCode.UNIMPLEMENTED:
                 raise ProtocolError(f"the server at {self._target.where} offers no reflection service: give "
                                     "request.proto in the adapter instead") from None  # fmt: skip
             raise _rpc_error(exc, where=self._target.where, phase="send", timeout_s=timeout_s) from exc
@@ -151,16 +160,17 @@ class AdapterGrpcTransport(GrpcTransport):
         except Exception:  # no answer (yet): the turns will say
             return
 
-    def _ensure_call(self, timeout_s: float) -> tuple[GrpcMethod, Any]:
+    def _ensure_call(self, timeout_s: float) -> tuple[GrpcMethod, Callable[[], Any]]:
+        """The method, and what gets its multi-callable on the loop (made once per channel and method)."""
         method = self._method or self._reflected(timeout_s)
-        if self._call is None or self._method is not method:
-            self._method = method
-            self._ensure_channel()
-            assert self._channel is not None
-            read = reply_reader(self._spec.reply, method.output, streamed=method.server_streaming)
-            make = self._channel.unary_stream if method.server_streaming else self._channel.unary_unary
-            self._call = make(method.path, request_serializer=_serialize, response_deserializer=read)
-        return method, self._call
+        self._method = method
+        read = reply_reader(self._spec.reply, method.output, streamed=method.server_streaming)
+
+        def make(channel: grpc.aio.Channel) -> Any:
+            build: Any = channel.unary_stream if method.server_streaming else channel.unary_unary
+            return build(method.path, request_serializer=_serialize, response_deserializer=read)
+
+        return method, lambda: self._callable(("adapter", method.path, id(method)), make)
 
     def _send(self, request: ChatRequest, turn_timeout: float) -> Reply:
         method, call = self._ensure_call(turn_timeout)
@@ -175,12 +185,51 @@ class AdapterGrpcTransport(GrpcTransport):
         if request.trace_headers is not None:  # tracing on (loadgen.telemetry.tracing): the turn's span context
             metadata = (*metadata, *request.trace_headers.items())
         if method.server_streaming:
-            return self._stream(call, message, turn_timeout, metadata)  # type: ignore[arg-type]  # the adapter's types
-        return self._whole(call, message, turn_timeout, metadata)  # type: ignore[arg-type]
+            return self._on_loop(lambda: self._stream(call(), message, turn_timeout, metadata), turn_timeout)
+        return self._on_loop(lambda: self._whole(call(), message, turn_timeout, metadata), turn_timeout)
 
-    def close(self) -> None:
-        self._call = None
-        super().close()
+
+def _loop_asker(loop: asyncio.AbstractEventLoop, channel: grpc.aio.Channel, timeout_s: float) -> Ask:
+    """``ask`` for :func:`reflect_method`, called from a real thread (never the loop's own): each question is a
+    ``grpc.aio`` call run on ``loop``; the thread waits on a real lock (gevent's would need a hub)."""
+
+    def ask(**fields: Any) -> list[bytes]:
+        done = original("_thread", "allocate_lock")()
+        done.acquire()
+        box: list[asyncio.Future[list[bytes]]] = []
+
+        def finished(task: asyncio.Future[list[bytes]]) -> None:
+            box.append(task)
+            done.release()
+
+        def start() -> None:
+            asyncio.ensure_future(_aio_answer(channel, timeout_s, fields)).add_done_callback(finished)
+
+        loop.call_soon_threadsafe(start)
+        if not done.acquire(True, timeout_s + 5.0):
+            raise ProtoError("the server's reflection service gave no answer in time")
+        return box[0].result()
+
+    return ask
+
+
+async def _aio_answer(channel: grpc.aio.Channel, timeout_s: float, fields: dict[str, Any]) -> list[bytes]:
+    """One reflection question over a ``grpc.aio`` channel, answered as :func:`reflection_asker` answers it over
+    a sync one: a server's error answer is a :class:`ProtoError`, the call's own failure its ``RpcError``."""
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    stub: Any = reflection_pb2_grpc.ServerReflectionStub(channel)
+    call = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(**fields)]), timeout=timeout_s)
+    try:
+        async for response in call:
+            if response.HasField("error_response"):
+                what = next(iter(fields.values()))
+                raise ProtoError(f"the server's reflection does not know {what!r}: "
+                                 f"{response.error_response.error_message or 'not found'}")  # fmt: skip
+            return list(response.file_descriptor_response.file_descriptor_proto)
+    finally:
+        call.cancel()  # one answer is all: a no-op on a call that ended
+    raise ProtoError("the server's reflection service gave no answer")
 
 
 def _serialize(message: Message) -> bytes:

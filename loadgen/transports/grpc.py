@@ -1,15 +1,23 @@
-"""gRPC transport: ``loadgen.chat.v1.ChatService`` (``proto/loadgen/chat/v1/chat.proto``) over grpcio's sync API.
+"""gRPC transport: ``loadgen.chat.v1.ChatService`` (``proto/loadgen/chat/v1/chat.proto``) over ``grpc.aio``.
 
 ``Chat`` (server streaming, one message per token chunk) when the request streams, ``Complete`` (unary) when
-not. One :class:`grpc.Channel` per transport object, i.e. per Locust user, with a subchannel pool of its own
+not. One :class:`grpc.aio.Channel` per transport object, i.e. per Locust user, with a subchannel pool of its own
 so that every user holds its own HTTP/2 connection, as separate clients would. The channel is made on first
 use, never at import: Locust may fork (``--processes``) after importing the locustfile, and grpcio must not
 have started anything before a fork.
 
-gevent: a Locust process is monkey-patched; grpcio's sync API then needs
-``grpc.experimental.gevent.init_gevent()`` called once, before the first channel exists, or its blocking
-calls stall the hub. :func:`ensure_gevent_support` does that on first use, and only when ``socket`` is
-actually monkey-patched (a plain threaded or asyncio process, e.g. the tests, is left alone).
+Where the calls run: on the process's asyncio loop (:class:`loadgen.transports.bridge.AsyncBridge`, one loop in
+a real thread per process, made in the process that uses it), the channel made, used and closed in that loop's
+thread. A turn is one coroutine there: it starts the call, stamps every event of the reply as it comes and
+builds the :class:`Reply`; the greenlet (or thread) that sent the turn waits for it in one hop. grpcio's sync
+API under gevent (``grpc.experimental.gevent.init_gevent()``) instead handed every streamed message through
+gevent's thread pool, which cost ~4x the client CPU per streamed turn (reports/BENCHMARKS.md). Under gevent
+:mod:`loadgen.transports.grpc_aio` starts grpc.aio's poller on a real thread. A greenlet killed while it waits
+(``GreenletExit``: Locust stopping a user) cancels the task, and with it the call; the call's deadline is the
+turn's timeout, and the bridge's own wait a backstop :data:`BRIDGE_SLACK_S` longer. A channel left on a loop
+that is gone (a stopped bridge, the parent's before a fork) is dropped and a new one made.
+:func:`ensure_gevent_support` (``init_gevent()``) stays for sync grpcio elsewhere in a gevent process (the
+bench's bare gRPC user); the transport no longer calls it.
 
 TLS: ``grpcs://`` verifies the server against the system roots (``grpc.ssl_channel_credentials()``); grpcio has
 no switch to skip verification, so ``tls_verify=False`` is refused, and a private CA is trusted with grpcio's
@@ -19,11 +27,11 @@ most 0.5 s (:data:`MAX_RECONNECT_BACKOFF_MS`), so a server that is back is used 
 past ``max_reply_bytes`` (its messages' sizes) is a :class:`ProtocolError`; the initial metadata
 ``x-loadgen-session: new`` sets ``Reply.session_new``.
 
-Timing, as close to the wire as grpcio allows (``time.perf_counter()``):
+Timing, as close to the wire as grpcio allows (``time.perf_counter()``, taken in the loop thread):
 
-- ``t_sent``: just before the call is started;
+- ``t_sent``: just before the call is started (in the loop thread);
 - ``t_first_byte``: when the response's initial metadata (HTTP/2 headers) arrived;
-- each streamed message: stamped when the iterator hands it over, before anything else is done with it;
+- each streamed message: stamped when ``read()`` hands it over, before anything else is done with it;
 - ``t_done``: when the call ended with status OK (the trailers); for ``Complete``, when the response came.
 
 A thin adapter over the wire contract (:mod:`loadgen.wire.grpc`): the method names come from the generated
@@ -35,15 +43,17 @@ failure kind :mod:`loadgen.wire.status` gives it (see :data:`GRPC_ERRORS`), whos
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import sys
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
+from typing import Any, ClassVar, Literal, TypeAlias, TypeVar
 
 import grpc
+import grpc.aio
 
 from loadgen import __version__
 from loadgen.errors import (
@@ -55,7 +65,9 @@ from loadgen.errors import (
     TurnTimeout,
 )
 from loadgen.grpc_gen.chat.v1 import chat_pb2
+from loadgen.transports import grpc_aio
 from loadgen.transports.base import Transport, TransportConfig
+from loadgen.transports.bridge import AsyncBridge, BridgeError
 from loadgen.transports.replies import reply_too_large, streamed_reply, whole_reply
 from loadgen.types import ChatRequest, Reply
 from loadgen.wire.auth import AUTH_HEADER, bearer
@@ -80,12 +92,15 @@ DEFAULT_TLS_PORT = 443
 #: attempt on a server that is down is one refused connect (a few microseconds of the server's kernel).
 INITIAL_RECONNECT_BACKOFF_MS = 100
 MAX_RECONNECT_BACKOFF_MS = 500
+#: The bridge waits this much longer than the turn's timeout: the call's own deadline ends a turn first.
+BRIDGE_SLACK_S = 5.0
+#: How long closing a channel (on its loop) may take.
+CLOSE_TIMEOUT_S = 5.0
+#: What ``read()`` of a streamed call gives at its end.
+EOF: Any = getattr(grpc.aio, "EOF")  # noqa: B009 - not in grpc-stubs
+T = TypeVar("T")
 
 Phase = Literal["send", "stream"]
-if TYPE_CHECKING:  # grpc-stubs makes these generic; grpcio's own classes are not subscriptable
-    ChatCallable: TypeAlias = grpc.UnaryStreamMultiCallable[chat_pb2.ChatRequest, chat_pb2.ChatChunk]
-    CompleteCallable: TypeAlias = grpc.UnaryUnaryMultiCallable[chat_pb2.ChatRequest, chat_pb2.ChatResponse]
-
 #: A call's metadata: the API key, and the turn's trace context when tracing is on.
 Metadata: TypeAlias = tuple[tuple[str, str], ...]
 
@@ -194,7 +209,7 @@ def _unavailable_reason(lower: str, detail: str, where: str, phase: Phase) -> st
 def _rpc_error(exc: grpc.RpcError, *, where: str, phase: Phase, timeout_s: float) -> TransportError:
     code: grpc.StatusCode | None = None
     details: str | None = None
-    if isinstance(exc, grpc.Call):
+    if isinstance(exc, (grpc.Call, grpc.aio.AioRpcError)):
         code = exc.code()
         details = exc.details()
     return map_grpc_error(code, details, where=where, phase=phase, timeout_s=timeout_s)
@@ -260,11 +275,12 @@ class GrpcTransport(Transport):
         self._metadata: Metadata = ()
         if self._secret is not None:
             self._metadata = ((AUTH_HEADER, bearer(self._secret)),)
-        self._channel: grpc.Channel | None = None
-        self._chat: ChatCallable | None = None
-        self._complete: CompleteCallable | None = None
+        #: the channel and its multi-callables live on ``_bridge``'s loop: made, used and closed in its thread
+        self._channel: grpc.aio.Channel | None = None
+        self._bridge: AsyncBridge | None = None
+        self._callables: dict[object, Any] = {}
 
-    # -- the channel -----------------------------------------------------------------------------------------------
+    # -- the channel (loop thread) -----------------------------------------------------------------------------
 
     def _channel_options(self) -> list[tuple[str, Any]]:
         connect_ms = max(1, round(self.config.connect_timeout_s * 1000))
@@ -280,46 +296,84 @@ class GrpcTransport(Transport):
             ("grpc.max_receive_message_length", self.config.max_reply_bytes),
         ]
 
-    def _ensure_channel(self) -> tuple[ChatCallable, CompleteCallable]:
-        if self._chat is None or self._complete is None:
-            ensure_gevent_support()
+    def _loop_channel(self) -> grpc.aio.Channel:
+        """This transport's channel, made on first use; only ever called in the bridge's loop thread."""
+        channel = self._channel
+        if channel is None:
+            grpc_aio.prepare()  # under gevent: grpc.aio's poller on a real thread (before the first channel)
             options = self._channel_options()
             if self._target.tls:
-                channel = grpc.secure_channel(self._target.address, grpc.ssl_channel_credentials(), options)
+                channel = grpc.aio.secure_channel(self._target.address, grpc.ssl_channel_credentials(), options)
             else:
-                channel = grpc.insecure_channel(self._target.address, options)
+                channel = grpc.aio.insecure_channel(self._target.address, options)
             self._channel = channel
-            self._chat = channel.unary_stream(
+            self._callables = {}
+        return channel
+
+    def _callable(self, key: object, make: Callable[[grpc.aio.Channel], Any]) -> Any:
+        """The multi-callable ``make(channel)`` of this transport's channel, made once per channel (loop thread)."""
+        channel = self._loop_channel()
+        found = self._callables.get(key)
+        if found is None:
+            found = self._callables[key] = make(channel)
+        return found
+
+    def _chat(self) -> Any:
+        return self._callable(
+            CHAT_METHOD,
+            lambda channel: channel.unary_stream(
                 CHAT_METHOD,
                 request_serializer=chat_pb2.ChatRequest.SerializeToString,
                 response_deserializer=chat_pb2.ChatChunk.FromString,
-            )
-            self._complete = channel.unary_unary(
+            ),
+        )
+
+    def _complete(self) -> Any:
+        return self._callable(
+            COMPLETE_METHOD,
+            lambda channel: channel.unary_unary(
                 COMPLETE_METHOD,
                 request_serializer=chat_pb2.ChatRequest.SerializeToString,
                 response_deserializer=chat_pb2.ChatResponse.FromString,
-            )
-        return self._chat, self._complete
+            ),
+        )
 
     # -- one turn ------------------------------------------------------------------------------------------------
 
     def _send(self, request: ChatRequest, turn_timeout: float) -> Reply:
-        chat, complete = self._ensure_channel()
         message = self.to_proto(request)
         metadata = self._metadata
         if request.trace_headers is not None:  # tracing on (loadgen.telemetry.tracing): the turn's span context
             metadata = (*metadata, *request.trace_headers.items())
         if request.stream:
-            return self._stream(chat, message, turn_timeout, metadata)
-        return self._whole(complete, message, turn_timeout, metadata)
+            return self._on_loop(lambda: self._stream(self._chat(), message, turn_timeout, metadata), turn_timeout)
+        return self._on_loop(lambda: self._whole(self._complete(), message, turn_timeout, metadata), turn_timeout)
+
+    def _bridge_now(self) -> AsyncBridge:
+        """The process's bridge; a channel left on another one (stopped, or the parent's before a fork) is dropped:
+        its loop is gone."""
+        bridge = AsyncBridge.get()
+        if self._bridge is not bridge:
+            self._channel, self._callables, self._bridge = None, {}, bridge
+        return bridge
+
+    def _on_loop(self, turn: Callable[[], Awaitable[T]], turn_timeout: float) -> T:
+        """Run ``turn()`` on the loop; the greenlet (or thread) waits for its result in one hop. The call's own
+        deadline is the turn's timeout: the bridge's wait is a backstop a little longer."""
+        bridge = self._bridge_now()
+        try:
+            return bridge.run(turn, timeout=turn_timeout + BRIDGE_SLACK_S)
+        except TimeoutError as exc:
+            raise TurnTimeout(f"turn exceeded its timeout ({turn_timeout:g}s): no answer from the gRPC loop") from exc
+        except BridgeError as exc:
+            raise ConnectError(f"the gRPC transport's event loop is not running: {exc}") from exc
 
     def to_proto(self, request: ChatRequest) -> chat_pb2.ChatRequest:
         """The message this transport sends for ``request`` (its ``model`` option wins)."""
         return encode_request(request, model=self._model)
 
-    def _stream(
-        self, chat: ChatCallable, message: chat_pb2.ChatRequest, turn_timeout: float, metadata: Metadata
-    ) -> Reply:
+    async def _stream(self, chat: Any, message: Any, turn_timeout: float, metadata: Metadata) -> Reply:
+        """One streamed call, in the loop thread; a cancelled task (the waiting greenlet was killed) cancels it."""
         parts: list[str] = []
         times: list[float] = []
         tokens: list[float] = []
@@ -330,11 +384,16 @@ class GrpcTransport(Transport):
         call: Any = chat(message, timeout=turn_timeout, metadata=metadata)
         done = False
         try:
-            headers = call.initial_metadata()  # returns once the headers came (or the call ended)
+            headers = await call.initial_metadata()  # once the headers came (or the call ended)
             t_first_byte = time.perf_counter()
-            chunks: Iterator[chat_pb2.ChatChunk] = call
-            for chunk in chunks:
+            read = call.read
+            while True:
+                chunk = await read()
                 now = time.perf_counter()
+                if chunk is EOF:
+                    break
+                if chunk is None:  # grpc.aio logs a message it cannot deserialize and hands over None
+                    raise _unparseable(phase)
                 phase = "stream"
                 left -= chunk.ByteSize()
                 if left < 0:
@@ -344,7 +403,7 @@ class GrpcTransport(Transport):
                     times.append(now)
                     tokens.append(float(chunk.tokens))
                 last = chunk
-            t_done = time.perf_counter()
+            t_done = time.perf_counter()  # read() gave EOF: the call ended with OK (any other status raises)
             done = True
         except grpc.RpcError as exc:
             raise _rpc_error(exc, where=self._target.where, phase=phase, timeout_s=turn_timeout) from exc
@@ -357,23 +416,24 @@ class GrpcTransport(Transport):
         reply.session_new = session_is_new(headers)
         return reply
 
-    def _whole(
-        self, complete: CompleteCallable, message: chat_pb2.ChatRequest, turn_timeout: float, metadata: Metadata
-    ) -> Reply:
+    async def _whole(self, complete: Any, message: Any, turn_timeout: float, metadata: Metadata) -> Reply:
+        """One unary call, in the loop thread."""
         t_sent = time.perf_counter()
-        future: Any = complete.future(message, timeout=turn_timeout, metadata=metadata)
+        call: Any = complete(message, timeout=turn_timeout, metadata=metadata)
         done = False
         try:
-            headers = future.initial_metadata()
+            headers = await call.initial_metadata()
             t_first_byte = time.perf_counter()
-            response: chat_pb2.ChatResponse = future.result()
+            response: chat_pb2.ChatResponse | None = await call
             t_done = time.perf_counter()
+            if response is None:
+                raise _unparseable("send")
             done = True
         except grpc.RpcError as exc:
             raise _rpc_error(exc, where=self._target.where, phase="send", timeout_s=turn_timeout) from exc
         finally:
             if not done:
-                future.cancel()
+                call.cancel()
         usage = decode_usage(response)
         reply = whole_reply(response.text, usage, t_sent=t_sent, t_first_byte=t_first_byte, t_done=t_done)
         reply.session_new = session_is_new(headers)
@@ -381,9 +441,19 @@ class GrpcTransport(Transport):
 
     def close(self) -> None:
         channel, self._channel = self._channel, None
-        self._chat = self._complete = None
-        if channel is not None:
-            channel.close()
+        self._callables = {}
+        bridge, self._bridge = self._bridge, None
+        if channel is None:
+            return
+        if bridge is None or bridge is not AsyncBridge.current() or bridge.in_loop_thread:
+            return  # its loop is gone (stopped, another process's): so is its connection
+        with contextlib.suppress(TimeoutError, BridgeError):
+            bridge.run(lambda: channel.close(None), timeout=CLOSE_TIMEOUT_S)
+
+
+def _unparseable(phase: Phase) -> TransportError:
+    """What the sync API raised for a message it could not deserialize (INTERNAL), mapped the same way."""
+    return map_grpc_error(grpc.StatusCode.INTERNAL, "Exception deserializing response!", phase=phase)
 
 
 __all__ = [

@@ -32,6 +32,17 @@ def test_transport_bench_compares_both_arms_in_a_steady_window() -> None:
     assert re.search(r"per round: \d+\.\d\dx", done.stdout)
 
 
+def test_transports_bench_runs_the_arms_together_and_gives_ratios_to_rest() -> None:
+    done = _bench("transports", "--transports", "grpc", "-u", "2", "-t", "2", "--rounds", "1", "--max-tokens", "8")
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    rows = {line.split("|")[1].strip(): line for line in done.stdout.splitlines() if line.startswith("| ")}
+    for transport in ("rest", "grpc"):  # REST added as the baseline
+        assert int(rows[transport].split("|")[2]) > 0, done.stdout
+    assert "**1.00x**" in rows["rest"]
+    assert re.search(r"\*\*\d+\.\d\dx\*\* \| \d+\.\d\dx \|", rows["grpc"]), done.stdout
+    assert re.search(r"server CPU µs per turn .*, per round: [\d,]+$", done.stdout.strip()), done.stdout
+
+
 def test_capacity_bench_reports_lag_per_step() -> None:
     done = _bench("capacity", "--steps", "4", "-t", "2", "--max-tokens", "8")
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]

@@ -153,12 +153,12 @@ def test_importing_the_module_creates_no_grpc_objects() -> None:
     code = textwrap.dedent(
         """
         import gc, sys
-        import grpc
+        import grpc, grpc.aio
         import loadgen.transports.grpc as t
         from loadgen.transports.base import TransportConfig
         transport = t.GrpcTransport(TransportConfig(target="grpc://127.0.0.1:1"))
         assert transport._channel is None and not t._gevent_initialised
-        assert not [o for o in gc.get_objects() if isinstance(o, grpc.Channel)]
+        assert not [o for o in gc.get_objects() if isinstance(o, (grpc.Channel, grpc.aio.Channel))]
         print("ok")
         """
     )
@@ -668,6 +668,7 @@ import time
 import gevent
 
 from loadgen.transports import grpc as grpc_transport
+from loadgen.transports import grpc_aio
 from loadgen.transports.base import TransportConfig
 from loadgen.types import ChatMessage, ChatRequest
 
@@ -731,6 +732,7 @@ running = False
 tick.join()
 print(json.dumps({
     "gevent_mode": grpc_transport._gevent_initialised,
+    "aio_prepared": grpc_aio._prepared,
     "replies": [r for g in greenlets if g.value for r in g.value],
     "errors": [repr(g.exception) for g in greenlets if g.exception is not None],
     "max_lag_ms": max(lags) * 1000,
@@ -776,8 +778,10 @@ def serve_subprocess() -> Iterator[Callable[..., str]]:
 def test_many_greenlets_share_a_gevent_process(serve_subprocess: Callable[..., str], tmp_path: Path) -> None:
     """20 users' conversations at once in one monkey-patched process, against a server in another process.
 
-    A 10 ms ticker greenlet must never be more than 50 ms late: nothing grpcio does may block the gevent hub
-    (without ``init_gevent()`` a blocking call holds it for a whole turn). On Linux the time the OS kept the
+    A 10 ms ticker greenlet must never be more than 50 ms late: nothing grpcio does may block the gevent hub.
+    The calls run with ``grpc.aio`` on the process's asyncio loop thread, so grpcio's gevent mode
+    (``init_gevent()``) stays off, and grpc.aio's poller runs on a real thread (:mod:`loadgen.transports.grpc_aio`).
+    On Linux the time the OS kept the
     process waiting for a CPU (``/proc/.../schedstat``; a loaded CI machine) is not counted against it.
     """
     url = serve_subprocess("--no-rest", "--grpc-port", "0", "--fixed", "--fixed-ttft-ms", "30", "--fixed-itl-ms", "10")
@@ -790,7 +794,8 @@ def test_many_greenlets_share_a_gevent_process(serve_subprocess: Callable[..., s
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result["gevent_mode"] is True
+    assert result["gevent_mode"] is False
+    assert result["aio_prepared"] is True
     assert result["errors"] == []
     replies = result["replies"]
     assert len(replies) == users * turns
@@ -799,6 +804,75 @@ def test_many_greenlets_share_a_gevent_process(serve_subprocess: Callable[..., s
     # the 20 conversations ran side by side: about 3 turns' time (~0.7 s), not 60 turns' (~14 s)
     assert result["elapsed_s"] < 5, result
     assert result["max_own_lag_ms"] < 50, result
+
+
+KILLED_CLIENT = """
+from gevent import monkey
+
+monkey.patch_all()
+
+import sys
+
+import gevent
+
+from loadgen.transports.base import TransportConfig
+from loadgen.transports.grpc import GrpcTransport
+from loadgen.types import ChatMessage, ChatRequest
+
+transport = GrpcTransport(TransportConfig(target=sys.argv[1], timeout_s=30))
+request = ChatRequest(messages=(ChatMessage("user", "hi"),), stream=sys.argv[2] == "stream")
+user = gevent.spawn(transport.send, request)
+gevent.sleep(0.5)  # the call is under way: the server holds it open
+user.kill()  # Locust stopping a user: GreenletExit in the waiting greenlet
+print("killed", type(user.exception or user.value).__name__, flush=True)
+gevent.sleep(4.0)  # alive well past the kill: the call must end now, not when the process exits
+transport.close()
+"""
+
+
+@pytest.mark.parametrize("mode", ["stream", "whole"])
+def test_a_greenlet_killed_mid_call_cancels_the_call(
+    scripted: Callable[..., ScriptedServer], tmp_path: Path, mode: str
+) -> None:
+    started, cancelled = threading.Event(), threading.Event()
+    times: dict[str, float] = {}
+
+    def ended() -> None:
+        times["ended"] = time.monotonic()
+        cancelled.set()
+
+    def hold(context: grpc.ServicerContext) -> None:
+        context.add_callback(ended)
+        times["started"] = time.monotonic()
+        started.set()
+        deadline = time.monotonic() + 20
+        while context.is_active() and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def chat(request: chat_pb2.ChatRequest, context: grpc.ServicerContext) -> Iterator[chat_pb2.ChatChunk]:
+        yield chat_pb2.ChatChunk(text="x", tokens=1)
+        hold(context)
+
+    def complete(request: chat_pb2.ChatRequest, context: grpc.ServicerContext) -> chat_pb2.ChatResponse:
+        hold(context)
+        return chat_pb2.ChatResponse(text="late")
+
+    srv = scripted(chat, complete)
+    script = tmp_path / "killed_client.py"
+    script.write_text(KILLED_CLIENT)
+    began = time.monotonic()
+    out = subprocess.run(
+        [sys.executable, str(script), f"grpc://127.0.0.1:{srv.port}", mode],
+        capture_output=True, text=True, timeout=60, cwd=REPO_ROOT,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["killed", "GreenletExit"]
+    assert started.is_set()
+    # the server saw the call end at the kill (0.5 s in), long before its 20 s hold, the client's 30 s timeout or
+    # the client process's exit (4 s after the kill)
+    assert cancelled.is_set()
+    assert times["ended"] - times["started"] < 2.5, times
+    assert time.monotonic() - began < 15
 
 
 # -- the whole turn within its timeout, the reply size limit, the session signal ----------------------------------
