@@ -42,6 +42,7 @@ from loadgen import __version__
 from loadgen.errors import ConfigError, ProtocolError, ServerError, TransportError, TurnTimeout
 from loadgen.transports.base import Transport, TransportConfig
 from loadgen.transports.deadline import TurnDeadline, deadline_transport
+from loadgen.transports.http1_stream import Http1Client
 from loadgen.transports.httpx_errors import (
     HTTPX_ERRORS,
     HTTPX_EXCEPTIONS,
@@ -205,7 +206,22 @@ class RestTransport(Transport):
             follow_redirects=False,
             transport=transport or deadline_transport(ssl_context, self._turn_deadline),
         )
+        # plain http with httpx's own network transport and no proxy for the target: our HTTP/1.1 client
+        # (loadgen.transports.http1_stream); https, a proxy, a transport passed in: httpx all the way
+        self._http1: Http1Client | None = None
+        if self.direct_http1 and transport is None and url.scheme == "http" and self._unproxied(url):
+            self._http1 = Http1Client(url.host, url.port or 80)
         self._closed = False
+
+    #: plain http:// targets are sent by :class:`~loadgen.transports.http1_stream.Http1Client` (``False``: httpx)
+    direct_http1: ClassVar[bool] = True
+
+    def _unproxied(self, url: httpx.URL) -> bool:
+        """True when httpx would send requests to ``url`` through the client's own transport (no proxy mounted
+        for it from the environment)."""
+        transport_for_url = getattr(self._client, "_transport_for_url", None)
+        mounted = getattr(self._client, "_transport", None)
+        return transport_for_url is not None and mounted is not None and transport_for_url(url) is mounted
 
     # -- one turn ------------------------------------------------------------------------------------------------
 
@@ -230,8 +246,14 @@ class RestTransport(Transport):
         return TurnTimeout(f"turn exceeded its timeout ({turn_timeout:g}s) {when}")
 
     def _exchange(self, http_request: httpx.Request, streaming: bool, t_sent: float, turn_timeout: float) -> Reply:
+        http1 = self._http1
+        direct = http1 is not None and http1.serves(http_request.url)
         try:
-            response = self._client.send(http_request, stream=True)
+            if direct:
+                assert http1 is not None
+                response = http1.send(http_request, t_sent + turn_timeout, self.config.max_reply_bytes)
+            else:
+                response = self._client.send(http_request, stream=True)
         except httpx.TimeoutException as exc:
             raise self._timed_out(exc, "send", turn_timeout) from exc
         except HTTPX_EXCEPTIONS as exc:
@@ -240,10 +262,16 @@ class RestTransport(Transport):
         try:
             if t_first_byte - t_sent > turn_timeout:
                 raise TurnTimeout(f"turn exceeded its timeout ({turn_timeout:g}s) before the reply")
-            deadline_stream = _DeadlineStream(
-                _sync_stream(response), t_sent + turn_timeout, turn_timeout, self.config.max_reply_bytes
-            )
-            response.stream = deadline_stream
+            body: httpx.SyncByteStream
+            if direct:  # the deadline and the size limit are kept by the body itself, on every recv
+                body = _sync_stream(response)
+                if "set-cookie" in response.headers:  # as httpx's send does
+                    self._client.cookies.extract_cookies(response)
+            else:
+                body = _DeadlineStream(
+                    _sync_stream(response), t_sent + turn_timeout, turn_timeout, self.config.max_reply_bytes
+                )
+                response.stream = body
             if not 200 <= response.status_code < 300:
                 raise self._status_error(response)
             content_type = response.headers.get("content-type", "").lower()
@@ -252,7 +280,7 @@ class RestTransport(Transport):
                 encoding = response.headers.get("content-encoding", "identity").strip().lower()
                 # no content coding: the pieces straight from the connection, skipping httpx's decoder and
                 # chunker layers (three calls a piece, two pieces a token); otherwise httpx decodes them
-                pieces = deadline_stream if encoding in ("", "identity") else response.iter_bytes()
+                pieces = body if encoding in ("", "identity") else response.iter_bytes()
                 reply = self._read_stream(pieces, t_sent, t_first_byte)
             elif streaming:
                 reply = self._unstreamed(response, content_type, t_sent, t_first_byte)
@@ -397,6 +425,8 @@ class RestTransport(Transport):
     def close(self) -> None:
         if not self._closed:
             self._closed = True
+            if self._http1 is not None:
+                self._http1.close()
             self._client.close()
 
 
