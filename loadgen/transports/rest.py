@@ -206,22 +206,16 @@ class RestTransport(Transport):
             follow_redirects=False,
             transport=transport or deadline_transport(ssl_context, self._turn_deadline),
         )
-        # plain http with httpx's own network transport and no proxy for the target: our HTTP/1.1 client
-        # (loadgen.transports.http1_stream); https, a proxy, a transport passed in: httpx all the way
+        # plain http with httpx's own network transport: our HTTP/1.1 client (loadgen.transports.http1_stream);
+        # https or a transport passed in: httpx all the way. (No proxy either way: a client given a transport
+        # does not read proxies from the environment.)
         self._http1: Http1Client | None = None
-        if self.direct_http1 and transport is None and url.scheme == "http" and self._unproxied(url):
+        if self.direct_http1 and transport is None and url.scheme == "http":
             self._http1 = Http1Client(url.host, url.port or 80)
         self._closed = False
 
     #: plain http:// targets are sent by :class:`~loadgen.transports.http1_stream.Http1Client` (``False``: httpx)
     direct_http1: ClassVar[bool] = True
-
-    def _unproxied(self, url: httpx.URL) -> bool:
-        """True when httpx would send requests to ``url`` through the client's own transport (no proxy mounted
-        for it from the environment)."""
-        transport_for_url = getattr(self._client, "_transport_for_url", None)
-        mounted = getattr(self._client, "_transport", None)
-        return transport_for_url is not None and mounted is not None and transport_for_url(url) is mounted
 
     # -- one turn ------------------------------------------------------------------------------------------------
 
