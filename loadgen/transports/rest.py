@@ -6,6 +6,11 @@ A thin adapter over the wire contract: the body is :func:`loadgen.wire.openai.en
 error status or ``event: error`` becomes the failure kind :mod:`loadgen.wire.status` gives its code, and the key
 goes as :func:`loadgen.wire.auth.bearer` says. What is left here is httpx: the client, its errors, the timing.
 
+A plain ``http://`` target is spoken to by :class:`~loadgen.transports.http1_stream.Http1Client` (one keep-alive
+connection per transport, the body read straight off the socket, one pass per ``recv`` over the chunked framing:
+httpcore's and h11's layers cost ~40 µs per streamed token); httpx still builds the request and reads error
+statuses, whole replies and content codings from its response object. https keeps httpx all the way.
+
 One sync :class:`httpx.Client` per transport (one per Locust user: a client shared by many greenlets
 collapses under load), every https client of a process sharing ONE :class:`ssl.SSLContext`, built lazily on
 first use in the process that uses it (building one costs ~26 ms of blocking CPU; Locust may fork after import).
@@ -13,9 +18,10 @@ first use in the process that uses it (building one costs ~26 ms of blocking CPU
 Timing, as close to the wire as httpx allows (``time.perf_counter()``):
 
 - ``t_sent``: just before :meth:`httpx.Client.send`;
-- ``t_first_byte``: when ``send(..., stream=True)`` returns, i.e. the response headers arrived;
-- each content chunk: when the bytes of its first line came out of ``iter_bytes()`` (each piece as it
-  arrives, whatever its size: never held back to fill a buffer), before any decoding or parsing;
+- ``t_first_byte``: when the response headers arrived (``send(..., stream=True)`` returned);
+- each content chunk: when the bytes of its first line came out of the connection (each piece as it
+  arrives, whatever its size: never held back to fill a buffer; on plain http, the ``recv`` that brought
+  them), before any decoding or parsing;
 - ``t_done``: the ``[DONE]`` line, or the end of the body when a stream ends on a ``finish_reason``.
 
 Errors come out as :mod:`loadgen.errors` (one table: :mod:`loadgen.transports.httpx_errors`), chaining the httpx
