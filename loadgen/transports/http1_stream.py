@@ -30,7 +30,7 @@ import ipaddress
 import re
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Final
 
 import httpx
@@ -84,12 +84,23 @@ class Http1Client:
     def send(self, request: httpx.Request, deadline: float, max_bytes: int) -> httpx.Response:
         """Send ``request`` and read the response head; the body is read by iterating ``response.stream``
         (closing the response closes the connection unless the body was read to its end)."""
-        payload = _encode(request)
+        connect_timeout = request.extensions.get("timeout", {}).get("connect")
+        return self.send_bytes(encode_request(request), request.method, deadline, connect_timeout, max_bytes, request)
+
+    def send_bytes(
+        self,
+        payload: bytes,
+        method: str,
+        deadline: float,
+        connect_timeout: float | None,
+        max_bytes: int,
+        request: httpx.Request | None = None,
+    ) -> httpx.Response:
+        """:meth:`send` for a request already in its wire form (``request``, if given, goes on the response)."""
         sock = self._take()
         try:
             if sock is None:
-                timeout = request.extensions.get("timeout", {}).get("connect")
-                sock = self._connect(deadline, timeout)
+                sock = self._connect(deadline, connect_timeout)
             try:
                 sock.settimeout(_left(deadline, httpx.WriteTimeout))
                 sock.sendall(payload)
@@ -97,7 +108,7 @@ class Http1Client:
                 raise httpx.WriteTimeout(str(exc) or "timed out") from exc
             except OSError as exc:
                 raise httpx.WriteError(str(exc)) from exc
-            return self._read_head(sock, request, deadline, max_bytes)
+            return self._read_head(sock, method, request, deadline, max_bytes)
         except BaseException:
             if sock is not None:
                 sock.close()
@@ -154,7 +165,7 @@ class Http1Client:
         return sock
 
     def _read_head(
-        self, sock: socket.socket, request: httpx.Request, deadline: float, max_bytes: int
+        self, sock: socket.socket, method: str, request: httpx.Request | None, deadline: float, max_bytes: int
     ) -> httpx.Response:
         buf = b""
         while True:
@@ -182,7 +193,7 @@ class Http1Client:
                 break
             # an interim 1xx response: its head is read and the real one follows
         headers = _headers(lines[1:])
-        framing, length, keep_alive = _framing(request.method, status_code, version, headers)
+        framing, length, keep_alive = _framing(method, status_code, version, headers)
         body = Http1Body(self, sock, buf, framing, length, keep_alive, deadline, max_bytes)
         return httpx.Response(
             status_code,
@@ -360,16 +371,26 @@ def _recv(sock: socket.socket, deadline: float) -> bytes:
         raise httpx.ReadError(str(exc)) from exc
 
 
-def _encode(request: httpx.Request) -> bytes:
-    """The request as bytes on the wire: request line, httpx's headers as they are, the body."""
+def encode_request(request: httpx.Request, *, body: bool = True) -> bytes:
+    """The request as bytes on the wire: request line, httpx's headers as they are, the body (``body=False``:
+    the request line and headers but ``Content-Length``, without the blank line that ends them)."""
     lines = [request.method.encode("ascii"), b" ", request.url.raw_path, b" HTTP/1.1\r\n"]
-    for name, value in request.headers.raw:
+    if body:
+        lines += encode_headers(request.headers.raw)
+        lines += (b"\r\n", request.read())
+    else:
+        lines += encode_headers((k, v) for k, v in request.headers.raw if k.lower() != b"content-length")
+    return b"".join(lines)
+
+
+def encode_headers(headers: Iterable[tuple[bytes, bytes]]) -> list[bytes]:
+    """``name: value`` lines; a name or value that would break the framing is a ``LocalProtocolError``."""
+    lines: list[bytes] = []
+    for name, value in headers:
         if b"\r" in value or b"\n" in value or b"\0" in value or b"\r" in name or b"\n" in name or b":" in name:
             raise httpx.LocalProtocolError("Illegal header value")
         lines += (name, b": ", value, b"\r\n")
-    lines.append(b"\r\n")
-    lines.append(request.read())
-    return b"".join(lines)
+    return lines
 
 
 def _headers(lines: list[bytes]) -> list[tuple[bytes, bytes]]:
@@ -422,4 +443,4 @@ def _framing(method: str, status: int, version: bytes, headers: list[tuple[bytes
     return UNTIL_CLOSE, -1, False
 
 
-__all__: list[str] = ["KEEPALIVE_EXPIRY_S", "Http1Body", "Http1Client"]
+__all__: list[str] = ["KEEPALIVE_EXPIRY_S", "Http1Body", "Http1Client", "encode_headers", "encode_request"]

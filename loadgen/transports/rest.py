@@ -48,7 +48,7 @@ from loadgen import __version__
 from loadgen.errors import ConfigError, ProtocolError, ServerError, TransportError, TurnTimeout
 from loadgen.transports.base import Transport, TransportConfig
 from loadgen.transports.deadline import TurnDeadline, deadline_transport
-from loadgen.transports.http1_stream import Http1Client
+from loadgen.transports.http1_stream import Http1Client, encode_headers, encode_request
 from loadgen.transports.httpx_errors import (
     HTTPX_ERRORS,
     HTTPX_EXCEPTIONS,
@@ -67,11 +67,11 @@ from loadgen.wire.openai import (
     ChatChunk,
     ContentChunkShape,
     decode_event,
-    encode_request,
     error_from_body,
     parse_chat_chunk,
     parse_chat_completion,
 )
+from loadgen.wire.openai import encode_request as encode_request_body
 from loadgen.wire.session import SESSION_NEW, SESSION_STATE_HEADER
 from loadgen.wire.sse import LineSplitter, SSEParser
 from loadgen.wire.text import redact_url
@@ -218,6 +218,10 @@ class RestTransport(Transport):
         self._http1: Http1Client | None = None
         if self.direct_http1 and transport is None and url.scheme == "http":
             self._http1 = Http1Client(url.host, url.port or 80)
+        # and this class's own requests are written in their wire form (a subclass building its own: httpx)
+        self._wire_heads: dict[bool, bytes] | None = None
+        if self._http1 is not None and type(self)._build_request is RestTransport._build_request:
+            self._wire_heads = {}
         self._closed = False
 
     #: plain http:// targets are sent by :class:`~loadgen.transports.http1_stream.Http1Client` (``False``: httpx)
@@ -226,9 +230,13 @@ class RestTransport(Transport):
     # -- one turn ------------------------------------------------------------------------------------------------
 
     def _send(self, request: ChatRequest, turn_timeout: float) -> Reply:
-        http_request = self._build_request(request, turn_timeout)
-        if request.trace_headers is not None:  # tracing on (loadgen.telemetry.tracing): the turn's span context
-            http_request.headers.update(request.trace_headers)
+        http_request: httpx.Request | bytes
+        if self._wire_heads is not None and not self._client.cookies:
+            http_request = self._wire_request(request, self._wire_heads)
+        else:
+            http_request = self._build_request(request, turn_timeout)
+            if request.trace_headers is not None:  # tracing on (loadgen.telemetry.tracing): the turn's span context
+                http_request.headers.update(request.trace_headers)
         t_sent = time.perf_counter()
         self._turn_deadline.at = t_sent + turn_timeout
         try:
@@ -245,11 +253,36 @@ class RestTransport(Transport):
         when = "while streaming the reply" if phase == "body" else "before the reply"
         return TurnTimeout(f"turn exceeded its timeout ({turn_timeout:g}s) {when}")
 
-    def _exchange(self, http_request: httpx.Request, streaming: bool, t_sent: float, turn_timeout: float) -> Reply:
+    def _wire_request(self, request: ChatRequest, heads: dict[bool, bytes]) -> bytes:
+        """The request of one turn in its wire form, for the direct path: what :meth:`_build_request` and httpx
+        would send, byte for byte, without building httpx's request objects every turn (~0.3 ms a turn: the
+        largest per-turn part once the reply is read off the socket). The request line and the headers that
+        never change are built by httpx once per transport; the body, its length and tracing headers each turn."""
+        head = heads.get(request.stream)
+        if head is None:
+            template = self._build_request(request, self.config.timeout_s)
+            head = heads[request.stream] = encode_request(template, body=False)
+        body = encode_request_body(request, model=self._model)
+        lines = [head, b"Content-Length: ", str(len(body)).encode(), b"\r\n"]
+        if request.trace_headers is not None:
+            lines += encode_headers((k.encode(), v.encode()) for k, v in request.trace_headers.items())
+        lines += (b"\r\n", body)
+        return b"".join(lines)
+
+    def _exchange(
+        self, http_request: httpx.Request | bytes, streaming: bool, t_sent: float, turn_timeout: float
+    ) -> Reply:
         http1 = self._http1
-        direct = http1 is not None and http1.serves(http_request.url)
+        direct = http1 is not None and (isinstance(http_request, bytes) or http1.serves(http_request.url))
         try:
-            if direct:
+            if isinstance(http_request, bytes):
+                assert http1 is not None
+                connect_timeout = min(self.config.connect_timeout_s, turn_timeout)
+                deadline = t_sent + turn_timeout
+                response = http1.send_bytes(
+                    http_request, "POST", deadline, connect_timeout, self.config.max_reply_bytes
+                )
+            elif direct:
                 assert http1 is not None
                 response = http1.send(http_request, t_sent + turn_timeout, self.config.max_reply_bytes)
             else:
@@ -266,6 +299,8 @@ class RestTransport(Transport):
             if direct:  # the deadline and the size limit are kept by the body itself, on every recv
                 body = _sync_stream(response)
                 if "set-cookie" in response.headers:  # as httpx's send does
+                    if isinstance(http_request, bytes):
+                        response.request = httpx.Request("POST", self._url)
                     self._client.cookies.extract_cookies(response)
             else:
                 body = _DeadlineStream(
@@ -302,7 +337,7 @@ class RestTransport(Transport):
         return self._client.build_request(
             "POST",
             self._url,
-            content=encode_request(request, model=self._model),
+            content=encode_request_body(request, model=self._model),
             headers={
                 "Accept": sse.CONTENT_TYPE if request.stream else JSON_CONTENT_TYPE,
                 "Content-Type": JSON_CONTENT_TYPE,

@@ -4,6 +4,8 @@ Content-Length and close-delimited bodies, keep-alive reuse and its limits, the 
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import gzip
 import json
 import time
@@ -47,6 +49,13 @@ def _events(words: list[str]) -> bytes:
 
 def _chunked(body: bytes, size: int = 40) -> bytes:
     return b"".join(piece(body[i : i + size]) for i in range(0, len(body), size)) + END
+
+
+def _retarget(transport: RestTransport, target: str) -> None:
+    """Send the next turns to another route of the same server (the same connection)."""
+    transport._url = target + "/v1/chat/completions"
+    if transport._wire_heads is not None:
+        transport._wire_heads.clear()  # the request line is in them
 
 
 def _conn_ids(server: Any, target: str) -> list[int]:
@@ -93,10 +102,11 @@ def test_a_response_cut_at_every_byte_reads_the_same(
         target = http_server.route([raw[:cut], GAP_S, raw[cut:]])
         if transport is None:
             transport = rest(target)
-        transport._url = target + "/v1/chat/completions"
+        _retarget(transport, target)
         reply = transport.send(ask(), timeout=10)
         where = f"cut at byte {cut} of {len(raw)}: {raw[:cut][-12:]!r} | {raw[cut:][:12]!r}"
         assert reply.text == "Héllo world", where
+        assert len(http_server.requests_to(target)) == 1, where  # this cut's route answered it
         assert reply.usage == Usage(prompt_tokens=5, completion_tokens=2), where
         assert reply.chunk_tokens == [1.0, 1.0], where
         ttft = reply.ttft_s()
@@ -136,7 +146,7 @@ def test_a_server_that_closes_mid_chunk(http_server: Any, rest: Callable[..., Re
         t.send(ask(), timeout=5)
     assert info.value.reason.startswith("stream ended early: peer closed connection")
     assert isinstance(info.value.__cause__, httpx.RemoteProtocolError)
-    t._url = ok + "/v1/chat/completions"
+    _retarget(t, ok)
     assert t.send(ask(), timeout=5).text == "fine"  # a new connection
 
 
@@ -217,10 +227,10 @@ def test_keep_alive_across_turns_and_after_an_error_status(
     failing = http_server.route([whole(429, json.dumps({"error": {"message": "slow down"}}))])
     t = rest(ok)
     assert t.send(ask(), timeout=5).text == "hi"
-    t._url = failing + "/v1/chat/completions"
+    _retarget(t, failing)
     with pytest.raises(ServerError):
         t.send(ask(), timeout=5)
-    t._url = ok + "/v1/chat/completions"
+    _retarget(t, ok)
     assert t.send(ask(), timeout=5).text == "hi"
     seen = _conn_ids(http_server, ok) + _conn_ids(http_server, failing)
     assert len(seen) == 3 and len(set(seen)) == 1
@@ -267,7 +277,7 @@ def test_a_turn_that_fails_mid_body_leaves_nothing_for_the_next(
     t = rest(slow)
     with pytest.raises(TurnTimeout):
         t.send(ask(), timeout=0.15)
-    t._url = ok + "/v1/chat/completions"
+    _retarget(t, ok)
     time.sleep(0.3)
     assert t.send(ask(), timeout=5).text == "right"
     assert _conn_ids(http_server, slow) != _conn_ids(http_server, ok)
@@ -326,3 +336,53 @@ def test_a_stream_complete_at_done_with_a_silent_end(http_server: Any, rest: Cal
     t = rest(target)
     assert t.send(ask(), timeout=0.3).text == "ok"
     assert t._http1 is not None and t._http1._idle is None
+
+
+# -- the request in its wire form -----------------------------------------------------------------------------
+
+
+class _HttpxOnly(RestTransport):
+    direct_http1 = False
+
+
+def test_the_wire_form_request_is_what_httpx_sends(http_server: Any, rest: Callable[..., RestTransport]) -> None:
+    """Built once per transport from httpx's own request, then per turn: same headers, same body, on the wire."""
+    target = http_server.route(normal_stream(["same"]))
+    direct = rest(target, api_key="sk-abc", model="m1")
+    assert direct._wire_heads is not None
+    plain = _HttpxOnly(TransportConfig(target=target, api_key="sk-abc", model="m1"))
+    try:
+        for stream in (True, False, True):
+            request = ask("Hi there", stream=stream, session_id="s-1")
+            request = dataclasses.replace(request, trace_headers={"traceparent": "00-abc-def-01"})
+            for t in (direct, plain):
+                with contextlib.suppress(ProtocolError):  # the whole request gets a stream: not the point here
+                    t.send(request, timeout=5)
+    finally:
+        plain.close()
+    sent = http_server.requests_to(target)
+    assert len(sent) == 6
+    for ours, httpx_made in zip(sent[0::2], sent[1::2], strict=True):
+        assert ours.method == httpx_made.method == "POST"
+        assert ours.path == httpx_made.path
+        assert ours.headers == httpx_made.headers
+        assert ours.body == httpx_made.body
+        assert ours.headers["traceparent"] == "00-abc-def-01"
+    assert sent[0].headers["accept"] != sent[2].headers["accept"]  # streamed and whole: a head each
+
+
+def test_a_subclass_building_its_own_requests_keeps_httpx_requests(http_server: Any) -> None:
+    class Custom(RestTransport):
+        def _build_request(self, request: Any, turn_timeout: float) -> httpx.Request:
+            built = super()._build_request(request, turn_timeout)
+            built.headers["x-custom"] = "1"
+            return built
+
+    target = http_server.route(normal_stream(["own"]))
+    t = Custom(TransportConfig(target=target))
+    try:
+        assert t._http1 is not None and t._wire_heads is None
+        assert t.send(ask(), timeout=5).text == "own"
+    finally:
+        t.close()
+    assert http_server.requests_to(target)[0].headers["x-custom"] == "1"
