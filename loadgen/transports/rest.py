@@ -6,6 +6,11 @@ A thin adapter over the wire contract: the body is :func:`loadgen.wire.openai.en
 error status or ``event: error`` becomes the failure kind :mod:`loadgen.wire.status` gives its code, and the key
 goes as :func:`loadgen.wire.auth.bearer` says. What is left here is httpx: the client, its errors, the timing.
 
+A plain ``http://`` target is spoken to by :class:`~loadgen.transports.http1_stream.Http1Client` (one keep-alive
+connection per transport, the body read straight off the socket, one pass per ``recv`` over the chunked framing:
+httpcore's and h11's layers cost ~40 µs per streamed token); httpx still builds the request and reads error
+statuses, whole replies and content codings from its response object. https keeps httpx all the way.
+
 One sync :class:`httpx.Client` per transport (one per Locust user: a client shared by many greenlets
 collapses under load), every https client of a process sharing ONE :class:`ssl.SSLContext`, built lazily on
 first use in the process that uses it (building one costs ~26 ms of blocking CPU; Locust may fork after import).
@@ -13,9 +18,10 @@ first use in the process that uses it (building one costs ~26 ms of blocking CPU
 Timing, as close to the wire as httpx allows (``time.perf_counter()``):
 
 - ``t_sent``: just before :meth:`httpx.Client.send`;
-- ``t_first_byte``: when ``send(..., stream=True)`` returns, i.e. the response headers arrived;
-- each content chunk: when the bytes of its first line came out of ``iter_bytes()`` (each piece as it
-  arrives, whatever its size: never held back to fill a buffer), before any decoding or parsing;
+- ``t_first_byte``: when the response headers arrived (``send(..., stream=True)`` returned);
+- each content chunk: when the bytes of its first line came out of the connection (each piece as it
+  arrives, whatever its size: never held back to fill a buffer; on plain http, the ``recv`` that brought
+  them), before any decoding or parsing;
 - ``t_done``: the ``[DONE]`` line, or the end of the body when a stream ends on a ``finish_reason``.
 
 Errors come out as :mod:`loadgen.errors` (one table: :mod:`loadgen.transports.httpx_errors`), chaining the httpx
@@ -42,6 +48,7 @@ from loadgen import __version__
 from loadgen.errors import ConfigError, ProtocolError, ServerError, TransportError, TurnTimeout
 from loadgen.transports.base import Transport, TransportConfig
 from loadgen.transports.deadline import TurnDeadline, deadline_transport
+from loadgen.transports.http1_stream import Http1Client, encode_headers, encode_request
 from loadgen.transports.httpx_errors import (
     HTTPX_ERRORS,
     HTTPX_EXCEPTIONS,
@@ -60,11 +67,11 @@ from loadgen.wire.openai import (
     ChatChunk,
     ContentChunkShape,
     decode_event,
-    encode_request,
     error_from_body,
     parse_chat_chunk,
     parse_chat_completion,
 )
+from loadgen.wire.openai import encode_request as encode_request_body
 from loadgen.wire.session import SESSION_NEW, SESSION_STATE_HEADER
 from loadgen.wire.sse import LineSplitter, SSEParser
 from loadgen.wire.text import redact_url
@@ -205,14 +212,31 @@ class RestTransport(Transport):
             follow_redirects=False,
             transport=transport or deadline_transport(ssl_context, self._turn_deadline),
         )
+        # plain http with httpx's own network transport: our HTTP/1.1 client (loadgen.transports.http1_stream);
+        # https or a transport passed in: httpx all the way. (No proxy either way: a client given a transport
+        # does not read proxies from the environment.)
+        self._http1: Http1Client | None = None
+        if self.direct_http1 and transport is None and url.scheme == "http":
+            self._http1 = Http1Client(url.host, url.port or 80)
+        # and this class's own requests are written in their wire form (a subclass building its own: httpx)
+        self._wire_heads: dict[bool, bytes] | None = None
+        if self._http1 is not None and type(self)._build_request is RestTransport._build_request:
+            self._wire_heads = {}
         self._closed = False
+
+    #: plain http:// targets are sent by :class:`~loadgen.transports.http1_stream.Http1Client` (``False``: httpx)
+    direct_http1: ClassVar[bool] = True
 
     # -- one turn ------------------------------------------------------------------------------------------------
 
     def _send(self, request: ChatRequest, turn_timeout: float) -> Reply:
-        http_request = self._build_request(request, turn_timeout)
-        if request.trace_headers is not None:  # tracing on (loadgen.telemetry.tracing): the turn's span context
-            http_request.headers.update(request.trace_headers)
+        http_request: httpx.Request | bytes
+        if self._wire_heads is not None and not self._client.cookies:
+            http_request = self._wire_request(request, self._wire_heads)
+        else:
+            http_request = self._build_request(request, turn_timeout)
+            if request.trace_headers is not None:  # tracing on (loadgen.telemetry.tracing): the turn's span context
+                http_request.headers.update(request.trace_headers)
         t_sent = time.perf_counter()
         self._turn_deadline.at = t_sent + turn_timeout
         try:
@@ -229,9 +253,40 @@ class RestTransport(Transport):
         when = "while streaming the reply" if phase == "body" else "before the reply"
         return TurnTimeout(f"turn exceeded its timeout ({turn_timeout:g}s) {when}")
 
-    def _exchange(self, http_request: httpx.Request, streaming: bool, t_sent: float, turn_timeout: float) -> Reply:
+    def _wire_request(self, request: ChatRequest, heads: dict[bool, bytes]) -> bytes:
+        """The request of one turn in its wire form, for the direct path: what :meth:`_build_request` and httpx
+        would send, byte for byte, without building httpx's request objects every turn (~0.3 ms a turn: the
+        largest per-turn part once the reply is read off the socket). The request line and the headers that
+        never change are built by httpx once per transport; the body, its length and tracing headers each turn."""
+        head = heads.get(request.stream)
+        if head is None:
+            template = self._build_request(request, self.config.timeout_s)
+            head = heads[request.stream] = encode_request(template, body=False)
+        body = encode_request_body(request, model=self._model)
+        lines = [head, b"Content-Length: ", str(len(body)).encode(), b"\r\n"]
+        if request.trace_headers is not None:
+            lines += encode_headers((k.encode(), v.encode()) for k, v in request.trace_headers.items())
+        lines += (b"\r\n", body)
+        return b"".join(lines)
+
+    def _exchange(
+        self, http_request: httpx.Request | bytes, streaming: bool, t_sent: float, turn_timeout: float
+    ) -> Reply:
+        http1 = self._http1
+        direct = http1 is not None and (isinstance(http_request, bytes) or http1.serves(http_request.url))
         try:
-            response = self._client.send(http_request, stream=True)
+            if isinstance(http_request, bytes):
+                assert http1 is not None
+                connect_timeout = min(self.config.connect_timeout_s, turn_timeout)
+                deadline = t_sent + turn_timeout
+                response = http1.send_bytes(
+                    http_request, "POST", deadline, connect_timeout, self.config.max_reply_bytes
+                )
+            elif direct:
+                assert http1 is not None
+                response = http1.send(http_request, t_sent + turn_timeout, self.config.max_reply_bytes)
+            else:
+                response = self._client.send(http_request, stream=True)
         except httpx.TimeoutException as exc:
             raise self._timed_out(exc, "send", turn_timeout) from exc
         except HTTPX_EXCEPTIONS as exc:
@@ -240,10 +295,18 @@ class RestTransport(Transport):
         try:
             if t_first_byte - t_sent > turn_timeout:
                 raise TurnTimeout(f"turn exceeded its timeout ({turn_timeout:g}s) before the reply")
-            deadline_stream = _DeadlineStream(
-                _sync_stream(response), t_sent + turn_timeout, turn_timeout, self.config.max_reply_bytes
-            )
-            response.stream = deadline_stream
+            body: httpx.SyncByteStream
+            if direct:  # the deadline and the size limit are kept by the body itself, on every recv
+                body = _sync_stream(response)
+                if "set-cookie" in response.headers:  # as httpx's send does
+                    if isinstance(http_request, bytes):
+                        response.request = httpx.Request("POST", self._url)
+                    self._client.cookies.extract_cookies(response)
+            else:
+                body = _DeadlineStream(
+                    _sync_stream(response), t_sent + turn_timeout, turn_timeout, self.config.max_reply_bytes
+                )
+                response.stream = body
             if not 200 <= response.status_code < 300:
                 raise self._status_error(response)
             content_type = response.headers.get("content-type", "").lower()
@@ -252,7 +315,7 @@ class RestTransport(Transport):
                 encoding = response.headers.get("content-encoding", "identity").strip().lower()
                 # no content coding: the pieces straight from the connection, skipping httpx's decoder and
                 # chunker layers (three calls a piece, two pieces a token); otherwise httpx decodes them
-                pieces = deadline_stream if encoding in ("", "identity") else response.iter_bytes()
+                pieces = body if encoding in ("", "identity") else response.iter_bytes()
                 reply = self._read_stream(pieces, t_sent, t_first_byte)
             elif streaming:
                 reply = self._unstreamed(response, content_type, t_sent, t_first_byte)
@@ -274,7 +337,7 @@ class RestTransport(Transport):
         return self._client.build_request(
             "POST",
             self._url,
-            content=encode_request(request, model=self._model),
+            content=encode_request_body(request, model=self._model),
             headers={
                 "Accept": sse.CONTENT_TYPE if request.stream else JSON_CONTENT_TYPE,
                 "Content-Type": JSON_CONTENT_TYPE,
@@ -397,6 +460,8 @@ class RestTransport(Transport):
     def close(self) -> None:
         if not self._closed:
             self._closed = True
+            if self._http1 is not None:
+                self._http1.close()
             self._client.close()
 
 
