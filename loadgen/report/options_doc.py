@@ -24,7 +24,7 @@ COMMAND_TITLES: dict[str, str] = {
     "report": "`loadgen report RUN_DIR`",
     "compare": "`loadgen compare BASELINE_DIR CURRENT_DIR`",
     "compare-transports": "`loadgen compare-transports`",
-    "bench": "`loadgen bench rest|grpc|amqp|capacity|floor`",
+    "bench": "`loadgen bench rest|grpc|amqp|capacity|floor|transports`",
     "dialogues": "`loadgen dialogues check FILE...`",
     "dataset": "`loadgen dataset check FILE...`",
 }

@@ -31,8 +31,8 @@ same contract; what this version promises is stated here and there, and a change
 - **Threads and gevent.** Locust runs each user as a gevent greenlet in a monkey-patched process: one transport
   per user, whose ``send`` is never called twice at once, while other users' transports run in the same process.
   Blocking I/O must yield to the hub: pure-Python sockets do once patched; a C library needs its gevent
-  integration (grpcio's ``init_gevent``); asyncio code runs on :class:`loadgen.transports.bridge.AsyncBridge`
-  (one loop in a real thread per process). Never block the hub (no unpatched waits,
+  integration, or runs its asyncio API on :class:`loadgen.transports.bridge.AsyncBridge` (one loop in a real
+  thread per process), as the gRPC transport runs ``grpc.aio`` and the AMQP transport aio-pika. Never block the hub (no unpatched waits,
   ``run_coroutine_threadsafe(...).result()`` hangs). State shared by a process's users is built lazily, in the
   process that uses it (Locust forks after import). A turn may be killed at any wait (``GreenletExit``: a user
   being stopped): leave no half-read reply that the next turn could take for its own. ``close()`` is called once
