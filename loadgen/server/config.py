@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 #: The local RabbitMQ (guest/guest) an embedded or benchmarked reference server uses for its AMQP front.
 LOCAL_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
-#: The values of ``--amqp-coalesce`` (:attr:`ServerConfig.amqp_coalesce`).
-AMQP_COALESCE = ("ready", "off")
+#: The values of ``--amqp-coalesce`` and ``--grpc-coalesce`` (:attr:`ServerConfig.amqp_coalesce`, ``grpc_coalesce``).
+COALESCE_MODES = ("ready", "off")
+AMQP_COALESCE = COALESCE_MODES
 
 
 @dataclass
@@ -50,6 +51,9 @@ class ServerConfig:
     #: "ready": one reply message carries every token chunk the engine had ready at the same moment (a chunk that
     #: had to be waited for goes out alone, at once); "off": one message per chunk (loadgen.wire.amqp)
     amqp_coalesce: str = "ready"
+    #: the same for the gRPC front's ``Chat`` stream: "ready", one ChatChunk of every token chunk the engine had
+    #: ready at the same moment (its ``tokens`` their sum); "off", one ChatChunk per engine chunk
+    grpc_coalesce: str = "ready"
     engine: str = "sim"  # "sim" | "torch"
     sim: SimEngineConfig | None = None
     torch: TorchEngineConfig | None = None
@@ -63,8 +67,9 @@ class ServerConfig:
     otel: bool = False  # --otel: a span per request, continuing the client's trace (loadgen.telemetry.serve_tracing)
 
     def __post_init__(self) -> None:
-        if self.amqp_coalesce not in AMQP_COALESCE:
-            raise ValueError(f"amqp_coalesce must be one of {', '.join(AMQP_COALESCE)}, got {self.amqp_coalesce!r}")
+        for name, value in (("amqp_coalesce", self.amqp_coalesce), ("grpc_coalesce", self.grpc_coalesce)):
+            if value not in COALESCE_MODES:
+                raise ValueError(f"{name} must be one of {', '.join(COALESCE_MODES)}, got {value!r}")
         if self.sim is None:
             self.sim = SimEngineConfig()
         if self.torch is None:

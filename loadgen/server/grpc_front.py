@@ -1,11 +1,13 @@
 """The gRPC front of the reference server: ``loadgen.chat.v1.ChatService`` (``proto/loadgen/chat/v1/chat.proto``).
 
-A :mod:`grpc.aio` server in the server's own event loop, over the same :class:`ChatService` as every other
-front. ``Chat`` streams one :class:`ChatChunk` per engine chunk and ends with a chunk carrying
-``finish_reason`` and ``usage``; ``Complete`` answers the whole reply at once. Initial metadata (the
-response headers) goes out once :meth:`ChatService.chat` admitted the request (which, for the engines here,
-is when the first chunk is ready), as the REST front's headers do; it carries ``x-loadgen-session: new`` when the
-server did not hold the session the request named (:mod:`loadgen.wire.session`).
+A :mod:`grpc.aio` server in the server's own event loop, over the same :class:`ChatService` as every other front.
+``Chat`` streams one :class:`ChatChunk` per batch of engine chunks that were ready at the same moment
+(:class:`loadgen.server.ready.ReadyBatches`: its text theirs joined, its ``tokens`` their sum; a chunk that had to
+be waited for goes out alone, at once, so a paced stream stays one message per token; ``--grpc-coalesce off``: one
+per engine chunk) and ends with a chunk carrying ``finish_reason`` and ``usage``; ``Complete`` answers the whole
+reply at once. Initial metadata (the response headers) goes out once :meth:`ChatService.chat` admitted the request
+(which, for the engines here, is when the first chunk is ready), as the REST front's headers do; it carries
+``x-loadgen-session: new`` when the server did not hold the session the request named (:mod:`loadgen.wire.session`).
 
 A thin adapter over the wire contract (:mod:`loadgen.wire.grpc`): the service and method names come from the
 generated descriptor, requests and replies are converted there, the key is read from the metadata
@@ -35,6 +37,7 @@ from grpc_reflection.v1alpha import reflection
 from loadgen.errors import ConfigError
 from loadgen.grpc_gen.chat.v1 import chat_pb2
 from loadgen.server.fronts import Front
+from loadgen.server.ready import ReadyBatches
 from loadgen.server.service import failure_message, failure_of, is_bug
 from loadgen.telemetry.serve_tracing import carrier_of
 from loadgen.types import Usage
@@ -59,6 +62,10 @@ log = logging.getLogger(__name__)
 
 #: How long stop() lets in-flight calls finish before cancelling them.
 STOP_GRACE_S = 1.0
+
+
+#: ``--grpc-coalesce ready``: at most this many engine chunks in one ChatChunk.
+MAX_CHUNKS_PER_MESSAGE = 64
 
 
 def bind_address(host: str, port: int) -> str:
@@ -176,13 +183,18 @@ class GrpcFront(Front):
     async def chat(
         self, message: chat_pb2.ChatRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[chat_pb2.ChatChunk]:
-        """``Chat``: one message per engine chunk, then one with finish_reason and usage."""
+        """``Chat``: one message per batch of the engine chunks ready at the same moment (``--grpc-coalesce off``:
+        per engine chunk), then one with finish_reason and usage."""
         chat_stream = await self._open(message, context, stream=True)
+        limit = 1 if self.config.grpc_coalesce == "off" else MAX_CHUNKS_PER_MESSAGE
         try:
             await context.send_initial_metadata(_metadata(chat_stream))
             try:
-                async for chunk in chat_stream:
-                    yield encode_chunk(chunk.text, chunk.n_tokens)
+                async for batch in ReadyBatches(chat_stream, limit=limit):
+                    if len(batch) == 1:
+                        yield encode_chunk(batch[0].text, batch[0].n_tokens)
+                    else:
+                        yield encode_chunk("".join(c.text for c in batch), sum(c.n_tokens for c in batch))
             except Exception as exc:
                 await _abort_for(context, exc)
             yield encode_final(chat_stream.finish_reason, _usage(chat_stream))

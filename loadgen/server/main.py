@@ -25,7 +25,7 @@ from typing import Any
 
 from loadgen.errors import ConfigError
 from loadgen.option_table import Option, add_options, non_negative, port, positive_int, whole_number
-from loadgen.server.config import AMQP_COALESCE, ServerConfig, SimEngineConfig, TorchEngineConfig
+from loadgen.server.config import AMQP_COALESCE, COALESCE_MODES, ServerConfig, SimEngineConfig, TorchEngineConfig
 from loadgen.server.fault_control import FAULT_PREFIX
 from loadgen.server.faults import parse_faults
 from loadgen.server.fronts import READY_PREFIX
@@ -73,6 +73,10 @@ OPTIONS: tuple[Option, ...] = (
          "the same moment in one message (a chunk that had to be waited for goes out alone, at once: a paced stream "
          "stays one message per token), 'off' sends one message per chunk (default %(default)s)",
          _DEFAULTS.amqp_coalesce, choices=AMQP_COALESCE),
+    _opt(_FRONTS, "--grpc-coalesce", "streamed gRPC replies (Chat): 'ready' puts every token chunk the engine had "
+         "ready at the same moment in one ChatChunk (its tokens their sum; a paced stream stays one message per "
+         "token), 'off' sends one ChatChunk per chunk (default %(default)s)",
+         _DEFAULTS.grpc_coalesce, choices=COALESCE_MODES),
     _opt(_FRONTS, "--api-key-env", "require the API key held in environment variable NAME on every front (the key "
          "is never printed)", metavar="NAME"),
     _opt(_CONVERSATION, "--session-capacity", "server-side sessions kept (LRU); an evicted session loses its history "
@@ -180,6 +184,7 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
         amqp_queue=args.amqp_queue,
         amqp_prefetch=args.amqp_prefetch,
         amqp_coalesce=args.amqp_coalesce,
+        grpc_coalesce=args.grpc_coalesce,
         ws_port=args.ws_port,
         engine=args.engine,
         sim=sim,

@@ -28,16 +28,16 @@ same contract; what this version promises is stated here and there, and a change
   no URL with credentials (name ``host:port``; :func:`loadgen.wire.text.redact_url`).
 - **Secrets.** :meth:`Transport.send` replaces every value :meth:`Transport.secrets` returns (the API key by
   default; add a broker password, a token) by ``***`` in the reason of any error it raises. Never log a secret.
-- **Threads and gevent.** Locust runs each user as a gevent greenlet in a monkey-patched process: one transport
-  per user, whose ``send`` is never called twice at once, while other users' transports run in the same process.
-  Blocking I/O must yield to the hub: pure-Python sockets do once patched; a C library needs its gevent
-  integration, or runs its asyncio API on :class:`loadgen.transports.bridge.AsyncBridge` (one loop in a real
-  thread per process), as the gRPC transport runs ``grpc.aio`` and the AMQP transport aio-pika. Never block the hub (no unpatched waits,
+- **Threads and gevent.** Locust runs each user as a gevent greenlet in a monkey-patched process: one transport per
+  user, whose ``send`` is never called twice at once, while other users' transports run in the same process.
+  Blocking I/O must yield to the hub: pure-Python sockets do once patched; a C library needs its gevent integration,
+  or runs its asyncio API on :class:`loadgen.transports.bridge.AsyncBridge` (one loop in a real thread per process),
+  as the gRPC transport runs ``grpc.aio`` and the AMQP transport aio-pika. Never block the hub (no unpatched waits,
   ``run_coroutine_threadsafe(...).result()`` hangs). State shared by a process's users is built lazily, in the
-  process that uses it (Locust forks after import). A turn may be killed at any wait (``GreenletExit``: a user
-  being stopped): leave no half-read reply that the next turn could take for its own. ``close()`` is called once
-  the user stops; it must be safe to call twice and never raise. Outside Locust (the contract kit
-  :mod:`loadgen.testing`, scripts) ``send`` runs in plain threads: it must work there too.
+  process that uses it (Locust forks after import). A turn may be killed at any wait (``GreenletExit``: a user being
+  stopped): leave no half-read reply that the next turn could take for its own. ``close()`` is called once the user
+  stops; it must be safe to call twice and never raise. Outside Locust (the contract kit :mod:`loadgen.testing`,
+  scripts) ``send`` runs in plain threads: it must work there too.
 """
 
 from __future__ import annotations

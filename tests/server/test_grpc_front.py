@@ -342,3 +342,51 @@ def test_stop_lets_an_in_flight_reply_finish() -> None:
     assert first.text and outcome["rest"][-1].usage.completion_tokens == 15
     assert not running.running
     assert elapsed < 5
+
+
+def _body_tokens(running: RunningServer, req: chat_pb2.ChatRequest) -> tuple[list[chat_pb2.ChatChunk], Any]:
+    with grpc.insecure_channel(address(running)) as ch:
+        *body, last = list(stub_for(ch).Chat(req, timeout=10))
+    return body, last
+
+
+def test_a_paced_stream_stays_one_message_per_token(start_grpc_server: Callable[..., RunningServer]) -> None:
+    """``--grpc-coalesce ready`` (the default): tokens 20 ms apart each had to be waited for, so each goes alone."""
+    running = start_grpc_server(sim=SimEngineConfig(fixed=True, fixed_ttft_ms=20, fixed_itl_ms=20))
+    assert running.config.grpc_coalesce == "ready"
+    body, last = _body_tokens(running, request("Tell me a story.", max_tokens=8))
+    assert [c.tokens for c in body] == [1] * 8 and last.usage.completion_tokens == 8
+
+
+def test_a_burst_from_the_engine_comes_in_fewer_messages_with_every_token(
+    start_grpc_server: Callable[..., RunningServer],
+) -> None:
+    zero = SimEngineConfig(step_base_us=0, step_per_seq_us=0, prefill_us_per_token=0)
+    coalesced, one_each = (
+        _body_tokens(start_grpc_server(sim=zero, grpc_coalesce=mode), request("Tell me a story.", max_tokens=64))
+        for mode in ("ready", "off")
+    )
+    assert [c.tokens for c in one_each[0]] == [1] * 64
+    assert len(coalesced[0]) < 64 and sum(c.tokens for c in coalesced[0]) == 64 == coalesced[1].usage.completion_tokens
+    assert "".join(c.text for c in coalesced[0]) == "".join(c.text for c in one_each[0])
+
+
+@pytest.mark.parametrize(("coalesce", "tokens"), [("ready", [3, 2]), ("off", [1, 1, 1, 1, 1])])
+def test_chunks_ready_at_once_share_a_message(
+    start_grpc_server: Callable[..., RunningServer], coalesce: str, tokens: list[int]
+) -> None:
+    """Two bursts with a pause between: the chunks of a burst share a ChatChunk (its text theirs joined, its tokens
+    their sum), the one after the pause is not held back; ``off``: one ChatChunk per chunk."""
+    from tests.server.test_amqp_front import Bursts
+
+    running = start_grpc_server(grpc_coalesce=coalesce)
+    service = running.service
+    assert service is not None
+
+    async def bursts(*_: Any, **__: Any) -> Any:
+        return Bursts(["Hel", "lo", " wor"], ["ld", "!"])
+
+    service.chat = bursts  # type: ignore[method-assign]
+    body, last = _body_tokens(running, request("Hi"))
+    assert [c.tokens for c in body] == tokens
+    assert "".join(c.text for c in body) == "Hello world!" and last.finish_reason == "stop"
