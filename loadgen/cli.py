@@ -7,6 +7,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from loadgen.errors import ConfigError
+
 #: sub-command -> (module exposing ``configure(parser)`` and ``run(args) -> int``, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("loadgen.server.main", "run the reference model server (REST, gRPC, AMQP fronts)"),
@@ -48,7 +50,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = next((a for a in args_list if not a.startswith("-")), None)
     parser = build_parser(command if command in COMMANDS else None)
     args = parser.parse_args(args_list)
-    code: int = args._run(args)
+    try:
+        code: int = args._run(args)
+    except ConfigError as exc:  # bad input a command found late: one line, exit 2, as argparse does
+        print(f"loadgen {args.command}: {exc}", file=sys.stderr)
+        return 2
     return code
 
 

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from loadgen.bench import floor_probe
+from loadgen.errors import ConfigError
 from loadgen.server.config import LOCAL_AMQP_URL
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
 ZERO_COST = ["--step-base-us", "0", "--step-per-seq-us", "0", "--prefill-us-per-token", "0", "--max-batch", "4096"]
 BARE_FILE = Path(__file__).with_name("bare_users.py")
 PROBE_FILE = Path(__file__).with_name("probe.py")
+DEFAULT_SCENARIO = Path("scenarios") / "multiturn.py"
 WARMUP_S = 3
 CAPACITY_WARMUP_S = 10  # think time bunches the first turns of users that all started together
 BARE_CLASSES = {"rest": "BareRestUser", "grpc": "BareGrpcUser", "amqp": "BareAmqpUser"}
@@ -95,7 +97,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--amqp-url", default=LOCAL_AMQP_URL, help="broker of the server's AMQP front (default %(default)s)"
     )
-    parser.add_argument("--scenario", default="scenarios/multiturn.py", help="the ConversationUser locustfile")
+    parser.add_argument(
+        "--scenario",
+        default=None,
+        help="the ConversationUser locustfile (default: the project's "
+        "scenarios/multiturn.py, from the current folder or beside the installed package)",
+    )
 
 
 def _cpu_of(pid: int) -> float:
@@ -378,7 +385,25 @@ def resolve_defaults(args: argparse.Namespace) -> argparse.Namespace:
         args.seconds = floor_probe.SECONDS if floor else 15
     if args.max_tokens is None:
         args.max_tokens = floor_probe.MAX_TOKENS if floor else 64
+    args.scenario = str(scenario_path(args.scenario))
     return args
+
+
+def scenario_path(given: str | None) -> Path:
+    """The locustfile the ConversationUser arms run: ``--scenario``, or the project's ``scenarios/multiturn.py`` in
+    the current folder or beside the package (an editable install); a ConfigError (one line) before anything
+    starts when there is none."""
+    if given is not None:
+        path = Path(given)
+        if not path.is_file():
+            raise ConfigError(f"--scenario {given}: no such file; give the path of a locustfile")
+        return path.resolve()
+    for root in (Path.cwd(), Path(__file__).resolve().parents[2]):
+        candidate = root / DEFAULT_SCENARIO
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(f"no {DEFAULT_SCENARIO} here or beside the package: run from the project's folder or give "
+                      "--scenario PATH")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -111,3 +112,19 @@ def test_a_round_that_never_measures_fails_with_the_reason_and_no_ratio(
     captured = capsys.readouterr()
     assert "bench rest: FAILED, no ratio: round 1 measured nothing" in captured.err
     assert "x**" not in captured.out and "0.00x" not in captured.out + captured.err
+
+
+def test_the_scenario_is_found_from_anywhere_or_refused_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from loadgen.bench.cli import DEFAULT_SCENARIO, scenario_path
+    from loadgen.cli import main
+
+    monkeypatch.chdir(tmp_path)  # no scenarios/ here: the one beside the package
+    assert scenario_path(None) == REPO_ROOT / DEFAULT_SCENARIO
+    (tmp_path / "mine.py").write_text("")
+    assert scenario_path("mine.py") == tmp_path / "mine.py"
+    assert main(["bench", "transports", "--scenario", "missing.py"]) == 2  # before any server starts
+    assert (
+        capsys.readouterr().err == "loadgen bench: --scenario missing.py: no such file; give the path of a locustfile\n"
+    )
