@@ -160,3 +160,60 @@ def test_the_shape_declines_a_chunk_that_is_only_its_prefix_and_suffix() -> None
     assert shape.content(_LEARNED.replace('"Hel"', "").encode()) is None
     assert shape.content(_LEARNED.replace('"Hel"', '"a"').encode()) == "a"
     assert shape.content(_LEARNED.replace('"Hel"', "null").encode()) is None
+
+
+# -- the per-token path: a well-formed chunk never goes through the checked parse --------------------------------
+
+WELL_FORMED = [
+    _LEARNED,  # a content chunk
+    '{"object":"chat.completion.chunk","choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}',
+    '{"choices":[{"index":0,"delta":{"content":"no object field"},"finish_reason":null}]}',
+    '{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}',
+    '{"choices":[],"usage":{"prompt_tokens":0,"completion_tokens":0}}',
+    '{"choices":[],"usage":{"completion_tokens":4}}',
+    '{"choices":[{"delta":{"content":"x"},"finish_reason":"length"}],"usage":{"prompt_tokens":3,"completion_tokens":1}}',
+]
+
+
+@pytest.mark.parametrize("data", WELL_FORMED)
+def test_a_well_formed_chunk_is_read_on_the_per_token_path_alone(data: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The checked parse costs several times the per-token path and runs once per token if any common chunk
+    misses the shortcut: every usual chunk shape must be read without it, to the same value."""
+    expected = parse_chat_chunk(data)
+
+    def refuse(data: str) -> ChatChunk:
+        raise AssertionError(f"the checked parse was used for {data}")
+
+    monkeypatch.setattr("loadgen.wire.openai.reply._parse_chat_chunk_checked", refuse)
+    assert parse_chat_chunk(data) == expected
+
+
+def test_the_shape_skips_an_earlier_and_a_later_content_key_with_the_same_text() -> None:
+    data = (
+        '{"id":"c1","x":{"content":"Hel"},"choices":[{"index":0,"delta":{"content":"Hel"},"finish_reason":null}],'
+        '"y":{"content":"Hel"}}'
+    )
+    shape = ContentChunkShape.learn(data.encode(), parse_chat_chunk(data))
+    assert shape is not None
+    other = data.replace('"delta":{"content":"Hel"}', '"delta":{"content":"lo"}')
+    assert shape.content(other.encode()) == "lo"
+    assert shape.content(data.replace('"x":{"content":"Hel"}', '"x":{"content":"lo"}').encode()) is None
+
+
+def test_the_shape_is_learned_across_one_space_after_the_key() -> None:
+    data = _LEARNED.replace('"content":"Hel"', '"content": "Hel"')
+    shape = ContentChunkShape.learn(data.encode(), parse_chat_chunk(data))
+    assert shape is not None
+    assert shape.content(data.replace('"Hel"', '"x"').encode()) == "x"
+
+
+def test_a_missing_count_is_zero_on_the_checked_path_too() -> None:
+    assert parse_chat_chunk('{"usage": {"completion_tokens": 2}}') == ChatChunk(usage=Usage(0, 2))
+    assert parse_chat_chunk('{"usage": {"prompt_tokens": 2}}') == ChatChunk(usage=Usage(2, 0))
+    body = '{"choices": [{"message": {"content": "a"}}], "usage": {"completion_tokens": 1}}'
+    assert parse_chat_completion(body) == ChatChunk("a", usage=Usage(0, 1))
+
+
+def test_a_long_wrong_count_is_cut_in_the_reason() -> None:
+    reason = _reason(json.dumps({"choices": [], "usage": {"prompt_tokens": "x" * 100}}))
+    assert reason == f"usage 'prompt_tokens' is \"{'x' * 38}…, not a count"
