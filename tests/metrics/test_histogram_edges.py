@@ -157,3 +157,22 @@ def test_gaps_update_min_max_and_out_of_range_in_every_histogram() -> None:
         assert h.hist.get_min_value() == 1
     assert a.count == 5 and b.count == 4
     assert b.value_sum == 1000 + 500 + MINUTE_US + 1
+    assert a.value_sum == 5000 + b.value_sum
+
+
+def test_gaps_add_to_what_a_histogram_already_holds() -> None:
+    h = TrackedHistogram(Metric.ITL)
+    h.record(2000)
+    h.record(7, 2)
+    record_gaps_in_all([h], [0.0, 0.002, 0.004], [1.0, 1.0, 1.0])
+    assert h.hist.get_count_at_value(2000) == 3
+    assert (h.count, h.value_sum) == (5, 2000 + 14 + 4000)
+
+
+def test_values_kept_for_later_are_recorded_once_the_limit_is_reached() -> None:
+    h = TrackedHistogram(Metric.ITL)
+    h.record_later([3] * (TrackedHistogram.LATER_LIMIT - 1))
+    assert len(h._later) == TrackedHistogram.LATER_LIMIT - 1  # below the limit: still kept
+    h.record_later([3])
+    assert not h._later  # at the limit: recorded, bounding what is kept
+    assert h.count == TrackedHistogram.LATER_LIMIT

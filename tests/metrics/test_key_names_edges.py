@@ -72,6 +72,7 @@ def test_reason_names(name: str, parsed: FailureReason | None) -> None:
     [
         ("itl@ctx2k-4k", ContextMetric(Metric.ITL, "2k-4k")),
         ("e2e@ctx", ContextMetric(Metric.E2E, "")),
+        ("e2e@ctx@ctx<512", ContextMetric(Metric.E2E, "@ctx<512")),  # the metric is what stands before the first
         ("e2e@ct<512", None),
         ("@ctx<512", None),
         ("count@ctx<512", None),

@@ -171,6 +171,7 @@ WELL_FORMED = [
     '{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}',
     '{"choices":[],"usage":{"prompt_tokens":0,"completion_tokens":0}}',
     '{"choices":[],"usage":{"completion_tokens":4}}',
+    '{"choices":[],"usage":{"prompt_tokens":4}}',
     '{"choices":[{"delta":{"content":"x"},"finish_reason":"length"}],"usage":{"prompt_tokens":3,"completion_tokens":1}}',
 ]
 
