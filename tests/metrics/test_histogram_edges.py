@@ -176,3 +176,27 @@ def test_values_kept_for_later_are_recorded_once_the_limit_is_reached() -> None:
     h.record_later([3])
     assert not h._later  # at the limit: recorded, bounding what is kept
     assert h.count == TrackedHistogram.LATER_LIMIT
+
+
+def test_a_reset_forgets_the_values_below_the_range_too() -> None:
+    h = TrackedHistogram(Metric.E2E)
+    h.record(-5)
+    h.reset()
+    assert (h.below_range, h.above_range, h.count) == (0, 0, 0)
+
+
+def test_quantile_zero_is_the_lowest_value_of_the_minimums_bucket() -> None:
+    h = TrackedHistogram(Metric.E2E)
+    h.record(1_000_003)
+    h.record(2_000_000)
+    low, high = h.hist.get_lowest_equivalent_value(1_000_003), h.hist.get_highest_equivalent_value(1_000_003)
+    assert low < high  # three significant digits: a bucket many microseconds wide
+    assert h.quantiles([0.0, 0.5]) == {0.0: low, 0.5: high}
+
+
+def test_values_kept_after_a_read_are_kept_again() -> None:
+    h = TrackedHistogram(Metric.ITL)
+    h.record_later([5])
+    assert h.count == 1
+    h.record_later([6, 7])
+    assert h.count == 3
