@@ -272,7 +272,11 @@ REFUSED: list[tuple[str, str]] = [
     ('{"seq":1.0}', "'seq' must be a non-negative integer"),
     ('{"seq":0,"text":5}', "'text' must be a string"),
     ('{"seq":0,"text":null}', "'text' must be a string"),
-    ('{"seq":0,"text":["a"]}', "'text' must be a string"),
+    ('{"seq":0,"text":["a"]}', "'tokens' must be a list of 1 counts, one per entry of 'text'"),  # several chunks
+    ('{"seq":0,"text":["a",5],"tokens":[1,1]}', "'text' must be a string or a non-empty list of strings"),
+    ('{"seq":0,"text":[],"tokens":[]}', "'text' must be a string or a non-empty list of strings"),
+    ('{"seq":0,"text":["a","b"],"tokens":[1]}', "'tokens' must be a list of 2 counts, one per entry of 'text'"),
+    ('{"seq":0,"text":["a"],"tokens":[-1]}', "'tokens' counts must be non-negative integers"),
     ('{"seq":0,"tokens":-1}', "'tokens' must be a non-negative integer"),
     ('{"seq":0,"tokens":"1"}', "'tokens' must be a non-negative integer"),
     ('{"seq":0,"tokens":true}', "'tokens' must be a non-negative integer"),
