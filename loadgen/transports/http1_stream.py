@@ -27,6 +27,7 @@ reply is ever left for the next turn.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import socket
 import time
@@ -35,6 +36,8 @@ from typing import Final
 
 import httpx
 
+from loadgen.transports.bridge import gevent_patched
+from loadgen.transports.read_mux import ReadMux, read_mux
 from loadgen.transports.replies import reply_too_large
 
 #: An idle connection older than this is closed, not reused (httpx's default pool keeps them 5 s).
@@ -44,6 +47,10 @@ MAX_HEAD_BYTES: Final = 64 * 1024
 #: Largest chunk-size or trailer line accepted.
 MAX_CHUNK_LINE: Final = 4 * 1024
 RECV_BYTES: Final = 65536
+#: Streamed bodies through a :class:`~loadgen.transports.read_mux.ReadMux`: None (the default) in a gevent-patched
+#: process; True or False for every client that was not told (tests run both ways). ``LOADGEN_READ_MUX=0`` in the
+#: environment turns it off (``1``: on), e.g. to compare the two in ``loadgen bench capacity``.
+MULTIPLEX: bool | None = {"0": False, "1": True}.get(os.environ.get("LOADGEN_READ_MUX", ""))
 
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
 _CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
@@ -61,9 +68,12 @@ def _left(deadline: float, error: type[httpx.TimeoutException]) -> float:
 class Http1Client:
     """One keep-alive HTTP/1.1 connection to ``host:port`` (plain TCP), used by one turn at a time."""
 
-    __slots__ = ("_family", "_host", "_idle", "_idle_since", "_port")
+    __slots__ = ("_family", "_host", "_idle", "_idle_since", "_multiplex", "_port")
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, multiplex: bool | None = None) -> None:
+        #: streamed bodies read through the hub's :class:`~loadgen.transports.read_mux.ReadMux` (default: in a
+        #: gevent-patched process, i.e. any Locust process; see :data:`MULTIPLEX`)
+        self._multiplex = multiplex
         self._host = host
         self._port = port
         # an IP address is connected to without a name lookup: gevent's resolver runs lookups on a thread pool,
@@ -76,6 +86,15 @@ class Http1Client:
             self._family = None
         self._idle: socket.socket | None = None
         self._idle_since = 0.0
+
+    @property
+    def mux(self) -> ReadMux | None:
+        """Where :meth:`Http1Body.stamped` reads a body: this thread's :class:`ReadMux`, or None (one ``recv`` at a
+        time in the calling greenlet or thread)."""
+        multiplex = self._multiplex
+        if multiplex is None:
+            multiplex = MULTIPLEX if MULTIPLEX is not None else gevent_patched()
+        return read_mux() if multiplex else None
 
     def serves(self, url: httpx.URL) -> bool:
         """True when ``url`` goes to this client's origin over plain http."""
@@ -207,9 +226,136 @@ class Http1Client:
 CHUNKED, LENGTH, UNTIL_CLOSE = 0, 1, 2
 
 
+class ChunkedDecoder:
+    """The chunked framing stripped from what each ``recv`` brought: :meth:`feed` returns the body bytes of every
+    chunk the new bytes completed or went on with (in one piece), ``finished`` once the last chunk and the trailers
+    came; what followed them is ``leftover``. A framing error is an ``httpx.RemoteProtocolError``; the body's size
+    past ``max_bytes`` a :class:`~loadgen.errors.ProtocolError` (:func:`reply_too_large`)."""
+
+    __slots__ = ("_buf", "_crlf", "_max_bytes", "_pending", "_room", "_trailers", "finished")
+
+    def __init__(self, max_bytes: int) -> None:
+        self._buf = b""
+        self._pending = 0  # bytes of the current chunk's data still to come
+        self._crlf = False  # the current chunk's data is complete: its CRLF comes next
+        self._trailers = False  # the last chunk came: trailer lines until a blank one
+        self._max_bytes = max_bytes
+        self._room = max_bytes
+        self.finished = False
+
+    @property
+    def leftover(self) -> bytes:
+        return self._buf
+
+    def feed(self, data: bytes) -> bytes:
+        buf = self._buf + data if self._buf else data
+        pending = self._pending
+        crlf = self._crlf
+        out: list[bytes] = []
+        pos = 0
+        end = len(buf)
+        size_line = _CHUNK_SIZE.fullmatch
+        while True:
+            if pending:
+                take = end - pos
+                if take > pending:
+                    take = pending
+                elif take <= 0:
+                    break
+                out.append(buf[pos : pos + take] if take != end else buf)
+                pos += take
+                pending -= take
+                if pending:
+                    break
+                crlf = True
+            if crlf:
+                if end - pos < 2:
+                    break
+                if buf[pos : pos + 2] != b"\r\n":
+                    raise httpx.RemoteProtocolError("chunk data not followed by CRLF")
+                pos += 2
+                crlf = False
+            nl = buf.find(b"\n", pos)
+            if nl < 0:
+                if end - pos > MAX_CHUNK_LINE:
+                    raise httpx.RemoteProtocolError("chunk header too long")
+                break
+            line = buf[pos:nl]
+            pos = nl + 1
+            if self._trailers:
+                if line in (b"", b"\r"):
+                    self.finished = True
+                    break
+                continue
+            size_text = line.split(b";", 1)[0].strip(b" \t\r")
+            if size_line(size_text) is None:
+                raise httpx.RemoteProtocolError(f"illegal chunk header: {line[:40]!r}")
+            pending = int(size_text, 16)
+            if not pending:
+                self._trailers = True
+        self._buf = buf[pos:] if pos else buf
+        self._pending = pending
+        self._crlf = crlf
+        if not out:
+            return b""
+        piece = out[0] if len(out) == 1 else b"".join(out)
+        self._room -= len(piece)
+        if self._room < 0:
+            raise reply_too_large(self._max_bytes)
+        return piece
+
+    def eof(self) -> None:
+        """The server closed the connection before the body's end."""
+        raise httpx.RemoteProtocolError(_INCOMPLETE_CHUNKED)
+
+
+class PlainDecoder:
+    """A body of ``length`` bytes (``Content-Length``), or, with ``length`` -1, one that lasts until the server
+    closes the connection; the same interface as :class:`ChunkedDecoder`."""
+
+    __slots__ = ("_left", "_length", "_max_bytes", "_room", "finished", "leftover")
+
+    def __init__(self, length: int, max_bytes: int) -> None:
+        self._length = length
+        self._left = length
+        self._max_bytes = max_bytes
+        self._room = max_bytes
+        self.finished = length == 0
+        self.leftover = b""
+
+    def feed(self, data: bytes) -> bytes:
+        if self.finished:  # bytes after the body: not for it
+            self.leftover += data
+            return b""
+        left = self._left
+        if 0 < left < len(data):
+            piece, self.leftover = data[:left], data[left:]
+        else:
+            piece = data
+        if left > 0:
+            self._left = left = left - len(piece)
+            self.finished = left == 0
+        self._room -= len(piece)
+        if self._room < 0:
+            raise reply_too_large(self._max_bytes)
+        return piece
+
+    def eof(self) -> None:
+        """The server closed the connection: the end of a body that lasts until then, else an error."""
+        if self._left >= 0:
+            raise httpx.RemoteProtocolError(
+                "peer closed connection without sending complete message body: "
+                f"received {self._length - self._left} bytes, expected {self._length}"
+            )
+        self.finished = True
+
+
+BodyDecoder = ChunkedDecoder | PlainDecoder
+
+
 class Http1Body(httpx.SyncByteStream):
     """The body of one response, as pieces: every piece is all the body bytes one ``recv`` brought (chunked
-    framing removed), yielded as soon as it came."""
+    framing removed), yielded as soon as it came; or, through :meth:`stamped`, each with its arrival time."""
 
     def __init__(
         self,
@@ -230,14 +376,60 @@ class Http1Body(httpx.SyncByteStream):
         self._keep_alive = keep_alive
         self._deadline = deadline
         self._max_bytes = max_bytes
+        #: when the body's end was seen (:meth:`stamped` through a :class:`ReadMux`), else None
+        self.ended_at: float | None = None
+
+    def _decoder(self) -> BodyDecoder:
+        if self._framing == CHUNKED:
+            return ChunkedDecoder(self._max_bytes)
+        return PlainDecoder(self._length if self._framing == LENGTH else -1, self._max_bytes)
 
     def __iter__(self) -> Iterator[bytes]:
         sock = self._sock
         if sock is None:
             raise httpx.StreamClosed()
-        if self._framing == CHUNKED:
-            return self._chunked(sock)
-        return self._plain(sock)
+        return self._pieces(sock, self._decoder())
+
+    def stamped(self) -> Iterator[tuple[float, bytes]]:
+        """The pieces of :meth:`__iter__`, each with the ``time.perf_counter()`` of its arrival. Through the
+        client's :class:`ReadMux` (a gevent process) the whole body is read by the event loop first, every
+        ``recv`` stamped as it completes and no greenlet woken per piece; the pieces then come one after the
+        other, and an error that ended the body is raised after the pieces before it."""
+        sock = self._sock
+        if sock is None:
+            raise httpx.StreamClosed()
+        client = self._client
+        mux = client.mux if client is not None else None
+        decoder = self._decoder()
+        if mux is None:
+            perf_counter = time.perf_counter
+            for piece in self._pieces(sock, decoder):
+                yield perf_counter(), piece
+            return
+        buffered, self._buffered = self._buffered, b""
+        result = mux.read(sock, decoder, buffered, self._deadline)
+        yield from result.pieces
+        if result.error is not None:
+            raise result.error
+        self.ended_at = result.ended_at
+        self._done(sock, decoder.leftover)
+
+    def _pieces(self, sock: socket.socket, decoder: BodyDecoder) -> Iterator[bytes]:
+        data, self._buffered = self._buffered, b""
+        if data:
+            piece = decoder.feed(data)
+            if piece:
+                yield piece
+        deadline = self._deadline
+        while not decoder.finished:
+            data = _recv(sock, deadline)
+            if not data:
+                decoder.eof()
+                break
+            piece = decoder.feed(data)
+            if piece:
+                yield piece
+        self._done(sock, decoder.leftover)
 
     def _done(self, sock: socket.socket, leftover: bytes) -> None:
         """The body was read to its end: the connection goes back for the next request, or is closed."""
@@ -251,114 +443,6 @@ class Http1Body(httpx.SyncByteStream):
         sock, self._sock, self._client = self._sock, None, None
         if sock is not None:  # not read to its end: nobody else may read the rest
             sock.close()
-
-    def _plain(self, sock: socket.socket) -> Iterator[bytes]:
-        """A body of ``Content-Length`` bytes, or one that lasts until the server closes the connection."""
-        left = self._length if self._framing == LENGTH else -1
-        room = self._max_bytes
-        data = self._buffered
-        self._buffered = b""
-        deadline = self._deadline
-        while left:
-            if not data:
-                data = _recv(sock, deadline)
-                if not data:
-                    if left < 0:
-                        break
-                    raise httpx.RemoteProtocolError(
-                        "peer closed connection without sending complete message body: "
-                        f"received {self._length - left} bytes, expected {self._length}"
-                    )
-            if 0 < left < len(data):
-                piece, data = data[:left], data[left:]
-            else:
-                piece, data = data, b""
-            if left > 0:
-                left -= len(piece)
-            room -= len(piece)
-            if room < 0:
-                raise reply_too_large(self._max_bytes)
-            yield piece
-        self._done(sock, data)
-
-    def _chunked(self, sock: socket.socket) -> Iterator[bytes]:
-        """A chunked body: the framing of every chunk that one ``recv`` completed is stripped in one pass."""
-        buf = self._buffered
-        self._buffered = b""
-        deadline = self._deadline
-        room = self._max_bytes
-        pending = 0  # bytes of the current chunk's data still to come
-        crlf = False  # the current chunk's data is complete: its CRLF comes next
-        trailers = False  # the last chunk came: trailer lines until a blank one
-        size_line = _CHUNK_SIZE.fullmatch
-        recv = sock.recv
-        perf_counter = time.perf_counter
-        while True:
-            out: list[bytes] = []
-            pos = 0
-            end = len(buf)
-            finished = False
-            while True:
-                if pending:
-                    take = end - pos
-                    if take > pending:
-                        take = pending
-                    elif take <= 0:
-                        break
-                    out.append(buf[pos : pos + take] if take != end else buf)
-                    pos += take
-                    pending -= take
-                    if pending:
-                        break
-                    crlf = True
-                if crlf:
-                    if end - pos < 2:
-                        break
-                    if buf[pos : pos + 2] != b"\r\n":
-                        raise httpx.RemoteProtocolError("chunk data not followed by CRLF")
-                    pos += 2
-                    crlf = False
-                nl = buf.find(b"\n", pos)
-                if nl < 0:
-                    if end - pos > MAX_CHUNK_LINE:
-                        raise httpx.RemoteProtocolError("chunk header too long")
-                    break
-                line = buf[pos:nl]
-                pos = nl + 1
-                if trailers:
-                    if line in (b"", b"\r"):
-                        finished = True
-                        break
-                    continue
-                size_text = line.split(b";", 1)[0].strip(b" \t\r")
-                if size_line(size_text) is None:
-                    raise httpx.RemoteProtocolError(f"illegal chunk header: {line[:40]!r}")
-                pending = int(size_text, 16)
-                if not pending:
-                    trailers = True
-            if out:
-                piece = out[0] if len(out) == 1 else b"".join(out)
-                room -= len(piece)
-                if room < 0:
-                    raise reply_too_large(self._max_bytes)
-                yield piece
-            if finished:
-                self._done(sock, buf[pos:])
-                return
-            buf = buf[pos:]
-            left = deadline - perf_counter()
-            if left <= 0:
-                raise httpx.ReadTimeout("the turn's deadline has passed")
-            try:
-                sock.settimeout(left)
-                data = recv(RECV_BYTES)
-            except TimeoutError as exc:
-                raise httpx.ReadTimeout(str(exc) or "timed out") from exc
-            except OSError as exc:
-                raise httpx.ReadError(str(exc)) from exc
-            if not data:
-                raise httpx.RemoteProtocolError(_INCOMPLETE_CHUNKED)
-            buf = buf + data if buf else data
 
 
 def _recv(sock: socket.socket, deadline: float) -> bytes:
@@ -443,4 +527,14 @@ def _framing(method: str, status: int, version: bytes, headers: list[tuple[bytes
     return UNTIL_CLOSE, -1, False
 
 
-__all__: list[str] = ["KEEPALIVE_EXPIRY_S", "Http1Body", "Http1Client", "encode_headers", "encode_request"]
+__all__: list[str] = [
+    "KEEPALIVE_EXPIRY_S",
+    "MULTIPLEX",
+    "BodyDecoder",
+    "ChunkedDecoder",
+    "Http1Body",
+    "Http1Client",
+    "PlainDecoder",
+    "encode_headers",
+    "encode_request",
+]

@@ -48,7 +48,7 @@ from loadgen import __version__
 from loadgen.errors import ConfigError, ProtocolError, ServerError, TransportError, TurnTimeout
 from loadgen.transports.base import Transport, TransportConfig
 from loadgen.transports.deadline import TurnDeadline, deadline_transport
-from loadgen.transports.http1_stream import Http1Client, encode_headers, encode_request
+from loadgen.transports.http1_stream import Http1Body, Http1Client, encode_headers, encode_request
 from loadgen.transports.httpx_errors import (
     HTTPX_ERRORS,
     HTTPX_EXCEPTIONS,
@@ -375,9 +375,11 @@ class RestTransport(Transport):
         learn_tries = 3
         parser_idle = True  # nothing fed to the parser yet (the usual case: every event held)
         perf_counter = time.perf_counter
+        # each piece with its arrival: the body's own stamps (read by the loop's ReadMux, or as they came), or
+        # the moment a decoding layer (gzip, ...) handed it over
+        stamped = pieces.stamped() if isinstance(pieces, Http1Body) else ((perf_counter(), p) for p in pieces)
         try:
-            for piece in pieces:
-                now = perf_counter()
+            for now, piece in stamped:
                 if t_done is not None:
                     continue  # after [DONE]: read to the end so that the connection can be reused
                 for line in lines.feed(piece):
@@ -432,7 +434,8 @@ class RestTransport(Transport):
         if t_done is None:
             if not finished:
                 raise ProtocolError("stream ended early")
-            t_done = time.perf_counter()
+            ended = pieces.ended_at if isinstance(pieces, Http1Body) else None
+            t_done = ended if ended is not None else time.perf_counter()
         # no OpenAI chunk says how many tokens it carries: one each, or usage's count spread evenly over them all
         return streamed_reply(parts, times, None, usage, t_sent=t_sent, t_first_byte=t_first_byte, t_done=t_done)
 

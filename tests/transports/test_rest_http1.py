@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from loadgen.errors import ProtocolError, ServerError, TransportError, TurnTimeout
+from loadgen.transports import http1_stream
 from loadgen.transports.base import TransportConfig
 from loadgen.transports.http1_stream import Http1Client
 from loadgen.transports.rest import RestTransport
@@ -24,6 +25,14 @@ from tests.transports.test_rest import DONE, END, ask, delta, head, normal_strea
 
 GAP_S = 0.004
 EARLY_S = 0.001
+
+
+@pytest.fixture(autouse=True, params=[False, True], ids=["recv", "read-mux"])
+def body_reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Every test twice: bodies read one ``recv`` at a time by the turn, and by the loop's ReadMux (what a
+    gevent process, i.e. Locust, uses)."""
+    monkeypatch.setattr(http1_stream, "MULTIPLEX", request.param)
+    return bool(request.param)
 
 
 @pytest.fixture
