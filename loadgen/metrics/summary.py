@@ -31,6 +31,7 @@ these figures at all (only in ``intervals.jsonl``).
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from typing import Any
 
 from loadgen.load.slo import Objective, evaluate, row_figures
@@ -216,7 +217,7 @@ def build_summary(
     if lag["p99"] is not None and float(lag["p99"]) > GENERATOR_LAG_WARN_MS:
         all_warnings.append(
             f"load generator lag p99 is {lag['p99']} ms (> {GENERATOR_LAG_WARN_MS} ms): the generator was "
-            f"overloaded and its own delay is inside the latencies; {lag_advice(run)}. "
+            f"overloaded and its own delay is inside the latencies; {lag_advice(run, transports)}. "
             "Per-token figures: trust TPOT (a turn's whole stream after its first token, over its tokens) rather "
             "than ITL, whose single gaps take the generator's stalls in full"
         )
@@ -236,12 +237,12 @@ def build_summary(
     return summary
 
 
-def lag_advice(run: dict[str, Any]) -> str:
+def lag_advice(run: dict[str, Any], transports: Iterable[str] = ()) -> str:
     """The ``--processes`` suggestion for this run's user count and processes (run block: ``users``,
-    ``processes``)."""
+    ``processes``) over its ``transports``."""
     users, processes = run.get("users"), run.get("processes")
     return processes_advice(
-        users if isinstance(users, int) else None, processes if isinstance(processes, int) else None
+        users if isinstance(users, int) else None, processes if isinstance(processes, int) else None, transports
     )
 
 
