@@ -110,6 +110,14 @@ class ReadMux:
             self._forget(body)
         return read
 
+    def drop_inherited(self) -> None:
+        """In a forked child: stop watching the parent's set (shared with it: its sockets' readiness would wake
+        this loop for ever) and close this process's handle on it."""
+        self._watcher.stop()
+        self._watcher.close()
+        self._bodies.clear()
+        self._epoll.close()
+
     # -- in the hub --------------------------------------------------------------------------------------------
 
     def _ready(self) -> None:
@@ -183,6 +191,8 @@ def read_mux() -> ReadMux:
     key = id(get_hub())
     mux = _muxes.get(key)
     if mux is None or mux.pid != os.getpid():
+        if mux is not None:
+            mux.drop_inherited()
         mux = _muxes[key] = ReadMux()
     return mux
 

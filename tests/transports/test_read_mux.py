@@ -229,3 +229,29 @@ def test_a_chunked_decoder_fed_one_byte_at_a_time() -> None:
     assert whole.feed(raw) == b"hello world" and whole.leftover == b"NEXT"
     with pytest.raises(httpx.RemoteProtocolError, match="incomplete chunked read"):
         ChunkedDecoder(100).eof()
+
+
+def test_a_forked_child_makes_its_own_set_and_drops_the_inherited_one(tcp_pair: Pair) -> None:
+    import os
+
+    parent = read_mux()
+    client, server = tcp_pair
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: a new set; the parent's is no longer watched here
+        ok = False
+        try:
+            gevent.reinit()  # as gevent's own fork does: the child's loop gets its own kernel state
+            child = read_mux()
+            server.sendall(_chunk(b"child") + b"0\r\n\r\n")
+            read = child.read(client, ChunkedDecoder(100), b"", time.perf_counter() + 5)
+            ok = child is not parent and parent._epoll.closed and [p for _, p in read.pieces] == [b"child"]
+        finally:
+            os.write(write_fd, b"1" if ok else b"0")
+            os._exit(0)
+    os.close(write_fd)
+    answer = os.read(read_fd, 1)
+    os.waitpid(pid, 0)
+    os.close(read_fd)
+    assert answer == b"1"
+    assert read_mux() is parent and not parent._epoll.closed
