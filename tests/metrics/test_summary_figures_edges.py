@@ -226,7 +226,7 @@ def test_rows_buckets_warnings_and_sections() -> None:
     lagging = build_summary(batch, RUN)["warnings"]
     assert lagging[-1] == (
         "load generator lag p99 is 5.003 ms (> 5.0 ms): the generator was overloaded and its own delay is inside the "
-        f"latencies; {processes_advice(4, None)}. Per-token figures: trust TPOT (a turn's whole stream after its "
+        f"latencies; {processes_advice(4, None, ['grpc', 'rest'])}. Per-token figures: trust TPOT (a turn's whole stream after its "
         "first token, over its tokens) rather than ITL, whose single gaps take the generator's stalls in full"
     )
     assert len(lagging) == 1 + len(token_warnings(build_summary(batch, RUN)["transports"]))
@@ -263,6 +263,8 @@ def test_who_counted_the_most_replies() -> None:
 
 def test_lag_advice_reads_users_and_processes_when_they_are_integers() -> None:
     assert lag_advice({"users": 64, "processes": 2}) == processes_advice(64, 2)
+    assert lag_advice({"users": 64, "processes": 2}, ["grpc"]) == processes_advice(64, 2, ["grpc"])
+    assert processes_advice(64, 2, ["grpc"]) != processes_advice(64, 2)
     assert lag_advice({"users": 64}) == processes_advice(64, None)
     assert lag_advice({"users": "64", "processes": 2.0}) == processes_advice(None, None)
     assert lag_advice({}) == processes_advice(None, None)
