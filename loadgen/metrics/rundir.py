@@ -44,7 +44,7 @@ def new_run_id(label: str = "") -> str:
 
 def check_run_id(run_id: str, *, what: str = "run id") -> str:
     """``run_id`` if it can name a folder; :class:`ConfigError` (naming ``what``, e.g. the option) if not."""
-    if not _RUN_ID_OK.match(run_id):
+    if not _RUN_ID_OK.fullmatch(run_id):  # match() would let "$" pass a trailing newline
         raise ConfigError(f"{what} {run_id!r}: use letters, digits, '.', '_' and '-' only")
     return run_id
 
