@@ -226,8 +226,9 @@ def test_rows_buckets_warnings_and_sections() -> None:
     lagging = build_summary(batch, RUN)["warnings"]
     assert lagging[-1] == (
         "load generator lag p99 is 5.003 ms (> 5.0 ms): the generator was overloaded and its own delay is inside the "
-        f"latencies; {processes_advice(4, None, ['grpc', 'rest'])}. Per-token figures: trust TPOT (a turn's whole stream after its "
-        "first token, over its tokens) rather than ITL, whose single gaps take the generator's stalls in full"
+        f"latencies; {processes_advice(4, None, ['grpc', 'rest'])}. Per-token figures: trust TPOT (a turn's whole "
+        "stream after its first token, over its tokens) rather than ITL, whose single gaps take the generator's "
+        "stalls in full"
     )
     assert len(lagging) == 1 + len(token_warnings(build_summary(batch, RUN)["transports"]))
 
