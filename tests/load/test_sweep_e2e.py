@@ -100,7 +100,15 @@ def test_ctrl_c_stops_the_sweep_and_writes_what_ran(tmp_path: Path) -> None:
     ]  # fmt: skip
     out_dir = tmp_path / "reports" / "sw"
     proc = subprocess.Popen(
-        cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+        cmd,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        # Ctrl-C as at a terminal: a SIGINT left ignored in this process (inherited, as by a background job) would
+        # be ignored by the sweep too
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         deadline = time.monotonic() + 120
