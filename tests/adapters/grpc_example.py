@@ -50,7 +50,9 @@ class ExampleGrpcServer:
                 self._ask_stream, request_deserializer=request.FromString, response_serializer=delta.SerializeToString
             ),
         }
-        self._server = grpc.server(ThreadPoolExecutor(max_workers=16))
+        # without SO_REUSEPORT: with it, a server bound to port 0 can be given the port of one already running
+        # (grpc/grpc#10755), and the reflection tests would ask the wrong server
+        self._server = grpc.server(ThreadPoolExecutor(max_workers=16), options=[("grpc.so_reuseport", 0)])
         self._server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
         if reflection_on:
             reflection.enable_server_reflection((SERVICE, reflection.SERVICE_NAME), self._server, pool=protos.pool)
