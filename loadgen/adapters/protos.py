@@ -148,21 +148,49 @@ def reflect_method(ask: Ask, method: str) -> GrpcMethod:
     return find_method(_pool_of(files.values()), method)
 
 
-def reflection_asker(channel: Any, timeout_s: float) -> Ask:
-    """``ask`` for :func:`reflect_method` over a grpc channel (each call bounded by ``timeout_s``). A server's
-    error answer is a :class:`ProtoError`; the call's own failure is the :class:`grpc.RpcError` it raised."""
-    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+#: The reflection service's one method, asked as a server-streaming call: one question, the client's half of the
+#: stream closed with it. On the wire that is the bidirectional call with one request, but grpcio sends the question
+#: with the headers in one batch. Asked as a bidirectional call, a server without reflection answers UNIMPLEMENTED
+#: to the headers alone, and when that answer ends the call while grpcio is still sending the question, grpcio
+#: reports an INTERNAL of its own ("Failed execute_batch") in place of the server's status (seen in CI).
+REFLECTION_METHOD = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
 
-    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+
+def reflection_method(channel: Any) -> Any:
+    """The reflection question's multi-callable on ``channel`` (sync or ``grpc.aio``); see :data:`REFLECTION_METHOD`."""
+    from grpc_reflection.v1alpha import reflection_pb2
+
+    return channel.unary_stream(
+        REFLECTION_METHOD,
+        request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+        response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+    )
+
+
+def reflection_request(fields: dict[str, Any]) -> Any:
+    """The ``ServerReflectionRequest`` of one question."""
+    from grpc_reflection.v1alpha import reflection_pb2
+
+    return reflection_pb2.ServerReflectionRequest(**fields)
+
+
+def reflection_files(response: Any, fields: dict[str, Any]) -> list[bytes]:
+    """The serialized files of one answer; the server's error answer is a :class:`ProtoError`."""
+    if response.HasField("error_response"):
+        what = next(iter(fields.values()))
+        raise ProtoError(f"the server's reflection does not know {what!r}: "
+                         f"{response.error_response.error_message or 'not found'}")  # fmt: skip
+    return list(response.file_descriptor_response.file_descriptor_proto)
+
+
+def reflection_asker(channel: Any, timeout_s: float) -> Ask:
+    """``ask`` for :func:`reflect_method` over a sync grpc channel (each call bounded by ``timeout_s``). A server's
+    error answer is a :class:`ProtoError`; the call's own failure is the :class:`grpc.RpcError` it raised."""
+    question = reflection_method(channel)
 
     def ask(**fields: Any) -> list[bytes]:
-        request = reflection_pb2.ServerReflectionRequest(**fields)
-        for response in stub.ServerReflectionInfo(iter([request]), timeout=timeout_s):
-            if response.HasField("error_response"):
-                what = next(iter(fields.values()))
-                raise ProtoError(f"the server's reflection does not know {what!r}: "
-                                 f"{response.error_response.error_message or 'not found'}")  # fmt: skip
-            return list(response.file_descriptor_response.file_descriptor_proto)
+        for response in question(reflection_request(fields), timeout=timeout_s):
+            return reflection_files(response, fields)
         raise ProtoError("the server's reflection service gave no answer")
 
     return ask
@@ -171,6 +199,7 @@ def reflection_asker(channel: Any, timeout_s: float) -> Ask:
 __all__ = [
     "INSTALL_HINT",
     "PROTOC_TIMEOUT_S",
+    "REFLECTION_METHOD",
     "Ask",
     "GrpcMethod",
     "ProtoError",
@@ -179,4 +208,7 @@ __all__ = [
     "find_method",
     "reflect_method",
     "reflection_asker",
+    "reflection_files",
+    "reflection_method",
+    "reflection_request",
 ]

@@ -33,7 +33,17 @@ from google.protobuf.message import Message
 
 from loadgen.adapters.grpc_checks import method_problems
 from loadgen.adapters.paths import MISSING, Path
-from loadgen.adapters.protos import Ask, GrpcMethod, ProtoError, compile_proto, find_method, reflect_method
+from loadgen.adapters.protos import (
+    Ask,
+    GrpcMethod,
+    ProtoError,
+    compile_proto,
+    find_method,
+    reflect_method,
+    reflection_files,
+    reflection_method,
+    reflection_request,
+)
 from loadgen.adapters.request import TurnWriter
 from loadgen.adapters.run import adapter_of
 from loadgen.adapters.spec import GrpcRequest, Protocol, ReplySpec
@@ -216,17 +226,10 @@ def _loop_asker(loop: asyncio.AbstractEventLoop, channel: grpc.aio.Channel, time
 async def _aio_answer(channel: grpc.aio.Channel, timeout_s: float, fields: dict[str, Any]) -> list[bytes]:
     """One reflection question over a ``grpc.aio`` channel, answered as :func:`reflection_asker` answers it over
     a sync one: a server's error answer is a :class:`ProtoError`, the call's own failure its ``RpcError``."""
-    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-
-    stub: Any = reflection_pb2_grpc.ServerReflectionStub(channel)
-    call = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(**fields)]), timeout=timeout_s)
+    call = reflection_method(channel)(reflection_request(fields), timeout=timeout_s)
     try:
         async for response in call:
-            if response.HasField("error_response"):
-                what = next(iter(fields.values()))
-                raise ProtoError(f"the server's reflection does not know {what!r}: "
-                                 f"{response.error_response.error_message or 'not found'}")  # fmt: skip
-            return list(response.file_descriptor_response.file_descriptor_proto)
+            return reflection_files(response, fields)
     finally:
         call.cancel()  # one answer is all: a no-op on a call that ended
     raise ProtoError("the server's reflection service gave no answer")
