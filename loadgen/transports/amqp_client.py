@@ -9,6 +9,13 @@ RPC pattern of ``aio_pika/patterns/rpc.py``:
 - ONE exclusive, auto-delete reply queue (``loadgen.reply.<hex>``), consumed with ``no_ack``; a map
   ``correlation_id -> turn`` routes every reply message to the :class:`Turn` that waits for it.
 
+The reply queue is consumed on aiormq's channel under aio-pika's (:meth:`AmqpClient._consume`), not with
+``queue.consume``: aio-pika wraps every delivery in an ``IncomingMessage`` (all its properties decoded) and runs
+the callback in a second task, which cost ~45 µs of the ~100 µs per reply message (measured, reports/BENCHMARKS.md).
+aiormq calls :meth:`AmqpClient._on_delivery` as soon as it has read the message, and only the correlation id and
+the body are looked at. aio-pika's robust channel restores the queue after a reconnect but not this consumer: the
+client consumes again before it counts the link as back (:meth:`AmqpClient._resume_after_reconnect`).
+
 A turn publishes one request (``mandatory``: a queue nobody declared fails at once as :class:`Unroutable`
 instead of waiting out the timeout; ``expiration`` = the turn timeout; the API key in a header) and waits for
 its replies. Each reply message is stamped with ``time.perf_counter()`` the moment it reaches the consumer
@@ -26,7 +33,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,11 +41,11 @@ import aio_pika
 import aiormq.exceptions as amqp_exc
 from aio_pika.abc import (
     AbstractExchange,
-    AbstractIncomingMessage,
     AbstractRobustChannel,
     AbstractRobustConnection,
     AbstractRobustQueue,
 )
+from aiormq.abc import DeliveredMessage
 from yarl import URL
 
 from loadgen import __version__
@@ -62,6 +69,8 @@ log = logging.getLogger(__name__)
 
 #: How long closing the process's connection may take (last close, process exit).
 CLOSE_TIMEOUT_S = 5.0
+#: After a reconnect, how long to wait between attempts to consume the reply queue again.
+RECONSUME_RETRY_S = 1.0
 REPLY_QUEUE_PREFIX = "loadgen.reply."
 
 
@@ -217,6 +226,7 @@ class AmqpClient:
         self._exchanges: dict[str, AbstractExchange] = {}  # named exchanges checked to exist
         self._link = LinkState(log, "AMQP", target.where)  # the connection dropped and has not come back yet
         self._closed = False
+        self._resuming: asyncio.Task[None] | None = None  # consuming again after a reconnect
 
     # -- connecting --------------------------------------------------------------------------------------------
 
@@ -259,7 +269,7 @@ class AmqpClient:
                 queue = await channel.declare_queue(
                     f"{REPLY_QUEUE_PREFIX}{uuid.uuid4().hex}", exclusive=True, auto_delete=True, durable=False
                 )
-                await queue.consume(self._on_reply, no_ack=True, exclusive=True)
+                await self._consume(channel, queue.name)
         except BaseException as exc:
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(connection.close(), CLOSE_TIMEOUT_S)
@@ -280,15 +290,42 @@ class AmqpClient:
             turn.fail(ConnectError(reason))
 
     def _on_reconnected(self, _sender: Any) -> None:
-        self._link.came_back()
+        if self._resuming is None or self._resuming.done():
+            self._resuming = asyncio.ensure_future(self._resume_after_reconnect())
+
+    async def _resume_after_reconnect(self) -> None:
+        """The robust channel has declared the reply queue again: consume it again (retrying while the
+        connection stays up), and only then count the link as back, so that no turn publishes into a reply queue
+        nobody reads."""
+        while not self._closed:
+            channel, queue = self._channel, self._reply_queue
+            if channel is None or queue is None:
+                return
+            try:
+                await self._consume(channel, queue.name)
+            except Exception as exc:
+                log.debug("AMQP: consuming the reply queue again failed: %s", _describe(exc))
+                await asyncio.sleep(RECONSUME_RETRY_S)
+                continue
+            self._link.came_back()
+            return
 
     # -- turns ---------------------------------------------------------------------------------------------
 
-    async def _on_reply(self, message: AbstractIncomingMessage) -> None:
-        at = time.perf_counter()  # first thing: the moment the chunk reached us, before any decoding
-        turn = self._turns.get(message.correlation_id or "")
+    async def _consume(self, channel: AbstractRobustChannel, queue: str) -> None:
+        """Consume the reply queue on ``channel``'s aiormq channel (see the module's docstring)."""
+        underlay = await channel.get_underlay_channel()
+        await underlay.basic_consume(queue, self._on_delivery, no_ack=True, exclusive=True)
+
+    def _on_delivery(self, message: DeliveredMessage) -> Coroutine[Any, Any, None]:
+        """aiormq's consumer callback: called as soon as a reply message has been read (stamped first, before any
+        decoding), and handed on to its turn; aiormq runs what it returns as a task, so it returns a coroutine
+        that does nothing."""
+        at = time.perf_counter()
+        turn = self._turns.get(message.header.properties.correlation_id or "")
         if turn is not None:
             turn.feed(at, message.body)
+        return _nothing()
 
     async def turn(
         self,
@@ -384,6 +421,9 @@ class AmqpClient:
 
     async def close(self) -> None:
         self._closed = True
+        resuming, self._resuming = self._resuming, None
+        if resuming is not None and not resuming.done():
+            resuming.cancel()
         for turn in list(self._turns.values()):
             turn.fail(ConnectError("the AMQP transport was closed"))
         connecting, self._connecting = self._connecting, None
@@ -396,6 +436,10 @@ class AmqpClient:
         if connection is not None:
             with contextlib.suppress(Exception):
                 await connection.close()
+
+
+async def _nothing() -> None:
+    return None
 
 
 def _describe(exc: BaseException | None) -> str:
