@@ -23,7 +23,7 @@ import contextlib
 import os
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import httpx
 
@@ -32,12 +32,23 @@ from loadgen.transports.bridge import original
 if TYPE_CHECKING:
     import socket
 
-    from loadgen.transports.http1_stream import BodyDecoder
-
 #: Bytes one read takes from one socket per wake-up (what stays is read on the next one).
 READ_BYTES: Final = 65536
 #: ``select.EPOLLIN`` (Linux's value)
 _EPOLLIN: Final = 0x001
+
+
+class BodyDecoder(Protocol):
+    """What strips a body's framing (:class:`~loadgen.transports.http1_stream.ChunkedDecoder`, the gRPC client's
+    :class:`~loadgen.transports.grpc_h2.CallReader`): ``feed`` returns what the new bytes completed (anything
+    falsy: nothing), ``eof`` is told of the connection's end, ``finished`` once the body is complete."""
+
+    @property
+    def finished(self) -> bool: ...
+
+    def feed(self, data: bytes) -> Any: ...
+
+    def eof(self) -> None: ...
 
 
 @dataclass(slots=True)
@@ -45,7 +56,7 @@ class BodyRead:
     """What :meth:`ReadMux.read` collected: every piece of the body with its arrival time, the error that ended
     it (None: the body came to its end, at ``ended_at``)."""
 
-    pieces: list[tuple[float, bytes]] = field(default_factory=list)
+    pieces: list[tuple[float, Any]] = field(default_factory=list)
     error: BaseException | None = None
     ended_at: float | None = None
 
@@ -197,4 +208,4 @@ def read_mux() -> ReadMux:
     return mux
 
 
-__all__ = ["READ_BYTES", "BodyRead", "ReadMux", "read_mux"]
+__all__ = ["READ_BYTES", "BodyDecoder", "BodyRead", "ReadMux", "read_mux"]
