@@ -1,4 +1,12 @@
-"""gRPC transport: ``loadgen.chat.v1.ChatService`` (``proto/loadgen/chat/v1/chat.proto``) over ``grpc.aio``.
+"""gRPC transport: ``loadgen.chat.v1.ChatService`` (``proto/loadgen/chat/v1/chat.proto``) over our own HTTP/2
+client for plain ``grpc://`` targets, over ``grpc.aio`` for ``grpcs://``.
+
+Which client: :data:`CLIENT_ENV` (``LOADGEN_GRPC_CLIENT``) ``h2`` (the default) sends plain ``grpc://`` calls with
+:mod:`loadgen.transports.grpc_h2` (HTTP/2 and gRPC framing of our own, the reply's frames read by the gevent
+hub's :class:`~loadgen.transports.read_mux.ReadMux` like REST's bodies: grpcio spent ~85-160 µs of client CPU per
+streamed message); ``grpcio`` keeps them on ``grpc.aio`` as described below. ``grpcs://`` and subclasses with
+their own ``_send`` (the adapter transport) always use ``grpc.aio``. Both clients give the same replies, the same
+timing contract and the same errors (:func:`map_grpc_error` with a :class:`grpc.StatusCode`); the tests run both.
 
 ``Chat`` (server streaming, one message per token chunk) when the request streams, ``Complete`` (unary) when
 not. One :class:`grpc.aio.Channel` per transport object, i.e. per Locust user, with a subchannel pool of its own
@@ -27,7 +35,8 @@ most 0.5 s (:data:`MAX_RECONNECT_BACKOFF_MS`), so a server that is back is used 
 past ``max_reply_bytes`` (its messages' sizes) is a :class:`ProtocolError`; the initial metadata
 ``x-loadgen-session: new`` sets ``Reply.session_new``.
 
-Timing, as close to the wire as grpcio allows (``time.perf_counter()``, taken in the loop thread):
+Timing, as close to the wire as grpcio allows (``time.perf_counter()``, taken in the loop thread; with the ``h2``
+client: the moment of the hub's wake-up, or of the ``recv``, that brought each frame):
 
 - ``t_sent``: just before the call is started (in the loop thread);
 - ``t_first_byte``: when the response's initial metadata (HTTP/2 headers) arrived;

@@ -11,6 +11,10 @@ every byte it then reads was already in the kernel), reads what each has, strips
 turn's greenlet sleeps until its body is complete, failed or past its deadline, then parses the pieces with their
 arrival times: the same figures as reading them one at a time, at a fraction of the cost per token.
 
+The gRPC transport's own HTTP/2 client (:mod:`loadgen.transports.grpc_h2`) reads its replies the same way: its
+decoder strips the HTTP/2 and gRPC framing, acknowledges the server's PINGs and SETTINGS from the hub, and hands
+over whole messages (:class:`BodyDecoder`: whatever ``feed`` returns is kept with its stamp).
+
 One :class:`ReadMux` per thread's hub and per process (a fork makes a new one: an ``epoll`` set is shared with
 the process it was inherited from). Every body has a deadline (a timer on the loop); a greenlet killed while it
 waits takes its socket out of the set before anything else may close it. Errors (a framing error, the size limit,
