@@ -488,15 +488,42 @@ class H2Channel:
     def call(
         self, path: str, metadata: Sequence[tuple[str, str]], body: bytes, timeout_s: float, max_reply: int
     ) -> CallResult:
-        """One call: ``body`` (a serialized request) to ``path``; never raises but for a killed greenlet."""
+        """One call: ``body`` (a serialized request) to ``path``; never raises but for a killed greenlet.
+
+        A kept connection that fails before any answer came (the server closed it, reset it or refused the stream
+        as we sent: the request was not processed) is replaced by a new one for a second try, within the turn's
+        deadline: a stale connection never fails a turn."""
         t_sent = time.perf_counter()
-        result = CallResult(t_sent=t_sent)
         deadline = t_sent + timeout_s
-        conn: H2Connection | None = None
+        conn = self._take()
+        result = self._attempt(conn, t_sent, deadline, path, metadata, body, timeout_s, max_reply)
+        error = result.error
+        if (
+            conn is not None
+            and isinstance(error, H2CallError)
+            and error.code() == grpc.StatusCode.UNAVAILABLE
+            and result.headers is None
+            and time.perf_counter() < deadline
+        ):
+            result = self._attempt(None, t_sent, deadline, path, metadata, body, timeout_s, max_reply)
+        return result
+
+    def _attempt(
+        self,
+        conn: H2Connection | None,
+        t_sent: float,
+        deadline: float,
+        path: str,
+        metadata: Sequence[tuple[str, str]],
+        body: bytes,
+        timeout_s: float,
+        max_reply: int,
+    ) -> CallResult:
+        """The call on ``conn`` (None: a new connection)."""
+        result = CallResult(t_sent=t_sent)
         call: CallReader | None = None
         clean = False
         try:
-            conn = self._take()
             if conn is None:
                 conn = self._connect(deadline)
             stream_id = conn.next_stream
@@ -527,7 +554,8 @@ class H2Channel:
                 if read.error is not None:
                     result.add(time.perf_counter(), call._pending)  # what came before the error
                     raise read.error
-                result.ended_at = read.ended_at
+                if result.ended_at is None:  # (not already ended while the request was being sent)
+                    result.ended_at = read.ended_at
             else:
                 while not call.finished:
                     self._recv_into(conn, call, result, deadline)

@@ -283,6 +283,37 @@ def test_a_connection_the_server_ended_between_turns_is_replaced(serve: Callable
     assert not server.errors
 
 
+def test_a_kept_connection_closed_as_the_request_went_is_retried_once(serve: Callable[..., RawServer]) -> None:
+    """The server closes its first connection on the second request, unanswered (an idle timeout racing it): the
+    turn goes again on a new connection, once; a new connection that fails the same way is the turn's error."""
+
+    def handler(peer: Peer) -> None:
+        first = len(peer_list) == 1
+        stream, _, _ = peer.request()
+        if first:
+            peer.reply(stream, "one")
+            peer.request()
+            peer.sock.close()
+            return
+        peer.reply(stream, "two")
+        wait_closed(peer)
+
+    server = serve(handler)
+    peer_list = server.peers
+    transport = transport_for(server)
+    assert transport.send(ask()).text == "one"
+    assert transport.send(ask()).text == "two" and len(server.peers) == 2
+    transport.close()
+
+    def rude(peer: Peer) -> None:
+        peer.request()
+        peer.sock.close()
+
+    with pytest.raises(ConnectError, match=r"^UNAVAILABLE: Socket closed$"):
+        transport_for(serve(rude)).send(ask())
+    assert not server.errors
+
+
 def test_two_turns_at_once_use_two_connections(serve: Callable[..., RawServer]) -> None:
     def handler(peer: Peer) -> None:
         while True:
