@@ -79,7 +79,8 @@ from loadgen.grpc_gen.chat.v1 import chat_pb2
 from loadgen.transports import grpc_aio
 from loadgen.transports.base import Transport, TransportConfig
 from loadgen.transports.bridge import AsyncBridge, BridgeError
-from loadgen.transports.grpc_h2 import CallResult, H2CallError, H2Channel
+from loadgen.transports.grpc_h2 import CallResult, H2Channel
+from loadgen.transports.h2_connection import H2CallError
 from loadgen.transports.replies import reply_too_large, streamed_reply, whole_reply
 from loadgen.types import ChatRequest, Reply
 from loadgen.wire.auth import AUTH_HEADER, bearer
