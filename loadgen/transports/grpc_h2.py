@@ -30,6 +30,7 @@ UNAVAILABLE; the deadline ``httpx.ReadTimeout``/``TimeoutError`` (the caller's D
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import time
 from collections.abc import Sequence
@@ -101,6 +102,11 @@ class H2Channel:
         self.authority = authority
         self._connect_timeout_s = connect_timeout_s
         self.idle: list[H2Connection] = []
+        try:
+            version = ipaddress.ip_address(host).version
+            self._family: socket.AddressFamily | None = socket.AF_INET6 if version == 6 else socket.AF_INET
+        except ValueError:
+            self._family = None
 
     @property
     def multiplex(self) -> bool:
@@ -237,10 +243,21 @@ class H2Channel:
             raise TimeoutError("the turn's deadline has passed")
         timeout = min(left, self._connect_timeout_s)
         try:
-            sock = socket.create_connection((self._host, self._port), timeout)
+            if self._family is None:
+                sock = socket.create_connection((self._host, self._port), timeout)
+            else:  # an IP address: no name lookup (gevent's resolver starts a thread pool on its first one)
+                sock = socket.socket(self._family, socket.SOCK_STREAM)
+                try:
+                    sock.settimeout(timeout)
+                    sock.connect((self._host, self._port))
+                except BaseException:
+                    sock.close()
+                    raise
         except socket.gaierror as exc:
             raise H2CallError(grpc.StatusCode.UNAVAILABLE, f"errors resolving {self._host}: {exc}") from exc
         except TimeoutError as exc:
+            if timeout >= left:  # the turn's deadline, not the connect timeout
+                raise
             raise H2CallError(
                 grpc.StatusCode.UNAVAILABLE, f"failed to connect to all addresses: connect timed out ({timeout:g}s)"
             ) from exc

@@ -538,3 +538,15 @@ def test_a_request_larger_than_the_window_waits_for_window_updates(serve: Callab
     assert max(report["frames"]) <= h2.DEFAULT_MAX_FRAME_SIZE
     assert chat_pb2.ChatRequest.FromString(report["body"][5:]).messages[0].content == long_text
     assert not server.errors
+
+
+def test_a_host_name_is_looked_up(serve: Callable[..., RawServer]) -> None:
+    def handler(peer: Peer) -> None:
+        stream, _, _ = peer.request()
+        peer.reply(stream, "by name")
+        wait_closed(peer)
+
+    server = serve(handler)
+    transport = GrpcTransport(TransportConfig(target=f"grpc://localhost:{server.port}"))
+    assert transport.send(ask()).text == "by name"
+    transport.close()
