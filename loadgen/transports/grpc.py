@@ -1,4 +1,12 @@
-"""gRPC transport: ``loadgen.chat.v1.ChatService`` (``proto/loadgen/chat/v1/chat.proto``) over ``grpc.aio``.
+"""gRPC transport: ``loadgen.chat.v1.ChatService`` (``proto/loadgen/chat/v1/chat.proto``) over our own HTTP/2
+client for plain ``grpc://`` targets, over ``grpc.aio`` for ``grpcs://``.
+
+Which client: :data:`CLIENT_ENV` (``LOADGEN_GRPC_CLIENT``) ``h2`` (the default) sends plain ``grpc://`` calls with
+:mod:`loadgen.transports.grpc_h2` (HTTP/2 and gRPC framing of our own, the reply's frames read by the gevent
+hub's :class:`~loadgen.transports.read_mux.ReadMux` like REST's bodies: grpcio spent ~85-160 µs of client CPU per
+streamed message); ``grpcio`` keeps them on ``grpc.aio`` as described below. ``grpcs://`` and subclasses with
+their own ``_send`` (the adapter transport) always use ``grpc.aio``. Both clients give the same replies, the same
+timing contract and the same errors (:func:`map_grpc_error` with a :class:`grpc.StatusCode`); the tests run both.
 
 ``Chat`` (server streaming, one message per token chunk) when the request streams, ``Complete`` (unary) when
 not. One :class:`grpc.aio.Channel` per transport object, i.e. per Locust user, with a subchannel pool of its own
@@ -27,7 +35,8 @@ most 0.5 s (:data:`MAX_RECONNECT_BACKOFF_MS`), so a server that is back is used 
 past ``max_reply_bytes`` (its messages' sizes) is a :class:`ProtocolError`; the initial metadata
 ``x-loadgen-session: new`` sets ``Reply.session_new``.
 
-Timing, as close to the wire as grpcio allows (``time.perf_counter()``, taken in the loop thread):
+Timing, as close to the wire as grpcio allows (``time.perf_counter()``, taken in the loop thread; with the ``h2``
+client: the moment of the hub's wake-up, or of the ``recv``, that brought each frame):
 
 - ``t_sent``: just before the call is started (in the loop thread);
 - ``t_first_byte``: when the response's initial metadata (HTTP/2 headers) arrived;
@@ -45,15 +54,17 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import os
 import sys
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, TypeAlias, TypeVar
 
 import grpc
 import grpc.aio
+from google.protobuf.message import DecodeError
 
 from loadgen import __version__
 from loadgen.errors import (
@@ -68,6 +79,8 @@ from loadgen.grpc_gen.chat.v1 import chat_pb2
 from loadgen.transports import grpc_aio
 from loadgen.transports.base import Transport, TransportConfig
 from loadgen.transports.bridge import AsyncBridge, BridgeError
+from loadgen.transports.grpc_h2 import CallResult, H2Channel
+from loadgen.transports.h2_connection import H2CallError
 from loadgen.transports.replies import reply_too_large, streamed_reply, whole_reply
 from loadgen.types import ChatRequest, Reply
 from loadgen.wire.auth import AUTH_HEADER, bearer
@@ -101,6 +114,8 @@ EOF: Any = getattr(grpc.aio, "EOF")  # noqa: B009 - not in grpc-stubs
 T = TypeVar("T")
 
 Phase = Literal["send", "stream"]
+USER_AGENT_KEY = "user-agent"
+_USER_AGENT = f"chat-loadgen/{__version__}"
 #: A call's metadata: the API key, and the turn's trace context when tracing is on.
 Metadata: TypeAlias = tuple[tuple[str, str], ...]
 
@@ -223,6 +238,8 @@ def _rpc_error(exc: grpc.RpcError, *, where: str, phase: Phase, timeout_s: float
 class GrpcTarget:
     address: str  # what grpc dials: host:port ([v6]:port)
     tls: bool
+    host: str = field(default="", compare=False)
+    port: int = field(default=0, compare=False)
 
     @property
     def where(self) -> str:
@@ -251,7 +268,21 @@ def parse_target(target: str) -> GrpcTarget:
         port = DEFAULT_TLS_PORT
     host = url.hostname
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return GrpcTarget(address=address, tls=tls)
+    return GrpcTarget(address=address, tls=tls, host=host, port=port)
+
+
+#: Which client speaks plain ``grpc://`` targets: ``h2`` (:mod:`loadgen.transports.grpc_h2`) or ``grpcio``.
+CLIENT_ENV = "LOADGEN_GRPC_CLIENT"
+CLIENTS = ("h2", "grpcio")
+DEFAULT_CLIENT = "h2"
+
+
+def grpc_client() -> str:
+    """The client :data:`CLIENT_ENV` asks for (:data:`DEFAULT_CLIENT` when unset)."""
+    client = os.environ.get(CLIENT_ENV, "").strip().lower() or DEFAULT_CLIENT
+    if client not in CLIENTS:
+        raise ConfigError(f"{CLIENT_ENV}={client!r}: expected one of {', '.join(CLIENTS)}")
+    return client
 
 
 class GrpcTransport(Transport):
@@ -279,6 +310,11 @@ class GrpcTransport(Transport):
         self._channel: grpc.aio.Channel | None = None
         self._bridge: AsyncBridge | None = None
         self._callables: dict[object, Any] = {}
+        #: plain grpc:// with our own HTTP/2 client (a subclass with its own ``_send``, e.g. the adapter: grpcio)
+        self._h2: H2Channel | None = None
+        if not self._target.tls and type(self)._send is GrpcTransport._send and grpc_client() == "h2":
+            target = self._target
+            self._h2 = H2Channel(target.host, target.port, target.address, config.connect_timeout_s)
 
     # -- the channel (loop thread) -----------------------------------------------------------------------------
 
@@ -345,6 +381,8 @@ class GrpcTransport(Transport):
         metadata = self._metadata
         if request.trace_headers is not None:  # tracing on (loadgen.telemetry.tracing): the turn's span context
             metadata = (*metadata, *request.trace_headers.items())
+        if self._h2 is not None:
+            return self._h2_send(self._h2, message, request.stream, turn_timeout, metadata)
         if request.stream:
             return self._on_loop(lambda: self._stream(self._chat(), message, turn_timeout, metadata), turn_timeout)
         return self._on_loop(lambda: self._whole(self._complete(), message, turn_timeout, metadata), turn_timeout)
@@ -439,7 +477,90 @@ class GrpcTransport(Transport):
         reply.session_new = session_is_new(headers)
         return reply
 
+    # -- one turn with our own HTTP/2 client (loadgen.transports.grpc_h2) -------------------------------------------
+
+    def _h2_send(
+        self, h2: H2Channel, message: chat_pb2.ChatRequest, stream: bool, turn_timeout: float, metadata: Metadata
+    ) -> Reply:
+        """One call by :class:`H2Channel`: the same reply, timing and errors as :meth:`_stream` / :meth:`_whole`."""
+        headers = [(USER_AGENT_KEY, _USER_AGENT), *((k.lower(), v) for k, v in metadata)]
+        result = h2.call(
+            CHAT_METHOD if stream else COMPLETE_METHOD,
+            headers,
+            message.SerializeToString(),
+            turn_timeout,
+            self.config.max_reply_bytes,
+        )
+        reply = self._h2_stream(result, turn_timeout) if stream else self._h2_whole(result, turn_timeout)
+        reply.session_new = session_is_new(result.headers)
+        return reply
+
+    def _h2_stream(self, result: CallResult, turn_timeout: float) -> Reply:
+        parts: list[str] = []
+        times: list[float] = []
+        tokens: list[float] = []
+        last: chat_pb2.ChatChunk | None = None
+        phase: Phase = "send"
+        parse = chat_pb2.ChatChunk.FromString
+        for at, raw in result.messages:
+            try:
+                chunk = parse(raw)
+            except DecodeError:
+                raise _unparseable(phase) from None
+            phase = "stream"
+            if chunk.text:
+                parts.append(chunk.text)
+                times.append(at)
+                tokens.append(float(chunk.tokens))
+            last = chunk
+        self._h2_check(result, phase, turn_timeout)
+        assert result.ended_at is not None
+        return streamed_reply(
+            parts,
+            times,
+            tokens,
+            decode_usage(last),
+            t_sent=result.t_sent,
+            t_first_byte=result.headers_at,
+            t_done=result.ended_at,
+        )
+
+    def _h2_whole(self, result: CallResult, turn_timeout: float) -> Reply:
+        self._h2_check(result, "send", turn_timeout)
+        if len(result.messages) != 1:
+            count = len(result.messages)
+            raise map_grpc_error(grpc.StatusCode.INTERNAL, f"{count} messages in the reply to a unary call")
+        try:
+            response = chat_pb2.ChatResponse.FromString(result.messages[0][1])
+        except DecodeError:
+            raise _unparseable("send") from None
+        assert result.ended_at is not None
+        usage = decode_usage(response)
+        return whole_reply(
+            response.text, usage, t_sent=result.t_sent, t_first_byte=result.headers_at, t_done=result.ended_at
+        )
+
+    def _h2_check(self, result: CallResult, phase: Phase, turn_timeout: float) -> None:
+        """Raise what ended the call, if it did not end with OK."""
+        error = result.error
+        if error is None:
+            if result.status == grpc.StatusCode.OK:
+                return
+            error = H2CallError(result.status or grpc.StatusCode.UNKNOWN, result.details)
+        where = self._target.where
+        if isinstance(error, H2CallError):
+            code, details = error.code(), error.details()
+            raise map_grpc_error(code, details, where=where, phase=phase, timeout_s=turn_timeout) from error
+        if isinstance(error, TimeoutError):
+            code = grpc.StatusCode.DEADLINE_EXCEEDED
+            raise map_grpc_error(code, "Deadline Exceeded", where=where, phase=phase, timeout_s=turn_timeout) from error
+        if isinstance(error, TransportError):
+            raise error
+        raise map_grpc_error(grpc.StatusCode.INTERNAL, str(error), where=where, phase=phase) from error
+
     def close(self) -> None:
+        if self._h2 is not None:
+            self._h2.close()
         channel, self._channel = self._channel, None
         self._callables = {}
         bridge, self._bridge = self._bridge, None

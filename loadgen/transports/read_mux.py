@@ -11,6 +11,10 @@ every byte it then reads was already in the kernel), reads what each has, strips
 turn's greenlet sleeps until its body is complete, failed or past its deadline, then parses the pieces with their
 arrival times: the same figures as reading them one at a time, at a fraction of the cost per token.
 
+The gRPC transport's own HTTP/2 client (:mod:`loadgen.transports.grpc_h2`) reads its replies the same way: its
+decoder strips the HTTP/2 and gRPC framing, acknowledges the server's PINGs and SETTINGS from the hub, and hands
+over whole messages (:class:`BodyDecoder`: whatever ``feed`` returns is kept with its stamp).
+
 One :class:`ReadMux` per thread's hub and per process (a fork makes a new one: an ``epoll`` set is shared with
 the process it was inherited from). Every body has a deadline (a timer on the loop); a greenlet killed while it
 waits takes its socket out of the set before anything else may close it. Errors (a framing error, the size limit,
@@ -23,7 +27,7 @@ import contextlib
 import os
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import httpx
 
@@ -32,12 +36,23 @@ from loadgen.transports.bridge import original
 if TYPE_CHECKING:
     import socket
 
-    from loadgen.transports.http1_stream import BodyDecoder
-
 #: Bytes one read takes from one socket per wake-up (what stays is read on the next one).
 READ_BYTES: Final = 65536
 #: ``select.EPOLLIN`` (Linux's value)
 _EPOLLIN: Final = 0x001
+
+
+class BodyDecoder(Protocol):
+    """What strips a body's framing (:class:`~loadgen.transports.http1_stream.ChunkedDecoder`, the gRPC client's
+    :class:`~loadgen.transports.grpc_h2.CallReader`): ``feed`` returns what the new bytes completed (anything
+    falsy: nothing), ``eof`` is told of the connection's end, ``finished`` once the body is complete."""
+
+    @property
+    def finished(self) -> bool: ...
+
+    def feed(self, data: bytes) -> Any: ...
+
+    def eof(self) -> None: ...
 
 
 @dataclass(slots=True)
@@ -45,7 +60,7 @@ class BodyRead:
     """What :meth:`ReadMux.read` collected: every piece of the body with its arrival time, the error that ended
     it (None: the body came to its end, at ``ended_at``)."""
 
-    pieces: list[tuple[float, bytes]] = field(default_factory=list)
+    pieces: list[tuple[float, Any]] = field(default_factory=list)
     error: BaseException | None = None
     ended_at: float | None = None
 
@@ -197,4 +212,4 @@ def read_mux() -> ReadMux:
     return mux
 
 
-__all__ = ["READ_BYTES", "BodyRead", "ReadMux", "read_mux"]
+__all__ = ["READ_BYTES", "BodyDecoder", "BodyRead", "ReadMux", "read_mux"]

@@ -52,6 +52,15 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 GRPC_TTFT_ALLOWED_MS = 4.0
 
 
+@pytest.fixture(autouse=True, params=["h2", "grpcio"])
+def client(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs with both clients of plain grpc:// targets (``LOADGEN_GRPC_CLIENT``, inherited by the
+    subprocesses some tests start)."""
+    name: str = request.param
+    monkeypatch.setenv(grpc_transport.CLIENT_ENV, name)
+    return name
+
+
 @pytest.fixture(scope="module")
 def server() -> Iterator[RunningServer]:
     with grpc_server() as running:
@@ -202,9 +211,20 @@ def test_whole_reply_is_one_chunk_of_all_its_tokens(server: RunningServer, trans
     assert whole.inter_token_samples() == []
 
 
-def test_one_channel_per_transport_reused_across_turns(server: RunningServer, transports: Callable[..., Any]) -> None:
+def test_one_channel_per_transport_reused_across_turns(
+    server: RunningServer, transports: Callable[..., Any], client: str
+) -> None:
     transport = transports(server.urls["grpc"])
     transport.send(ask("hi"))
+    if client == "h2":  # one connection, kept for the next turn
+        assert transport._channel is None and transport._h2 is not None
+        (connection,) = transport._h2.idle
+        transport.send(ask("hi", stream=False))
+        assert transport._h2.idle == [connection]
+        transport.close()
+        assert transport._h2.idle == [] and connection.broken
+        assert transport.send(ask("hi")).text  # a closed transport opens a new connection if used again
+        return
     channel = transport._channel
     transport.send(ask("hi", stream=False))
     assert transport._channel is channel is not None
@@ -778,7 +798,9 @@ def serve_subprocess() -> Iterator[Callable[..., str]]:
             proc.wait()
 
 
-def test_many_greenlets_share_a_gevent_process(serve_subprocess: Callable[..., str], tmp_path: Path) -> None:
+def test_many_greenlets_share_a_gevent_process(
+    serve_subprocess: Callable[..., str], tmp_path: Path, client: str
+) -> None:
     """20 users' conversations at once in one monkey-patched process, against a server in another process.
 
     A 10 ms ticker greenlet must never be more than 50 ms late: nothing grpcio does may block the gevent hub.
@@ -798,7 +820,7 @@ def test_many_greenlets_share_a_gevent_process(serve_subprocess: Callable[..., s
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["gevent_mode"] is False
-    assert result["aio_prepared"] is True
+    assert result["aio_prepared"] is (client == "grpcio")  # our own HTTP/2 client needs no grpc.aio
     assert result["errors"] == []
     replies = result["replies"]
     assert len(replies) == users * turns
