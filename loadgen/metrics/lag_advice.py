@@ -1,7 +1,9 @@
 """The ``--processes N`` a run should have used when its generator lag warning fires, sized from the measured
 per-core capacity of its transports (reports/BENCHMARKS.md, "Live conversations per generator core": at 1-3 s
 think with model-paced 64-token replies, one core held ~1,000 REST conversations before its lag p99 passed 5 ms,
-~300 over gRPC; AMQP was held back by the broker on the same machine; each planned with margin).
+~500 over gRPC with the project's own HTTP/2 client (the reference server on the same 2 cores was the limit there;
+~300 through grpcio, which ``grpcs://`` still uses); AMQP was held back by the broker on the same machine; each
+planned with margin).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from collections.abc import Iterable
 from typing import Final
 
 #: Live conversations one generator process (one core) holds with margin before its lag p99 passes 5 ms.
-USERS_PER_CORE: Final[dict[str, int]] = {"rest": 800, "grpc": 250, "amqp": 200}
+USERS_PER_CORE: Final[dict[str, int]] = {"rest": 800, "grpc": 400, "amqp": 200}
 #: For a transport not measured (a plugin's) or a run whose transports are not known: the lowest figure.
 DEFAULT_USERS_PER_CORE: Final = 200
 

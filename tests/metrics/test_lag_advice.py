@@ -18,11 +18,11 @@ from loadgen.metrics.summary import build_summary
 
 
 def test_the_figures_per_transport() -> None:
-    # reports/BENCHMARKS.md: ~1,000 REST and ~300 gRPC conversations per core, with margin; AMQP broker-bound
-    assert USERS_PER_CORE == {"rest": 800, "grpc": 250, "amqp": 200}
+    # reports/BENCHMARKS.md: ~1,000 REST and ~500 gRPC conversations per core, with margin; AMQP broker-bound
+    assert USERS_PER_CORE == {"rest": 800, "grpc": 400, "amqp": 200}
     assert DEFAULT_USERS_PER_CORE == 200
     assert users_per_core(["rest"]) == 800
-    assert users_per_core(["rest", "grpc"]) == 250  # the costliest of the run's transports
+    assert users_per_core(["rest", "grpc"]) == 400  # the costliest of the run's transports
     assert users_per_core(["grpc", "amqp"]) == 200
     assert users_per_core(["mypkg.mod:Custom"]) == 200  # not measured
     assert users_per_core(["rest", "mypkg.mod:Custom"]) == 200
@@ -54,7 +54,7 @@ def test_advice_wording() -> None:
         "reports/BENCHMARKS.md), or fewer users per process"
     )
     assert processes_advice(1500, 1, ["rest", "grpc", "rest"]) == (
-        "use --processes 6 for 1500 users (~250 live conversations per generator core over grpc/rest, "
+        "use --processes 4 for 1500 users (~400 live conversations per generator core over grpc/rest, "
         "reports/BENCHMARKS.md), or fewer users per process"
     )
     assert processes_advice(None, None) == (
@@ -79,6 +79,6 @@ def test_the_lag_warning_names_the_processes_for_the_runs_users_and_transport() 
     assert "use --processes 2 for 900 users (~800 live conversations per generator core over rest" in warning
     over_grpc = build_summary(_lagging_batch(9_000, "grpc"), run)
     (warning,) = [w for w in over_grpc["warnings"] if "generator lag" in w]
-    assert "use --processes 4 for 900 users (~250 live conversations per generator core over grpc" in warning
+    assert "use --processes 3 for 900 users (~400 live conversations per generator core over grpc" in warning
     quiet = build_summary(_lagging_batch(1_000), {"id": "t", "duration_s": 10.0, "users": 900})
     assert not [w for w in quiet["warnings"] if "generator lag" in w]
