@@ -30,7 +30,6 @@ UNAVAILABLE; the deadline ``httpx.ReadTimeout``/``TimeoutError`` (the caller's D
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 import time
 from collections.abc import Sequence
@@ -102,11 +101,7 @@ class H2Channel:
         self.authority = authority
         self._connect_timeout_s = connect_timeout_s
         self.idle: list[H2Connection] = []
-        try:
-            version = ipaddress.ip_address(host).version
-            self._family: socket.AddressFamily | None = socket.AF_INET6 if version == 6 else socket.AF_INET
-        except ValueError:
-            self._family = None
+        self._family = http1_stream.address_family(host)  # an IP address: no name lookup
 
     @property
     def multiplex(self) -> bool:
@@ -243,16 +238,7 @@ class H2Channel:
             raise TimeoutError("the turn's deadline has passed")
         timeout = min(left, self._connect_timeout_s)
         try:
-            if self._family is None:
-                sock = socket.create_connection((self._host, self._port), timeout)
-            else:  # an IP address: no name lookup (gevent's resolver starts a thread pool on its first one)
-                sock = socket.socket(self._family, socket.SOCK_STREAM)
-                try:
-                    sock.settimeout(timeout)
-                    sock.connect((self._host, self._port))
-                except BaseException:
-                    sock.close()
-                    raise
+            sock = http1_stream.open_tcp(self._host, self._port, self._family, timeout)
         except socket.gaierror as exc:
             raise H2CallError(grpc.StatusCode.UNAVAILABLE, f"errors resolving {self._host}: {exc}") from exc
         except TimeoutError as exc:
@@ -266,7 +252,6 @@ class H2Channel:
                 grpc.StatusCode.UNAVAILABLE,
                 f"failed to connect to all addresses; Failed to connect to remote host: {exc.strerror or exc}",
             ) from exc
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return H2Connection(sock)
 
     def close(self) -> None:

@@ -65,6 +65,39 @@ def _left(deadline: float, error: type[httpx.TimeoutException]) -> float:
     return left
 
 
+def address_family(host: str) -> socket.AddressFamily | None:
+    """The address family of ``host`` when it is an IP address, else None (a name, to be looked up).
+
+    An IP address is connected to without a name lookup: gevent's resolver runs lookups on a thread pool, and its
+    first one (starting the pool) held the hub ~0.1-0.2 s, every connect of a new user paying 5-40 ms.
+    """
+    try:
+        return socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+    except ValueError:
+        return None
+
+
+def open_tcp(host: str, port: int, family: socket.AddressFamily | None, timeout: float) -> socket.socket:
+    """A TCP connection to ``host:port`` made within ``timeout`` seconds, with ``TCP_NODELAY``; ``family`` from
+    :func:`address_family` (None: the name is looked up). Raises what :mod:`socket` raises."""
+    if family is None:
+        sock = socket.create_connection((host, port), timeout)
+    else:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(timeout)
+            sock.connect((host, port))
+        except BaseException:
+            sock.close()
+            raise
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 class Http1Client:
     """One keep-alive HTTP/1.1 connection to ``host:port`` (plain TCP), used by one turn at a time."""
 
@@ -76,14 +109,7 @@ class Http1Client:
         self._multiplex = multiplex
         self._host = host
         self._port = port
-        # an IP address is connected to without a name lookup: gevent's resolver runs lookups on a thread pool,
-        # and its first one (starting the pool) held the hub ~0.1-0.2 s, every connect of a new user paying 5-40 ms
-        try:
-            self._family: socket.AddressFamily | None = (
-                socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
-            )
-        except ValueError:
-            self._family = None
+        self._family = address_family(host)
         self._idle: socket.socket | None = None
         self._idle_since = 0.0
 
@@ -166,17 +192,7 @@ class Http1Client:
         left = _left(deadline, httpx.ConnectTimeout)
         timeout = left if connect_timeout is None else min(left, connect_timeout)
         try:
-            if self._family is None:
-                sock = socket.create_connection((self._host, self._port), timeout)
-            else:
-                sock = socket.socket(self._family, socket.SOCK_STREAM)
-                try:
-                    sock.settimeout(timeout)
-                    sock.connect((self._host, self._port))
-                except BaseException:
-                    sock.close()
-                    raise
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock = open_tcp(self._host, self._port, self._family, timeout)
         except TimeoutError as exc:
             raise httpx.ConnectTimeout(str(exc) or "timed out") from exc
         except OSError as exc:
@@ -535,6 +551,8 @@ __all__: list[str] = [
     "Http1Body",
     "Http1Client",
     "PlainDecoder",
+    "address_family",
     "encode_headers",
     "encode_request",
+    "open_tcp",
 ]
