@@ -9,8 +9,8 @@ service meets the same arrivals a fast one does (wrk2's lesson on coordinated om
 A run's rate is split over its load-generating processes: each of ``shares`` processes runs a clock at
 ``rate / shares``; Poisson streams superpose exactly, and constant streams are phase-shifted by
 ``index / shares`` of the whole run's gap so that together they are evenly spaced too. The rate may change
-while the clock runs (rate steps), and so may the number of shares (a worker joined): the next gap is drawn at
-the new rate from the last arrival (constant streams then keep their own phase).
+while the clock runs (rate steps), and so may the number of shares (a worker joined or was lost): the next gap
+is drawn at the new rate from the last arrival (constant streams then keep their own phase).
 """
 
 from __future__ import annotations
@@ -57,8 +57,8 @@ class ArrivalClock:
 
     def set_rate(self, run_rate_per_s: float, now: float | None = None, *, shares: int | None = None) -> None:
         """Change the run's rate, and with ``shares`` the number of processes it is split over (a worker joined
-        the run; kept when None). The arrival already scheduled stays; the gaps after it are drawn at the new
-        rate. A clock stopped at rate 0 resumes one gap after ``now``."""
+        the run or was lost; kept when None). The arrival already scheduled stays; the gaps after it are drawn at
+        the new rate. A clock stopped at rate 0 resumes one gap after ``now``."""
         if run_rate_per_s < 0:
             raise ValueError(f"arrival rate must not be negative, got {run_rate_per_s}")
         if shares is not None:

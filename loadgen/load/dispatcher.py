@@ -80,8 +80,8 @@ class Dispatcher:
         return len(self._idle)
 
     def set_rate(self, run_rate_per_s: float, *, shares: int | None = None) -> None:
-        """A new rate for the whole run (a rate step), split over ``shares`` processes when given (a worker joined);
-        the dispatcher loop picks it up at once."""
+        """A new rate for the whole run (a rate step), split over ``shares`` processes when given (a worker joined
+        or was lost); the dispatcher loop picks it up at once."""
         self._sample(self._now())  # the time so far counts at the old rate and share
         self.clock.set_rate(run_rate_per_s, now=self._now(), shares=shares)
         self._wake.set()

@@ -12,8 +12,9 @@ run without a shape, every slot is spawned at once unless ``-r`` says otherwise 
   ``--master``/``--worker``) the master sends each worker its plan (:data:`MESSAGE`: the run's rate, the arrival
   kind, the number of shares and the worker's index) as the test starts, before the spawn messages, so the
   workers' arrivals add up to R. A worker that joins a running test waits at rate 0 until its plugin's first report
-  reaches the master, which then sends every worker its new share (a lost worker's share is not handed on). With
-  ``--seed`` the gaps are reproducible.
+  reaches the master, which then sends every worker its new share. A worker the master loses (its heartbeats
+  stop, or it quits) has its share handed on: within :data:`WORKER_WATCH_S` of Locust marking it missing, the
+  workers left are sent the rate split over them. With ``--seed`` the gaps are reproducible.
 - Rate steps: a ``LoadTestShape`` whose ``tick()`` sets an ``arrival_rate`` attribute drives the rate: the master
   (or the single process) reads it every :data:`SHAPE_POLL_S` and hands a new value to every dispatcher. Its
   user count is the cap, as ``-u`` is. In the web UI the rate is ``--arrival-rate``'s; the users field is the cap.
@@ -49,6 +50,8 @@ logger = logging.getLogger("loadgen")
 MESSAGE = "loadgen_arrivals"
 #: How often the rate of a LoadTestShape's ``arrival_rate`` is read.
 SHAPE_POLL_S = 0.2
+#: How often the master looks for a lost worker whose share of the rate must go to the others.
+WORKER_WATCH_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,7 @@ class _State:
     plan: Plan | None = None  # this process's plan (master: the run's, with shares 1)
     dispatcher: Dispatcher | None = None
     shape_poller: gevent.Greenlet | None = None
+    worker_watch: gevent.Greenlet | None = None  # master: hands a lost worker's share on
     rate_steps: list[tuple[float, float]] = []  # master/local: (time.time(), run rate) from the test's start
     planned: set[str] = set()  # master: the workers sent the current split of the rate
 
@@ -140,6 +144,9 @@ def _on_test_start(environment: Any, **_: Any) -> None:
             state.shape_poller = gevent.spawn(_poll_shape, environment)
     if rt.role == "master":
         _send_plans(environment.runner, plan)
+        if state.worker_watch is not None:
+            state.worker_watch.kill(block=False)
+        state.worker_watch = gevent.spawn(_watch_workers, environment.runner)
     else:
         prepare_dispatching(rt, plan)  # the slots wait in it; it starts once they are spawned
 
@@ -186,6 +193,9 @@ def stop_dispatching(*, forget: bool = True) -> None:
     if state.shape_poller is not None:
         state.shape_poller.kill(block=False)
         state.shape_poller = None
+    if state.worker_watch is not None:
+        state.worker_watch.kill(block=False)
+        state.worker_watch = None
     if state.dispatcher is not None:
         state.dispatcher.stop()
         if forget:
@@ -211,11 +221,17 @@ def _on_worker_report(client_id: str = "", data: Any = None, **_: Any) -> None:
         _send_plans(runner, state.plan, joining=client_id)
 
 
-def _send_plans(runner: Any, plan: Plan, joining: str | None = None) -> None:
-    """The master: each worker its share of ``plan`` (``joining``: a worker not in the runner's clients yet)."""
+def _live_workers(runner: Any) -> set[str]:
     from locust.runners import STATE_MISSING
 
-    workers = sorted({c.id for c in runner.clients.all if c.state != STATE_MISSING} | ({joining} if joining else set()))
+    return {c.id for c in runner.clients.all if c.state != STATE_MISSING}
+
+
+def _send_plans(runner: Any, plan: Plan, joining: str | None = None, *, only: set[str] | None = None) -> None:
+    """The master: each worker its share of ``plan`` (``joining``: a worker not in the runner's clients yet;
+    ``only``: these workers, not every live one)."""
+    live = _live_workers(runner) if only is None else only
+    workers = sorted(live | ({joining} if joining else set()))
     slots = getattr(runner, "target_user_count", None)
     if slots is not None and slots < len(workers):
         logger.warning("%d conversation slot(s) (-u) for %d workers: a worker with none drops all its arrivals",
@@ -224,6 +240,25 @@ def _send_plans(runner: Any, plan: Plan, joining: str | None = None) -> None:
         share = Plan(plan.rate, plan.kind, len(workers), index)
         runner.send_message(MESSAGE, asdict(share), client_id)
     state.planned = set(workers)
+
+
+def _watch_workers(runner: Any) -> None:
+    """The master, while the test runs: a worker that had a share and is gone (missing, or quit) has its share
+    handed on, the rate split again over the planned workers left. A worker that joins (or comes back) gets its
+    share at its first report, as :func:`_on_worker_report` says; it is not planned before its plugin is up."""
+    from locust.runners import STATE_RUNNING, STATE_SPAWNING
+
+    while True:
+        gevent.sleep(WORKER_WATCH_S)
+        plan = state.plan
+        if plan is None or runner.state not in (STATE_RUNNING, STATE_SPAWNING):
+            continue
+        left = state.planned & _live_workers(runner)
+        lost = state.planned - left
+        if lost:
+            logger.warning("arrival rate: worker(s) %s lost; %g conversations/s split over the %d left",
+                           ", ".join(sorted(lost)), plan.rate, len(left))  # fmt: skip
+            _send_plans(runner, plan, only=left)
 
 
 def _shape_rate(environment: Any) -> float | None:

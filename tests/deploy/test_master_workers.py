@@ -332,3 +332,34 @@ def test_a_lost_worker_is_a_warning_and_a_non_zero_exit_unless_allowed(
     assert f"WARNING: worker {lost} was lost" in master_log  # on the console, under the table
     assert ("worker(s) lost: exit code 4" in master_log) is not allow
     assert "Traceback" not in master_log
+
+
+def test_a_lost_workers_share_of_the_arrival_rate_goes_to_the_worker_left(tmp_path: Path) -> None:
+    """An open-model run at 6 constant arrivals/s over two workers (3/s each); one is killed once both have
+    reported. Once the master has marked it missing, the worker left is sent the whole rate: conversations then
+    start on it at ~6/s, not at the 3/s of its old share (read from its own turn log: each conversation's first
+    turn, over 8 s from a second after the master's log says it split the rate again). Enough slots that none
+    is dropped on a busy machine, where conversations last longer."""
+    rate, window_s = 6.0, 8.0
+    args = ("--arrival-rate", f"{rate:g}", "--arrival", "constant", "-u", "240", "-r", "240", "-t", "22s",
+            "--allow-worker-loss", "--checkpoint-interval", "0.5")  # fmt: skip
+    run = run_master_and_two_workers(tmp_path, master_args=args, during=_kill_worker_1_once_both_reported(tmp_path))
+    assert run.master_rc == 0, run.logs
+    assert len(run.summary["workers"]["lost"]) == 1, run.summary["workers"]
+    assert run.summary["arrivals"]["dropped"] == 0, run.summary["arrivals"]
+    assert run.summary["arrivals"]["achieved_per_s"] == pytest.approx(rate, rel=0.15), run.summary["arrivals"]
+    master_log = (tmp_path / "master.log").read_text()
+    assert "Traceback" not in master_log
+    split = [line for line in master_log.splitlines() if "lost; 6 conversations/s split over the 1 left" in line]
+    assert len(split) == 1, run.logs
+    # Locust's log lines begin "[YYYY-mm-dd HH:MM:SS,mmm]" in local time, on this machine's clock
+    stamp = split[0][1 : split[0].index("]")]
+    split_at = time.mktime(time.strptime(stamp[:19], "%Y-%m-%d %H:%M:%S")) + int(stamp[20:23]) / 1000.0
+    left = next(name for name, lines in run.turn_logs.items() if str(run.worker_pids[1]) in name)
+    first_turn: dict[str, float] = {}
+    for line in run.turn_logs[left]:
+        first_turn[line["conversation_id"]] = min(line["ts"], first_turn.get(line["conversation_id"], line["ts"]))
+    start, end = split_at + 1.0, split_at + 1.0 + window_s
+    assert max(first_turn.values()) > end, f"the run ended before the window did\n{run.logs}"
+    per_s = sum(start <= ts < end for ts in first_turn.values()) / window_s
+    assert 0.8 * rate <= per_s <= 1.2 * rate, f"{per_s:.2f} conversations/s on the worker left\n{run.logs}"
