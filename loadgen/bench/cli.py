@@ -349,8 +349,9 @@ def bench_capacity(args: argparse.Namespace) -> int:
         f"{args.ttft_ms:g} ms to the first token then {args.itl_ms:g} ms per token, {CAPACITY_WARMUP_S} s warm-up "
         f"then {args.seconds} s measured per step, one generator process"
     )
-    print("| users | turns/s | client CPU % | generator lag p50 ms | p99 ms | max ms | e2e p99 ms | failures |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| users | turns/s | client CPU % | generator lag p50 ms | p99 ms | max ms | e2e p99 ms | failures "
+          "| checkpoint CPU ms (% of a core) |")  # fmt: skip
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     try:
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
@@ -369,11 +370,21 @@ def bench_capacity(args: argparse.Namespace) -> int:
                 wall = r["wall_s"] or float("nan")
                 print(
                     f"| {users} | {r['turns'] / wall:.0f} | {100 * r['cpu_s'] / wall:.0f} | {lag['p50']:.2f} "
-                    f"| {lag['p99']:.2f} | {lag['max']:.2f} | {e2e} | {r['failures']} |"
+                    f"| {lag['p99']:.2f} | {lag['max']:.2f} | {e2e} | {r['failures']} "
+                    f"| {checkpoint_cost(summary['run'].get('checkpoints') or {})} |"
                 )
     finally:
         server.stop()
     return 0
+
+
+def checkpoint_cost(checkpoints: dict[str, Any]) -> str:
+    """A run's checkpoints (summary.json's ``run.checkpoints``): their mean CPU per write, and that as a share of a
+    core at their interval; ``-`` when none was written."""
+    cpu_ms, interval_s = checkpoints.get("cpu_mean_ms"), checkpoints.get("interval_s")
+    if cpu_ms is None or not interval_s:
+        return "-"
+    return f"{cpu_ms:.1f} ({cpu_ms / (10.0 * interval_s):.1f}%)"
 
 
 def resolve_defaults(args: argparse.Namespace) -> argparse.Namespace:

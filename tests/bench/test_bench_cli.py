@@ -50,6 +50,19 @@ def test_capacity_bench_reports_lag_per_step() -> None:
     (row,) = [line for line in done.stdout.splitlines() if line.startswith("| 4 |")]
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert float(cells[3]) >= 0 and float(cells[4]) >= float(cells[3])  # lag p50 <= p99, both read
+    assert re.fullmatch(r"\d+\.\d \(\d+\.\d%\)", cells[8]), row  # the checkpoints were written, and timed
+
+
+@pytest.mark.parametrize(
+    ("checkpoints", "shown"),
+    [({"cpu_mean_ms": 12.0, "interval_s": 5.0}, "12.0 (0.2%)"),
+     ({"cpu_mean_ms": 50.0, "interval_s": 0.5}, "50.0 (10.0%)"),
+     ({"cpu_mean_ms": None, "interval_s": 5.0}, "-"), ({}, "-")],
+)  # fmt: skip
+def test_checkpoint_cost_is_cpu_per_write_and_its_share_of_a_core(checkpoints: dict[str, object], shown: str) -> None:
+    from loadgen.bench.cli import checkpoint_cost
+
+    assert checkpoint_cost(checkpoints) == shown
 
 
 # --- an arm that recorded nothing never becomes a ratio (unit tests of the retry piece, no processes) ---------
